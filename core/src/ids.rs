@@ -1,0 +1,258 @@
+//! Validated identifiers and positions.
+//!
+//! Every id that arrives from the network is parsed into one of these types at
+//! the edge, so the machines never see a malformed channel name or an
+//! over-long client message id. String ids share their text (`Arc<str>`):
+//! they are cloned into every event, broadcast and trace line.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a string was refused as an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The string is empty.
+    #[error("{kind} must not be empty")]
+    Empty {
+        /// Which identifier was being parsed.
+        kind: &'static str,
+    },
+    /// The string is longer than the identifier allows.
+    #[error("{kind} is longer than {max} characters")]
+    TooLong {
+        /// Which identifier was being parsed.
+        kind: &'static str,
+        /// The maximum length in characters.
+        max: usize,
+    },
+    /// The string holds a character outside the identifier's alphabet.
+    #[error("{kind} has a character outside {alphabet}")]
+    BadChar {
+        /// Which identifier was being parsed.
+        kind: &'static str,
+        /// The allowed alphabet, for the message.
+        alphabet: &'static str,
+    },
+}
+
+/// Checks a candidate id against a length limit and an optional alphabet.
+fn check(
+    kind: &'static str,
+    s: &str,
+    max: usize,
+    alphabet: Option<(&'static str, fn(char) -> bool)>,
+) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if s.chars().count() > max {
+        return Err(IdError::TooLong { kind, max });
+    }
+    if let Some((name, ok)) = alphabet {
+        if !s.chars().all(ok) {
+            return Err(IdError::BadChar { kind, alphabet: name });
+        }
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $alphabet:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The longest accepted value, in characters.
+            pub const MAX_LEN: usize = $max;
+
+            /// Validates `s`; this is the only way to build one from text.
+            pub fn new(s: impl AsRef<str>) -> Result<Self, IdError> {
+                let s = s.as_ref();
+                check($kind, s, $max, $alphabet)?;
+                Ok($name(Arc::from(s)))
+            }
+
+            /// The id's text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                $name::new(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                $name::new(&*s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fn channel_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-')
+}
+
+fn user_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
+}
+
+string_id!(
+    /// A channel name: 1..=128 characters of `[A-Za-z0-9_:.-]`.
+    ///
+    /// The narrow alphabet keeps channel names safe to use as room names,
+    /// log keys and file-system-free identifiers in every store.
+    ChannelId,
+    "channel id",
+    128,
+    Some(("[A-Za-z0-9_:.-]", channel_char))
+);
+
+string_id!(
+    /// A user's identity: 1..=64 characters of `[A-Za-z0-9_-]`.
+    ///
+    /// It only ever comes from a verified handshake; payloads cannot name one.
+    UserId,
+    "user id",
+    64,
+    Some(("[A-Za-z0-9_-]", user_char))
+);
+
+string_id!(
+    /// The sender-chosen idempotency key of a message: any 1..=128 characters.
+    ///
+    /// Together with the channel and the author it is the dedupe key, so a
+    /// retried send is stored once however often it travels.
+    ClientMsgId,
+    "client message id",
+    128,
+    None
+);
+
+string_id!(
+    /// A server-assigned, opaque message identifier.
+    ///
+    /// Edits and deletes name their target by it; clients must not parse it.
+    MessageId,
+    "message id",
+    128,
+    None
+);
+
+/// A position in a channel's log: events are numbered contiguously from 1,
+/// and 0 means "before the first event".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The position before any event.
+    pub const ZERO: Seq = Seq(0);
+
+    /// The next position.
+    #[must_use]
+    pub fn next(self) -> Seq {
+        Seq(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Debug for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The identity of a channel's log. It changes only when the log is reset
+/// (e.g. the store was wiped); a client that sees a new epoch starts over.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_id_rules() {
+        assert!(ChannelId::new("room:general.v2_x-1").is_ok());
+        assert_eq!(
+            ChannelId::new(""),
+            Err(IdError::Empty { kind: "channel id" })
+        );
+        assert!(matches!(ChannelId::new("a b"), Err(IdError::BadChar { .. })));
+        assert!(ChannelId::new("x".repeat(128)).is_ok());
+        assert!(matches!(
+            ChannelId::new("x".repeat(129)),
+            Err(IdError::TooLong { max: 128, .. })
+        ));
+    }
+
+    #[test]
+    fn user_id_rules() {
+        assert!(UserId::new("alice_1-b").is_ok());
+        assert!(UserId::new("a:b").is_err());
+        assert!(UserId::new("u".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn client_msg_id_counts_characters_not_bytes() {
+        assert!(ClientMsgId::new("é".repeat(128)).is_ok());
+        assert!(ClientMsgId::new("é".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn ids_deserialize_with_validation() {
+        let ok: ChannelId = serde_json::from_str("\"general\"").unwrap();
+        assert_eq!(ok.as_str(), "general");
+        assert!(serde_json::from_str::<ChannelId>("\"bad channel\"").is_err());
+        assert!(serde_json::from_str::<ChannelId>("17").is_err());
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"general\"");
+        assert_eq!(serde_json::to_string(&Seq(4)).unwrap(), "4");
+    }
+}

@@ -1,0 +1,105 @@
+//! Turning frames into bytes and untrusted bytes back into frames.
+//!
+//! Decoding never panics. When a client frame is malformed but its `req`
+//! could be read, the error carries it so the server can refuse that one
+//! request with `invalid` and keep the connection.
+
+use serde::Deserialize;
+
+use crate::wire::{ClientFrame, ReqId, ServerFrame};
+
+/// The largest frame accepted on a transport, in bytes. Larger frames are a
+/// transport-level violation (the connection closes), unlike large bodies,
+/// which are refused per request.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Why bytes could not be decoded into a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame exceeds [`MAX_FRAME_BYTES`].
+    #[error("frame of {len} bytes exceeds the {max} byte limit")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The bytes are not a JSON object with a string `type`.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The envelope parsed (so the request is known) but a field did not.
+    #[error("invalid {kind} request: {message}")]
+    Invalid {
+        /// The request to refuse, when the frame named one.
+        req: Option<ReqId>,
+        /// The frame's `type`.
+        kind: String,
+        /// What was wrong, from the parser.
+        message: String,
+    },
+}
+
+impl DecodeError {
+    /// The request this error should be answered on, if any.
+    #[must_use]
+    pub fn req(&self) -> Option<ReqId> {
+        match self {
+            DecodeError::Invalid { req, .. } => *req,
+            _ => None,
+        }
+    }
+}
+
+/// The part of a frame that is read even when the rest is malformed.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    req: Option<ReqId>,
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(frame) => Ok(frame),
+        Err(full) => match serde_json::from_slice::<Envelope<'_>>(bytes) {
+            Ok(env) => Err(DecodeError::Invalid {
+                req: env.req,
+                kind: env.kind.into_owned(),
+                message: full.to_string(),
+            }),
+            Err(_) => Err(DecodeError::Malformed(full.to_string())),
+        },
+    }
+}
+
+/// Decodes a frame a client sent. Untrusted input: returns a typed error.
+pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
+    decode(bytes)
+}
+
+/// Decodes a frame a server sent. Untrusted input: returns a typed error.
+pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
+    decode(bytes)
+}
+
+/// Encodes a client frame as compact JSON.
+#[must_use]
+pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
+    // Frames hold only strings, numbers, bools and JSON values: serializing
+    // them into memory cannot fail.
+    serde_json::to_vec(frame).unwrap_or_default()
+}
+
+/// Encodes a server frame as compact JSON.
+#[must_use]
+pub fn encode_server(frame: &ServerFrame) -> Vec<u8> {
+    serde_json::to_vec(frame).unwrap_or_default()
+}
