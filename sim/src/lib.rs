@@ -21,4 +21,8 @@
 #![deny(missing_docs)]
 
 pub mod net;
+pub mod op;
 pub mod queue;
+pub mod scenario;
+pub mod strategy;
+pub mod swarm;
