@@ -101,6 +101,15 @@ pub enum Op {
     },
     /// Fault repair: every partition heals.
     Heal,
+    /// Fault: the client's link delivers nothing for a while, then
+    /// everything at once; nothing is lost. Provokes timeouts racing slow
+    /// but successful replies (spurious retries, stale replies).
+    Clog {
+        /// Whose link.
+        client: ClientIx,
+        /// How long, in virtual ms.
+        duration_ms: u64,
+    },
     /// Fault: the server process dies; its memory is lost, the store kept.
     /// Provokes recovery from the store, dedupe across restarts, presence
     /// rebuilt.
@@ -135,6 +144,7 @@ impl Op {
             self,
             Op::DropConnection { .. }
                 | Op::Partition { .. }
+                | Op::Clog { .. }
                 | Op::Heal
                 | Op::ServerCrash
                 | Op::ServerRestart
@@ -158,6 +168,7 @@ impl Op {
             | Op::Read { client, .. }
             | Op::Typing { client, .. }
             | Op::DropConnection { client }
+            | Op::Clog { client, .. }
             | Op::AppRestart { client } => Some(*client),
             Op::Partition { .. }
             | Op::Heal
@@ -228,6 +239,10 @@ impl fmt::Display for Op {
                 write!(f, "] {kind}")
             }
             Op::Heal => f.write_str("FAULT heal all partitions"),
+            Op::Clog {
+                client,
+                duration_ms,
+            } => write!(f, "FAULT clog {client} for {duration_ms} ms"),
             Op::ServerCrash => f.write_str("FAULT server crash (memory lost, store kept)"),
             Op::ServerRestart => f.write_str("FAULT server restart"),
             Op::StoreFail { duration_ms } => write!(f, "FAULT store fails for {duration_ms} ms"),

@@ -61,6 +61,7 @@ enum Raw {
     Drop(u32),
     Partition(Vec<u32>, PartitionKind),
     Heal,
+    Clog(u32, u64),
     Crash,
     Restart,
     StoreFail(u64),
@@ -102,6 +103,7 @@ fn raw_op(faults: bool) -> BoxedStrategy<Raw> {
         3 => n().prop_map(Raw::Drop),
         2 => (vec(n(), 1..=3), partition_kind()).prop_map(|(cs, k)| Raw::Partition(cs, k)),
         2 => Just(Raw::Heal),
+        1 => (n(), 1u64..=5_000).prop_map(|(c, ms)| Raw::Clog(c, ms)),
         1 => Just(Raw::Crash),
         1 => Just(Raw::Restart),
         1 => (1u64..=3_000).prop_map(Raw::StoreFail),
@@ -159,6 +161,10 @@ fn fit(raw: Raw, params: &SwarmParams) -> Op {
             Op::Partition { clients, kind }
         }
         Raw::Heal => Op::Heal,
+        Raw::Clog(c, duration_ms) => Op::Clog {
+            client: client(c),
+            duration_ms,
+        },
         Raw::Crash => Op::ServerCrash,
         Raw::Restart => Op::ServerRestart,
         Raw::StoreFail(duration_ms) => Op::StoreFail { duration_ms },
@@ -214,6 +220,7 @@ fn build(
     f.dup_permille = dup_permille;
     f.drops_per_min = 0;
     f.partitions_per_min = 0;
+    f.clogs_per_min = 0;
     f.crashes_per_min = 0;
     f.store_fails_per_min = 0;
     f.store_latency_changes_per_min = 0;

@@ -11,6 +11,10 @@
 //! - [`TransportKind::Datagram`]: independent delay per frame (so
 //!   reordering), loss, duplication; partitions drop.
 //!
+//! Fault verbs on [`Network`]: `drop_connection`, `partition` / `heal` /
+//! `heal_all`, `clog` (a slow link that loses nothing), plus the per-config
+//! delay, jitter, loss, duplication and reordering.
+//!
 //! The network is generic over the payload `P`, so the lab can pass frames as
 //! values or as encoded bytes.
 

@@ -58,6 +58,8 @@ struct Link<P> {
     kind: TransportKind,
     /// Directions cut by a partition, indexed by `Dir::ix`.
     cut: [bool; 2],
+    /// Per direction: nothing arrives before this time (a clog), in ms.
+    clog_until_ms: [u64; 2],
     /// The client's current connection, if open.
     conn: Option<Conn<P>>,
 }
@@ -104,6 +106,7 @@ impl<P: Clone> Network<P> {
             .map(|&kind| Link {
                 kind,
                 cut: [false; 2],
+                clog_until_ms: [0; 2],
                 conn: None,
             })
             .collect();
@@ -201,7 +204,9 @@ impl<P: Clone> Network<P> {
         let mut conn = Conn::new(id, kind);
         match kind {
             TransportKind::Stream => {
-                let ready_ms = now_ms.saturating_add(self.draw_delay_ms());
+                let ready_ms = now_ms
+                    .saturating_add(self.draw_delay_ms())
+                    .max(self.clog_ms(client, Dir::ToServer));
                 let lane = &mut conn.lanes[Dir::ToServer.ix()];
                 lane.queue.push_back((ready_ms, LaneItem::Opened));
                 lane.last_ready_ms = ready_ms;
@@ -211,7 +216,9 @@ impl<P: Clone> Network<P> {
             TransportKind::Datagram => {
                 // The fastest path, so no datagram of this connection can
                 // overtake its own handshake.
-                let ready_ms = now_ms.saturating_add(self.config.delay_ms_min);
+                let ready_ms = now_ms
+                    .saturating_add(self.config.delay_ms_min)
+                    .max(self.clog_ms(client, Dir::ToServer));
                 self.push(ready_ms, id, Dir::ToServer, Flight::DatagramOpened);
             }
         }
@@ -247,7 +254,10 @@ impl<P: Clone> Network<P> {
             // The server never heard of a connection whose handshake died.
             let known = dir == Dir::ToClient || dead.announced;
             if reason.notifies(dir) && known {
-                let ready_ms = now.as_millis().saturating_add(self.draw_delay_ms());
+                let ready_ms = now
+                    .as_millis()
+                    .saturating_add(self.draw_delay_ms())
+                    .max(self.clog_ms(conn.client(), dir));
                 self.push(ready_ms, conn, dir, Flight::Notice(reason));
             }
         }
@@ -274,6 +284,7 @@ impl<P: Clone> Network<P> {
     fn send_stream(&mut self, now: Instant, conn: ConnId, dir: Dir, payload: P) -> SendOutcome {
         let cap = self.config.stream_buffer_frames_max;
         let delay_ms = self.draw_delay_ms();
+        let clog_ms = self.clog_ms(conn.client(), dir);
         let Some(lane) = self.lane_mut(conn, dir) else {
             return SendOutcome::NotOpen;
         };
@@ -287,7 +298,8 @@ impl<P: Clone> Network<P> {
         let ready_ms = now
             .as_millis()
             .saturating_add(delay_ms)
-            .max(lane.last_ready_ms);
+            .max(lane.last_ready_ms)
+            .max(clog_ms);
         lane.last_ready_ms = ready_ms;
         lane.queue.push_back((ready_ms, LaneItem::Frame(payload)));
         lane.frames += 1;
@@ -338,6 +350,7 @@ impl<P: Clone> Network<P> {
         if self.draw(self.config.reorder_permille) {
             delay_ms = delay_ms.saturating_add(self.rng.below(self.config.reorder_ms_max + 1));
         }
+        let clog_ms = self.clog_ms(conn.client(), dir);
         let Some(lane) = self.lane_mut(conn, dir) else {
             return;
         };
@@ -345,7 +358,7 @@ impl<P: Clone> Network<P> {
         lane.sent += 1;
         lane.frames += 1;
         self.in_flight += 1;
-        let ready_ms = now.as_millis().saturating_add(delay_ms);
+        let ready_ms = now.as_millis().saturating_add(delay_ms).max(clog_ms);
         self.push(ready_ms, conn, dir, Flight::Datagram { payload, sent });
     }
 
@@ -364,8 +377,18 @@ impl<P: Clone> Network<P> {
     /// Decides the fate of one due heap entry.
     fn land(&mut self, now: Instant, entry: Entry<P>) -> Option<Delivery<P>> {
         let Entry {
-            conn, dir, flight, ..
+            ready_ms,
+            conn,
+            dir,
+            flight,
+            ..
         } = entry;
+        let clog_ms = self.clog_ms(conn.client(), dir);
+        if ready_ms < clog_ms {
+            // Clogged after it was sent: it waits for the clog to clear.
+            self.delay_for_clog(conn, dir, flight, clog_ms);
+            return None;
+        }
         let cut = self.is_cut(conn.client(), dir);
         match flight {
             Flight::Notice(reason) => {
@@ -500,6 +523,48 @@ impl<P: Clone> Network<P> {
         }
     }
 
+    /// Clogs both directions of the client's link for `duration_ms`: nothing
+    /// is lost, everything (frames, handshakes, close notices) waits until the
+    /// clog clears, then streams resume in order and datagrams arrive. Provokes
+    /// timeouts racing slow but successful replies: spurious retries that
+    /// dedupe must absorb, and stale replies to superseded attempts.
+    pub fn clog(&mut self, now: Instant, client: ClientIx, duration_ms: u64) {
+        if let Some(link) = self.links.get_mut(client.index()) {
+            let until_ms = now.as_millis().saturating_add(duration_ms);
+            for slot in &mut link.clog_until_ms {
+                *slot = (*slot).max(until_ms);
+            }
+            self.stats.clogs += 1;
+        }
+    }
+
+    /// Puts a clogged entry back at the time the clog clears.
+    fn delay_for_clog(&mut self, conn: ConnId, dir: Dir, flight: Flight<P>, clog_ms: u64) {
+        match flight {
+            Flight::StreamHead => {
+                let Some(lane) = self.lane_mut(conn, dir) else {
+                    return;
+                };
+                lane.armed = false;
+                if lane.state != LaneState::Flowing {
+                    return;
+                }
+                for (ready_ms, _) in &mut lane.queue {
+                    *ready_ms = (*ready_ms).max(clog_ms);
+                }
+                lane.last_ready_ms = lane.last_ready_ms.max(clog_ms);
+                let head = lane.queue.front().map(|(ms, _)| *ms);
+                lane.armed = head.is_some();
+                if let Some(head_ms) = head {
+                    self.push(head_ms, conn, dir, Flight::StreamHead);
+                }
+            }
+            Flight::Datagram { .. } | Flight::DatagramOpened | Flight::Notice(_) => {
+                self.push(clog_ms, conn, dir, flight);
+            }
+        }
+    }
+
     fn heal_one(&mut self, now: Instant, client: ClientIx) {
         let Some(link) = self.links.get_mut(client.index()) else {
             return;
@@ -509,13 +574,17 @@ impl<P: Clone> Network<P> {
             return;
         };
         for dir in [Dir::ToServer, Dir::ToClient] {
+            if self
+                .lane_mut(id, dir)
+                .is_none_or(|l| l.state != LaneState::Parked)
+            {
+                continue;
+            }
+            // The retransmission: one fresh one-way delay from the heal.
             let floor_ms = now.as_millis().saturating_add(self.draw_delay_ms());
             let Some(lane) = self.lane_mut(id, dir) else {
                 continue;
             };
-            if lane.state != LaneState::Parked {
-                continue;
-            }
             lane.state = LaneState::Flowing;
             for (ready_ms, _) in &mut lane.queue {
                 *ready_ms = (*ready_ms).max(floor_ms);
@@ -532,6 +601,13 @@ impl<P: Clone> Network<P> {
     }
 
     // ---- helpers -----------------------------------------------------------
+
+    /// Until when `dir` is clogged for `client` (0: never clogged).
+    fn clog_ms(&self, client: ClientIx, dir: Dir) -> u64 {
+        self.links
+            .get(client.index())
+            .map_or(0, |l| l.clog_until_ms[dir.ix()])
+    }
 
     fn push(&mut self, ready_ms: u64, conn: ConnId, dir: Dir, flight: Flight<P>) {
         let ctr = self.ctr;

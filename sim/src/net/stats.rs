@@ -37,6 +37,8 @@ pub struct NetStats {
     pub stalls: u64,
     /// Close notices that could not cross a partition.
     pub notices_lost: u64,
+    /// Clogs applied.
+    pub clogs: u64,
 }
 
 impl fmt::Display for NetStats {
@@ -44,7 +46,7 @@ impl fmt::Display for NetStats {
         write!(
             f,
             "frames sent {} delivered {} lost {} (random {}, partition {}, buffer {}, on close {}) \
-             dup {} reordered {} held {}; conns opened {} closed {} dropped {} stalls {} notices lost {}",
+             dup {} reordered {} held {}; conns opened {} closed {} dropped {} stalls {} notices lost {} clogs {}",
             self.frames_sent,
             self.frames_delivered,
             self.frames_lost,
@@ -60,6 +62,7 @@ impl fmt::Display for NetStats {
             self.connections_dropped,
             self.stalls,
             self.notices_lost,
+            self.clogs,
         )
     }
 }

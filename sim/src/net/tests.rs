@@ -453,3 +453,30 @@ fn trace_of_a_partition_a_heal_and_a_drop() {
     writeln!(out, "{}", n.stats()).unwrap();
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn clog_delays_everything_and_loses_nothing() {
+    for kind in [TransportKind::Stream, TransportKind::Datagram] {
+        let mut n = net(jittery(kind), 12);
+        let conn = n.open(t(0), C0).unwrap();
+        let _ = drain(&mut n);
+        // In flight before the clog, and sent during it.
+        for i in 0..10u32 {
+            n.send(t(1_000), conn, Dir::ToServer, i);
+        }
+        n.clog(t(1_001), C0, 2_000);
+        for i in 10..20u32 {
+            n.send(t(1_500), conn, Dir::ToServer, i);
+        }
+        let out = drain(&mut n);
+        assert!(out.iter().all(|(at, _)| *at >= 3_001), "{kind}: {out:?}");
+        let mut got = frames_to(&out, Dir::ToServer);
+        if kind == TransportKind::Stream {
+            assert_eq!(got, (0..20).collect::<Vec<_>>());
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..20).collect::<Vec<_>>(), "{kind}");
+        assert_eq!(n.stats().frames_lost, 0);
+        assert_eq!(n.stats().clogs, 1);
+    }
+}

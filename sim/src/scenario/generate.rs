@@ -164,6 +164,18 @@ fn fault_ops(p: &SwarmParams, pick: &Picker<'_>, rng: &mut Rng, ops: &mut Vec<(u
         let heal_ms = at_ms + between(rng, 1, f.partition_ms_max.max(1));
         push_until(ops, heal_ms, Op::Heal);
     }
+    for _ in 0..count(rng, f.clogs_per_min, end_ms) {
+        let client = pick.client(rng);
+        let duration_ms = between(rng, 1, f.clog_ms_max.max(1));
+        push_until(
+            ops,
+            rng.below(end_ms),
+            Op::Clog {
+                client,
+                duration_ms,
+            },
+        );
+    }
     for _ in 0..count(rng, f.crashes_per_min, end_ms) {
         let at_ms = rng.below(end_ms);
         push_until(ops, at_ms, Op::ServerCrash);

@@ -76,9 +76,11 @@ impl fmt::Display for SwarmParams {
         }
         writeln!(
             f,
-            "; <={} ms), server crashes {} (<={} ms down), store failures {} (<={} ms), \
-             store latency changes {} (<={} ms), app restarts {}",
+            "; <={} ms), clogs {} (<={} ms), server crashes {} (<={} ms down), \
+             store failures {} (<={} ms), store latency changes {} (<={} ms), app restarts {}",
             fx.partition_ms_max,
+            fx.clogs_per_min,
+            fx.clog_ms_max,
             fx.crashes_per_min,
             fx.crash_ms_max,
             fx.store_fails_per_min,

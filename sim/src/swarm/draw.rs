@@ -166,6 +166,8 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
     let store_latency_changes_per_min = maybe(rng, 1, 6);
     let store_latency_ms_max = between(rng, 1, 200);
     let app_restarts_per_min = maybe(rng, 1, 6);
+    let clogs_per_min = maybe(rng, 1, 10);
+    let clog_ms_max = between(rng, 10, 5_000);
     FaultMix {
         delay_ms_min,
         delay_ms_max,
@@ -179,6 +181,8 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
         partitions_per_min,
         partition_kinds,
         partition_ms_max,
+        clogs_per_min,
+        clog_ms_max,
         crashes_per_min,
         crash_ms_max,
         store_fails_per_min,

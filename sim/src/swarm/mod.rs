@@ -68,6 +68,10 @@ pub struct FaultMix {
     pub partition_kinds: Vec<PartitionKind>,
     /// Longest partition before its heal.
     pub partition_ms_max: u64,
+    /// Link clogs per minute.
+    pub clogs_per_min: u32,
+    /// Longest clog.
+    pub clog_ms_max: u64,
     /// Server crashes per minute.
     pub crashes_per_min: u32,
     /// Longest server downtime before its restart.
@@ -101,6 +105,8 @@ impl FaultMix {
             partitions_per_min: 0,
             partition_kinds: vec![PartitionKind::Symmetric],
             partition_ms_max: 0,
+            clogs_per_min: 0,
+            clog_ms_max: 0,
             crashes_per_min: 0,
             crash_ms_max: 0,
             store_fails_per_min: 0,
