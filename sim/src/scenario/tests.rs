@@ -195,3 +195,16 @@ fn a_scenario_reads_well() {
     let s = Scenario::generate(336, &o).unwrap();
     insta::assert_snapshot!(s.to_string());
 }
+
+#[test]
+fn big_worlds_print_counts_not_lists() {
+    let o = SwarmOverrides {
+        clients: Some(500),
+        transport: Some(TransportPolicy::AllStream),
+        ..Default::default()
+    };
+    let p = SwarmParams::draw(9, &o).unwrap();
+    let text = p.to_string();
+    assert!(text.contains("500 stream, 0 datagram"), "{text}");
+    assert!(text.lines().count() <= 6, "{text}");
+}

@@ -5,6 +5,9 @@ use std::fmt;
 use super::{SwarmParams, TransportPolicy};
 use crate::net::{ClientIx, TransportKind};
 
+/// Worlds up to this size list every client; larger ones print counts.
+const LIST_CLIENTS_MAX: usize = 32;
+
 /// A per-mille value as a percentage: `25` -> `2.5%`.
 pub(crate) struct Permille(pub(crate) u32);
 
@@ -34,7 +37,26 @@ impl fmt::Display for SwarmParams {
             self.seed, self.seed, self.clients, self.users
         )?;
         write!(f, "  clients:")?;
-        for (i, kind) in self.transports.iter().enumerate() {
+        if self.transports.len() > LIST_CLIENTS_MAX {
+            // A big world gets counts, not a line of a thousand entries.
+            let streams = self
+                .transports
+                .iter()
+                .filter(|k| **k == TransportKind::Stream)
+                .count();
+            let datagrams = self.transports.len() - streams;
+            writeln!(
+                f,
+                " {streams} stream, {datagrams} datagram (transports {}); client i is user-(i mod {})",
+                self.transport_policy, self.users
+            )?;
+        }
+        for (i, kind) in self
+            .transports
+            .iter()
+            .enumerate()
+            .take_while(|_| self.transports.len() <= LIST_CLIENTS_MAX)
+        {
             let c = ClientIx(u32::try_from(i).unwrap_or(u32::MAX));
             let k = match kind {
                 TransportKind::Stream => "S",
@@ -42,11 +64,13 @@ impl fmt::Display for SwarmParams {
             };
             write!(f, " {c}={}/{k}", self.user_of(c))?;
         }
-        writeln!(
-            f,
-            " (transports {}: S stream, D datagram)",
-            self.transport_policy
-        )?;
+        if self.transports.len() <= LIST_CLIENTS_MAX {
+            writeln!(
+                f,
+                " (transports {}: S stream, D datagram)",
+                self.transport_policy
+            )?;
+        }
         write!(f, "  channels:")?;
         for ch in &self.channels {
             write!(f, " {ch}")?;
@@ -54,8 +78,8 @@ impl fmt::Display for SwarmParams {
         writeln!(f)?;
         writeln!(
             f,
-            "  network: delay {}..={} ms, loss {}, dup {}, reorder {} (+<={} ms), \
-             stream partitions {}, stream buffer {} frames",
+            "  network: delay {}..={} ms; datagrams: loss {}, dup {}, reorder {} (+<={} ms); \
+             streams: partitions {}, buffer {} frames",
             fx.delay_ms_min,
             fx.delay_ms_max,
             Permille(fx.loss_permille),
