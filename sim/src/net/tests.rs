@@ -480,3 +480,109 @@ fn clog_delays_everything_and_loses_nothing() {
         assert_eq!(n.stats().clogs, 1);
     }
 }
+
+mod stream_property {
+    //! Whatever the faults, a stream direction delivers a prefix of what was
+    //! sent on it, in order, exactly once.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Act {
+        Send(u8, bool),
+        Open(u8),
+        Drop(u8),
+        Partition(u8, u8),
+        Heal,
+        Clog(u8, u16),
+        Advance(u16),
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        prop_oneof![
+            10 => (any::<u8>(), any::<bool>()).prop_map(|(c, d)| Act::Send(c, d)),
+            1 => any::<u8>().prop_map(Act::Open),
+            1 => any::<u8>().prop_map(Act::Drop),
+            1 => (any::<u8>(), 0u8..3).prop_map(|(c, k)| Act::Partition(c, k)),
+            1 => Just(Act::Heal),
+            1 => (any::<u8>(), any::<u16>()).prop_map(|(c, ms)| Act::Clog(c, ms)),
+            4 => any::<u16>().prop_map(Act::Advance),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn stream_delivers_a_prefix_in_order(
+            seed in any::<u64>(),
+            stall in any::<bool>(),
+            acts in proptest::collection::vec(act(), 0..300),
+        ) {
+            let config = NetConfig {
+                stream_partition: if stall { StreamPartition::Stall } else { StreamPartition::Hold },
+                stream_buffer_frames_max: 32,
+                ..jittery(TransportKind::Stream)
+            };
+            let mut n = net(config, seed);
+            let mut now = 0u64;
+            let mut next = 0u32;
+            let mut sent: BTreeMap<(ConnId, Dir), Vec<u32>> = BTreeMap::new();
+            let mut got: BTreeMap<(ConnId, Dir), Vec<u32>> = BTreeMap::new();
+            let collect = |n: &mut Network<u32>, now: u64, got: &mut BTreeMap<_, Vec<u32>>| {
+                while let Some(d) = n.poll_ready(t(now)) {
+                    if let Delivery::Frame { conn, dir, payload } = d {
+                        got.entry((conn, dir)).or_default().push(payload);
+                    }
+                }
+            };
+            for a in acts {
+                let c = |x: u8| ClientIx(u32::from(x % 2));
+                match a {
+                    Act::Send(x, to_server) => {
+                        if let Some(conn) = n.current(c(x)) {
+                            let dir = if to_server { Dir::ToServer } else { Dir::ToClient };
+                            if n.send(t(now), conn, dir, next) == SendOutcome::Queued {
+                                sent.entry((conn, dir)).or_default().push(next);
+                            }
+                            next += 1;
+                        }
+                    }
+                    Act::Open(x) => { n.open(t(now), c(x)).unwrap(); }
+                    Act::Drop(x) => { n.drop_connection(t(now), c(x)); }
+                    Act::Partition(x, k) => {
+                        let kind = [PartitionKind::Symmetric, PartitionKind::ToServerOnly, PartitionKind::ToClientOnly][k as usize];
+                        n.partition(&[c(x)], kind);
+                    }
+                    Act::Heal => n.heal_all(t(now)),
+                    Act::Clog(x, ms) => n.clog(t(now), c(x), u64::from(ms)),
+                    Act::Advance(ms) => now += u64::from(ms),
+                }
+                collect(&mut n, now, &mut got);
+            }
+            n.heal_all(t(now));
+            while let Some(at) = n.next_ready_at() {
+                now = now.max(at.as_millis());
+                collect(&mut n, now, &mut got);
+            }
+            for (key, delivered) in &got {
+                let all = sent.get(key).map(Vec::as_slice).unwrap_or(&[]);
+                prop_assert!(all.starts_with(delivered), "{key:?}: sent {all:?} got {delivered:?}");
+            }
+            if !stall {
+                // After the heal, a connection still open has delivered all.
+                for (key, all) in &sent {
+                    if n.is_open(key.0) {
+                        let delivered = got.get(key).map(Vec::as_slice).unwrap_or(&[]);
+                        prop_assert_eq!(delivered, all.as_slice());
+                    }
+                }
+            }
+            let s = *n.stats();
+            prop_assert_eq!(s.frames_sent, s.frames_delivered + s.frames_lost + n.in_flight());
+            prop_assert_eq!(s.frames_duplicated + s.frames_reordered, 0);
+        }
+    }
+}
