@@ -1,0 +1,28 @@
+//! # lockstep-sim
+//!
+//! The deterministic lab in which lockstep's machines are proven.
+//!
+//! **One seed, one trace.** Nothing in this crate reads a clock, draws ambient
+//! randomness, spawns a thread or iterates a hash map. Virtual time is an
+//! [`Instant`](lockstep_core::Instant) passed in by the caller; every random
+//! choice comes from a [`lockstep_core::Rng`] forked from the run's seed; ties
+//! are broken by insertion order. Running a seed twice, on any machine, gives
+//! the same sequence of events bit for bit, so a seed is a complete bug report.
+//!
+//! The pieces here are generic building blocks the world is assembled from:
+//! - [`queue`]: a discrete-event queue ordered by (time, insertion);
+//! - [`net`]: a sans-IO virtual network (VOPR-style packet simulator) with a
+//!   stream model (TCP / WebSocket / Socket.IO) and a datagram model, and
+//!   fault verbs (delay, loss, duplication, reordering, drops, partitions);
+//! - [`op`], [`swarm`], [`scenario`], [`strategy`]: the workload and fault
+//!   vocabulary, the per-seed swarm parameters, the generated scenario and a
+//!   proptest strategy that shrinks failures to few ops, clients and faults.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod net;
+pub mod op;
+pub mod queue;
+pub mod scenario;
+pub mod strategy;
+pub mod swarm;

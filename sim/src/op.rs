@@ -1,0 +1,255 @@
+//! The vocabulary of a scenario: workload operations and fault injections.
+//!
+//! An op names what happens, not how: the world turns `Send` into a client
+//! command and `Partition` into a network verb. Every op is applicable at any
+//! time; one that makes no sense in the current state (editing when there is
+//! nothing to edit, healing with no partition, restarting a running server)
+//! is a no-op. That is what lets a shrinker delete any op and keep a valid
+//! scenario.
+
+use std::fmt;
+
+use lockstep_core::ids::ChannelId;
+
+use crate::net::{ClientIx, PartitionKind};
+
+/// One step of a scenario.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Op {
+    /// The app asks its client to connect.
+    Connect {
+        /// Who.
+        client: ClientIx,
+    },
+    /// The app asks its client to disconnect (a user-initiated close).
+    Disconnect {
+        /// Who.
+        client: ClientIx,
+    },
+    /// The app wants to be subscribed to a channel.
+    Subscribe {
+        /// Who.
+        client: ClientIx,
+        /// Which channel.
+        channel: ChannelId,
+    },
+    /// The app no longer wants a channel.
+    Unsubscribe {
+        /// Who.
+        client: ClientIx,
+        /// Which channel.
+        channel: ChannelId,
+    },
+    /// The app sends a message with a body of `body_len` bytes (bodies over
+    /// the 64 KiB limit provoke `too_large`).
+    Send {
+        /// Who.
+        client: ClientIx,
+        /// Where.
+        channel: ChannelId,
+        /// Serialized body length in bytes.
+        body_len: u32,
+    },
+    /// The app edits one of its own earlier messages in the channel: the
+    /// `pick`-th modulo how many it has (none: no-op).
+    Edit {
+        /// Who.
+        client: ClientIx,
+        /// Where.
+        channel: ChannelId,
+        /// Which earlier message, modulo the count.
+        pick: u32,
+    },
+    /// The app deletes one of its own earlier messages, chosen like `Edit`.
+    Delete {
+        /// Who.
+        client: ClientIx,
+        /// Where.
+        channel: ChannelId,
+        /// Which earlier message, modulo the count.
+        pick: u32,
+    },
+    /// The app marks the channel read up to what it has seen.
+    Read {
+        /// Who.
+        client: ClientIx,
+        /// Where.
+        channel: ChannelId,
+    },
+    /// The app reports the user typing, or stopping.
+    Typing {
+        /// Who.
+        client: ClientIx,
+        /// Where.
+        channel: ChannelId,
+        /// Typing or stopped.
+        active: bool,
+    },
+    /// Fault: the network cuts the client's connection. Provokes reconnect,
+    /// re-join with recovery, outbox resend and dedupe.
+    DropConnection {
+        /// Whose connection.
+        client: ClientIx,
+    },
+    /// Fault: cut these clients off from the server. Provokes timeouts,
+    /// half-open detection, lost acks and late bursts after the heal.
+    Partition {
+        /// Who is cut off (sorted, not empty).
+        clients: Vec<ClientIx>,
+        /// Which directions.
+        kind: PartitionKind,
+    },
+    /// Fault repair: every partition heals.
+    Heal,
+    /// Fault: the client's link delivers nothing for a while, then
+    /// everything at once; nothing is lost. Provokes timeouts racing slow
+    /// but successful replies (spurious retries, stale replies).
+    Clog {
+        /// Whose link.
+        client: ClientIx,
+        /// How long, in virtual ms.
+        duration_ms: u64,
+    },
+    /// Fault: the server process dies; its memory is lost, the store kept.
+    /// Provokes recovery from the store, dedupe across restarts, presence
+    /// rebuilt.
+    ServerCrash,
+    /// The crashed server starts again (no-op if it runs).
+    ServerRestart,
+    /// Fault: every store operation fails for a while. Provokes `unavailable`
+    /// errors and client retries; nothing unacknowledged may be lost.
+    StoreFail {
+        /// How long the store refuses, in virtual ms.
+        duration_ms: u64,
+    },
+    /// Fault: the store answers after `ms` from now on. Provokes timeouts
+    /// racing commits (a retry of a committed send).
+    StoreLatency {
+        /// Commit latency in virtual ms (0: immediate).
+        ms: u64,
+    },
+    /// Fault: the client's machine is rebuilt from scratch, its outbox
+    /// restored from the saved export. Provokes resends with the saved ids.
+    AppRestart {
+        /// Who.
+        client: ClientIx,
+    },
+}
+
+impl Op {
+    /// True for fault injections and repairs, false for workload.
+    #[must_use]
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            Op::DropConnection { .. }
+                | Op::Partition { .. }
+                | Op::Clog { .. }
+                | Op::Heal
+                | Op::ServerCrash
+                | Op::ServerRestart
+                | Op::StoreFail { .. }
+                | Op::StoreLatency { .. }
+                | Op::AppRestart { .. }
+        )
+    }
+
+    /// The single client the op acts for, if it names one.
+    #[must_use]
+    pub fn client(&self) -> Option<ClientIx> {
+        match self {
+            Op::Connect { client }
+            | Op::Disconnect { client }
+            | Op::Subscribe { client, .. }
+            | Op::Unsubscribe { client, .. }
+            | Op::Send { client, .. }
+            | Op::Edit { client, .. }
+            | Op::Delete { client, .. }
+            | Op::Read { client, .. }
+            | Op::Typing { client, .. }
+            | Op::DropConnection { client }
+            | Op::Clog { client, .. }
+            | Op::AppRestart { client } => Some(*client),
+            Op::Partition { .. }
+            | Op::Heal
+            | Op::ServerCrash
+            | Op::ServerRestart
+            | Op::StoreFail { .. }
+            | Op::StoreLatency { .. } => None,
+        }
+    }
+
+    /// The channel the op acts on, if any.
+    #[must_use]
+    pub fn channel(&self) -> Option<&ChannelId> {
+        match self {
+            Op::Subscribe { channel, .. }
+            | Op::Unsubscribe { channel, .. }
+            | Op::Send { channel, .. }
+            | Op::Edit { channel, .. }
+            | Op::Delete { channel, .. }
+            | Op::Read { channel, .. }
+            | Op::Typing { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    /// One line: `c2 send room-1 (120 B)`, `FAULT partition [c0 c3] symmetric`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Connect { client } => write!(f, "{client} connect"),
+            Op::Disconnect { client } => write!(f, "{client} disconnect"),
+            Op::Subscribe { client, channel } => write!(f, "{client} subscribe {channel}"),
+            Op::Unsubscribe { client, channel } => write!(f, "{client} unsubscribe {channel}"),
+            Op::Send {
+                client,
+                channel,
+                body_len,
+            } => write!(f, "{client} send {channel} ({body_len} B)"),
+            Op::Edit {
+                client,
+                channel,
+                pick,
+            } => write!(f, "{client} edit {channel} pick {pick}"),
+            Op::Delete {
+                client,
+                channel,
+                pick,
+            } => write!(f, "{client} delete {channel} pick {pick}"),
+            Op::Read { client, channel } => write!(f, "{client} read {channel}"),
+            Op::Typing {
+                client,
+                channel,
+                active,
+            } => {
+                let what = if *active { "on" } else { "off" };
+                write!(f, "{client} typing {channel} {what}")
+            }
+            Op::DropConnection { client } => write!(f, "FAULT drop connection of {client}"),
+            Op::Partition { clients, kind } => {
+                f.write_str("FAULT partition [")?;
+                for (i, c) in clients.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                write!(f, "] {kind}")
+            }
+            Op::Heal => f.write_str("FAULT heal all partitions"),
+            Op::Clog {
+                client,
+                duration_ms,
+            } => write!(f, "FAULT clog {client} for {duration_ms} ms"),
+            Op::ServerCrash => f.write_str("FAULT server crash (memory lost, store kept)"),
+            Op::ServerRestart => f.write_str("FAULT server restart"),
+            Op::StoreFail { duration_ms } => write!(f, "FAULT store fails for {duration_ms} ms"),
+            Op::StoreLatency { ms } => write!(f, "FAULT store latency {ms} ms"),
+            Op::AppRestart { client } => {
+                write!(f, "FAULT app restart {client} (outbox restored)")
+            }
+        }
+    }
+}
