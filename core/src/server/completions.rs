@@ -181,7 +181,7 @@ impl<P: AccessPolicy> Server<P> {
             (JoinStep::Since { epoch, since }, StoreReply::Events(page)) => {
                 if page.epoch != epoch || since > page.head || page.more {
                     // Not recoverable exactly: answer with the latest page.
-                    self.issue_join_step(w, channel, Some(attempt), JoinStep::Latest);
+                    self.issue_join_step(w, channel, attempt, JoinStep::Latest);
                 } else {
                     let recovered = !gap_before(&page, since);
                     let Page {

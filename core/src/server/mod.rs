@@ -389,6 +389,11 @@ impl<P: AccessPolicy> Server<P> {
         Ok(())
     }
 
+    /// The id the next issued store command will get.
+    fn peek_op(&self) -> StoreOpId {
+        StoreOpId(self.next_op)
+    }
+
     /// Issues a store command and remembers what its completion must do.
     fn issue(&mut self, cmd: StoreCommand, pending: PendingOp) -> StoreOpId {
         let op = StoreOpId(self.next_op);

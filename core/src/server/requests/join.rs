@@ -42,31 +42,35 @@ impl<P: AccessPolicy> Server<P> {
             (Some(epoch), Some(since)) => JoinStep::Since { epoch, since },
             (None, Some(_)) => JoinStep::Latest,
         };
-        let op = self.issue_join_step(w, channel.clone(), None, step);
+        // The attempt is named by the op id its first step is about to get.
+        let attempt = self.peek_op();
         if let Some(c) = self.conns.get_mut(&w.conn) {
             c.awaiting += 1;
             match membership {
                 None => {
-                    c.channels.insert(channel.clone(), Membership::Joining(op));
+                    c.channels
+                        .insert(channel.clone(), Membership::Joining(attempt));
                     self.enter_channel(w.conn, &user, &channel);
                 }
                 // A newer attempt owns the rollback of a join still reading.
                 Some(Membership::Joining(_)) => {
-                    c.channels.insert(channel, Membership::Joining(op));
+                    c.channels
+                        .insert(channel.clone(), Membership::Joining(attempt));
                 }
                 // Idempotent re-join: full answer, no second presence:join.
                 Some(Membership::Joined) => {}
             }
         }
+        self.issue_join_step(w, channel, attempt, step);
         Ok(())
     }
 
-    /// Issues one step of a join attempt; `attempt` is `None` for the first.
+    /// Issues one step of the join attempt `attempt`.
     pub(crate) fn issue_join_step(
         &mut self,
         waiter: Waiter,
         channel: ChannelId,
-        attempt: Option<StoreOpId>,
+        attempt: StoreOpId,
         step: JoinStep,
     ) -> StoreOpId {
         let max = self.config.join_events_max;
@@ -85,8 +89,6 @@ impl<P: AccessPolicy> Server<P> {
                 limit: max,
             },
         };
-        // The first step's op id names the attempt; it is the next id.
-        let attempt = attempt.unwrap_or(StoreOpId(self.next_op));
         self.issue(
             cmd,
             PendingOp::Join {
