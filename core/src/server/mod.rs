@@ -183,7 +183,7 @@ impl<P: AccessPolicy> Server<P> {
 
     /// Bytes from `conn` did not decode. When the error names a request, it
     /// is refused with `invalid` and the connection stays usable.
-    pub fn handle_decode_error(&mut self, now: Instant, conn: ConnId, error: &DecodeError) {
+    pub fn handle_decode_error(&mut self, now: Instant, conn: ConnId, error: DecodeError) {
         self.tick(now);
         match error.req() {
             Some(req) if self.conns.contains_key(&conn) => {

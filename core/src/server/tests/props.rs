@@ -209,7 +209,7 @@ impl World {
                     kind: "x".into(),
                     message: "bad".into(),
                 };
-                self.server.handle_decode_error(self.now, conn, &e);
+                self.server.handle_decode_error(self.now, conn, e);
             }
             Step::Advance(ms) => self.advance(u64::from(ms)),
             Step::Complete(i) => {

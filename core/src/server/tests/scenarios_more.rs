@@ -444,9 +444,9 @@ fn limits_fail_one_request_and_keep_the_connection() {
         kind: "message:send".into(),
         message: "bad".into(),
     };
-    h.server.handle_decode_error(h.now(), ConnId(1), &err);
+    h.server.handle_decode_error(h.now(), ConnId(1), err);
     h.server
-        .handle_decode_error(h.now(), ConnId(1), &DecodeError::Malformed("junk".into()));
+        .handle_decode_error(h.now(), ConnId(1), DecodeError::Malformed("junk".into()));
     h.drive();
     assert_eq!(h.nacked(1, ReqId(99)), ErrorCode::Invalid);
     assert_snapshot!(h.trace());
