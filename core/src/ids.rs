@@ -38,12 +38,15 @@ pub enum IdError {
     },
 }
 
+/// An alphabet's name (for error messages) and its membership test.
+type Alphabet = (&'static str, fn(char) -> bool);
+
 /// Checks a candidate id against a length limit and an optional alphabet.
 fn check(
     kind: &'static str,
     s: &str,
     max: usize,
-    alphabet: Option<(&'static str, fn(char) -> bool)>,
+    alphabet: Option<Alphabet>,
 ) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty { kind });
@@ -53,7 +56,10 @@ fn check(
     }
     if let Some((name, ok)) = alphabet {
         if !s.chars().all(ok) {
-            return Err(IdError::BadChar { kind, alphabet: name });
+            return Err(IdError::BadChar {
+                kind,
+                alphabet: name,
+            });
         }
     }
     Ok(())
@@ -225,7 +231,10 @@ mod tests {
             ChannelId::new(""),
             Err(IdError::Empty { kind: "channel id" })
         );
-        assert!(matches!(ChannelId::new("a b"), Err(IdError::BadChar { .. })));
+        assert!(matches!(
+            ChannelId::new("a b"),
+            Err(IdError::BadChar { .. })
+        ));
         assert!(ChannelId::new("x".repeat(128)).is_ok());
         assert!(matches!(
             ChannelId::new("x".repeat(129)),
