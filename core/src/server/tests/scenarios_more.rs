@@ -5,9 +5,10 @@ use insta::assert_snapshot;
 
 use super::harness::{Harness, StoreMode, ch, user};
 use super::scenarios::{join_ack, send_ack};
+use crate::Instant;
 use crate::ids::{Epoch, MessageId, Seq};
 use crate::server::{ConnId, Open, ServerConfig};
-use crate::store::{FailMode, MemStoreConfig};
+use crate::store::{FailMode, MemStoreConfig, ModifyRule};
 use crate::wire::{Ack, DecodeError, ErrorCode, ReqId, ServerFrame, TypingNotice};
 
 fn presence(h: &Harness, conn: u64) -> Vec<String> {
@@ -450,4 +451,128 @@ fn limits_fail_one_request_and_keep_the_connection() {
     h.drive();
     assert_eq!(h.nacked(1, ReqId(99)), ErrorCode::Invalid);
     assert_snapshot!(h.trace());
+}
+
+#[test]
+fn a_join_racing_a_send_never_leaves_a_gap() {
+    let mut h = Harness::new();
+    h.connect(1, "alice");
+    h.join(1, "general");
+    h.connect(2, "bob");
+    h.mode = StoreMode::Held;
+    h.note("bob's join reads the head while alice's message commits");
+    let j = h.join(2, "general");
+    h.say(1, "general", "a-1", "racing");
+    // The store runs the append after the head read, but hands it back first.
+    h.run_store();
+    h.deliver(true);
+    let ack = join_ack(&h, 2, j);
+    assert_eq!(ack.head_seq, Seq(0));
+    assert_eq!(
+        h.event_seqs(2),
+        vec![1],
+        "the broadcast reached the joining connection"
+    );
+    assert_snapshot!(h.trace());
+}
+
+#[test]
+fn early_timeouts_are_harmless_and_idle_servers_arm_nothing() {
+    let mut h = Harness::new();
+    assert_eq!(h.server.poll_timeout(), None);
+    h.connect(1, "alice");
+    h.join(1, "general");
+    h.typing(1, "general", true);
+    let due = h.server.poll_timeout().unwrap();
+    assert!(h.now() < due);
+    h.server.handle_timeout(h.now());
+    assert!(h.server.poll_output().is_none());
+    assert_eq!(h.server.poll_timeout(), Some(due));
+    // A refresh moves the deadline instead of adding a timer.
+    h.advance(1_000);
+    h.typing(1, "general", true);
+    assert_eq!(h.server.armed_timers(), 1);
+    assert_eq!(
+        h.server.poll_timeout(),
+        Some(Instant::from_millis(due.as_millis() + 1_000))
+    );
+    h.typing(1, "general", false);
+    assert_eq!(h.server.armed_timers(), 0);
+}
+
+#[test]
+fn other_limits_and_policies() {
+    struct Moderated;
+    impl crate::server::AccessPolicy for Moderated {
+        fn may_join(&self, _: &crate::ids::UserId, _: &crate::ids::ChannelId) -> bool {
+            true
+        }
+        fn may_post(&self, u: &crate::ids::UserId, _: &crate::ids::ChannelId) -> bool {
+            u.as_str() != "lurker"
+        }
+        fn modify_rule(&self, u: &crate::ids::UserId, _: &crate::ids::ChannelId) -> ModifyRule {
+            if u.as_str() == "mod" {
+                ModifyRule::Anyone
+            } else {
+                ModifyRule::AuthorOnly
+            }
+        }
+    }
+    let config = ServerConfig {
+        typing_per_sec: 1,
+        typing_burst: 1,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::with(config, MemStoreConfig::default(), Moderated);
+    h.connect(1, "alice");
+    h.connect(2, "mod");
+    h.connect(3, "lurker");
+    for c in 1..=3 {
+        h.join(c, "general");
+    }
+    let s = h.say(1, "general", "a-1", "hello");
+    let id = send_ack(&h, 1, s).message_id;
+    let lurk = h.say(3, "general", "l-1", "hi");
+    assert_eq!(h.nacked(3, lurk), ErrorCode::Forbidden);
+    let big = h.frame_update_big(1, &id);
+    assert_eq!(h.nacked(1, big), ErrorCode::TooLarge);
+    let moderated = h.update(2, "general", &id, "[removed]");
+    assert_eq!(h.acked(2, moderated), Ack::Update { seq: Seq(2) });
+    let r1 = h.req();
+    h.frame(
+        1,
+        crate::wire::ClientFrame::Typing {
+            req: Some(r1),
+            channel_id: ch("general"),
+            active: true,
+        },
+    );
+    let r2 = h.req();
+    h.frame(
+        1,
+        crate::wire::ClientFrame::Typing {
+            req: Some(r2),
+            channel_id: ch("general"),
+            active: true,
+        },
+    );
+    assert_eq!(h.acked(1, r1), Ack::Typing);
+    assert_eq!(h.nacked(1, r2), ErrorCode::RateLimited);
+}
+
+impl<P: crate::server::AccessPolicy> Harness<P> {
+    fn frame_update_big(&mut self, conn: u64, id: &MessageId) -> ReqId {
+        let req = self.req();
+        let body = crate::wire::Body::text("x".repeat(70_000));
+        self.frame(
+            conn,
+            crate::wire::ClientFrame::Update {
+                req,
+                channel_id: ch("general"),
+                message_id: id.clone(),
+                body,
+            },
+        );
+        req
+    }
 }
