@@ -39,7 +39,9 @@ pub struct ServerConfig {
     /// Largest history page; larger requests are cut to it. Default 500:
     /// bounds one reply at about 32 MiB of worst-case bodies.
     pub history_limit_max: u64,
-    /// Most events a join reply carries. Default 1,000 (the protocol's).
+    /// Most events a join reply carries. Default 1,000 (the protocol's); a
+    /// store returns at most [`READ_LIMIT_MAX`](crate::store::READ_LIMIT_MAX)
+    /// per read, so larger values act as 1,000.
     pub join_events_max: u64,
     /// Requests of one connection waiting for the store, else `unavailable`.
     /// Default 256: a full send window (32) many times over.
