@@ -15,12 +15,16 @@
 //!
 //! Modules, in dependency order:
 //! - [`time`], [`rng`], [`ids`]: the vocabulary;
-//! - [`wire`]: frames, events, error codes and their encoding.
+//! - [`wire`]: frames, events, error codes and their encoding;
+//! - [`store`]: the store commands the server issues, and [`store::MemStore`];
+//! - [`server`]: the server state machine.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod ids;
 pub mod rng;
+pub mod server;
+pub mod store;
 pub mod time;
 pub mod wire;
 

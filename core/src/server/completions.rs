@@ -1,0 +1,256 @@
+//! Store completions: answer the waiting requests and broadcast what was
+//! committed. A completion whose connection closed still has its effect on
+//! the room (a committed message is broadcast); only the reply is dropped.
+
+use tracing::warn;
+
+use crate::ids::{ChannelId, Seq};
+use crate::ids::{Epoch, UserId};
+use crate::server::conn::Membership;
+use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
+use crate::server::{AccessPolicy, Denied, Except, Server};
+use crate::store::{Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
+use crate::wire::{
+    Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
+};
+
+fn unavailable(e: &StoreError) -> Denied {
+    Denied::new(ErrorCode::Unavailable, e.to_string())
+}
+
+fn unexpected(reply: &StoreReply) -> Denied {
+    warn!(?reply, "store reply does not match its command");
+    Denied::new(ErrorCode::Unavailable, "store answered out of contract")
+}
+
+impl<P: AccessPolicy> Server<P> {
+    pub(super) fn complete(&mut self, pending: PendingOp, result: Result<StoreReply, StoreError>) {
+        match pending {
+            PendingOp::Join {
+                waiter,
+                channel,
+                attempt,
+                step,
+            } => {
+                self.complete_join(waiter, channel, attempt, step, result);
+            }
+            PendingOp::History { waiter, channel } => {
+                let answer = match result {
+                    Ok(StoreReply::Events(page)) => Ok(Ack::History(HistoryAck {
+                        channel_id: channel,
+                        epoch: page.epoch,
+                        events: page.events,
+                        head_seq: page.head,
+                        more: page.more,
+                    })),
+                    Ok(other) => Err(unexpected(&other)),
+                    Err(e) => Err(unavailable(&e)),
+                };
+                self.answer(waiter, answer);
+            }
+            PendingOp::Receipt {
+                waiter,
+                channel,
+                user,
+            } => self.complete_receipt(waiter, channel, user, result),
+            PendingOp::Append { channel, origin } => {
+                self.appends.finish(&channel);
+                match origin {
+                    AppendOrigin::Send(key) => self.complete_send(key, result),
+                    AppendOrigin::Modify(waiter) => self.complete_modify(waiter, &channel, result),
+                }
+                self.pump(&channel);
+            }
+        }
+    }
+
+    /// Sends one store-backed answer if the connection is still open.
+    fn answer(&mut self, w: Waiter, answer: Result<Ack, Denied>) {
+        if !self.settle(w) {
+            return;
+        }
+        match answer {
+            Ok(body) => self.ack(w, body),
+            Err(denied) => self.nack(w, denied),
+        }
+    }
+
+    fn complete_send(&mut self, key: SendKey, result: Result<StoreReply, StoreError>) {
+        let waiters = self.sends.remove(&key).unwrap_or_default();
+        let answer = match result {
+            Ok(StoreReply::Appended(LogEvent::Message(m))) => {
+                let ack = SendAck {
+                    message_id: m.message_id.clone(),
+                    seq: m.seq,
+                    ts: m.ts,
+                };
+                self.broadcast(&key.channel, ServerFrame::MessageNew(m), Except::Nobody);
+                Ok(ack)
+            }
+            Ok(StoreReply::Duplicate(Existing::Message(ack))) => Ok(ack),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(unavailable(&e)),
+        };
+        for w in waiters {
+            let one = match &answer {
+                Ok(ack) => Ok(Ack::Send(ack.clone())),
+                Err(Denied(code, message)) => Err(Denied(*code, message.clone())),
+            };
+            self.answer(w, one);
+        }
+    }
+
+    fn complete_modify(
+        &mut self,
+        w: Waiter,
+        channel: &ChannelId,
+        result: Result<StoreReply, StoreError>,
+    ) {
+        let answer = match result {
+            Ok(StoreReply::Appended(event @ (LogEvent::Updated(_) | LogEvent::Deleted(_)))) => {
+                let seq = event.seq();
+                let ack = match event {
+                    LogEvent::Updated(_) => Ack::Update { seq },
+                    _ => Ack::Delete { seq },
+                };
+                self.broadcast(channel, ServerFrame::from(event), Except::Nobody);
+                Ok(ack)
+            }
+            Ok(StoreReply::Duplicate(Existing::Deletion { seq })) => Ok(Ack::Delete { seq }),
+            Ok(StoreReply::Refused(Refusal::NotFound)) => {
+                Err(Denied::new(ErrorCode::NotFound, "no such message"))
+            }
+            Ok(StoreReply::Refused(Refusal::Forbidden)) => Err(Denied::new(
+                ErrorCode::Forbidden,
+                "only the author may change this message",
+            )),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(unavailable(&e)),
+        };
+        self.answer(w, answer);
+    }
+
+    fn complete_receipt(
+        &mut self,
+        w: Waiter,
+        channel: ChannelId,
+        user: UserId,
+        result: Result<StoreReply, StoreError>,
+    ) {
+        let answer = match result {
+            Ok(StoreReply::Receipt { up_to, advanced }) => {
+                if advanced {
+                    let receipt = ReadReceipt {
+                        channel_id: channel.clone(),
+                        user_id: user,
+                        up_to,
+                    };
+                    self.broadcast(&channel, ServerFrame::Read(receipt), Except::Nobody);
+                }
+                Ok(Ack::Read { up_to })
+            }
+            Ok(StoreReply::Refused(Refusal::BeyondHead { head })) => Err(Denied::new(
+                ErrorCode::Invalid,
+                format!("upTo is beyond the head {head}"),
+            )),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(unavailable(&e)),
+        };
+        self.answer(w, answer);
+    }
+
+    fn complete_join(
+        &mut self,
+        w: Waiter,
+        channel: ChannelId,
+        attempt: StoreOpId,
+        step: JoinStep,
+        result: Result<StoreReply, StoreError>,
+    ) {
+        if !self.conns.contains_key(&w.conn) {
+            return;
+        }
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => return self.fail_join(w, &channel, attempt, unavailable(&e)),
+        };
+        match (step, reply) {
+            (JoinStep::Head, StoreReply::Head { epoch, head }) => {
+                self.finish_join(w, channel, attempt, epoch, head, Vec::new(), false);
+            }
+            (JoinStep::Since { epoch, since }, StoreReply::Events(page)) => {
+                if page.epoch != epoch || since > page.head || page.more {
+                    // Not recoverable exactly: answer with the latest page.
+                    self.issue_join_step(w, channel, attempt, JoinStep::Latest);
+                } else {
+                    let recovered = !gap_before(&page, since);
+                    let Page {
+                        epoch,
+                        events,
+                        head,
+                        ..
+                    } = page;
+                    self.finish_join(w, channel, attempt, epoch, head, events, recovered);
+                }
+            }
+            (JoinStep::Latest, StoreReply::Events(page)) => {
+                let Page {
+                    epoch,
+                    events,
+                    head,
+                    ..
+                } = page;
+                self.finish_join(w, channel, attempt, epoch, head, events, false);
+            }
+            (_, other) => self.fail_join(w, &channel, attempt, unexpected(&other)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_join(
+        &mut self,
+        w: Waiter,
+        channel: ChannelId,
+        attempt: StoreOpId,
+        epoch: Epoch,
+        head_seq: Seq,
+        events: Vec<LogEvent>,
+        recovered: bool,
+    ) {
+        if let Some(c) = self.conns.get_mut(&w.conn) {
+            if let Some(m @ Membership::Joining(_)) = c.channels.get_mut(&channel) {
+                if *m == Membership::Joining(attempt) {
+                    *m = Membership::Joined;
+                }
+            }
+        }
+        let members = self.presence.users(&channel);
+        let ack = JoinAck {
+            channel_id: channel,
+            epoch,
+            head_seq,
+            members,
+            events,
+            recovered,
+        };
+        self.answer(w, Ok(Ack::Join(ack)));
+    }
+
+    /// A join whose log read failed is undone (if no newer attempt took over)
+    /// so the server never keeps a membership the client was told failed.
+    fn fail_join(&mut self, w: Waiter, channel: &ChannelId, attempt: StoreOpId, denied: Denied) {
+        if self.membership(w.conn, channel) == Some(Membership::Joining(attempt)) {
+            if let Some(c) = self.conns.get_mut(&w.conn) {
+                c.channels.remove(channel);
+                let user = c.user.clone();
+                self.leave_channel(w.conn, &user, channel, true);
+            }
+        }
+        self.answer(w, Err(denied));
+    }
+}
+
+/// True when events right after `since` were dropped from retention.
+fn gap_before(page: &Page, since: Seq) -> bool {
+    since.0.saturating_add(1) < page.oldest_retained.0
+}

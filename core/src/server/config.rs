@@ -1,0 +1,79 @@
+//! Every limit of the server machine, in one place.
+
+use std::time::Duration;
+
+use crate::wire::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, JOIN_EVENTS_MAX, MAX_BODY_BYTES};
+
+/// The server machine's limits and timers. Breaking a limit fails that one
+/// request with a typed error code; the connection stays usable.
+///
+/// The defaults are what `docs/PROTOCOL.md` promises; the reason for each
+/// value is beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Largest message body in bytes of compact JSON (inclusive), else
+    /// `too_large`. Default 65,536: the protocol's promise, large enough for
+    /// rich messages, small enough that one send cannot hog a room.
+    pub max_body_bytes: usize,
+    /// Open connections at once; one more is answered `refused`
+    /// (`unavailable`). Default 10,000: a single process's comfortable share.
+    pub max_connections: usize,
+    /// Channels one connection may have joined, else `rate_limited` (a count
+    /// limit that frees up when the client leaves a channel, hence
+    /// retryable). Default 256: far above any real UI, bounds per-connection
+    /// state.
+    pub max_channels_per_conn: usize,
+    /// Sustained messages (send, update, delete) per second per connection,
+    /// else `rate_limited`. Default 20: a fast typist sends about 2.
+    pub messages_per_sec: u32,
+    /// Burst of messages above the sustained rate. Default 50: an outbox
+    /// flushing after a reconnect must not be refused.
+    pub messages_burst: u32,
+    /// Sustained typing frames per second per connection; more are dropped
+    /// (or `rate_limited` when a reply was asked). Default 5.
+    pub typing_per_sec: u32,
+    /// Burst of typing frames. Default 10.
+    pub typing_burst: u32,
+    /// History page size when the request names none. Default 100.
+    pub history_limit_default: u64,
+    /// Largest history page; larger requests are cut to it. Default 500:
+    /// bounds one reply at about 32 MiB of worst-case bodies.
+    pub history_limit_max: u64,
+    /// Most events a join reply carries. Default 1,000 (the protocol's); a
+    /// store returns at most [`READ_LIMIT_MAX`](crate::store::READ_LIMIT_MAX)
+    /// per read, so larger values act as 1,000.
+    pub join_events_max: u64,
+    /// Requests of one connection waiting for the store, else `unavailable`.
+    /// Default 256: a full send window (32) many times over.
+    pub max_pending_per_conn: usize,
+    /// Store operations issued or queued by the whole server, else
+    /// `unavailable`. Default 65,536: backpressure before memory runs out.
+    pub max_pending_total: usize,
+    /// Delay before `presence:leave` after a user's last connection leaves,
+    /// so a quick reconnect does not flap. Default 2 s (the protocol allows
+    /// at most 5 s).
+    pub presence_grace: Duration,
+    /// How long a typing indicator lives without a refresh. Default 5 s.
+    pub typing_ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: MAX_BODY_BYTES,
+            max_connections: 10_000,
+            max_channels_per_conn: 256,
+            messages_per_sec: 20,
+            messages_burst: 50,
+            typing_per_sec: 5,
+            typing_burst: 10,
+            history_limit_default: HISTORY_LIMIT_DEFAULT,
+            history_limit_max: HISTORY_LIMIT_MAX,
+            join_events_max: JOIN_EVENTS_MAX as u64,
+            max_pending_per_conn: 256,
+            max_pending_total: 65_536,
+            presence_grace: Duration::from_secs(2),
+            typing_ttl: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! The server state machine: connections, channels, presence, typing and the
+//! message path, with the store behind plain-data commands.
+//!
+//! See [`Server`] for the driving contract.
+
+mod completions;
+mod config;
+mod conn;
+mod ops;
+mod outputs;
+mod policy;
+mod presence;
+mod rate;
+mod requests;
+mod timers;
+mod typing;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use tracing::{debug, warn};
+
+use crate::Instant;
+use crate::ids::{ChannelId, UserId};
+use crate::store::{StoreCommand, StoreError, StoreOpId, StoreReply};
+use crate::wire::{
+    Ack, ClientFrame, DecodeError, ErrorBody, ErrorCode, PROTOCOL_VERSION, PresenceChange,
+    ServerFrame, TypingNotice,
+};
+
+pub use config::ServerConfig;
+pub use outputs::{ConnId, Except, ServerOutput};
+pub use policy::{AccessPolicy, Open, PrivateChannels};
+
+use conn::{Conn, Membership};
+use ops::{AppendQueues, PendingOp, SendKey, Waiter};
+use presence::{Joined, Left, Presence};
+use timers::{TimerKey, Timers};
+use typing::Typing;
+
+/// The sans-IO server: every connection's requests in, frames, broadcasts,
+/// room changes and store commands out.
+///
+/// # Driving it
+///
+/// Feed one input at a time through a `handle_*` method:
+/// [`handle_connect`](Self::handle_connect) (an identity the driver's
+/// authenticator already verified), [`handle_frame`](Self::handle_frame),
+/// [`handle_decode_error`](Self::handle_decode_error),
+/// [`handle_disconnect`](Self::handle_disconnect),
+/// [`handle_store`](Self::handle_store) (the outcome of a
+/// [`ServerOutput::Store`]) and [`handle_timeout`](Self::handle_timeout).
+/// After **every** input, drain [`poll_output`](Self::poll_output) until it
+/// returns `None`, carrying out each output in order; then re-arm the single
+/// timer from [`poll_timeout`](Self::poll_timeout). A `handle_timeout` that
+/// comes early is a harmless no-op.
+///
+/// # Time
+///
+/// `now` is wall-clock-derived milliseconds supplied by the driver (the Unix
+/// epoch as origin in production; virtual time in the simulator). It must not
+/// go backwards; an earlier value is treated as "no time passed". A message's
+/// `ts` is `now.as_millis()` when its append is handed to the store, so `ts`
+/// never decreases along a channel's seqs.
+///
+/// # Guarantees
+///
+/// - Identity comes only from `handle_connect`; no payload can name a user.
+/// - A send is acknowledged and broadcast only after the store committed it;
+///   a retry with the same (channel, author, client message id) gets the
+///   original ack and no second broadcast, even while the first is in flight.
+/// - Appends to one channel go to the store one at a time, in the order they
+///   were accepted, so a sender's messages get seqs in the order it sent them.
+/// - Every request gets exactly one answer while its connection is open;
+///   closing a connection drops its memberships, typing state, timers and
+///   pending replies, while store effects already requested still stand.
+#[derive(Debug)]
+pub struct Server<P: AccessPolicy = Open> {
+    config: ServerConfig,
+    policy: P,
+    now: Instant,
+    conns: BTreeMap<ConnId, Conn>,
+    presence: Presence,
+    typing: Typing,
+    timers: Timers,
+    ops: BTreeMap<StoreOpId, PendingOp>,
+    appends: AppendQueues,
+    /// Sends accepted and not yet answered, by dedupe key: a retry joins the
+    /// waiters instead of appending again.
+    sends: BTreeMap<SendKey, Vec<Waiter>>,
+    next_op: u64,
+    outputs: VecDeque<ServerOutput>,
+}
+
+/// A refused request: the code and a lowercase message for the nack.
+#[derive(Debug)]
+struct Denied(ErrorCode, String);
+
+impl Denied {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Denied(code, message.into())
+    }
+}
+
+impl Server<Open> {
+    /// A server with the permissive [`Open`] policy.
+    #[must_use]
+    pub fn new(config: ServerConfig) -> Self {
+        Server::with_policy(config, Open)
+    }
+}
+
+impl<P: AccessPolicy> Server<P> {
+    /// A server with the given access policy.
+    #[must_use]
+    pub fn with_policy(config: ServerConfig, policy: P) -> Self {
+        Server {
+            config,
+            policy,
+            now: Instant::ZERO,
+            conns: BTreeMap::new(),
+            presence: Presence::default(),
+            typing: Typing::default(),
+            timers: Timers::default(),
+            ops: BTreeMap::new(),
+            appends: AppendQueues::default(),
+            sends: BTreeMap::new(),
+            next_op: 1,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ---- input -------------------------------------------------------------
+
+    /// A connection opened with an identity the driver's authenticator
+    /// verified. Answers `welcome`, or `refused` (`unavailable`) when the
+    /// connection limit is reached, after which the driver closes it.
+    pub fn handle_connect(&mut self, now: Instant, conn: ConnId, user: UserId) {
+        self.tick(now);
+        if self.conns.contains_key(&conn) {
+            warn!(%conn, "connect for a connection id already open: ignored");
+            return;
+        }
+        if self.conns.len() >= self.config.max_connections {
+            let error = ErrorBody::new(ErrorCode::Unavailable, "server is at its connection limit");
+            self.send(conn, ServerFrame::Refused { error });
+            return;
+        }
+        self.conns
+            .insert(conn, Conn::new(user.clone(), &self.config, self.now));
+        self.send(
+            conn,
+            ServerFrame::Welcome {
+                version: PROTOCOL_VERSION,
+                user_id: user,
+            },
+        );
+    }
+
+    /// A connection closed. Its memberships end (presence leaves after the
+    /// grace period), its typing indicators are cleared, and replies still
+    /// owed to it are dropped; its store operations still complete.
+    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        self.tick(now);
+        let Some(state) = self.conns.remove(&conn) else {
+            debug!(%conn, "disconnect of an unknown connection: ignored");
+            return;
+        };
+        for channel in state.channels.keys() {
+            self.leave_channel(conn, &state.user, channel, false);
+        }
+    }
+
+    /// A frame arrived from `conn`. Each request gets exactly one `ack` or
+    /// `nack` (typing only when it carries a `req`).
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame) {
+        self.tick(now);
+        if !self.conns.contains_key(&conn) {
+            warn!(%conn, "frame from an unknown connection: ignored");
+            return;
+        }
+        self.dispatch(conn, frame);
+    }
+
+    /// Bytes from `conn` did not decode. When the error names a request, it
+    /// is refused with `invalid` and the connection stays usable.
+    pub fn handle_decode_error(&mut self, now: Instant, conn: ConnId, error: DecodeError) {
+        self.tick(now);
+        match error.req() {
+            Some(req) if self.conns.contains_key(&conn) => {
+                self.nack(
+                    Waiter { conn, req },
+                    Denied::new(ErrorCode::Invalid, error.to_string()),
+                );
+            }
+            _ => debug!(%conn, %error, "undecodable frame without a request id"),
+        }
+    }
+
+    /// The outcome of the store operation `op`. Completions may come in any
+    /// order; an unknown `op` is ignored.
+    pub fn handle_store(
+        &mut self,
+        now: Instant,
+        op: StoreOpId,
+        result: Result<StoreReply, StoreError>,
+    ) {
+        self.tick(now);
+        let Some(pending) = self.ops.remove(&op) else {
+            warn!(%op, "completion of an unknown store operation: ignored");
+            return;
+        };
+        self.complete(pending, result);
+    }
+
+    /// Fires every timer due at `now`: presence leaves after their grace
+    /// period, typing indicators after their TTL.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        while let Some((at, key)) = self.timers.pop_due(self.now) {
+            match key {
+                TimerKey::PresenceLeave(channel, user) => {
+                    if self.presence.expire(&channel, &user, at) {
+                        let change = PresenceChange {
+                            channel_id: channel.clone(),
+                            user_id: user,
+                        };
+                        self.broadcast(
+                            &channel,
+                            ServerFrame::PresenceLeave(change),
+                            Except::Nobody,
+                        );
+                    }
+                }
+                TimerKey::TypingExpire(channel, user) => {
+                    if self.typing.expire(&channel, &user, at) {
+                        self.typing_stopped(&channel, user);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- output ------------------------------------------------------------
+
+    /// The next instruction for the driver; drain until `None` after every
+    /// input.
+    pub fn poll_output(&mut self) -> Option<ServerOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due, if any timer
+    /// is armed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ---- getters (leak checks, oracles) -------------------------------------
+
+    /// The limits in force.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Open connections.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The verified user of an open connection.
+    #[must_use]
+    pub fn user_of(&self, conn: ConnId) -> Option<&UserId> {
+        self.conns.get(&conn).map(|c| &c.user)
+    }
+
+    /// The channels `conn` is a member of (joined or joining), in order.
+    #[must_use]
+    pub fn channels_of(&self, conn: ConnId) -> Vec<ChannelId> {
+        self.conns
+            .get(&conn)
+            .map(|c| c.channels.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The connections that receive `channel`'s broadcasts, in order.
+    #[must_use]
+    pub fn members(&self, channel: &ChannelId) -> Vec<ConnId> {
+        self.presence.conns(channel)
+    }
+
+    /// The users present in `channel` (sorted; those in their grace period
+    /// included), as a join reply would list them.
+    #[must_use]
+    pub fn present_users(&self, channel: &ChannelId) -> Vec<UserId> {
+        self.presence.users(channel)
+    }
+
+    /// Channels with any presence state; 0 once every connection closed and
+    /// every grace period ended.
+    #[must_use]
+    pub fn presence_channels(&self) -> usize {
+        self.presence.channel_count()
+    }
+
+    /// Store operations issued and not completed, plus appends queued behind
+    /// them.
+    #[must_use]
+    pub fn pending_store_ops(&self) -> usize {
+        self.ops.len() + self.appends.queued()
+    }
+
+    /// Replies owed to open connections.
+    #[must_use]
+    pub fn pending_replies(&self) -> usize {
+        self.conns.values().map(|c| c.awaiting).sum()
+    }
+
+    /// Armed timers (presence grace periods and typing TTLs).
+    #[must_use]
+    pub fn armed_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Active typing indicators.
+    #[must_use]
+    pub fn typing_indicators(&self) -> usize {
+        self.typing.len()
+    }
+
+    // ---- shared helpers -----------------------------------------------------
+
+    fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn send(&mut self, conn: ConnId, frame: ServerFrame) {
+        self.outputs.push_back(ServerOutput::Send { conn, frame });
+    }
+
+    fn broadcast(&mut self, channel: &ChannelId, frame: ServerFrame, except: Except) {
+        self.outputs.push_back(ServerOutput::Broadcast {
+            channel: channel.clone(),
+            frame,
+            except,
+        });
+    }
+
+    fn ack(&mut self, w: Waiter, body: Ack) {
+        self.send(w.conn, ServerFrame::Ack { req: w.req, body });
+    }
+
+    fn nack(&mut self, w: Waiter, denied: Denied) {
+        let Denied(code, message) = denied;
+        self.send(
+            w.conn,
+            ServerFrame::Nack {
+                req: w.req,
+                error: ErrorBody::new(code, message),
+            },
+        );
+    }
+
+    /// Marks a store-backed request answered; false when its connection is
+    /// gone (then nothing is sent).
+    fn settle(&mut self, w: Waiter) -> bool {
+        match self.conns.get_mut(&w.conn) {
+            Some(c) => {
+                c.awaiting = c.awaiting.saturating_sub(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Refuses new store work past the per-connection or global bound.
+    fn check_capacity(&self, conn: ConnId, new_ops: usize) -> Result<(), Denied> {
+        let awaiting = self.conns.get(&conn).map_or(0, |c| c.awaiting);
+        if awaiting >= self.config.max_pending_per_conn {
+            return Err(Denied::new(
+                ErrorCode::Unavailable,
+                "too many requests in flight on this connection",
+            ));
+        }
+        if new_ops > 0 && self.pending_store_ops() + new_ops > self.config.max_pending_total {
+            return Err(Denied::new(ErrorCode::Unavailable, "server is overloaded"));
+        }
+        Ok(())
+    }
+
+    /// The id the next issued store command will get.
+    fn peek_op(&self) -> StoreOpId {
+        StoreOpId(self.next_op)
+    }
+
+    /// Issues a store command and remembers what its completion must do.
+    fn issue(&mut self, cmd: StoreCommand, pending: PendingOp) -> StoreOpId {
+        let op = StoreOpId(self.next_op);
+        self.next_op = self.next_op.saturating_add(1);
+        self.ops.insert(op, pending);
+        self.outputs.push_back(ServerOutput::Store { op, cmd });
+        op
+    }
+
+    /// Ends `conn`'s membership of `channel` (already removed from the
+    /// connection's own table): typing cleared, presence leave armed.
+    fn leave_channel(
+        &mut self,
+        conn: ConnId,
+        user: &UserId,
+        channel: &ChannelId,
+        room_leave: bool,
+    ) {
+        if room_leave {
+            self.outputs.push_back(ServerOutput::RoomLeave {
+                conn,
+                channel: channel.clone(),
+            });
+        }
+        if let Some(t) = self.typing.stop_by(channel, user, conn) {
+            self.timers.cancel(
+                t.deadline,
+                TimerKey::TypingExpire(channel.clone(), user.clone()),
+            );
+            self.typing_stopped(channel, user.clone());
+        }
+        let deadline = self.now.saturating_add(self.config.presence_grace);
+        match self.presence.leave(channel, user, conn, deadline) {
+            Left::Leaving => {
+                self.timers.arm(
+                    deadline,
+                    TimerKey::PresenceLeave(channel.clone(), user.clone()),
+                );
+            }
+            Left::StillHere | Left::NotMember => {}
+        }
+    }
+
+    /// Registers `conn` in `channel`'s room and presence.
+    fn enter_channel(&mut self, conn: ConnId, user: &UserId, channel: &ChannelId) {
+        self.outputs.push_back(ServerOutput::RoomJoin {
+            conn,
+            channel: channel.clone(),
+        });
+        match self.presence.join(channel, user, conn) {
+            Joined::Appeared => {
+                let change = PresenceChange {
+                    channel_id: channel.clone(),
+                    user_id: user.clone(),
+                };
+                self.broadcast(
+                    channel,
+                    ServerFrame::PresenceJoin(change),
+                    Except::Conn(conn),
+                );
+            }
+            Joined::Returned { deadline } => {
+                self.timers.cancel(
+                    deadline,
+                    TimerKey::PresenceLeave(channel.clone(), user.clone()),
+                );
+            }
+            Joined::AlreadyHere => {}
+        }
+    }
+
+    fn typing_stopped(&mut self, channel: &ChannelId, user: UserId) {
+        let notice = TypingNotice {
+            channel_id: channel.clone(),
+            user_id: user.clone(),
+            active: false,
+        };
+        self.broadcast(channel, ServerFrame::Typing(notice), Except::User(user));
+    }
+
+    fn membership(&self, conn: ConnId, channel: &ChannelId) -> Option<Membership> {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.channels.get(channel).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! Who is present in each channel, with a grace period before a leave.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::Instant;
+use crate::ids::{ChannelId, UserId};
+use crate::server::ConnId;
+
+/// A user's presence in one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UserPresence {
+    /// Joined through these connections (never empty).
+    Here(BTreeSet<ConnId>),
+    /// No connection left; `presence:leave` is announced at the deadline
+    /// unless the user comes back first.
+    Leaving(Instant),
+}
+
+/// What a connection's join changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// The user was absent: announce `presence:join`.
+    Appeared,
+    /// The user was in its grace period: cancel that timer, announce nothing.
+    Returned {
+        /// The cancelled leave deadline.
+        deadline: Instant,
+    },
+    /// The user was already here (another connection, or a re-join).
+    AlreadyHere,
+}
+
+/// What a connection's leave changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// The connection was not a member.
+    NotMember,
+    /// Another connection of the user remains.
+    StillHere,
+    /// It was the user's last connection: arm the grace timer.
+    Leaving,
+}
+
+/// Per-channel presence: the members the rest of the room has been told of.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Presence {
+    channels: BTreeMap<ChannelId, BTreeMap<UserId, UserPresence>>,
+}
+
+impl Presence {
+    pub(crate) fn join(&mut self, channel: &ChannelId, user: &UserId, conn: ConnId) -> Joined {
+        let users = self.channels.entry(channel.clone()).or_default();
+        match users.get_mut(user) {
+            None => {
+                users.insert(user.clone(), UserPresence::Here(BTreeSet::from([conn])));
+                Joined::Appeared
+            }
+            Some(UserPresence::Here(conns)) => {
+                conns.insert(conn);
+                Joined::AlreadyHere
+            }
+            Some(p @ UserPresence::Leaving(_)) => {
+                let UserPresence::Leaving(deadline) = *p else {
+                    return Joined::AlreadyHere;
+                };
+                *p = UserPresence::Here(BTreeSet::from([conn]));
+                Joined::Returned { deadline }
+            }
+        }
+    }
+
+    pub(crate) fn leave(
+        &mut self,
+        channel: &ChannelId,
+        user: &UserId,
+        conn: ConnId,
+        deadline: Instant,
+    ) -> Left {
+        let Some(p) = self.channels.get_mut(channel).and_then(|u| u.get_mut(user)) else {
+            return Left::NotMember;
+        };
+        let UserPresence::Here(conns) = p else {
+            return Left::NotMember;
+        };
+        if !conns.remove(&conn) {
+            return Left::NotMember;
+        }
+        if !conns.is_empty() {
+            return Left::StillHere;
+        }
+        *p = UserPresence::Leaving(deadline);
+        Left::Leaving
+    }
+
+    /// Ends a grace period due at `deadline`; true when the user is gone now.
+    pub(crate) fn expire(&mut self, channel: &ChannelId, user: &UserId, deadline: Instant) -> bool {
+        let Some(users) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        if users.get(user) != Some(&UserPresence::Leaving(deadline)) {
+            return false;
+        }
+        users.remove(user);
+        if users.is_empty() {
+            self.channels.remove(channel);
+        }
+        true
+    }
+
+    /// Sorted ids of the users present (in grace too: their leave has not
+    /// been announced yet).
+    pub(crate) fn users(&self, channel: &ChannelId) -> Vec<UserId> {
+        self.channels
+            .get(channel)
+            .map(|u| u.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The connections joined to `channel`, in order.
+    pub(crate) fn conns(&self, channel: &ChannelId) -> Vec<ConnId> {
+        let Some(users) = self.channels.get(channel) else {
+            return Vec::new();
+        };
+        let mut out: Vec<ConnId> = users
+            .values()
+            .flat_map(|p| match p {
+                UserPresence::Here(c) => c.iter().copied().collect(),
+                UserPresence::Leaving(_) => Vec::new(),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Channels with any presence state (joined or in grace), for leak checks.
+    pub(crate) fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+}

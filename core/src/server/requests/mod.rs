@@ -1,0 +1,126 @@
+//! Client requests: validation in the protocol's order, then either an
+//! immediate answer or store work whose completion answers.
+//!
+//! Check order (the contract): payload shape and ids (done by the decoder)
+//! → channel id → access policy for a join → joined → the other fields →
+//! rate and capacity limits.
+
+mod history;
+mod join;
+mod modify;
+mod read;
+mod send;
+mod typing;
+
+use tracing::debug;
+
+use crate::ids::ChannelId;
+use crate::server::ops::Waiter;
+use crate::server::{AccessPolicy, ConnId, Denied, Server};
+use crate::wire::{Ack, ClientFrame, ErrorCode, ServerFrame};
+
+impl<P: AccessPolicy> Server<P> {
+    /// Routes one frame of an open connection.
+    pub(super) fn dispatch(&mut self, conn: ConnId, frame: ClientFrame) {
+        let result = match frame {
+            ClientFrame::Hello { version, .. } => {
+                debug!(%conn, version, "hello on an open session: ignored");
+                return;
+            }
+            ClientFrame::Ping { nonce } => {
+                self.send(conn, ServerFrame::Pong { nonce });
+                return;
+            }
+            ClientFrame::Typing {
+                req,
+                channel_id,
+                active,
+            } => {
+                self.typing(conn, req, &channel_id, active);
+                return;
+            }
+            ClientFrame::Join {
+                req,
+                channel_id,
+                epoch,
+                since,
+            } => (
+                Waiter { conn, req },
+                self.join(Waiter { conn, req }, channel_id, epoch, since),
+            ),
+            ClientFrame::Leave { req, channel_id } => {
+                self.leave(conn, &channel_id);
+                self.ack(Waiter { conn, req }, Ack::Leave);
+                return;
+            }
+            ClientFrame::Send {
+                req,
+                channel_id,
+                client_msg_id,
+                body,
+            } => (
+                Waiter { conn, req },
+                self.post(Waiter { conn, req }, channel_id, client_msg_id, body),
+            ),
+            ClientFrame::Update {
+                req,
+                channel_id,
+                message_id,
+                body,
+            } => (
+                Waiter { conn, req },
+                self.modify(Waiter { conn, req }, channel_id, message_id, Some(body)),
+            ),
+            ClientFrame::Delete {
+                req,
+                channel_id,
+                message_id,
+            } => (
+                Waiter { conn, req },
+                self.modify(Waiter { conn, req }, channel_id, message_id, None),
+            ),
+            ClientFrame::History {
+                req,
+                channel_id,
+                after,
+                limit,
+            } => (
+                Waiter { conn, req },
+                self.history(Waiter { conn, req }, channel_id, after, limit),
+            ),
+            ClientFrame::Read {
+                req,
+                channel_id,
+                up_to,
+            } => (
+                Waiter { conn, req },
+                self.read(Waiter { conn, req }, channel_id, up_to),
+            ),
+        };
+        if let (w, Err(denied)) = result {
+            self.nack(w, denied);
+        }
+    }
+
+    /// `channel:leave`: always succeeds, joined or not.
+    fn leave(&mut self, conn: ConnId, channel: &ChannelId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.channels.remove(channel).is_some() {
+            let user = c.user.clone();
+            self.leave_channel(conn, &user, channel, true);
+        }
+    }
+
+    /// The joined check every channel request after `join` starts with.
+    fn require_joined(&self, conn: ConnId, channel: &ChannelId) -> Result<(), Denied> {
+        match self.membership(conn, channel) {
+            Some(_) => Ok(()),
+            None => Err(Denied::new(
+                ErrorCode::NotJoined,
+                format!("not joined to {channel}"),
+            )),
+        }
+    }
+}

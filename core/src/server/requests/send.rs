@@ -1,0 +1,98 @@
+//! `message:send`: validate, deduplicate in flight, queue the append.
+
+use crate::ids::{ChannelId, ClientMsgId};
+use crate::server::ops::{QueuedAppend, SendKey, Waiter};
+use crate::server::{AccessPolicy, Denied, Server};
+use crate::wire::{Body, ErrorCode};
+
+impl<P: AccessPolicy> Server<P> {
+    pub(super) fn post(
+        &mut self,
+        w: Waiter,
+        channel: ChannelId,
+        client_msg_id: ClientMsgId,
+        body: Body,
+    ) -> Result<(), Denied> {
+        self.require_joined(w.conn, &channel)?;
+        let Some(user) = self.user_of(w.conn).cloned() else {
+            return Ok(());
+        };
+        if !self.policy.may_post(&user, &channel) {
+            return Err(Denied::new(
+                ErrorCode::Forbidden,
+                format!("may not post to {channel}"),
+            ));
+        }
+        self.check_body(&body)?;
+        self.take_message_token(w)?;
+        let key = SendKey {
+            channel: channel.clone(),
+            author: user,
+            client_msg_id,
+        };
+        let in_flight = self.sends.contains_key(&key);
+        self.check_capacity(w.conn, if in_flight { 0 } else { 1 })?;
+        if let Some(c) = self.conns.get_mut(&w.conn) {
+            c.awaiting += 1;
+        }
+        if let Some(waiters) = self.sends.get_mut(&key) {
+            // Already accepted: answer this retry with the same outcome.
+            waiters.push(w);
+            return Ok(());
+        }
+        self.sends.insert(key.clone(), vec![w]);
+        self.appends
+            .push(&channel, QueuedAppend::Send { key, body });
+        self.pump(&channel);
+        Ok(())
+    }
+
+    /// `too_large` past the body limit.
+    pub(super) fn check_body(&self, body: &Body) -> Result<(), Denied> {
+        let len = body.encoded_len();
+        if len > self.config.max_body_bytes {
+            return Err(Denied::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "body of {len} bytes exceeds {} bytes",
+                    self.config.max_body_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `rate_limited` when the connection's message bucket is empty.
+    pub(super) fn take_message_token(&mut self, w: Waiter) -> Result<(), Denied> {
+        let now = self.now;
+        let allowed = self
+            .conns
+            .get_mut(&w.conn)
+            .is_none_or(|c| c.messages.try_take(now));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied::new(
+                ErrorCode::RateLimited,
+                "too many messages, slow down",
+            ))
+        }
+    }
+
+    /// Issues the channel's next queued append if none is at the store.
+    pub(crate) fn pump(&mut self, channel: &ChannelId) {
+        if let Some(next) = self.appends.next_ready(channel) {
+            let (entry, origin) = next.into_entry(self.now.as_millis());
+            self.issue(
+                crate::store::StoreCommand::Append {
+                    channel: channel.clone(),
+                    entry,
+                },
+                crate::server::ops::PendingOp::Append {
+                    channel: channel.clone(),
+                    origin,
+                },
+            );
+        }
+    }
+}

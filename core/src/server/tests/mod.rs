@@ -1,0 +1,7 @@
+//! Server machine tests: named scenarios snapshotted as traces, and a
+//! property test over random frames.
+
+mod harness;
+mod props;
+mod scenarios;
+mod scenarios_more;

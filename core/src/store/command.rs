@@ -1,0 +1,208 @@
+//! Store commands, replies and errors: plain data any engine can execute.
+
+use std::fmt;
+
+use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
+use crate::wire::{Body, LogEvent, SendAck};
+
+/// The most events one [`StoreCommand::Read`] returns, whatever it asks:
+/// enough for a full join recovery page, small enough to bound one reply.
+pub const READ_LIMIT_MAX: u64 = 1_000;
+
+/// Correlates a store command with its completion. Assigned by the server
+/// machine, increasing from 1; the driver hands it back unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreOpId(pub u64);
+
+impl fmt::Display for StoreOpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op{}", self.0)
+    }
+}
+
+/// Who may edit or delete a message: the access policy's rule, as data, so
+/// the store can apply it inside the append transaction (e.g. as SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModifyRule {
+    /// Only the message's author.
+    AuthorOnly,
+    /// Any member (e.g. moderators).
+    Anyone,
+}
+
+/// What an append adds to a channel log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendEntry {
+    /// A new message, deduplicated by (channel, `author`, `client_msg_id`).
+    Message {
+        /// The verified sender.
+        author: UserId,
+        /// The sender's idempotency key.
+        client_msg_id: ClientMsgId,
+        /// The payload.
+        body: Body,
+        /// Server clock when the append was issued, Unix milliseconds.
+        ts: u64,
+    },
+    /// An edit of an existing, not deleted message.
+    Update {
+        /// The message to edit.
+        target: MessageId,
+        /// Who asks.
+        actor: UserId,
+        /// Who may do it.
+        rule: ModifyRule,
+        /// The replacement body.
+        body: Body,
+    },
+    /// A deletion; repeating it answers the original deletion.
+    Delete {
+        /// The message to delete.
+        target: MessageId,
+        /// Who asks.
+        actor: UserId,
+        /// Who may do it.
+        rule: ModifyRule,
+    },
+}
+
+/// Where a read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Events with seq greater than this one, oldest first (starting at the
+    /// oldest retained event when this position was already dropped).
+    After(Seq),
+    /// The newest events, oldest first.
+    Latest,
+}
+
+/// One unit of work for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreCommand {
+    /// Append one entry to a channel log in one transaction (see the module
+    /// docs for the contract).
+    Append {
+        /// The channel.
+        channel: ChannelId,
+        /// What to append.
+        entry: AppendEntry,
+    },
+    /// Read a page of a channel log.
+    Read {
+        /// The channel.
+        channel: ChannelId,
+        /// Where to start.
+        from: ReadFrom,
+        /// Most events to return (cut to [`READ_LIMIT_MAX`]).
+        limit: u64,
+    },
+    /// The channel's epoch and head seq.
+    Head {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// Raise a user's read watermark (max wins; not beyond the head).
+    SetReceipt {
+        /// The channel.
+        channel: ChannelId,
+        /// Whose watermark.
+        user: UserId,
+        /// The proposed watermark.
+        up_to: Seq,
+    },
+}
+
+impl StoreCommand {
+    /// The channel the command is about.
+    #[must_use]
+    pub fn channel(&self) -> &ChannelId {
+        match self {
+            StoreCommand::Append { channel, .. }
+            | StoreCommand::Read { channel, .. }
+            | StoreCommand::Head { channel }
+            | StoreCommand::SetReceipt { channel, .. } => channel,
+        }
+    }
+}
+
+/// A page of a channel log and where the log stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The log's identity.
+    pub epoch: Epoch,
+    /// Events, ascending by seq, without gaps between them.
+    pub events: Vec<LogEvent>,
+    /// The newest seq of the log (0 when empty).
+    pub head: Seq,
+    /// True when events after the page's last one exist.
+    pub more: bool,
+    /// The lowest seq still readable (`head + 1` when nothing is retained):
+    /// a position below `oldest_retained - 1` cannot be recovered exactly.
+    pub oldest_retained: Seq,
+}
+
+/// What a deduplicated append already committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    /// The original message of a retried send.
+    Message(SendAck),
+    /// The original deletion of a repeated delete.
+    Deletion {
+        /// The original deletion's seq.
+        seq: Seq,
+    },
+}
+
+/// Why the store refused an append or a receipt. Nothing was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The target message is unknown (or, for an update, deleted).
+    NotFound,
+    /// The [`ModifyRule`] does not allow this actor.
+    Forbidden,
+    /// The receipt names a seq beyond the head.
+    BeyondHead {
+        /// The head in force.
+        head: Seq,
+    },
+}
+
+/// A successful store outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreReply {
+    /// A new log event was committed: acknowledge and broadcast it.
+    Appended(LogEvent),
+    /// A dedupe hit: nothing new was committed; answer with the original.
+    Duplicate(Existing),
+    /// The append or receipt was refused by a precondition.
+    Refused(Refusal),
+    /// The answer to a read.
+    Events(Page),
+    /// The answer to a head query.
+    Head {
+        /// The log's identity.
+        epoch: Epoch,
+        /// The newest seq (0 when empty).
+        head: Seq,
+    },
+    /// The watermark now in force after a receipt.
+    Receipt {
+        /// The watermark (never lower than before).
+        up_to: Seq,
+        /// True when this command raised it.
+        advanced: bool,
+    },
+}
+
+/// Why the store could not execute a command. Every variant is transient:
+/// the server answers `unavailable` (retryable) and commits nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine failed (I/O error, lost connection, injected fault).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The engine is shutting down and accepts no more work.
+    #[error("store is shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,184 @@
+//! [`MemStore`]: the reference store, in memory, synchronous.
+
+use std::collections::BTreeMap;
+
+use crate::ids::{ChannelId, Epoch, Seq};
+use crate::store::mem_log::ChannelLog;
+use crate::store::{StoreCommand, StoreError, StoreReply};
+use crate::wire::LogEvent;
+
+/// Limits and identities of a [`MemStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemStoreConfig {
+    /// Events kept per channel; older ones are dropped, and a position
+    /// before them can no longer be recovered exactly (joins say
+    /// `recovered: false`, history pages start later). Default 10,000.
+    pub retain: usize,
+    /// Messages remembered per channel for dedupe, edits and deletes
+    /// (the protocol promises at least 100,000). Default 100,000.
+    pub remember: usize,
+    /// The epoch given to the first channel log; each new log (a first touch
+    /// or a reset) takes the next number, so epochs never repeat. Default 1.
+    pub first_epoch: Epoch,
+}
+
+impl Default for MemStoreConfig {
+    fn default() -> Self {
+        MemStoreConfig {
+            retain: 10_000,
+            remember: 100_000,
+            first_epoch: Epoch(1),
+        }
+    }
+}
+
+/// When the store fails on purpose, for fault injection.
+///
+/// Only failure is modelled here. Slowness is modelled by the caller, which
+/// executes a command now and hands the completion to the server later (or
+/// in another order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Execute every command.
+    #[default]
+    Never,
+    /// Fail the next `n` commands, then execute again.
+    Next(u32),
+    /// Fail every command until told otherwise.
+    Always,
+}
+
+/// The in-memory reference implementation of the store contract (see the
+/// [module docs](crate::store)): per-channel logs with contiguous seqs from
+/// 1, one epoch per log, bounded retention and bounded dedupe memory.
+///
+/// It is synchronous and deterministic, so the simulator and the tests run it
+/// inline; the server driver wraps it like any other store.
+#[derive(Debug, Clone)]
+pub struct MemStore {
+    config: MemStoreConfig,
+    channels: BTreeMap<ChannelId, ChannelLog>,
+    next_epoch: u64,
+    fail: FailMode,
+}
+
+impl MemStore {
+    /// An empty store with the given limits.
+    #[must_use]
+    pub fn new(config: MemStoreConfig) -> Self {
+        let next_epoch = config.first_epoch.0;
+        MemStore {
+            config,
+            channels: BTreeMap::new(),
+            next_epoch,
+            fail: FailMode::Never,
+        }
+    }
+
+    /// Executes one command as one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when a failure was injected with
+    /// [`set_fail_mode`](Self::set_fail_mode); nothing is changed then.
+    pub fn execute(&mut self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
+        match self.fail {
+            FailMode::Never => {}
+            FailMode::Next(n) => {
+                self.fail = if n <= 1 {
+                    FailMode::Never
+                } else {
+                    FailMode::Next(n - 1)
+                };
+                return Err(StoreError::Unavailable("injected failure".into()));
+            }
+            FailMode::Always => return Err(StoreError::Unavailable("injected failure".into())),
+        }
+        match cmd {
+            StoreCommand::Append { channel, entry } => self.log_mut(channel).append(entry),
+            StoreCommand::Read {
+                channel,
+                from,
+                limit,
+            } => Ok(StoreReply::Events(self.log_mut(channel).read(from, limit))),
+            StoreCommand::Head { channel } => {
+                let log = self.log_mut(channel);
+                Ok(StoreReply::Head {
+                    epoch: log.epoch(),
+                    head: log.head(),
+                })
+            }
+            StoreCommand::SetReceipt {
+                channel,
+                user,
+                up_to,
+            } => Ok(self.log_mut(channel).set_receipt(user, up_to)),
+        }
+    }
+
+    /// Sets when commands fail (fault injection).
+    pub fn set_fail_mode(&mut self, mode: FailMode) {
+        self.fail = mode;
+    }
+
+    /// The failure mode in force (a `Next(n)` counts down as commands fail).
+    #[must_use]
+    pub fn fail_mode(&self) -> FailMode {
+        self.fail
+    }
+
+    /// Wipes a channel's log and gives it a new epoch, as if its storage was
+    /// lost: clients holding a position in the old epoch start over.
+    pub fn reset_channel(&mut self, channel: &ChannelId) {
+        let epoch = self.take_epoch();
+        let log = ChannelLog::new(
+            channel.clone(),
+            epoch,
+            self.config.retain,
+            self.config.remember,
+        );
+        self.channels.insert(channel.clone(), log);
+    }
+
+    /// The epoch and head of a channel the store has seen, for oracles.
+    #[must_use]
+    pub fn head(&self, channel: &ChannelId) -> Option<(Epoch, Seq)> {
+        self.channels.get(channel).map(|l| (l.epoch(), l.head()))
+    }
+
+    /// The retained events of a channel, oldest first, for oracles.
+    pub fn events(&self, channel: &ChannelId) -> impl Iterator<Item = &LogEvent> {
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flat_map(ChannelLog::events)
+    }
+
+    /// Every channel the store has a log for, in order.
+    pub fn channels(&self) -> impl Iterator<Item = &ChannelId> {
+        self.channels.keys()
+    }
+
+    fn take_epoch(&mut self) -> Epoch {
+        let e = Epoch(self.next_epoch);
+        self.next_epoch = self.next_epoch.saturating_add(1);
+        e
+    }
+
+    /// A channel's log, created on first touch so its epoch is fixed from the
+    /// first read on.
+    fn log_mut(&mut self, channel: ChannelId) -> &mut ChannelLog {
+        let next = &mut self.next_epoch;
+        let config = &self.config;
+        self.channels.entry(channel).or_insert_with_key(|c| {
+            let epoch = Epoch(*next);
+            *next = next.saturating_add(1);
+            ChannelLog::new(c.clone(), epoch, config.retain, config.remember)
+        })
+    }
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore::new(MemStoreConfig::default())
+    }
+}

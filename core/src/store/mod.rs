@@ -1,0 +1,47 @@
+//! The store interface the server machine talks to, and an in-memory store.
+//!
+//! The server machine never calls a store: it emits a [`StoreCommand`] with a
+//! [`StoreOpId`] and later receives the outcome through
+//! `Server::handle_store`. Commands and replies are plain data so any engine
+//! can execute them: [`MemStore`] here, SQLite or PostgreSQL in adapters.
+//!
+//! # The contract every store keeps
+//!
+//! - **The store is the truth.** The server machine loses its memory on a
+//!   restart; everything a reply depends on (seqs, dedupe keys, authorship,
+//!   deletions, read watermarks) lives in the store.
+//! - **One append is one transaction.** [`StoreCommand::Append`] checks its
+//!   preconditions (dedupe key, target existence, [`ModifyRule`]), assigns the
+//!   next seq of the channel (contiguous from 1 within an epoch) and records
+//!   the dedupe key in the same transaction. A refused or failed append
+//!   consumes no seq.
+//! - **Deduplication.** The key is (channel, author, client message id). A hit
+//!   commits nothing and answers [`StoreReply::Duplicate`] with the original
+//!   message's id, seq and ts. The memory covers at least the last 100,000
+//!   messages of a channel.
+//! - **Epochs.** A channel's log has an identity ([`Epoch`](crate::ids::Epoch))
+//!   that changes only when the log is reset; seqs restart at 1 in a new epoch.
+//!   Reading a channel that was never written still reports its epoch, and
+//!   that epoch stays the same when the first message is appended.
+//! - **Bounded reads.** A read returns at most [`READ_LIMIT_MAX`] events and
+//!   says whether more follow and where retained history begins, so the
+//!   server can say "recovered" or "truncated" and never hide a gap.
+//! - **Receipts are monotonic.** A read watermark only moves forward (max
+//!   wins) and never beyond the head.
+//! - **Failure is a reply.** A store that cannot serve answers
+//!   [`StoreError`]; the server turns it into a retryable `unavailable`.
+//!   Slowness is not modelled here: the caller simply delays handing the
+//!   completion back.
+
+mod command;
+mod mem;
+mod mem_log;
+
+pub use command::{
+    AppendEntry, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal, StoreCommand,
+    StoreError, StoreOpId, StoreReply,
+};
+pub use mem::{FailMode, MemStore, MemStoreConfig};
+
+#[cfg(test)]
+mod tests;
