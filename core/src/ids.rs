@@ -39,6 +39,7 @@ pub enum IdError {
 }
 
 /// Checks a candidate id against a length limit and an optional alphabet.
+#[allow(clippy::type_complexity)]
 fn check(
     kind: &'static str,
     s: &str,
@@ -53,7 +54,10 @@ fn check(
     }
     if let Some((name, ok)) = alphabet {
         if !s.chars().all(ok) {
-            return Err(IdError::BadChar { kind, alphabet: name });
+            return Err(IdError::BadChar {
+                kind,
+                alphabet: name,
+            });
         }
     }
     Ok(())
@@ -225,7 +229,10 @@ mod tests {
             ChannelId::new(""),
             Err(IdError::Empty { kind: "channel id" })
         );
-        assert!(matches!(ChannelId::new("a b"), Err(IdError::BadChar { .. })));
+        assert!(matches!(
+            ChannelId::new("a b"),
+            Err(IdError::BadChar { .. })
+        ));
         assert!(ChannelId::new("x".repeat(128)).is_ok());
         assert!(matches!(
             ChannelId::new("x".repeat(129)),

@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn saturating_arithmetic_never_panics() {
         let t = Instant::from_millis(u64::MAX - 1);
-        assert_eq!(t.saturating_add(Duration::from_secs(10)).as_millis(), u64::MAX);
+        assert_eq!(
+            t.saturating_add(Duration::from_secs(10)).as_millis(),
+            u64::MAX
+        );
         assert_eq!(Instant::ZERO.saturating_since(t), Duration::ZERO);
         assert_eq!(format!("{}", Instant::from_millis(1_234)), "1.234s");
     }

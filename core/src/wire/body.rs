@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn encoded_len_matches_serialization() {
         let b = Body::new(serde_json::json!({"text": "héllo", "n": [1, 2]}));
-        assert_eq!(b.encoded_len(), serde_json::to_vec(b.value()).unwrap().len());
+        assert_eq!(
+            b.encoded_len(),
+            serde_json::to_vec(b.value()).unwrap().len()
+        );
         assert_eq!(Body::text("x".repeat(10)).encoded_len(), 12);
     }
 }

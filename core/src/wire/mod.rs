@@ -16,8 +16,7 @@ pub use codec::{
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{
-    LogEvent, MessageDeleted, MessageUpdated, NewMessage, PresenceChange, ReadReceipt,
-    TypingNotice,
+    LogEvent, MessageDeleted, MessageUpdated, NewMessage, PresenceChange, ReadReceipt, TypingNotice,
 };
 pub use frame::{Ack, ClientFrame, HistoryAck, JoinAck, ReqId, SendAck, ServerFrame};
 

@@ -25,10 +25,26 @@ fn new_message(seq: u64) -> NewMessage {
 
 fn all_client_frames() -> Vec<ClientFrame> {
     vec![
-        ClientFrame::Hello { version: PROTOCOL_VERSION, token: "dev:alice".into() },
-        ClientFrame::Join { req: ReqId(1), channel_id: ch(), epoch: None, since: None },
-        ClientFrame::Join { req: ReqId(2), channel_id: ch(), epoch: Some(Epoch(3)), since: Some(Seq(9)) },
-        ClientFrame::Leave { req: ReqId(3), channel_id: ch() },
+        ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            token: "dev:alice".into(),
+        },
+        ClientFrame::Join {
+            req: ReqId(1),
+            channel_id: ch(),
+            epoch: None,
+            since: None,
+        },
+        ClientFrame::Join {
+            req: ReqId(2),
+            channel_id: ch(),
+            epoch: Some(Epoch(3)),
+            since: Some(Seq(9)),
+        },
+        ClientFrame::Leave {
+            req: ReqId(3),
+            channel_id: ch(),
+        },
         ClientFrame::Send {
             req: ReqId(4),
             channel_id: ch(),
@@ -41,18 +57,40 @@ fn all_client_frames() -> Vec<ClientFrame> {
             message_id: MessageId::new("m1").unwrap(),
             body: Body::text("edited"),
         },
-        ClientFrame::Delete { req: ReqId(6), channel_id: ch(), message_id: MessageId::new("m1").unwrap() },
-        ClientFrame::History { req: ReqId(7), channel_id: ch(), after: Some(Seq(10)), limit: Some(50) },
-        ClientFrame::Read { req: ReqId(8), channel_id: ch(), up_to: Seq(12) },
-        ClientFrame::Typing { req: None, channel_id: ch(), active: true },
+        ClientFrame::Delete {
+            req: ReqId(6),
+            channel_id: ch(),
+            message_id: MessageId::new("m1").unwrap(),
+        },
+        ClientFrame::History {
+            req: ReqId(7),
+            channel_id: ch(),
+            after: Some(Seq(10)),
+            limit: Some(50),
+        },
+        ClientFrame::Read {
+            req: ReqId(8),
+            channel_id: ch(),
+            up_to: Seq(12),
+        },
+        ClientFrame::Typing {
+            req: None,
+            channel_id: ch(),
+            active: true,
+        },
         ClientFrame::Ping { nonce: 77 },
     ]
 }
 
 fn all_server_frames() -> Vec<ServerFrame> {
     vec![
-        ServerFrame::Welcome { version: PROTOCOL_VERSION, user_id: user("alice") },
-        ServerFrame::Refused { error: ErrorBody::new(ErrorCode::Unauthorized, "unauthorized") },
+        ServerFrame::Welcome {
+            version: PROTOCOL_VERSION,
+            user_id: user("alice"),
+        },
+        ServerFrame::Refused {
+            error: ErrorBody::new(ErrorCode::Unauthorized, "unauthorized"),
+        },
         ServerFrame::Ack {
             req: ReqId(1),
             body: Ack::Join(JoinAck {
@@ -71,13 +109,26 @@ fn all_server_frames() -> Vec<ServerFrame> {
                 recovered: true,
             }),
         },
-        ServerFrame::Ack { req: ReqId(2), body: Ack::Leave },
+        ServerFrame::Ack {
+            req: ReqId(2),
+            body: Ack::Leave,
+        },
         ServerFrame::Ack {
             req: ReqId(3),
-            body: Ack::Send(SendAck { message_id: MessageId::new("m1").unwrap(), seq: Seq(1), ts: 5 }),
+            body: Ack::Send(SendAck {
+                message_id: MessageId::new("m1").unwrap(),
+                seq: Seq(1),
+                ts: 5,
+            }),
         },
-        ServerFrame::Ack { req: ReqId(4), body: Ack::Update { seq: Seq(3) } },
-        ServerFrame::Ack { req: ReqId(5), body: Ack::Delete { seq: Seq(4) } },
+        ServerFrame::Ack {
+            req: ReqId(4),
+            body: Ack::Update { seq: Seq(3) },
+        },
+        ServerFrame::Ack {
+            req: ReqId(5),
+            body: Ack::Delete { seq: Seq(4) },
+        },
         ServerFrame::Ack {
             req: ReqId(6),
             body: Ack::History(HistoryAck {
@@ -88,9 +139,18 @@ fn all_server_frames() -> Vec<ServerFrame> {
                 more: false,
             }),
         },
-        ServerFrame::Ack { req: ReqId(7), body: Ack::Read { up_to: Seq(4) } },
-        ServerFrame::Ack { req: ReqId(8), body: Ack::Typing },
-        ServerFrame::Nack { req: ReqId(9), error: ErrorBody::new(ErrorCode::RateLimited, "slow down") },
+        ServerFrame::Ack {
+            req: ReqId(7),
+            body: Ack::Read { up_to: Seq(4) },
+        },
+        ServerFrame::Ack {
+            req: ReqId(8),
+            body: Ack::Typing,
+        },
+        ServerFrame::Nack {
+            req: ReqId(9),
+            error: ErrorBody::new(ErrorCode::RateLimited, "slow down"),
+        },
         ServerFrame::MessageNew(new_message(1)),
         ServerFrame::MessageUpdated(MessageUpdated {
             channel_id: ch(),
@@ -103,10 +163,24 @@ fn all_server_frames() -> Vec<ServerFrame> {
             seq: Seq(4),
             message_id: MessageId::new("m1").unwrap(),
         }),
-        ServerFrame::PresenceJoin(PresenceChange { channel_id: ch(), user_id: user("bob") }),
-        ServerFrame::PresenceLeave(PresenceChange { channel_id: ch(), user_id: user("bob") }),
-        ServerFrame::Typing(TypingNotice { channel_id: ch(), user_id: user("bob"), active: true }),
-        ServerFrame::Read(ReadReceipt { channel_id: ch(), user_id: user("bob"), up_to: Seq(4) }),
+        ServerFrame::PresenceJoin(PresenceChange {
+            channel_id: ch(),
+            user_id: user("bob"),
+        }),
+        ServerFrame::PresenceLeave(PresenceChange {
+            channel_id: ch(),
+            user_id: user("bob"),
+        }),
+        ServerFrame::Typing(TypingNotice {
+            channel_id: ch(),
+            user_id: user("bob"),
+            active: true,
+        }),
+        ServerFrame::Read(ReadReceipt {
+            channel_id: ch(),
+            user_id: user("bob"),
+            up_to: Seq(4),
+        }),
         ServerFrame::Pong { nonce: 77 },
     ]
 }
@@ -115,7 +189,12 @@ fn all_server_frames() -> Vec<ServerFrame> {
 fn client_frames_round_trip() {
     for f in all_client_frames() {
         let bytes = encode_client(&f);
-        assert_eq!(decode_client(&bytes).unwrap(), f, "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            decode_client(&bytes).unwrap(),
+            f,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
 }
 
@@ -123,7 +202,12 @@ fn client_frames_round_trip() {
 fn server_frames_round_trip() {
     for f in all_server_frames() {
         let bytes = encode_server(&f);
-        assert_eq!(decode_server(&bytes).unwrap(), f, "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            decode_server(&bytes).unwrap(),
+            f,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
 }
 
@@ -133,24 +217,43 @@ fn frame_shapes() {
     let lines: Vec<String> = all_client_frames()
         .iter()
         .map(|f| String::from_utf8(encode_client(f)).unwrap())
-        .chain(all_server_frames().iter().map(|f| String::from_utf8(encode_server(f)).unwrap()))
+        .chain(
+            all_server_frames()
+                .iter()
+                .map(|f| String::from_utf8(encode_server(f)).unwrap()),
+        )
         .collect();
     insta::assert_snapshot!(lines.join("\n"));
 }
 
 #[test]
 fn null_optional_fields_count_as_absent() {
-    let f = decode_client(br#"{"type":"channel:join","req":1,"channelId":"a","epoch":null,"since":null}"#)
-        .unwrap();
-    assert_eq!(f, ClientFrame::Join { req: ReqId(1), channel_id: ChannelId::new("a").unwrap(), epoch: None, since: None });
+    let f = decode_client(
+        br#"{"type":"channel:join","req":1,"channelId":"a","epoch":null,"since":null}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        f,
+        ClientFrame::Join {
+            req: ReqId(1),
+            channel_id: ChannelId::new("a").unwrap(),
+            epoch: None,
+            since: None
+        }
+    );
 }
 
 #[test]
 fn invalid_field_keeps_the_request_id() {
-    let err = decode_client(br#"{"type":"message:send","req":42,"channelId":"bad channel","clientMsgId":"x","body":1}"#)
-        .unwrap_err();
+    let err = decode_client(
+        br#"{"type":"message:send","req":42,"channelId":"bad channel","clientMsgId":"x","body":1}"#,
+    )
+    .unwrap_err();
     assert_eq!(err.req(), Some(ReqId(42)));
-    assert!(matches!(err, DecodeError::Invalid { ref kind, .. } if kind == "message:send"), "{err}");
+    assert!(
+        matches!(err, DecodeError::Invalid { ref kind, .. } if kind == "message:send"),
+        "{err}"
+    );
 
     let err = decode_client(br#"{"type":"nonsense","req":5}"#).unwrap_err();
     assert_eq!(err.req(), Some(ReqId(5)));
@@ -172,7 +275,10 @@ fn garbage_is_a_typed_error() {
         assert!(decode_server(bytes).is_err());
     }
     let big = vec![b' '; MAX_FRAME_BYTES + 1];
-    assert!(matches!(decode_client(&big), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        decode_client(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }
 
 proptest::proptest! {
