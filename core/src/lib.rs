@@ -15,10 +15,12 @@
 //!
 //! Modules, in dependency order:
 //! - [`time`], [`rng`], [`ids`]: the vocabulary;
-//! - [`wire`]: frames, events, error codes and their encoding.
+//! - [`wire`]: frames, events, error codes and their encoding;
+//! - [`client`]: the client state machine (connection, subscriptions, message sync).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod ids;
 pub mod rng;
 pub mod time;

@@ -1,0 +1,658 @@
+//! Subscriptions (desired vs actual, reconciled), the inbound log stream,
+//! presence, typing and read receipts.
+
+use std::collections::BTreeSet;
+
+use crate::Instant;
+use crate::ids::{ChannelId, Seq, UserId};
+use crate::wire::{Ack, ClientFrame, JoinAck, LogEvent, ReqId};
+
+use super::Client;
+use super::channel::{Channel, LocalTyping, Sub};
+use super::events::{
+    ClientEvent, ConnectionState, EntryId, Outcome, ProtocolError, SendFailure, SubscribeError,
+};
+use super::frames::Reply;
+use super::inbox::{InboxOut, Position};
+use super::requests::Request;
+use super::timers::TimerKey;
+
+impl Client {
+    /// Asks for `channel` to be subscribed, now and after every reconnect,
+    /// until `unsubscribe`. Works in any connection state; a channel that
+    /// failed for good is tried again.
+    pub fn subscribe(&mut self, now: Instant, channel: ChannelId) -> Result<(), SubscribeError> {
+        if self.state == ConnectionState::Closed {
+            return Err(SubscribeError::Closed);
+        }
+        let wanted = self.channels.values().filter(|c| c.desired).count();
+        match self.channels.get_mut(&channel) {
+            Some(ch) => {
+                ch.desired = true;
+                if matches!(ch.sub, Sub::Failed(_)) {
+                    self.set_sub(&channel, Sub::Idle);
+                }
+            }
+            None => {
+                if wanted >= self.config.max_channels {
+                    return Err(SubscribeError::TooManyChannels(self.config.max_channels));
+                }
+                self.channels.insert(channel.clone(), Channel::new());
+            }
+        }
+        self.reconcile(now, &channel);
+        Ok(())
+    }
+
+    /// Asks for `channel` to be left. Its unsent outbox entries fail with
+    /// [`SendFailure::Unsubscribed`]; its position is forgotten once left.
+    pub fn unsubscribe(&mut self, now: Instant, channel: ChannelId) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        ch.desired = false;
+        ch.local_typing = LocalTyping::Idle;
+        self.timers.cancel(&TimerKey::LocalTyping(channel.clone()));
+        self.fail_channel_outbox(&channel, SendFailure::Unsubscribed);
+        self.reconcile(now, &channel);
+    }
+
+    /// Moves the actual subscription one step toward the desired one.
+    pub(super) fn reconcile(&mut self, now: Instant, channel: &ChannelId) {
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
+        match (ch.desired, ch.sub) {
+            (true, Sub::Idle) if self.is_connected() => self.send_join(now, channel, 1),
+            (false, Sub::Idle | Sub::Failed(_)) => self.forget(channel),
+            (false, Sub::Backoff { .. }) => {
+                self.timers.cancel(&TimerKey::JoinRetry(channel.clone()));
+                self.set_sub(channel, Sub::Idle);
+                self.forget(channel);
+            }
+            (false, Sub::Joined) => self.send_leave(now, channel),
+            _ => {}
+        }
+    }
+
+    pub(super) fn reconcile_all(&mut self, now: Instant) {
+        let names: Vec<ChannelId> = self.channels.keys().cloned().collect();
+        for c in names {
+            self.reconcile(now, &c);
+        }
+    }
+
+    fn forget(&mut self, channel: &ChannelId) {
+        self.channels.remove(channel);
+        self.timers.retain(|k| match k {
+            TimerKey::JoinRetry(c) | TimerKey::LocalTyping(c) | TimerKey::RemoteTyping(c, _) => {
+                c != channel
+            }
+            _ => true,
+        });
+    }
+
+    pub(super) fn set_sub(&mut self, channel: &ChannelId, sub: Sub) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let before = ch.sub.view();
+        ch.sub = sub;
+        let after = sub.view();
+        if before != after {
+            self.emit(ClientEvent::Subscription {
+                channel: channel.clone(),
+                state: after,
+            });
+        }
+    }
+
+    fn sub_of(&self, channel: &ChannelId) -> Option<Sub> {
+        self.channels.get(channel).map(|c| c.sub)
+    }
+
+    /// Whether `channel` is joined on the live connection.
+    pub(super) fn is_joined(&self, channel: &ChannelId) -> bool {
+        self.sub_of(channel) == Some(Sub::Joined)
+    }
+
+    fn send_join(&mut self, now: Instant, channel: &ChannelId, attempt: u32) {
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
+        let (epoch, since) = match ch.inbox.position() {
+            Position::Fresh => (None, None),
+            Position::At { epoch, last } => (Some(epoch), Some(last)),
+        };
+        let req = self.requests.start(Request::Join(channel.clone()));
+        self.send_frame(ClientFrame::Join {
+            req,
+            channel_id: channel.clone(),
+            epoch,
+            since,
+        });
+        self.timers.arm(
+            TimerKey::Request(req),
+            now.saturating_add(self.config.join_timeout),
+        );
+        self.set_sub(channel, Sub::Joining { attempt, req });
+    }
+
+    fn send_leave(&mut self, now: Instant, channel: &ChannelId) {
+        let req = self.requests.start(Request::Leave(channel.clone()));
+        self.send_frame(ClientFrame::Leave {
+            req,
+            channel_id: channel.clone(),
+        });
+        self.timers.arm(
+            TimerKey::Request(req),
+            now.saturating_add(self.config.request_timeout),
+        );
+        self.clear_live_view(channel);
+        self.set_sub(channel, Sub::Leaving { req });
+    }
+
+    /// Drops what is only valid while joined: members, typers, the history
+    /// request in flight.
+    fn clear_live_view(&mut self, channel: &ChannelId) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        ch.members.clear();
+        let typers: Vec<UserId> = std::mem::take(&mut ch.typing).into_keys().collect();
+        let history = ch.history.take();
+        if let Some(req) = history {
+            self.requests.retire(req);
+            self.timers.cancel(&TimerKey::Request(req));
+        }
+        for user in typers {
+            self.timers
+                .cancel(&TimerKey::RemoteTyping(channel.clone(), user.clone()));
+            self.emit(ClientEvent::Typing {
+                channel: channel.clone(),
+                user,
+                active: false,
+            });
+        }
+    }
+
+    /// The connection is gone: nothing is joined any more.
+    pub(super) fn reset_channels_offline(&mut self) {
+        let names: Vec<ChannelId> = self.channels.keys().cloned().collect();
+        for c in names {
+            self.clear_live_view(&c);
+            if let Some(ch) = self.channels.get_mut(&c) {
+                ch.history = None;
+                ch.local_typing = LocalTyping::Idle;
+                if !matches!(ch.sub, Sub::Failed(_)) {
+                    self.set_sub(&c, Sub::Idle);
+                }
+            }
+            if self.channels.get(&c).is_some_and(|ch| !ch.desired) {
+                self.forget(&c);
+            }
+        }
+    }
+
+    pub(super) fn on_join_reply(
+        &mut self,
+        now: Instant,
+        req: ReqId,
+        channel: ChannelId,
+        reply: Reply,
+    ) {
+        let Some(Sub::Joining {
+            attempt,
+            req: current,
+        }) = self.sub_of(&channel)
+        else {
+            return;
+        };
+        if current != req {
+            return;
+        }
+        match reply {
+            Reply::Ack(Ack::Join(ack)) if ack.channel_id == channel => {
+                self.on_joined(now, channel, ack);
+            }
+            Reply::Ack(Ack::Join(ack)) => {
+                self.emit(ClientEvent::Protocol(ProtocolError::WrongChannel {
+                    req,
+                    expected: channel.clone(),
+                    got: ack.channel_id,
+                }));
+                self.join_failed(now, &channel, attempt, true);
+            }
+            Reply::Ack(other) => {
+                self.wrong_kind(req, &Request::Join(channel.clone()), &other);
+                self.join_failed(now, &channel, attempt, true);
+            }
+            Reply::Nack(e) if e.retryable => self.join_failed(now, &channel, attempt, false),
+            Reply::Nack(e) => {
+                self.set_sub(&channel, Sub::Failed(e.code));
+                self.fail_channel_outbox(&channel, SendFailure::SubscriptionFailed(e.code));
+                self.reconcile(now, &channel);
+            }
+        }
+    }
+
+    /// A join attempt failed retryably: back off and try again, or leave if
+    /// the app no longer wants the channel (the server may have joined us).
+    fn join_failed(&mut self, now: Instant, channel: &ChannelId, attempt: u32, maybe_joined: bool) {
+        let desired = self.channels.get(channel).is_some_and(|c| c.desired);
+        if !desired {
+            if maybe_joined {
+                self.send_leave(now, channel);
+            } else {
+                self.set_sub(channel, Sub::Idle);
+                self.reconcile(now, channel);
+            }
+            return;
+        }
+        let delay = self.config.join_backoff.delay(attempt, &mut self.rng);
+        self.timers.arm(
+            TimerKey::JoinRetry(channel.clone()),
+            now.saturating_add(delay),
+        );
+        self.set_sub(channel, Sub::Backoff { attempt });
+    }
+
+    pub(super) fn on_join_retry(&mut self, now: Instant, channel: ChannelId) {
+        if let Some(Sub::Backoff { attempt }) = self.sub_of(&channel) {
+            if self.is_connected() && self.channels.get(&channel).is_some_and(|c| c.desired) {
+                self.send_join(now, &channel, attempt.saturating_add(1));
+            } else {
+                self.set_sub(&channel, Sub::Idle);
+                self.reconcile(now, &channel);
+            }
+        }
+    }
+
+    fn on_joined(&mut self, now: Instant, channel: ChannelId, ack: JoinAck) {
+        self.set_sub(&channel, Sub::Joined);
+        let backlog = self.config.initial_backlog;
+        let buffer_max = self.config.inbox_buffer_max;
+        let mut out = Vec::new();
+        let members: BTreeSet<UserId> = ack.members.into_iter().collect();
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        ch.members = members.clone();
+        ch.inbox.on_join(
+            ack.epoch,
+            ack.head_seq,
+            ack.events,
+            backlog,
+            buffer_max,
+            &mut out,
+        );
+        let read = (ch.read_mark > ch.read_sent).then_some(ch.read_mark);
+        self.emit(ClientEvent::Members {
+            channel: channel.clone(),
+            members: members.into_iter().collect(),
+        });
+        self.apply_inbox(now, &channel, out);
+        if let Some(up_to) = read {
+            self.send_read(now, &channel, up_to);
+        }
+        self.reconcile(now, &channel);
+        self.pump(now);
+    }
+
+    pub(super) fn on_leave_reply(
+        &mut self,
+        now: Instant,
+        req: ReqId,
+        channel: ChannelId,
+        reply: Reply,
+    ) {
+        if let Reply::Ack(ack) = &reply {
+            if !matches!(ack, Ack::Leave) {
+                self.wrong_kind(req, &Request::Leave(channel.clone()), ack);
+            }
+        }
+        self.left(now, &channel, req);
+    }
+
+    fn left(&mut self, now: Instant, channel: &ChannelId, req: ReqId) {
+        if self.sub_of(channel) == Some(Sub::Leaving { req }) {
+            self.set_sub(channel, Sub::Idle);
+            self.reconcile(now, channel);
+        }
+    }
+
+    /// Hands the inbox's output to the app, reconciling our own messages
+    /// with the outbox, then asks for history if a gap remains.
+    fn apply_inbox(&mut self, now: Instant, channel: &ChannelId, out: Vec<InboxOut>) {
+        for o in out {
+            match o {
+                InboxOut::Deliver(event) => self.deliver(now, channel, event),
+                InboxOut::Truncated { from, to } => self.emit(ClientEvent::Truncated {
+                    channel: channel.clone(),
+                    from,
+                    to,
+                }),
+                InboxOut::Reset(epoch) => self.emit(ClientEvent::Reset {
+                    channel: channel.clone(),
+                    epoch,
+                }),
+            }
+        }
+        self.ensure_history(now, channel);
+    }
+
+    fn deliver(&mut self, now: Instant, channel: &ChannelId, event: LogEvent) {
+        if let LogEvent::Message(m) = &event {
+            let id = EntryId::Message(m.client_msg_id.clone());
+            if self.user_id() == Some(&m.author_id) && self.outbox.contains(&id) {
+                let outcome = Outcome::Sent {
+                    seq: m.seq,
+                    message_id: m.message_id.clone(),
+                };
+                self.resolve(now, channel.clone(), id, outcome);
+            }
+        }
+        self.emit(ClientEvent::Log {
+            channel: channel.clone(),
+            event,
+        });
+    }
+
+    fn ensure_history(&mut self, now: Instant, channel: &ChannelId) {
+        let page = self.config.history_page;
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
+        if ch.sub != Sub::Joined || ch.history.is_some() || !ch.inbox.has_gap() {
+            return;
+        }
+        let after = ch.inbox.last();
+        let req = self.requests.start(Request::History(channel.clone()));
+        self.send_frame(ClientFrame::History {
+            req,
+            channel_id: channel.clone(),
+            after: Some(after),
+            limit: Some(page),
+        });
+        self.timers.arm(
+            TimerKey::Request(req),
+            now.saturating_add(self.config.request_timeout),
+        );
+        if let Some(ch) = self.channels.get_mut(channel) {
+            ch.history = Some(req);
+        }
+    }
+
+    pub(super) fn on_history_reply(
+        &mut self,
+        now: Instant,
+        req: ReqId,
+        channel: ChannelId,
+        reply: Reply,
+    ) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if ch.history != Some(req) {
+            return;
+        }
+        ch.history = None;
+        match reply {
+            Reply::Ack(Ack::History(page)) if page.channel_id == channel => {
+                let mut out = Vec::new();
+                ch.inbox.on_history(
+                    page,
+                    self.config.initial_backlog,
+                    self.config.inbox_buffer_max,
+                    &mut out,
+                );
+                self.apply_inbox(now, &channel, out);
+            }
+            Reply::Ack(Ack::History(page)) => {
+                self.emit(ClientEvent::Protocol(ProtocolError::WrongChannel {
+                    req,
+                    expected: channel,
+                    got: page.channel_id,
+                }));
+            }
+            Reply::Ack(other) => self.wrong_kind(req, &Request::History(channel), &other),
+            Reply::Nack(e) => {
+                tracing::debug!(code = %e.code, "history refused; retried on the next event");
+            }
+        }
+    }
+
+    pub(super) fn on_live_event(&mut self, now: Instant, event: LogEvent) {
+        let channel = event.channel_id().clone();
+        if !self.known_channel(&channel) || !self.is_joined(&channel) {
+            return;
+        }
+        let buffer_max = self.config.inbox_buffer_max;
+        let mut out = Vec::new();
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.inbox.ingest(event, buffer_max, &mut out);
+        }
+        self.apply_inbox(now, &channel, out);
+    }
+
+    /// Whether the client ever asked for `channel`; reports it if not.
+    fn known_channel(&mut self, channel: &ChannelId) -> bool {
+        if self.channels.contains_key(channel) {
+            return true;
+        }
+        self.emit(ClientEvent::Protocol(ProtocolError::UnknownChannel(
+            channel.clone(),
+        )));
+        false
+    }
+
+    pub(super) fn on_presence(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        user: UserId,
+        joined: bool,
+    ) {
+        if !self.known_channel(&channel) || !self.is_joined(&channel) {
+            return;
+        }
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if joined {
+            if ch.members.insert(user.clone()) {
+                self.emit(ClientEvent::MemberJoined { channel, user });
+            }
+        } else if ch.members.remove(&user) {
+            self.emit(ClientEvent::MemberLeft {
+                channel: channel.clone(),
+                user: user.clone(),
+            });
+            self.on_remote_typing(now, channel, user, false);
+        }
+    }
+
+    pub(super) fn on_remote_typing(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        user: UserId,
+        active: bool,
+    ) {
+        if !self.known_channel(&channel) || !self.is_joined(&channel) {
+            return;
+        }
+        let until = now.saturating_add(self.config.typing_ttl);
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let key = TimerKey::RemoteTyping(channel.clone(), user.clone());
+        let changed = if active {
+            let new = ch.typing.insert(user.clone(), until).is_none();
+            self.timers.arm(key, until);
+            new
+        } else {
+            self.timers.cancel(&key);
+            ch.typing.remove(&user).is_some()
+        };
+        if changed {
+            self.emit(ClientEvent::Typing {
+                channel,
+                user,
+                active,
+            });
+        }
+    }
+
+    pub(super) fn on_remote_typing_expired(&mut self, channel: ChannelId, user: UserId) {
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            if ch.typing.remove(&user).is_some() {
+                self.emit(ClientEvent::Typing {
+                    channel,
+                    user,
+                    active: false,
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_receipt(&mut self, channel: ChannelId, user: UserId, up_to: Seq) {
+        if !self.known_channel(&channel) || !self.is_joined(&channel) {
+            return;
+        }
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let known = ch.receipts.entry(user.clone()).or_insert(Seq::ZERO);
+        if up_to > *known {
+            *known = up_to;
+            self.emit(ClientEvent::Read {
+                channel,
+                user,
+                up_to,
+            });
+        }
+    }
+
+    /// Records that the user has read `channel` up to `up_to` and tells the
+    /// server; a lower value than before is ignored (max wins).
+    pub fn mark_read(&mut self, now: Instant, channel: ChannelId, up_to: Seq) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if up_to <= ch.read_mark {
+            return;
+        }
+        ch.read_mark = up_to;
+        if self.is_joined(&channel) {
+            self.send_read(now, &channel, up_to);
+        }
+    }
+
+    fn send_read(&mut self, now: Instant, channel: &ChannelId, up_to: Seq) {
+        let req = self.requests.start(Request::Read(channel.clone(), up_to));
+        self.send_frame(ClientFrame::Read {
+            req,
+            channel_id: channel.clone(),
+            up_to,
+        });
+        self.timers.arm(
+            TimerKey::Request(req),
+            now.saturating_add(self.config.request_timeout),
+        );
+    }
+
+    pub(super) fn on_read_reply(
+        &mut self,
+        req: ReqId,
+        channel: ChannelId,
+        sent: Seq,
+        reply: Reply,
+    ) {
+        match reply {
+            Reply::Ack(Ack::Read { up_to }) => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.read_sent = ch.read_sent.max(up_to);
+                }
+            }
+            Reply::Ack(other) => self.wrong_kind(req, &Request::Read(channel, sent), &other),
+            Reply::Nack(e) => tracing::debug!(code = %e.code, "read mark refused"),
+        }
+    }
+
+    /// Shows or hides our typing indicator in `channel`. While active it is
+    /// refreshed at most every `typing_resend` (call it on each keystroke)
+    /// and stops by itself `typing_ttl` after the last call.
+    pub fn set_typing(&mut self, now: Instant, channel: ChannelId, active: bool) {
+        if self.state == ConnectionState::Closed {
+            return;
+        }
+        let joined = self.is_joined(&channel);
+        let resend = self.config.typing_resend;
+        let until = now.saturating_add(self.config.typing_ttl);
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let key = TimerKey::LocalTyping(channel.clone());
+        match (active, ch.local_typing) {
+            (true, LocalTyping::Active { last_sent }) if now < last_sent.saturating_add(resend) => {
+                self.timers.arm(key, until);
+            }
+            (true, _) => {
+                ch.local_typing = LocalTyping::Active { last_sent: now };
+                self.timers.arm(key, until);
+                if joined {
+                    self.send_typing(&channel, true);
+                }
+            }
+            (false, LocalTyping::Active { .. }) => {
+                ch.local_typing = LocalTyping::Idle;
+                self.timers.cancel(&key);
+                if joined {
+                    self.send_typing(&channel, false);
+                }
+            }
+            (false, LocalTyping::Idle) => {}
+        }
+    }
+
+    fn send_typing(&mut self, channel: &ChannelId, active: bool) {
+        self.send_frame(ClientFrame::Typing {
+            req: None,
+            channel_id: channel.clone(),
+            active,
+        });
+    }
+
+    pub(super) fn on_local_typing_expired(&mut self, now: Instant, channel: ChannelId) {
+        self.set_typing(now, channel, false);
+    }
+
+    /// A request's reply is overdue: abandon it and recover.
+    pub(super) fn on_request_timeout(&mut self, now: Instant, req: ReqId) {
+        let Some(request) = self.requests.retire(req) else {
+            return;
+        };
+        tracing::debug!(?req, kind = request.kind(), "request timed out");
+        match request {
+            Request::Join(channel) => {
+                if let Some(Sub::Joining { attempt, req: r }) = self.sub_of(&channel) {
+                    if r == req {
+                        self.join_failed(now, &channel, attempt, true);
+                    }
+                }
+            }
+            Request::Leave(channel) => self.left(now, &channel, req),
+            Request::Outbox(channel, id) => self.on_outbox_timeout(now, channel, id),
+            Request::History(channel) => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if ch.history == Some(req) {
+                        ch.history = None;
+                    }
+                }
+                self.ensure_history(now, &channel);
+            }
+            Request::Read(..) => {}
+        }
+    }
+}
