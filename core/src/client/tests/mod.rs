@@ -2,5 +2,7 @@
 //! snapshot traces, and a property test over random inputs.
 
 mod harness;
+mod lifecycle;
 mod prop;
 mod scenarios;
+mod sync;
