@@ -53,7 +53,10 @@ impl Client {
         ch.desired = false;
         ch.local_typing = LocalTyping::Idle;
         self.timers.cancel(&TimerKey::LocalTyping(channel.clone()));
-        self.fail_channel_outbox(&channel, SendFailure::Unsubscribed);
+        // Entries already in flight keep their chance: their replies come
+        // before the leave's. Whatever is left when the channel is
+        // forgotten fails then.
+        self.fail_channel_outbox(&channel, SendFailure::Unsubscribed, false);
         self.reconcile(now, &channel);
     }
 
@@ -84,6 +87,7 @@ impl Client {
 
     fn forget(&mut self, channel: &ChannelId) {
         self.channels.remove(channel);
+        self.fail_channel_outbox(channel, SendFailure::Unsubscribed, true);
         self.timers.retain(|k| match k {
             TimerKey::JoinRetry(c) | TimerKey::LocalTyping(c) | TimerKey::RemoteTyping(c, _) => {
                 c != channel
@@ -230,7 +234,8 @@ impl Client {
             Reply::Nack(e) if e.retryable => self.join_failed(now, &channel, attempt, false),
             Reply::Nack(e) => {
                 self.set_sub(&channel, Sub::Failed(e.code));
-                self.fail_channel_outbox(&channel, SendFailure::SubscriptionFailed(e.code));
+                let failure = SendFailure::SubscriptionFailed(e.code);
+                self.fail_channel_outbox(&channel, failure, true);
                 self.reconcile(now, &channel);
             }
         }
@@ -343,8 +348,9 @@ impl Client {
 
     fn deliver(&mut self, now: Instant, channel: &ChannelId, event: LogEvent) {
         if let LogEvent::Message(m) = &event {
+            let mine = self.user_id() == Some(&m.author_id);
             let id = EntryId::Message(m.client_msg_id.clone());
-            if self.user_id() == Some(&m.author_id) && self.outbox.contains(&id) {
+            if mine && self.outbox.contains(&id) {
                 let outcome = Outcome::Sent {
                     seq: m.seq,
                     message_id: m.message_id.clone(),

@@ -195,7 +195,10 @@ pub enum SendFailure {
         /// The server's explanation.
         message: String,
     },
-    /// The app unsubscribed from the channel before it was stored.
+    /// The app unsubscribed from the channel before the entry was confirmed.
+    /// An entry that was in flight when its connection dropped may still
+    /// have been stored; its message then shows up in the log if the
+    /// channel is subscribed again.
     #[error("channel unsubscribed")]
     Unsubscribed,
     /// The channel's subscription failed for good.

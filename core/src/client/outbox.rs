@@ -157,12 +157,18 @@ impl Outbox {
         self.entries.remove(&k)
     }
 
-    /// Removes every entry of `channel`, in order.
-    pub(crate) fn drain_channel(&mut self, channel: &ChannelId) -> Vec<OutboxEntry> {
+    /// Removes the entries of `channel` (only the pending ones unless
+    /// `in_flight_too`), in order.
+    pub(crate) fn drain_channel(
+        &mut self,
+        channel: &ChannelId,
+        in_flight_too: bool,
+    ) -> Vec<OutboxEntry> {
         let keys: Vec<u64> = self
             .entries
             .iter()
             .filter(|(_, e)| e.channel == *channel)
+            .filter(|(_, e)| in_flight_too || e.state == EntryState::Pending)
             .map(|(k, _)| *k)
             .collect();
         keys.into_iter()

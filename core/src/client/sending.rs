@@ -270,9 +270,15 @@ impl Client {
         });
     }
 
-    /// Fails every entry of `channel` (unsubscribed or refused for good).
-    pub(super) fn fail_channel_outbox(&mut self, channel: &ChannelId, failure: SendFailure) {
-        for entry in self.outbox.drain_channel(channel) {
+    /// Fails the entries of `channel` (unsubscribed or refused for good):
+    /// all of them, or only those not in flight.
+    pub(super) fn fail_channel_outbox(
+        &mut self,
+        channel: &ChannelId,
+        failure: SendFailure,
+        in_flight_too: bool,
+    ) {
+        for entry in self.outbox.drain_channel(channel, in_flight_too) {
             if let EntryState::InFlight { req } = entry.state {
                 self.requests.retire(req);
                 self.timers.cancel(&TimerKey::Request(req));

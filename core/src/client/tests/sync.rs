@@ -266,3 +266,46 @@ fn presence_diffs_and_read_receipts_update_the_view() {
     assert!(h.sent.is_empty());
     assert_snapshot!(h.trace());
 }
+
+#[test]
+fn unsubscribing_fails_queued_sends_but_lets_in_flight_ones_finish() {
+    let config = ClientConfig {
+        send_window: 1,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::with(config, Peer::Scripted);
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 0, vec![], false));
+    h.act("send two (window of one)", |c, now| {
+        c.send(now, ch("general"), Body::text("in flight")).unwrap();
+        c.send(now, ch("general"), Body::text("queued")).unwrap();
+    });
+    let send = h.take_req();
+    h.act("unsubscribe", |c, now| c.unsubscribe(now, ch("general")));
+    let leave = h.take_req();
+    h.reply(ServerFrame::Ack {
+        req: send,
+        body: Ack::Send(crate::wire::SendAck {
+            message_id: MessageId::new("m1").unwrap(),
+            seq: Seq(1),
+            ts: 0,
+        }),
+    });
+    h.reply(ServerFrame::Ack {
+        req: leave,
+        body: Ack::Leave,
+    });
+    let outcomes: Vec<Outcome> = h.outcomes().into_iter().map(|(_, o)| o).collect();
+    assert!(
+        matches!(outcomes[..], [Outcome::Failed(_), Outcome::Sent { .. }]),
+        "{outcomes:?}"
+    );
+    assert_eq!(h.client.outbox().count(), 0);
+    assert_eq!(h.client.armed_timers(), 0);
+    assert_snapshot!(h.trace());
+}
