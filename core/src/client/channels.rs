@@ -17,6 +17,10 @@ use super::inbox::{InboxOut, Position};
 use super::requests::Request;
 use super::timers::TimerKey;
 
+/// Most users tracked per channel in each of the member, typing and
+/// receipt views, so a hostile server cannot grow them without bound.
+const PEOPLE_MAX: usize = 10_000;
+
 impl Client {
     /// Asks for `channel` to be subscribed, now and after every reconnect,
     /// until `unsubscribe`. Works in any connection state; a channel that
@@ -278,7 +282,7 @@ impl Client {
         let backlog = self.config.initial_backlog;
         let buffer_max = self.config.inbox_buffer_max;
         let mut out = Vec::new();
-        let members: BTreeSet<UserId> = ack.members.into_iter().collect();
+        let members: BTreeSet<UserId> = ack.members.into_iter().take(PEOPLE_MAX).collect();
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
@@ -466,7 +470,9 @@ impl Client {
             return;
         };
         if joined {
-            if ch.members.insert(user.clone()) {
+            if ch.members.len() >= PEOPLE_MAX {
+                tracing::warn!(%channel, "member view full; ignoring presence:join");
+            } else if ch.members.insert(user.clone()) {
                 self.emit(ClientEvent::MemberJoined { channel, user });
             }
         } else if ch.members.remove(&user) {
@@ -494,6 +500,10 @@ impl Client {
         };
         let key = TimerKey::RemoteTyping(channel.clone(), user.clone());
         let changed = if active {
+            if ch.typing.len() >= PEOPLE_MAX && !ch.typing.contains_key(&user) {
+                tracing::warn!(%channel, "typing view full; ignoring typing");
+                return;
+            }
             let new = ch.typing.insert(user.clone(), until).is_none();
             self.timers.arm(key, until);
             new
@@ -529,6 +539,10 @@ impl Client {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
+        if ch.receipts.len() >= PEOPLE_MAX && !ch.receipts.contains_key(&user) {
+            tracing::warn!(%channel, "receipt view full; ignoring message:read");
+            return;
+        }
         let known = ch.receipts.entry(user.clone()).or_insert(Seq::ZERO);
         if up_to > *known {
             *known = up_to;
