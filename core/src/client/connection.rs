@@ -113,7 +113,7 @@ impl Client {
         self.opened = self.generation;
         let frame = ClientFrame::Hello {
             version: PROTOCOL_VERSION,
-            token: self.token.clone(),
+            token: self.token.0.clone(),
         };
         self.send_frame(frame);
     }

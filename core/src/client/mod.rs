@@ -44,6 +44,15 @@ use timers::{TimerKey, Timers};
 /// next call. A guard against a zero-length timer re-arming itself forever.
 const TIMER_FIRINGS_MAX: usize = 10_000;
 
+/// The handshake credentials; redacted in `Debug` so logs never carry them.
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A chat client's connection, subscriptions, outbox and inbox, as a pure
 /// state machine.
 ///
@@ -70,7 +79,7 @@ const TIMER_FIRINGS_MAX: usize = 10_000;
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    token: String,
+    token: Token,
     rng: Rng,
     /// Random per-instance prefix of client message ids.
     instance: u64,
@@ -103,7 +112,7 @@ impl Client {
         let instance = rng.next_u64();
         Client {
             config,
-            token,
+            token: Token(token),
             rng,
             instance,
             next_local: 0,
