@@ -14,6 +14,7 @@ mod fake_server;
 mod frames;
 mod inbox;
 mod outbox;
+mod presence;
 mod requests;
 mod sending;
 mod timers;
