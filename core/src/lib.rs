@@ -16,11 +16,13 @@
 //! Modules, in dependency order:
 //! - [`time`], [`rng`], [`ids`]: the vocabulary;
 //! - [`wire`]: frames, events, error codes and their encoding;
+//! - [`client`]: the client state machine (connection, subscriptions, message sync);
 //! - [`store`]: the store commands the server issues, and [`store::MemStore`];
 //! - [`server`]: the server state machine.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod ids;
 pub mod rng;
 pub mod server;

@@ -1,0 +1,254 @@
+//! The client state machine: connection, subscriptions and message sync.
+//!
+//! [`Client`] is sans-IO. It never opens a socket or reads a clock: the
+//! driver opens transports when told ([`Transmit::Open`]), feeds what they
+//! report ([`Client::handle_transport`]) and passes `now` into every call.
+//! See [`Client`] for the loop a driver runs.
+
+mod channel;
+mod channels;
+mod config;
+mod connection;
+mod events;
+mod fake_server;
+mod frames;
+mod inbox;
+mod outbox;
+mod presence;
+mod requests;
+mod sending;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+
+pub use channel::ChannelView;
+pub use config::{Backoff, ClientConfig, Heartbeat};
+pub use events::{
+    ClientEvent, CloseReason, ConnectionState, EntryId, FailReason, OpId, Outcome, ProtocolError,
+    RestoreError, SendError, SendFailure, SubscribeError, SubscriptionState, Transmit,
+    TransportEvent,
+};
+pub use fake_server::FakeServer;
+pub use outbox::{Command, EntryState, OutboxEntry, OutboxSnapshot, SnapshotEntry};
+
+use crate::ids::{ChannelId, UserId};
+use crate::{Instant, Rng};
+use channel::Channel;
+use outbox::Outbox;
+use requests::Requests;
+use timers::{TimerKey, Timers};
+
+/// Most timers fired by one `handle_timeout` call; the rest fire on the
+/// next call. A guard against a zero-length timer re-arming itself forever.
+const TIMER_FIRINGS_MAX: usize = 10_000;
+
+/// The handshake credentials; redacted in `Debug` so logs never carry them.
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A chat client's connection, subscriptions, outbox and inbox, as a pure
+/// state machine.
+///
+/// # Driving it
+///
+/// Four kinds of methods: app commands (`connect`, `subscribe`, `send`, ...),
+/// inputs (`handle_transport`, `handle_timeout`), outputs (`poll_*`) and
+/// getters. After **every** command or input call, a driver must:
+///
+/// 1. drain [`poll_transmit`](Client::poll_transmit) until `None`, doing
+///    what each [`Transmit`] says (open a transport, send a frame, close);
+/// 2. drain [`poll_event`](Client::poll_event) until `None`, handing each
+///    [`ClientEvent`] to the app;
+/// 3. re-arm its single timer from [`poll_timeout`](Client::poll_timeout)
+///    and call [`handle_timeout`](Client::handle_timeout) when it fires.
+///
+/// `now` must not go backwards between calls (an earlier `now` is treated as
+/// no time passing). A `handle_timeout` that comes early is a harmless
+/// no-op, so a driver need not be precise.
+///
+/// The same inputs always give the same outputs: time and randomness (the
+/// `seed`) are inputs, and every collection that reaches an output iterates
+/// in a fixed order.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    token: Token,
+    rng: Rng,
+    /// Random per-instance prefix of client message ids.
+    instance: u64,
+    /// Counter behind client message ids and op ids.
+    next_local: u64,
+    state: ConnectionState,
+    /// The latest generation handed out.
+    generation: u64,
+    /// The latest generation whose transport reported `Opened`.
+    opened: u64,
+    /// The attempt in progress or scheduled, within the current offline streak.
+    attempt: u32,
+    /// When the client last went offline (or started connecting).
+    offline_since: Option<Instant>,
+    ping_nonce: u64,
+    timers: Timers,
+    requests: Requests,
+    outbox: Outbox,
+    channels: BTreeMap<ChannelId, Channel>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Client {
+    /// Creates an idle client. `token` is sent in every `hello`; `seed`
+    /// drives backoff jitter and the client-instance id of message ids.
+    #[must_use]
+    pub fn new(config: ClientConfig, token: String, seed: u64) -> Client {
+        let mut rng = Rng::new(seed);
+        let instance = rng.next_u64();
+        Client {
+            config,
+            token: Token(token),
+            rng,
+            instance,
+            next_local: 0,
+            state: ConnectionState::Idle,
+            generation: 0,
+            opened: 0,
+            attempt: 0,
+            offline_since: None,
+            ping_nonce: 0,
+            timers: Timers::default(),
+            requests: Requests::default(),
+            outbox: Outbox::default(),
+            channels: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The next thing the driver must do on a transport.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the app.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Client::handle_timeout) is next needed;
+    /// `None` when no timer is armed (e.g. after `close`).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Fires every timer due at `now`. Early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for _ in 0..TIMER_FIRINGS_MAX {
+            let Some(key) = self.timers.pop_due(now) else {
+                return;
+            };
+            tracing::trace!(?key, %now, "timer fired");
+            self.on_timer(now, key);
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, key: TimerKey) {
+        match key {
+            TimerKey::Connect => self.on_connect_timeout(now),
+            TimerKey::Reconnect => self.on_reconnect_due(now),
+            TimerKey::Ping => self.on_ping_due(now),
+            TimerKey::PingDeadline => self.on_heartbeat_timeout(now),
+            TimerKey::OutboxPause => self.pump(now),
+            TimerKey::JoinRetry(channel) => self.on_join_retry(now, channel),
+            TimerKey::Request(req) => self.on_request_timeout(now, req),
+            TimerKey::LocalTyping(channel) => self.on_local_typing_expired(now, channel),
+            TimerKey::RemoteTyping(channel, user) => self.on_remote_typing_expired(channel, user),
+        }
+    }
+
+    /// The connection's state.
+    #[must_use]
+    pub fn state(&self) -> &ConnectionState {
+        &self.state
+    }
+
+    /// Our verified identity while connected.
+    #[must_use]
+    pub fn user_id(&self) -> Option<&UserId> {
+        match &self.state {
+            ConnectionState::Connected { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+
+    /// A summary of a channel the client knows (desired, or still leaving).
+    #[must_use]
+    pub fn channel(&self, channel: &ChannelId) -> Option<ChannelView> {
+        self.channels.get(channel).map(Channel::view)
+    }
+
+    /// The channels the client knows, in name order.
+    pub fn channels(&self) -> impl Iterator<Item = &ChannelId> {
+        self.channels.keys()
+    }
+
+    /// The outbox, in send order.
+    pub fn outbox(&self) -> impl Iterator<Item = &OutboxEntry> {
+        self.outbox.iter()
+    }
+
+    /// Every unresolved outbox entry, for the app to persist.
+    #[must_use]
+    pub fn export_outbox(&self) -> OutboxSnapshot {
+        self.outbox.export()
+    }
+
+    /// Adds a persisted outbox's entries (those not present already) as
+    /// pending; they go out once their channel is subscribed.
+    pub fn restore_outbox(
+        &mut self,
+        now: Instant,
+        snapshot: OutboxSnapshot,
+    ) -> Result<(), RestoreError> {
+        let max_op = self.outbox.restore(snapshot, self.config.outbox_max)?;
+        self.next_local = self.next_local.max(max_op);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// How many timers are armed (0 after `close`): a leak check.
+    #[must_use]
+    pub fn armed_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// How many requests await a reply (0 when offline): a leak check.
+    #[must_use]
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn emit(&mut self, event: ClientEvent) {
+        self.events.push_back(event);
+    }
+
+    fn set_state(&mut self, state: ConnectionState) {
+        if self.state != state {
+            tracing::debug!(
+                from = self.state.name(),
+                to = state.name(),
+                "connection state"
+            );
+            self.state = state.clone();
+            self.emit(ClientEvent::State(state));
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Message sync details: backlog, partial recovery, buffer overflow, edits,
+//! presence and read receipts.
+
+use insta::assert_snapshot;
+
+use super::harness::{Harness, Peer, ch, join_ack, msg, user};
+use crate::client::{ClientConfig, ClientEvent, EntryId, FakeServer, Outcome};
+use crate::ids::{Epoch, MessageId, Seq};
+use crate::wire::{Ack, Body, ClientFrame, HistoryAck, PresenceChange, ReadReceipt, ServerFrame};
+
+#[test]
+fn the_first_join_loads_the_initial_backlog_then_follows_live() {
+    let config = ClientConfig {
+        initial_backlog: 3,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::with(config, Peer::Fake(FakeServer::new(user("alice"))));
+    for i in 1..=10 {
+        h.server()
+            .post(&ch("general"), &user("bob"), Body::text(format!("old {i}")));
+    }
+    h.act("connect and subscribe", |c, now| {
+        c.connect(now);
+        c.subscribe(now, ch("general")).unwrap();
+    });
+    assert_eq!(h.delivered("general"), vec![8, 9, 10]);
+    let live = h
+        .server()
+        .post(&ch("general"), &user("bob"), Body::text("live"))
+        .unwrap();
+    h.reply(live);
+    assert_eq!(h.delivered("general"), vec![8, 9, 10, 11]);
+    assert_snapshot!(h.trace());
+}
+
+#[test]
+fn a_partial_recovery_is_filled_from_history() {
+    let mut h = Harness::scripted();
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 1, vec![], false));
+    let history = h.take_req();
+    h.reply(ServerFrame::Ack {
+        req: history,
+        body: Ack::History(HistoryAck {
+            channel_id: ch("general"),
+            epoch: Epoch(1),
+            events: vec![msg("general", 1, "bob", "b1", "one")],
+            head_seq: Seq(1),
+            more: false,
+        }),
+    });
+    h.drop_transport();
+    h.advance(2_000);
+    h.handshake();
+    let join = h.take();
+    assert!(
+        matches!(
+            join,
+            ClientFrame::Join {
+                since: Some(Seq(1)),
+                ..
+            }
+        ),
+        "{join:?}"
+    );
+    h.note("too much was missed: the server sends only the latest events");
+    h.reply(join_ack(
+        join.req().unwrap(),
+        "general",
+        1,
+        4,
+        vec![msg("general", 4, "bob", "b4", "four")],
+        false,
+    ));
+    let fill = h.take();
+    assert!(
+        matches!(
+            fill,
+            ClientFrame::History {
+                after: Some(Seq(1)),
+                ..
+            }
+        ),
+        "{fill:?}"
+    );
+    h.reply(ServerFrame::Ack {
+        req: fill.req().unwrap(),
+        body: Ack::History(HistoryAck {
+            channel_id: ch("general"),
+            epoch: Epoch(1),
+            events: vec![msg("general", 2, "bob", "b2", "two")],
+            head_seq: Seq(4),
+            more: true,
+        }),
+    });
+    let next = h.take();
+    assert!(
+        matches!(
+            next,
+            ClientFrame::History {
+                after: Some(Seq(2)),
+                ..
+            }
+        ),
+        "{next:?}"
+    );
+    h.reply(ServerFrame::Ack {
+        req: next.req().unwrap(),
+        body: Ack::History(HistoryAck {
+            channel_id: ch("general"),
+            epoch: Epoch(1),
+            events: vec![
+                msg("general", 3, "bob", "b3", "three"),
+                msg("general", 4, "bob", "b4", "four"),
+            ],
+            head_seq: Seq(4),
+            more: false,
+        }),
+    });
+    assert_eq!(h.delivered("general"), vec![1, 2, 3, 4]);
+    assert!(h.sent.is_empty());
+    assert_snapshot!(h.trace());
+}
+
+#[test]
+fn an_overflowing_buffer_is_dropped_and_refetched() {
+    let config = ClientConfig {
+        inbox_buffer_max: 2,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::with(config, Peer::Scripted);
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 0, vec![], false));
+    for seq in 2..=4 {
+        h.reply(ServerFrame::from(msg(
+            "general",
+            seq,
+            "bob",
+            &format!("b{seq}"),
+            "early",
+        )));
+    }
+    assert_eq!(
+        h.client.channel(&ch("general")).unwrap().buffered,
+        0,
+        "dropped on overflow"
+    );
+    let history = h.take_req();
+    h.reply(ServerFrame::Ack {
+        req: history,
+        body: Ack::History(HistoryAck {
+            channel_id: ch("general"),
+            epoch: Epoch(1),
+            events: (1..=4)
+                .map(|s| msg("general", s, "bob", &format!("b{s}"), "paged"))
+                .collect(),
+            head_seq: Seq(4),
+            more: false,
+        }),
+    });
+    assert_eq!(h.delivered("general"), vec![1, 2, 3, 4]);
+    assert_snapshot!(h.trace());
+}
+
+#[test]
+fn edits_and_deletes_are_ordered_log_events_with_one_outcome_each() {
+    let mut h = Harness::fake();
+    h.act("connect and subscribe", |c, now| {
+        c.connect(now);
+        c.subscribe(now, ch("general")).unwrap();
+    });
+    h.act("send", |c, now| {
+        c.send(now, ch("general"), Body::text("helo")).unwrap()
+    });
+    let edit = h.act("fix the typo", |c, now| {
+        c.update(
+            now,
+            ch("general"),
+            MessageId::new("m1").unwrap(),
+            Body::text("hello"),
+        )
+        .unwrap()
+    });
+    let delete = h.act("delete it", |c, now| {
+        c.delete(now, ch("general"), MessageId::new("m1").unwrap())
+            .unwrap()
+    });
+    assert_eq!(h.delivered("general"), vec![1, 2, 3]);
+    let ops: Vec<(EntryId, Outcome)> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Outcome {
+                id: id @ EntryId::Op(_),
+                outcome,
+                ..
+            } => Some((id.clone(), outcome.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (EntryId::Op(edit), Outcome::Applied { seq: Seq(2) }),
+            (EntryId::Op(delete), Outcome::Applied { seq: Seq(3) }),
+        ]
+    );
+    assert_snapshot!(h.trace());
+}
+
+#[test]
+fn presence_diffs_and_read_receipts_update_the_view() {
+    let mut h = Harness::scripted();
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 5, vec![], false));
+    h.take();
+    let presence = |u: &str| PresenceChange {
+        channel_id: ch("general"),
+        user_id: user(u),
+    };
+    h.reply(ServerFrame::PresenceJoin(presence("carol")));
+    h.reply(ServerFrame::PresenceLeave(presence("bob")));
+    assert_eq!(
+        h.client.channel(&ch("general")).unwrap().members,
+        vec![user("alice"), user("carol")]
+    );
+    let receipt = |up_to| {
+        ServerFrame::Read(ReadReceipt {
+            channel_id: ch("general"),
+            user_id: user("carol"),
+            up_to: Seq(up_to),
+        })
+    };
+    h.reply(receipt(4));
+    h.reply(receipt(2));
+    h.reply(receipt(5));
+    let reads: Vec<u64> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Read { up_to, .. } => Some(up_to.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads, vec![4, 5], "a lower watermark is ignored");
+    h.act("mark read up to 3, then 2", |c, now| {
+        c.mark_read(now, ch("general"), Seq(3));
+        c.mark_read(now, ch("general"), Seq(2));
+    });
+    assert!(matches!(h.take(), ClientFrame::Read { up_to: Seq(3), .. }));
+    assert!(h.sent.is_empty());
+    assert_snapshot!(h.trace());
+}
+
+#[test]
+fn unsubscribing_fails_queued_sends_but_lets_in_flight_ones_finish() {
+    let config = ClientConfig {
+        send_window: 1,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::with(config, Peer::Scripted);
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 0, vec![], false));
+    h.act("send two (window of one)", |c, now| {
+        c.send(now, ch("general"), Body::text("in flight")).unwrap();
+        c.send(now, ch("general"), Body::text("queued")).unwrap();
+    });
+    let send = h.take_req();
+    h.act("unsubscribe", |c, now| c.unsubscribe(now, ch("general")));
+    let leave = h.take_req();
+    h.reply(ServerFrame::Ack {
+        req: send,
+        body: Ack::Send(crate::wire::SendAck {
+            message_id: MessageId::new("m1").unwrap(),
+            seq: Seq(1),
+            ts: 0,
+        }),
+    });
+    h.reply(ServerFrame::Ack {
+        req: leave,
+        body: Ack::Leave,
+    });
+    let outcomes: Vec<Outcome> = h.outcomes().into_iter().map(|(_, o)| o).collect();
+    assert!(
+        matches!(outcomes[..], [Outcome::Failed(_), Outcome::Sent { .. }]),
+        "{outcomes:?}"
+    );
+    assert_eq!(h.client.outbox().count(), 0);
+    assert_eq!(h.client.armed_timers(), 0);
+    assert_snapshot!(h.trace());
+}

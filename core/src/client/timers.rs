@@ -1,0 +1,95 @@
+//! The client's timer table: a small keyed set whose minimum is the deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::Instant;
+use crate::ids::{ChannelId, UserId};
+use crate::wire::ReqId;
+
+/// Why a timer is armed. Each key is armed at most once; re-arming moves it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKey {
+    /// The current connection attempt must reach `welcome` by then.
+    Connect,
+    /// Start the next connection attempt.
+    Reconnect,
+    /// Send the next heartbeat `ping`.
+    Ping,
+    /// The server has been silent since a `ping` for too long.
+    PingDeadline,
+    /// The outbox pauses after a retryable refusal.
+    OutboxPause,
+    /// Retry joining a channel after a failed attempt.
+    JoinRetry(ChannelId),
+    /// A request's reply is overdue.
+    Request(ReqId),
+    /// Our own typing indicator in a channel runs out.
+    LocalTyping(ChannelId),
+    /// A remote user's typing indicator runs out.
+    RemoteTyping(ChannelId, UserId),
+}
+
+/// Deadlines by key, plus the same pairs ordered by time for `O(log n)`
+/// minimum and expiry.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    by_key: BTreeMap<TimerKey, Instant>,
+    by_time: BTreeSet<(Instant, TimerKey)>,
+}
+
+impl Timers {
+    /// Arms (or moves) `key` to fire at `at`.
+    pub(crate) fn arm(&mut self, key: TimerKey, at: Instant) {
+        if let Some(old) = self.by_key.insert(key.clone(), at) {
+            self.by_time.remove(&(old, key.clone()));
+        }
+        self.by_time.insert((at, key));
+    }
+
+    /// Disarms `key`; a no-op when it is not armed.
+    pub(crate) fn cancel(&mut self, key: &TimerKey) {
+        if let Some(at) = self.by_key.remove(key) {
+            self.by_time.remove(&(at, key.clone()));
+        }
+    }
+
+    /// Disarms every key `keep` rejects.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&TimerKey) -> bool) {
+        let gone: Vec<TimerKey> = self.by_key.keys().filter(|k| !keep(k)).cloned().collect();
+        for k in gone {
+            self.cancel(&k);
+        }
+    }
+
+    /// Whether `key` is armed.
+    pub(crate) fn is_armed(&self, key: &TimerKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// Removes and returns the earliest key due at `now`, if any.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
+        let (at, _) = self.by_time.first()?;
+        if *at > now {
+            return None;
+        }
+        let (_, key) = self.by_time.pop_first()?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    /// How many timers are armed.
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Disarms everything.
+    pub(crate) fn clear(&mut self) {
+        self.by_key.clear();
+        self.by_time.clear();
+    }
+}
