@@ -22,7 +22,11 @@
 
 pub mod net;
 pub mod op;
+pub mod oracle;
 pub mod queue;
+pub mod run;
 pub mod scenario;
 pub mod strategy;
 pub mod swarm;
+pub mod trace;
+pub mod world;

@@ -179,10 +179,30 @@ pub enum SubscriptionState {
     },
 }
 
-/// A client-local handle for an edit or a delete, to match its outcome.
+/// A handle for an edit or a delete, to match its outcome.
+///
+/// The high 32 bits come from the client instance and the low 32 bits
+/// count, so an op id stays unique across app restarts: an app that keeps
+/// a table of handles never confuses a restored op with a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OpId(pub u64);
+
+impl OpId {
+    const COUNTER_BITS: u32 = 32;
+    const COUNTER_MASK: u64 = (1 << Self::COUNTER_BITS) - 1;
+
+    /// The op id of the `counter`-th local id of client `instance`.
+    pub(crate) fn compose(instance: u64, counter: u64) -> OpId {
+        OpId((instance & !Self::COUNTER_MASK) | (counter & Self::COUNTER_MASK))
+    }
+
+    /// The counter part, if this op id was made by client `instance`.
+    pub(crate) fn counter_of(self, instance: u64) -> Option<u64> {
+        ((self.0 & !Self::COUNTER_MASK) == (instance & !Self::COUNTER_MASK))
+            .then_some(self.0 & Self::COUNTER_MASK)
+    }
+}
 
 /// Why an outbox entry failed for good.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,6 +266,10 @@ pub enum SendError {
     /// The app does not want this channel subscribed.
     #[error("channel {0} is not subscribed")]
     NotSubscribed(ChannelId),
+    /// The channel's subscription was refused for good (e.g. forbidden):
+    /// nothing could ever be posted there.
+    #[error("channel {0} refused the subscription: {1}")]
+    SubscriptionFailed(ChannelId, ErrorCode),
     /// The client is closed.
     #[error("client is closed")]
     Closed,

@@ -219,7 +219,9 @@ impl Client {
         snapshot: OutboxSnapshot,
     ) -> Result<(), RestoreError> {
         let max_op = self.outbox.restore(snapshot, self.config.outbox_max)?;
-        self.next_local = self.next_local.max(max_op);
+        if let Some(counter) = max_op.counter_of(self.instance) {
+            self.next_local = self.next_local.max(counter);
+        }
         self.pump(now);
         Ok(())
     }

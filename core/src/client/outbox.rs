@@ -224,7 +224,7 @@ impl Outbox {
         &mut self,
         snapshot: OutboxSnapshot,
         max: usize,
-    ) -> Result<u64, RestoreError> {
+    ) -> Result<OpId, RestoreError> {
         if snapshot.version != OutboxSnapshot::VERSION {
             return Err(RestoreError::Version(snapshot.version));
         }
@@ -236,10 +236,10 @@ impl Outbox {
         if self.len().saturating_add(fresh.len()) > max {
             return Err(RestoreError::OutboxFull(max));
         }
-        let mut max_op = 0;
+        let mut max_op = OpId(0);
         for s in fresh {
-            if let EntryId::Op(OpId(n)) = s.command.id() {
-                max_op = max_op.max(n);
+            if let EntryId::Op(op) = s.command.id() {
+                max_op = max_op.max(op);
             }
             self.push(s.channel, s.command);
         }

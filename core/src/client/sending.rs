@@ -90,15 +90,21 @@ impl Client {
     fn next_op(&mut self, channel: &ChannelId) -> Result<OpId, SendError> {
         self.check_accept(channel)?;
         self.next_local += 1;
-        Ok(OpId(self.next_local))
+        Ok(OpId::compose(self.instance, self.next_local))
     }
 
     fn check_accept(&self, channel: &ChannelId) -> Result<(), SendError> {
         if self.state == ConnectionState::Closed {
             return Err(SendError::Closed);
         }
-        if !self.channels.get(channel).is_some_and(|c| c.desired) {
-            return Err(SendError::NotSubscribed(channel.clone()));
+        match self.channels.get(channel) {
+            Some(c) if !c.desired => return Err(SendError::NotSubscribed(channel.clone())),
+            None => return Err(SendError::NotSubscribed(channel.clone())),
+            Some(c) => {
+                if let super::channel::Sub::Failed(code) = c.sub {
+                    return Err(SendError::SubscriptionFailed(channel.clone(), code));
+                }
+            }
         }
         if self.outbox.len() >= self.config.outbox_max {
             return Err(SendError::OutboxFull(self.config.outbox_max));
@@ -172,6 +178,10 @@ impl Client {
                 }
             }
             Reply::Nack(e) if e.retryable => {
+                // The server refuses every later send of this channel until
+                // this one comes again (its order gate): put them all back
+                // in line so they go out again in send order after the pause.
+                self.requeue_channel(&channel);
                 self.entry_failed(now, &id);
                 if let Some(entry) = self.outbox.get_mut(&id) {
                     let delay = self

@@ -91,7 +91,12 @@ impl<P: AccessPolicy> Server<P> {
             Ok(other) => Err(unexpected(&other)),
             Err(e) => Err(unavailable(&e)),
         };
-        for w in waiters {
+        if let Err(Denied(code, _)) = &answer {
+            for (w, arrival) in &waiters {
+                self.close_order_gate(w.conn, *arrival, &key.channel, &key.client_msg_id, *code);
+            }
+        }
+        for (w, _) in waiters {
             let one = match &answer {
                 Ok(ack) => Ok(Ack::Send(ack.clone())),
                 Err(Denied(code, message)) => Err(Denied(*code, message.clone())),

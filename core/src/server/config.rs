@@ -53,6 +53,13 @@ pub struct ServerConfig {
     /// so a quick reconnect does not flap. Default 2 s (the protocol allows
     /// at most 5 s).
     pub presence_grace: Duration,
+    /// How long a connection's send order gate stays closed (see
+    /// `docs/PROTOCOL.md`, "per-sender order"): after a send fails with a
+    /// retryable error, later sends of that connection to that channel are
+    /// refused until the failed one is retried. Default 30 s: far longer
+    /// than any client's resend delay, short enough that a client that gave
+    /// the message up is not blocked for long.
+    pub order_gate_ttl: Duration,
     /// How long a typing indicator lives without a refresh. Default 5 s.
     pub typing_ttl: Duration,
 }
@@ -73,6 +80,7 @@ impl Default for ServerConfig {
             max_pending_per_conn: 256,
             max_pending_total: 65_536,
             presence_grace: Duration::from_secs(2),
+            order_gate_ttl: Duration::from_secs(30),
             typing_ttl: Duration::from_secs(5),
         }
     }

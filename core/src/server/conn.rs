@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use crate::Instant;
-use crate::ids::{ChannelId, UserId};
+use crate::ids::{ChannelId, ClientMsgId, UserId};
 use crate::server::ServerConfig;
 use crate::server::rate::TokenBucket;
 use crate::store::StoreOpId;
+use crate::wire::ErrorCode;
 
 /// A connection's membership of one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,19 @@ pub(crate) enum Membership {
     Joined,
 }
 
+/// A closed send-order gate: `blocked_by` failed with a retryable `code`,
+/// so later sends of this connection to the channel are refused until it is
+/// retried (or the gate expires), keeping the sender's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrderGate {
+    pub(crate) blocked_by: ClientMsgId,
+    /// The failed send's arrival number: only sends that arrived after it
+    /// are held back.
+    pub(crate) arrival: u64,
+    pub(crate) code: ErrorCode,
+    pub(crate) until: Instant,
+}
+
 /// An open connection with a verified identity.
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
@@ -27,6 +41,10 @@ pub(crate) struct Conn {
     pub(crate) typing: TokenBucket,
     /// Requests of this connection waiting for a store reply.
     pub(crate) awaiting: usize,
+    /// Closed send-order gates, by channel (at most one per joined channel).
+    pub(crate) gates: BTreeMap<ChannelId, OrderGate>,
+    /// Sends received so far on this connection: each send's arrival number.
+    pub(crate) arrivals: u64,
 }
 
 impl Conn {
@@ -37,6 +55,8 @@ impl Conn {
             messages: TokenBucket::new(config.messages_per_sec, config.messages_burst, now),
             typing: TokenBucket::new(config.typing_per_sec, config.typing_burst, now),
             awaiting: 0,
+            gates: BTreeMap::new(),
+            arrivals: 0,
         }
     }
 }

@@ -86,7 +86,9 @@ pub struct Server<P: AccessPolicy = Open> {
     appends: AppendQueues,
     /// Sends accepted and not yet answered, by dedupe key: a retry joins the
     /// waiters instead of appending again.
-    sends: BTreeMap<SendKey, Vec<Waiter>>,
+    /// Each waiter carries its arrival number on its connection, which
+    /// orders it against the connection's send-order gate.
+    sends: BTreeMap<SendKey, Vec<(Waiter, u64)>>,
     next_op: u64,
     outputs: VecDeque<ServerOutput>,
 }
@@ -412,6 +414,9 @@ impl<P: AccessPolicy> Server<P> {
         channel: &ChannelId,
         room_leave: bool,
     ) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.gates.remove(channel);
+        }
         if room_leave {
             self.outputs.push_back(ServerOutput::RoomLeave {
                 conn,

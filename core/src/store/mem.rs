@@ -153,6 +153,20 @@ impl MemStore {
             .flat_map(ChannelLog::events)
     }
 
+    /// The retained event of a channel at `seq`, for oracles (one lookup,
+    /// no scan).
+    #[must_use]
+    pub fn event(&self, channel: &ChannelId, seq: Seq) -> Option<&LogEvent> {
+        self.channels.get(channel)?.event(seq)
+    }
+
+    /// The lowest seq of a channel still retained (`head + 1` when none is),
+    /// so an oracle can tell a legitimately truncated gap from a lost event.
+    #[must_use]
+    pub fn oldest_retained(&self, channel: &ChannelId) -> Option<Seq> {
+        self.channels.get(channel).map(ChannelLog::oldest_retained)
+    }
+
     /// Every channel the store has a log for, in order.
     pub fn channels(&self) -> impl Iterator<Item = &ChannelId> {
         self.channels.keys()

@@ -72,8 +72,14 @@ impl ChannelLog {
         self.events.iter()
     }
 
+    /// The retained event at `seq`, if any.
+    pub(super) fn event(&self, seq: Seq) -> Option<&LogEvent> {
+        let offset = seq.0.checked_sub(self.oldest_retained().0)?;
+        self.events.get(usize::try_from(offset).ok()?)
+    }
+
     /// The lowest readable seq; `head + 1` when nothing is retained.
-    fn oldest_retained(&self) -> Seq {
+    pub(super) fn oldest_retained(&self) -> Seq {
         Seq(self.head.0 + 1 - self.events.len() as u64)
     }
 

@@ -1,0 +1,398 @@
+//! The oracle: every invariant of DESIGN.md §5, checked after every step.
+//!
+//! The world reports what happens (appends, client events, frames on the
+//! wire, closes); the oracle compares it with the store's log, the only
+//! ground truth, and with its own memory of what was promised. Each check
+//! costs in proportion to the step (map lookups), never to the history.
+
+mod invariant;
+mod violation;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lockstep_core::Instant;
+use lockstep_core::client::{
+    Client, ClientEvent, ConnectionState, EntryId, Outcome, SubscriptionState,
+};
+use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
+use lockstep_core::store::MemStore;
+use lockstep_core::wire::{LogEvent, ServerFrame};
+
+pub use invariant::Invariant;
+pub use violation::Violation;
+
+use crate::net::ClientIx;
+
+/// What the oracle remembers; see the module docs.
+#[derive(Debug, Default)]
+pub struct Oracle {
+    violations: Vec<Violation>,
+    checks: u64,
+    /// Invariant 2: the dedupe keys of every message appended, per channel.
+    keys: BTreeMap<ChannelId, BTreeSet<(UserId, ClientMsgId)>>,
+    /// Invariant 3: the last seq each client delivered per channel, in the
+    /// client's current incarnation and subscription.
+    positions: BTreeMap<(ClientIx, ChannelId), Seq>,
+    /// Invariant 4: entries that got their outcome (across app restarts).
+    outcomes: BTreeSet<(ClientIx, EntryId)>,
+    /// Invariants 4 and 5: every send, with its channel and send order.
+    sends: BTreeMap<(ClientIx, ClientMsgId), (ChannelId, u64)>,
+    next_send: u64,
+    /// Invariant 5: the seqs of sent messages by send order.
+    sent_seqs: BTreeMap<(ClientIx, ChannelId), BTreeMap<u64, Seq>>,
+    /// Invariant 7: channels each connection asked to join (by net serial).
+    joins: BTreeSet<(u64, ChannelId)>,
+    /// Invariant 9: each client's last connection state name.
+    states: BTreeMap<ClientIx, &'static str>,
+}
+
+/// Whether `user` may see `channel` under the lab's access policy
+/// (`private:<user>` is only for that user).
+#[must_use]
+pub fn allowed(user: &UserId, channel: &ChannelId) -> bool {
+    channel
+        .as_str()
+        .strip_prefix("private:")
+        .is_none_or(|owner| owner == user.as_str())
+}
+
+impl Oracle {
+    /// Every violation so far, in the order found.
+    #[must_use]
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// How many individual checks ran.
+    #[must_use]
+    pub fn checks(&self) -> u64 {
+        self.checks
+    }
+
+    /// Records a violation.
+    pub fn violate(
+        &mut self,
+        invariant: Invariant,
+        at: Instant,
+        client: Option<ClientIx>,
+        channel: Option<&ChannelId>,
+        detail: impl Into<String>,
+    ) {
+        self.violations.push(Violation {
+            invariant,
+            at,
+            client,
+            channel: channel.cloned(),
+            detail: detail.into(),
+        });
+    }
+
+    fn check(
+        &mut self,
+        ok: bool,
+        invariant: Invariant,
+        at: Instant,
+        client: Option<ClientIx>,
+        channel: Option<&ChannelId>,
+        detail: impl FnOnce() -> String,
+    ) {
+        self.checks += 1;
+        if !ok {
+            self.violate(invariant, at, client, channel, detail());
+        }
+    }
+
+    /// The store committed `event` (invariant 2).
+    pub fn on_append(&mut self, now: Instant, event: &LogEvent) {
+        if let LogEvent::Message(m) = event {
+            let fresh = self
+                .keys
+                .entry(m.channel_id.clone())
+                .or_default()
+                .insert((m.author_id.clone(), m.client_msg_id.clone()));
+            self.check(
+                fresh,
+                Invariant::NoDuplicates,
+                now,
+                None,
+                Some(&m.channel_id),
+                || {
+                    format!(
+                        "{} stored twice: {} {} by {}",
+                        m.client_msg_id, m.seq, m.message_id, m.author_id
+                    )
+                },
+            );
+        }
+    }
+
+    /// The app called `send` and got `id` (invariants 4 and 5).
+    pub fn on_send(&mut self, client: ClientIx, id: ClientMsgId, channel: ChannelId) {
+        self.next_send += 1;
+        self.sends.insert((client, id), (channel, self.next_send));
+    }
+
+    /// The client sent `frame` on connection `serial` (invariant 7 learns
+    /// which channels the connection asked for).
+    pub fn on_join_sent(&mut self, serial: u64, channel: &ChannelId) {
+        self.joins.insert((serial, channel.clone()));
+    }
+
+    /// A channel-scoped frame reached `client` on connection `serial`
+    /// (invariant 7).
+    pub fn on_frame_delivered(
+        &mut self,
+        now: Instant,
+        client: ClientIx,
+        user: &UserId,
+        serial: u64,
+        frame: &ServerFrame,
+    ) {
+        let channel = match frame {
+            ServerFrame::MessageNew(m) => &m.channel_id,
+            ServerFrame::MessageUpdated(u) => &u.channel_id,
+            ServerFrame::MessageDeleted(d) => &d.channel_id,
+            ServerFrame::PresenceJoin(p) | ServerFrame::PresenceLeave(p) => &p.channel_id,
+            ServerFrame::Typing(t) => &t.channel_id,
+            ServerFrame::Read(r) => &r.channel_id,
+            _ => return,
+        };
+        let asked = self.joins.contains(&(serial, channel.clone()));
+        let ok = asked && allowed(user, channel);
+        self.check(
+            ok,
+            Invariant::OnlyJoined,
+            now,
+            Some(client),
+            Some(channel),
+            || {
+                if asked {
+                    format!("{user} may not see this channel, yet got {frame:?}")
+                } else {
+                    format!("connection k{serial} never joined, yet got {frame:?}")
+                }
+            },
+        );
+    }
+
+    /// The client machine was rebuilt (app restart): its deliveries start
+    /// over, its state chart starts at idle.
+    pub fn on_client_restart(&mut self, client: ClientIx) {
+        self.positions.retain(|(c, _), _| *c != client);
+        self.states.remove(&client);
+    }
+
+    /// The app closed the client: nothing may stay armed (invariant 8).
+    pub fn on_client_closed(&mut self, now: Instant, ix: ClientIx, client: &Client) {
+        let (timers, requests) = (client.armed_timers(), client.pending_requests());
+        self.check(
+            timers == 0 && requests == 0 && client.poll_timeout().is_none(),
+            Invariant::NoLeaks,
+            now,
+            Some(ix),
+            None,
+            || format!("after close: {timers} timers armed, {requests} requests pending"),
+        );
+    }
+
+    /// One event the client handed its app (invariants 1, 3, 4, 5, 8, 9).
+    pub fn on_client_event(
+        &mut self,
+        now: Instant,
+        ix: ClientIx,
+        client: &Client,
+        store: &MemStore,
+        event: &ClientEvent,
+    ) {
+        match event {
+            ClientEvent::Log { channel, event } => {
+                self.on_delivered(now, ix, store, channel, event)
+            }
+            ClientEvent::Truncated { channel, from, to } => {
+                let oldest = store.oldest_retained(channel).unwrap_or(Seq(1));
+                self.check(
+                    oldest > *to,
+                    Invariant::InOrderDelivery,
+                    now,
+                    Some(ix),
+                    Some(channel),
+                    || format!("reported {from}..={to} truncated, but the store still has {to} (oldest retained {oldest})"),
+                );
+                self.positions.insert((ix, channel.clone()), *to);
+            }
+            ClientEvent::Reset { channel, .. } => {
+                self.positions.remove(&(ix, channel.clone()));
+            }
+            ClientEvent::Subscription { channel, state } => {
+                let forgotten = client.channel(channel).is_none_or(|v| !v.desired);
+                if *state == SubscriptionState::Unsubscribed && forgotten {
+                    self.positions.remove(&(ix, channel.clone()));
+                }
+            }
+            ClientEvent::Outcome {
+                channel,
+                id,
+                outcome,
+            } => self.on_outcome(now, ix, store, channel, id, outcome),
+            ClientEvent::State(state) => self.on_state(now, ix, client, state),
+            _ => {}
+        }
+    }
+
+    fn on_delivered(
+        &mut self,
+        now: Instant,
+        ix: ClientIx,
+        store: &MemStore,
+        channel: &ChannelId,
+        event: &LogEvent,
+    ) {
+        let seq = event.seq();
+        // 1: what a member sees was committed, exactly as stored.
+        let stored = store.event(channel, seq);
+        let retained = store
+            .oldest_retained(channel)
+            .is_some_and(|oldest| seq >= oldest);
+        self.check(
+            stored == Some(event)
+                || (!retained && store.head(channel).is_some_and(|(_, h)| seq <= h)),
+            Invariant::AckedIsStored,
+            now,
+            Some(ix),
+            Some(channel),
+            || match stored {
+                Some(s) => format!("delivered {event:?}, the store has {s:?}"),
+                None => format!("delivered {event:?}, which the store never committed"),
+            },
+        );
+        // 3: strictly the next seq.
+        let key = (ix, channel.clone());
+        let prev = self.positions.get(&key).copied();
+        if let Some(prev) = prev {
+            self.check(
+                seq == prev.next(),
+                Invariant::InOrderDelivery,
+                now,
+                Some(ix),
+                Some(channel),
+                || {
+                    if seq <= prev {
+                        format!("delivered {seq} again after {prev} (duplicate)")
+                    } else {
+                        format!("delivered {seq} after {prev} (gap)")
+                    }
+                },
+            );
+        }
+        self.positions.insert(key, seq);
+    }
+
+    fn on_outcome(
+        &mut self,
+        now: Instant,
+        ix: ClientIx,
+        store: &MemStore,
+        channel: &ChannelId,
+        id: &EntryId,
+        outcome: &Outcome,
+    ) {
+        // 4: at most one outcome per entry, ever.
+        let first = self.outcomes.insert((ix, id.clone()));
+        self.check(
+            first,
+            Invariant::OneOutcome,
+            now,
+            Some(ix),
+            Some(channel),
+            || format!("second outcome for {id:?}: {outcome:?}"),
+        );
+        let (EntryId::Message(cm), Outcome::Sent { seq, message_id }) = (id, outcome) else {
+            return;
+        };
+        // 1: the acked message is in the log, at the acked seq.
+        let stored = store.event(channel, *seq);
+        let matches = matches!(stored, Some(LogEvent::Message(m))
+            if &m.message_id == message_id && &m.client_msg_id == cm);
+        let retained = store
+            .oldest_retained(channel)
+            .is_some_and(|oldest| *seq >= oldest);
+        self.check(
+            matches || !retained && store.head(channel).is_some_and(|(_, h)| *seq <= h),
+            Invariant::AckedIsStored,
+            now,
+            Some(ix),
+            Some(channel),
+            || format!("{cm} acked as {seq} {message_id}, the store has {stored:?}"),
+        );
+        // 5: send order is seq order.
+        let Some((sent_channel, order)) = self.sends.get(&(ix, cm.clone())).cloned() else {
+            return;
+        };
+        let seqs = self.sent_seqs.entry((ix, sent_channel)).or_default();
+        let before = seqs.range(..order).next_back().map(|(_, s)| *s);
+        let after = seqs.range(order + 1..).next().map(|(_, s)| *s);
+        seqs.insert(order, *seq);
+        let ok = before.is_none_or(|b| b < *seq) && after.is_none_or(|a| a > *seq);
+        self.check(
+            ok,
+            Invariant::SenderOrder,
+            now,
+            Some(ix),
+            Some(channel),
+            || {
+                format!(
+                    "{cm} got {seq}, but an earlier send got {before:?} / a later one {after:?}"
+                )
+            },
+        );
+    }
+
+    fn on_state(&mut self, now: Instant, ix: ClientIx, client: &Client, state: &ConnectionState) {
+        let to = state.name();
+        let from = self.states.insert(ix, to).unwrap_or("idle");
+        self.check(
+            transition_allowed(from, to),
+            Invariant::StateChart,
+            now,
+            Some(ix),
+            None,
+            || format!("{from} -> {to} is not in the state chart"),
+        );
+        // 8: offline means no request is waiting for a reply.
+        if !matches!(state, ConnectionState::Connected { .. }) {
+            let pending = client.pending_requests();
+            self.check(
+                pending == 0,
+                Invariant::NoLeaks,
+                now,
+                Some(ix),
+                None,
+                || format!("{pending} requests pending while {to}"),
+            );
+        }
+    }
+}
+
+/// The client connection state chart (docs/PROTOCOL.md), as allowed
+/// transitions between state names.
+#[must_use]
+pub fn transition_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("idle", "connecting" | "closed")
+            | (
+                "connecting",
+                "connecting" | "connected" | "reconnecting" | "suspended" | "failed" | "closed"
+            )
+            | (
+                "connected",
+                "reconnecting" | "connecting" | "failed" | "closed"
+            )
+            | (
+                "reconnecting",
+                "reconnecting" | "connecting" | "suspended" | "failed" | "closed"
+            )
+            | ("suspended", "suspended" | "connecting" | "closed")
+            | ("failed", "connecting" | "closed")
+    )
+}

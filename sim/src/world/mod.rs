@@ -1,0 +1,865 @@
+//! The world: clients, one server and a store on a virtual network and a
+//! virtual clock, every step watched by the oracle.
+//!
+//! The world is the driver of every machine, the way the tokio adapters are
+//! in production: it carries out each machine's outputs (open a transport,
+//! send a frame, run a store command) and feeds back what happens. It adds
+//! nothing of its own to the protocol; everything it knows of the truth
+//! comes from the store.
+//!
+//! It serves two masters: scripted tests (named scenarios that `apply` ops
+//! and `run_until` a time, then assert and snapshot the trace) and the
+//! explorer (seeded scenarios run by [`crate::run`]).
+
+mod client_host;
+mod converge;
+mod store_host;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use lockstep_core::client::{
+    Client, ClientConfig, ClientEvent, EntryId, Outcome, Transmit, TransportEvent,
+};
+use lockstep_core::ids::{ChannelId, UserId};
+use lockstep_core::server::{
+    ConnId as ServerConn, Except, PrivateChannels, Server, ServerConfig, ServerOutput,
+};
+use lockstep_core::store::{MemStore, MemStoreConfig, StoreError, StoreReply};
+use lockstep_core::wire::{
+    Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame, decode_client, decode_server,
+    encode_client, encode_server,
+};
+use lockstep_core::{Instant, Rng};
+
+use crate::net::{ClientIx, CloseReason, ConnId, Delivery, Dir, Network, SendOutcome};
+use crate::op::Op;
+use crate::oracle::{Invariant, Oracle};
+use crate::swarm::SwarmParams;
+use crate::trace::{self, Trace};
+
+use client_host::ClientHost;
+pub use converge::Pending;
+use store_host::{InFlight, StoreHost};
+
+/// What travels on the virtual network. Server frames are shared: one
+/// broadcast is one allocation however many members receive it.
+#[derive(Clone, Debug)]
+pub enum Packet {
+    /// Client to server.
+    Up(ClientFrame),
+    /// Server to client.
+    Down(Rc<ServerFrame>),
+}
+
+/// How to build a world.
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    /// Clients, users, channels, transports and the network's fault knobs.
+    pub params: SwarmParams,
+    /// Every client machine's configuration.
+    pub client: ClientConfig,
+    /// The server machine's configuration.
+    pub server: ServerConfig,
+    /// The store's retention and dedupe memory.
+    pub store: MemStoreConfig,
+    /// Round-trip every frame through its JSON encoding, so what the lab
+    /// proves is what travels (slower; CI runs some seeds this way).
+    pub wire: bool,
+    /// Keep readable trace lines (replay, snapshots); the hash is always kept.
+    pub trace_lines: bool,
+}
+
+impl WorldConfig {
+    /// The lab's defaults for these parameters: heartbeats on (the lab has
+    /// half-open streams and lossy datagrams), everything else as shipped.
+    #[must_use]
+    pub fn new(params: SwarmParams) -> Self {
+        let mut client = ClientConfig::default();
+        client.heartbeat = Some(lockstep_core::client::Heartbeat::default());
+        WorldConfig {
+            params,
+            client,
+            server: ServerConfig::default(),
+            store: MemStoreConfig::default(),
+            wire: false,
+            trace_lines: false,
+        }
+    }
+}
+
+/// A connection as the server side of the world knows it.
+#[derive(Debug)]
+struct Link {
+    net: ConnId,
+    /// The verified user, once `hello` was accepted.
+    user: Option<UserId>,
+}
+
+/// Counters for the explorer's summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorldStats {
+    /// Events processed: deliveries, store completions, timer firings, ops.
+    pub events: u64,
+    /// Fault ops applied.
+    pub faults: u64,
+    /// Client machine rebuilds (app restarts).
+    pub app_restarts: u64,
+    /// Protocol errors clients reported (stale or odd frames they rejected).
+    pub protocol_errors: u64,
+}
+
+/// A whole system on a virtual clock; see the module docs.
+#[derive(Debug)]
+pub struct World {
+    now: Instant,
+    params: SwarmParams,
+    net: Network<Packet>,
+    clients: Vec<ClientHost>,
+    server: Option<Server<PrivateChannels>>,
+    server_config: ServerConfig,
+    incarnation: u64,
+    server_deadline: Option<Instant>,
+    links: BTreeMap<u64, Link>,
+    rooms: BTreeMap<ChannelId, BTreeSet<u64>>,
+    store: StoreHost,
+    oracle: Oracle,
+    trace: Trace,
+    stats: WorldStats,
+    wire: bool,
+}
+
+/// Why a world could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorldError {
+    /// The network configuration is invalid.
+    #[error("network: {0}")]
+    Net(#[from] crate::net::NetConfigError),
+}
+
+impl World {
+    /// Builds a world at time zero: every client idle, the server up.
+    pub fn new(config: WorldConfig) -> Result<Self, WorldError> {
+        let mut rng = Rng::new(config.params.seed);
+        let net = Network::new(config.params.net_config(), rng.fork())?;
+        let clients = (0..config.params.clients)
+            .map(|i| {
+                let ix = ClientIx(i);
+                ClientHost::new(
+                    ix,
+                    config.params.user_of(ix),
+                    config.client.clone(),
+                    rng.fork(),
+                )
+            })
+            .collect();
+        let mut trace = Trace::new(config.trace_lines);
+        trace.mix(&[config.params.seed]);
+        Ok(World {
+            now: Instant::ZERO,
+            params: config.params,
+            net,
+            clients,
+            server: Some(Server::with_policy(config.server.clone(), PrivateChannels)),
+            server_config: config.server,
+            incarnation: 0,
+            server_deadline: None,
+            links: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            store: StoreHost::new(config.store, rng.fork()),
+            oracle: Oracle::default(),
+            trace,
+            stats: WorldStats::default(),
+            wire: config.wire,
+        })
+    }
+
+    // ---- getters -----------------------------------------------------------
+
+    /// Virtual time.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The parameters the world was built from.
+    #[must_use]
+    pub fn params(&self) -> &SwarmParams {
+        &self.params
+    }
+
+    /// A client's machine.
+    #[must_use]
+    pub fn client(&self, ix: ClientIx) -> &Client {
+        &self.clients[ix.index()].machine
+    }
+
+    /// The user a client belongs to.
+    #[must_use]
+    pub fn user(&self, ix: ClientIx) -> &UserId {
+        &self.clients[ix.index()].user
+    }
+
+    /// The store (the ground truth).
+    #[must_use]
+    pub fn store(&self) -> &MemStore {
+        &self.store.store
+    }
+
+    /// The server machine, unless crashed.
+    #[must_use]
+    pub fn server(&self) -> Option<&Server<PrivateChannels>> {
+        self.server.as_ref()
+    }
+
+    /// The oracle and its findings.
+    #[must_use]
+    pub fn oracle(&self) -> &Oracle {
+        &self.oracle
+    }
+
+    /// The trace.
+    #[must_use]
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The network's counters.
+    #[must_use]
+    pub fn net_stats(&self) -> &crate::net::NetStats {
+        self.net.stats()
+    }
+
+    /// The world's counters.
+    #[must_use]
+    pub fn stats(&self) -> WorldStats {
+        self.stats
+    }
+
+    // ---- time --------------------------------------------------------------
+
+    /// When the next thing happens (a delivery, a completion, a timer).
+    #[must_use]
+    pub fn next_event_at(&self) -> Option<Instant> {
+        let clients = self.clients.iter().filter_map(|c| c.deadline).min();
+        [
+            self.net.next_ready_at(),
+            self.store.next_at(),
+            self.server_deadline,
+            clients,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every event due up to and including `t`, then sets the clock to
+    /// `t`. Bounded: at most `events_max` events, then it stops early and
+    /// returns false (a livelock is reported by the caller).
+    pub fn run_until(&mut self, t: Instant, events_max: u64) -> bool {
+        let budget_end = self.stats.events.saturating_add(events_max);
+        while let Some(at) = self.next_event_at() {
+            if at > t {
+                break;
+            }
+            if self.stats.events >= budget_end {
+                return false;
+            }
+            self.now = self.now.max(at);
+            self.process_due();
+        }
+        self.now = self.now.max(t);
+        true
+    }
+
+    fn process_due(&mut self) {
+        let now = self.now;
+        while let Some(d) = self.net.poll_ready(now) {
+            self.stats.events += 1;
+            self.deliver(d);
+        }
+        while let Some((inflight, result)) = self.store.complete_due(now) {
+            self.stats.events += 1;
+            self.store_done(inflight, result);
+        }
+        if self.server_deadline.is_some_and(|d| d <= now) {
+            if let Some(server) = &mut self.server {
+                self.stats.events += 1;
+                server.handle_timeout(now);
+                self.drain_server();
+            }
+        }
+        for i in 0..self.clients.len() {
+            if self.clients[i].deadline.is_some_and(|d| d <= now) {
+                self.stats.events += 1;
+                self.clients[i].machine.handle_timeout(now);
+                self.drain_client(i);
+            }
+        }
+    }
+
+    // ---- ops ---------------------------------------------------------------
+
+    /// Applies one scenario op now. Ops that make no sense in the current
+    /// state are no-ops (see [`Op`]).
+    pub fn apply(&mut self, op: &Op) {
+        let now = self.now;
+        self.stats.events += 1;
+        if op.is_fault() {
+            self.stats.faults += 1;
+        }
+        self.trace.line(now, || format!("op {op}"));
+        self.trace.mix_str(&op.to_string());
+        match op {
+            Op::Connect { client } => {
+                let host = &mut self.clients[client.index()];
+                host.app.online = true;
+                if *host.machine.state() == lockstep_core::client::ConnectionState::Closed {
+                    self.restart_app(client.index());
+                } else {
+                    host.machine.connect(now);
+                }
+            }
+            Op::Disconnect { client } => {
+                let i = client.index();
+                self.clients[i].app.online = false;
+                self.clients[i].machine.close(now);
+                self.drain_client(i);
+                self.oracle
+                    .on_client_closed(now, *client, &self.clients[i].machine);
+            }
+            Op::Subscribe { client, channel } => {
+                let host = &mut self.clients[client.index()];
+                if host.machine.subscribe(now, channel.clone()).is_ok() {
+                    host.app.desired.insert(channel.clone());
+                }
+            }
+            Op::Unsubscribe { client, channel } => {
+                let host = &mut self.clients[client.index()];
+                host.app.desired.remove(channel);
+                host.machine.unsubscribe(now, channel.clone());
+            }
+            Op::Send {
+                client,
+                channel,
+                body_len,
+            } => {
+                let len = (*body_len as usize).saturating_sub(2);
+                let body = Body::text("x".repeat(len));
+                if let Ok(id) =
+                    self.clients[client.index()]
+                        .machine
+                        .send(now, channel.clone(), body)
+                {
+                    self.oracle.on_send(*client, id, channel.clone());
+                }
+            }
+            Op::Edit {
+                client,
+                channel,
+                pick,
+            }
+            | Op::Delete {
+                client,
+                channel,
+                pick,
+            } => {
+                let host = &mut self.clients[client.index()];
+                let mine: Vec<_> = host.app.own.iter().filter(|(c, _)| c == channel).collect();
+                if !mine.is_empty() {
+                    let target = mine[*pick as usize % mine.len()].1.clone();
+                    let _ = if matches!(op, Op::Edit { .. }) {
+                        host.machine
+                            .update(now, channel.clone(), target, Body::text("edited"))
+                    } else {
+                        host.machine.delete(now, channel.clone(), target)
+                    };
+                }
+            }
+            Op::Read { client, channel } => {
+                let host = &mut self.clients[client.index()];
+                if let Some(view) = host.machine.channel(channel) {
+                    host.machine.mark_read(now, channel.clone(), view.last_seq);
+                }
+            }
+            Op::Typing {
+                client,
+                channel,
+                active,
+            } => {
+                self.clients[client.index()]
+                    .machine
+                    .set_typing(now, channel.clone(), *active);
+            }
+            Op::DropConnection { client } => {
+                self.net.drop_connection(now, *client);
+            }
+            Op::Partition { clients, kind } => self.net.partition(clients, *kind),
+            Op::Heal => self.net.heal_all(now),
+            Op::Clog {
+                client,
+                duration_ms,
+            } => self.net.clog(now, *client, *duration_ms),
+            Op::ServerCrash => self.crash_server(),
+            Op::ServerRestart => self.restart_server(),
+            Op::StoreFail { duration_ms } => {
+                self.store.fail_until =
+                    now.saturating_add(std::time::Duration::from_millis(*duration_ms));
+            }
+            Op::StoreLatency { ms } => self.store.latency_ms = *ms,
+            Op::AppRestart { client } => self.restart_app(client.index()),
+        }
+        if let Some(c) = op.client() {
+            self.drain_client(c.index());
+        }
+    }
+
+    /// Heals every fault for the liveness phase: partitions repaired, the
+    /// server up, the store healthy and quick.
+    pub fn heal_everything(&mut self) {
+        let now = self.now;
+        self.trace.line(now, || "heal everything".into());
+        self.net.heal_all(now);
+        self.restart_server();
+        self.store.fail_until = now;
+        self.store.latency_ms = self.store.latency_ms.min(20);
+    }
+
+    fn crash_server(&mut self) {
+        if self.server.take().is_none() {
+            return;
+        }
+        self.incarnation += 1;
+        self.server_deadline = None;
+        self.rooms.clear();
+        self.links.clear();
+        for i in 0..self.clients.len() {
+            self.net.drop_connection(self.now, ClientIx(i as u32));
+        }
+    }
+
+    fn restart_server(&mut self) {
+        if self.server.is_none() {
+            self.server = Some(Server::with_policy(
+                self.server_config.clone(),
+                PrivateChannels,
+            ));
+        }
+    }
+
+    fn restart_app(&mut self, i: usize) {
+        let now = self.now;
+        self.stats.app_restarts += 1;
+        let saved = self.clients[i].machine.export_outbox();
+        if let Some((_, conn)) = self.clients[i].rebuild(now, saved) {
+            self.net.close(now, conn, CloseReason::ClientClosed);
+        }
+        self.oracle.on_client_restart(ClientIx(i as u32));
+        self.drain_client(i);
+    }
+
+    // ---- clients -----------------------------------------------------------
+
+    fn drain_client(&mut self, i: usize) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.clients[i].machine.poll_transmit() {
+                progressed = true;
+                self.on_transmit(i, t);
+            }
+            while let Some(e) = self.clients[i].machine.poll_event() {
+                progressed = true;
+                self.on_client_event(i, e);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.clients[i].deadline = self.clients[i].machine.poll_timeout();
+    }
+
+    fn on_transmit(&mut self, i: usize, t: Transmit) {
+        let now = self.now;
+        let ix = ClientIx(i as u32);
+        match t {
+            Transmit::Open { generation } => {
+                let Ok(conn) = self.net.open(now, ix) else {
+                    return;
+                };
+                self.trace.mix(&[40, u64::from(ix.0), conn.serial()]);
+                self.trace.line(now, || {
+                    format!("{ix} opens {conn} (generation {generation})")
+                });
+                self.clients[i].transport = Some((generation, conn));
+                self.clients[i]
+                    .machine
+                    .handle_transport(now, TransportEvent::Opened { generation });
+            }
+            Transmit::Frame { generation, frame } => {
+                let Some((g, conn)) = self.clients[i].transport else {
+                    return;
+                };
+                if g != generation {
+                    return;
+                }
+                let frame = if self.wire {
+                    self.roundtrip_client(frame)
+                } else {
+                    frame
+                };
+                if let ClientFrame::Join { channel_id, .. } = &frame {
+                    self.oracle.on_join_sent(conn.serial(), channel_id);
+                }
+                let d = trace::client_frame_digest(&frame);
+                self.trace.mix(&[41, u64::from(ix.0), d[0], d[1], d[2]]);
+                self.trace.line(now, || {
+                    format!("{ix} -> {}", trace::fmt_client_frame(&frame))
+                });
+                if self.net.send(now, conn, Dir::ToServer, Packet::Up(frame))
+                    == SendOutcome::NotOpen
+                {
+                    self.clients[i].transport = None;
+                    self.clients[i].machine.handle_transport(
+                        now,
+                        TransportEvent::Closed {
+                            generation,
+                            reason: "connection is closed".into(),
+                        },
+                    );
+                }
+            }
+            Transmit::Close { generation, reason } => {
+                if let Some((g, conn)) = self.clients[i].transport {
+                    if g == generation {
+                        self.trace
+                            .line(now, || format!("{ix} closes {conn}: {reason}"));
+                        self.net.close(now, conn, CloseReason::ClientClosed);
+                        self.clients[i].transport = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_client_event(&mut self, i: usize, e: ClientEvent) {
+        let now = self.now;
+        let ix = ClientIx(i as u32);
+        let host = &mut self.clients[i];
+        self.oracle
+            .on_client_event(now, ix, &host.machine, &self.store.store, &e);
+        match &e {
+            ClientEvent::Outcome {
+                channel,
+                id: EntryId::Message(_),
+                outcome: Outcome::Sent { message_id, .. },
+            } => host.app.own.push((channel.clone(), message_id.clone())),
+            ClientEvent::Protocol(_) => self.stats.protocol_errors += 1,
+            _ => {}
+        }
+        self.trace.mix(&[42, u64::from(ix.0), event_digest(&e)]);
+        self.trace
+            .line(now, || format!("{ix} app: {}", fmt_client_event(&e)));
+    }
+
+    // ---- server ------------------------------------------------------------
+
+    fn drain_server(&mut self) {
+        let now = self.now;
+        let Some(server) = &mut self.server else {
+            return;
+        };
+        while let Some(out) = server.poll_output() {
+            match out {
+                ServerOutput::Send { conn, frame } => {
+                    if let Some(link) = self.links.get(&conn.0) {
+                        let frame = if self.wire {
+                            roundtrip_server(frame)
+                        } else {
+                            frame
+                        };
+                        let _ = self.net.send(
+                            now,
+                            link.net,
+                            Dir::ToClient,
+                            Packet::Down(Rc::new(frame)),
+                        );
+                    }
+                }
+                ServerOutput::Broadcast {
+                    channel,
+                    frame,
+                    except,
+                } => {
+                    let frame = Rc::new(if self.wire {
+                        roundtrip_server(frame)
+                    } else {
+                        frame
+                    });
+                    let Some(members) = self.rooms.get(&channel) else {
+                        continue;
+                    };
+                    for serial in members {
+                        let Some(link) = self.links.get(serial) else {
+                            continue;
+                        };
+                        let skip = match &except {
+                            Except::Nobody => false,
+                            Except::Conn(c) => c.0 == *serial,
+                            Except::User(u) => link.user.as_ref() == Some(u),
+                        };
+                        if !skip {
+                            let _ = self.net.send(
+                                now,
+                                link.net,
+                                Dir::ToClient,
+                                Packet::Down(frame.clone()),
+                            );
+                        }
+                    }
+                }
+                ServerOutput::RoomJoin { conn, channel } => {
+                    self.rooms.entry(channel).or_default().insert(conn.0);
+                }
+                ServerOutput::RoomLeave { conn, channel } => {
+                    if let Some(room) = self.rooms.get_mut(&channel) {
+                        room.remove(&conn.0);
+                    }
+                }
+                ServerOutput::Store { op, cmd } => {
+                    self.store.submit(now, self.incarnation, op, cmd);
+                }
+            }
+        }
+        self.server_deadline = server.poll_timeout();
+    }
+
+    fn store_done(&mut self, inflight: InFlight, result: Result<StoreReply, StoreError>) {
+        let now = self.now;
+        if let Ok(StoreReply::Appended(ev)) = &result {
+            self.oracle.on_append(now, ev);
+            self.trace.mix(&[43, ev.seq().0]);
+            self.trace.line(now, || {
+                format!("store commits {}", trace::fmt_log_event(ev))
+            });
+        }
+        if inflight.incarnation != self.incarnation {
+            return;
+        }
+        if let Some(server) = &mut self.server {
+            server.handle_store(now, inflight.op, result);
+            self.drain_server();
+        }
+    }
+
+    // ---- the network -------------------------------------------------------
+
+    fn deliver(&mut self, d: Delivery<Packet>) {
+        let now = self.now;
+        match d {
+            Delivery::Opened { conn } => {
+                if self.server.is_none() {
+                    // Connection refused: nobody listens.
+                    self.net.close(now, conn, CloseReason::ServerClosed);
+                    return;
+                }
+                self.links.insert(
+                    conn.serial(),
+                    Link {
+                        net: conn,
+                        user: None,
+                    },
+                );
+            }
+            Delivery::Frame {
+                conn,
+                dir: Dir::ToServer,
+                payload: Packet::Up(frame),
+            } => self.server_receives(conn, frame),
+            Delivery::Frame {
+                conn,
+                dir: Dir::ToClient,
+                payload: Packet::Down(frame),
+            } => self.client_receives(conn, &frame),
+            Delivery::Frame { .. } => {}
+            Delivery::Closed {
+                conn,
+                dir: Dir::ToServer,
+                ..
+            } => {
+                let Some(link) = self.links.remove(&conn.serial()) else {
+                    return;
+                };
+                for room in self.rooms.values_mut() {
+                    room.remove(&conn.serial());
+                }
+                if link.user.is_some() {
+                    if let Some(server) = &mut self.server {
+                        server.handle_disconnect(now, ServerConn(conn.serial()));
+                        self.drain_server();
+                    }
+                }
+            }
+            Delivery::Closed {
+                conn,
+                dir: Dir::ToClient,
+                reason,
+            } => {
+                let i = conn.client().index();
+                let Some((generation, current)) = self.clients[i].transport else {
+                    return;
+                };
+                if current != conn {
+                    return;
+                }
+                self.trace.line(now, || {
+                    format!("{} transport {conn} closed: {reason}", conn.client())
+                });
+                self.clients[i].transport = None;
+                self.clients[i].machine.handle_transport(
+                    now,
+                    TransportEvent::Closed {
+                        generation,
+                        reason: reason.to_string(),
+                    },
+                );
+                self.drain_client(i);
+            }
+        }
+    }
+
+    fn server_receives(&mut self, conn: ConnId, frame: ClientFrame) {
+        let now = self.now;
+        let Some(server) = &mut self.server else {
+            return;
+        };
+        let Some(link) = self.links.get_mut(&conn.serial()) else {
+            return;
+        };
+        let sconn = ServerConn(conn.serial());
+        if link.user.is_some() {
+            server.handle_frame(now, sconn, frame);
+        } else if let ClientFrame::Hello { token, .. } = &frame {
+            // The lab's authenticator: `dev:<user>`, the user must exist.
+            let user = token
+                .strip_prefix("dev:")
+                .and_then(|u| UserId::new(u).ok())
+                .filter(|u| self.clients.iter().any(|c| &c.user == u));
+            match user {
+                Some(user) => {
+                    link.user = Some(user.clone());
+                    server.handle_connect(now, sconn, user);
+                }
+                None => {
+                    let error = ErrorBody::new(ErrorCode::Unauthorized, "unauthorized");
+                    let _ = self.net.send(
+                        now,
+                        conn,
+                        Dir::ToClient,
+                        Packet::Down(Rc::new(ServerFrame::Refused { error })),
+                    );
+                    return;
+                }
+            }
+        } else {
+            // Nothing is served before `hello`.
+            return;
+        }
+        self.drain_server();
+    }
+
+    fn client_receives(&mut self, conn: ConnId, frame: &Rc<ServerFrame>) {
+        let now = self.now;
+        let ix = conn.client();
+        let i = ix.index();
+        let Some((generation, current)) = self.clients[i].transport else {
+            return;
+        };
+        if current != conn {
+            return;
+        }
+        let d = trace::server_frame_digest(frame);
+        self.trace.mix(&[44, u64::from(ix.0), d[0], d[1], d[2]]);
+        self.trace.line(now, || {
+            format!("{ix} <- {}", trace::fmt_server_frame(frame))
+        });
+        self.oracle
+            .on_frame_delivered(now, ix, &self.clients[i].user, conn.serial(), frame);
+        self.clients[i].machine.handle_transport(
+            now,
+            TransportEvent::Frame {
+                generation,
+                frame: ServerFrame::clone(frame),
+            },
+        );
+        self.drain_client(i);
+    }
+
+    fn roundtrip_client(&mut self, frame: ClientFrame) -> ClientFrame {
+        match decode_client(&encode_client(&frame)) {
+            Ok(back) if back == frame => back,
+            other => {
+                self.oracle.violate(
+                    Invariant::AckedIsStored,
+                    self.now,
+                    None,
+                    frame.channel_id(),
+                    format!("client frame does not survive its encoding: {frame:?} -> {other:?}"),
+                );
+                frame
+            }
+        }
+    }
+
+    /// The oracle, for the liveness phase's report.
+    pub(crate) fn oracle_mut(&mut self) -> &mut Oracle {
+        &mut self.oracle
+    }
+}
+
+fn roundtrip_server(frame: ServerFrame) -> ServerFrame {
+    // A server frame that does not survive its encoding shows up as a
+    // delivery the oracle rejects (content differs from the store's).
+    decode_server(&encode_server(&frame)).unwrap_or(frame)
+}
+
+fn event_digest(e: &ClientEvent) -> u64 {
+    match e {
+        ClientEvent::State(s) => 1 + s.name().len() as u64 * 16,
+        ClientEvent::Subscription { .. } => 2,
+        ClientEvent::Log { event, .. } => 3 + (event.seq().0 << 8),
+        ClientEvent::Truncated { to, .. } => 4 + (to.0 << 8),
+        ClientEvent::Reset { .. } => 5,
+        ClientEvent::Outcome { outcome, .. } => match outcome {
+            Outcome::Sent { seq, .. } | Outcome::Applied { seq } => 6 + (seq.0 << 8),
+            Outcome::Failed(_) => 7,
+        },
+        ClientEvent::Protocol(_) => 8,
+        _ => 9,
+    }
+}
+
+fn fmt_client_event(e: &ClientEvent) -> String {
+    match e {
+        ClientEvent::State(s) => format!("state {}", s.name()),
+        ClientEvent::Log { event, .. } => format!("delivers {}", trace::fmt_log_event(event)),
+        ClientEvent::Outcome {
+            channel,
+            id,
+            outcome,
+        } => {
+            let id = match id {
+                EntryId::Message(cm) => cm.to_string(),
+                EntryId::Op(op) => format!("op{}", op.0),
+            };
+            match outcome {
+                Outcome::Sent { seq, message_id } => {
+                    format!("{channel} {id} sent as {seq} {message_id}")
+                }
+                Outcome::Applied { seq } => format!("{channel} {id} applied as {seq}"),
+                Outcome::Failed(f) => format!("{channel} {id} failed: {f}"),
+            }
+        }
+        other => format!("{other:?}"),
+    }
+}
