@@ -22,7 +22,7 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use channel::ChannelView;
 pub use config::{Backoff, ClientConfig, Heartbeat};
@@ -213,6 +213,10 @@ impl Client {
 
     /// Adds a persisted outbox's entries (those not present already) as
     /// pending; they go out once their channel is subscribed.
+    ///
+    /// Subscribe to the app's channels first: an entry for a channel that is
+    /// not desired at restore time gets its outcome at once
+    /// (`Failed(Unsubscribed)`), so no restored entry can wait forever.
     pub fn restore_outbox(
         &mut self,
         now: Instant,
@@ -221,6 +225,16 @@ impl Client {
         let max_op = self.outbox.restore(snapshot, self.config.outbox_max)?;
         if let Some(counter) = max_op.counter_of(self.instance) {
             self.next_local = self.next_local.max(counter);
+        }
+        let orphans: BTreeSet<ChannelId> = self
+            .outbox
+            .iter()
+            .map(|e| &e.channel)
+            .filter(|ch| !self.channels.get(*ch).is_some_and(|c| c.desired))
+            .cloned()
+            .collect();
+        for channel in &orphans {
+            self.fail_channel_outbox(channel, SendFailure::Unsubscribed, true);
         }
         self.pump(now);
         Ok(())

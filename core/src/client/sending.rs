@@ -258,10 +258,13 @@ impl Client {
     }
 
     /// Removes an entry and reports its one outcome. An attempt still in
-    /// flight is retired, so its reply is recognised as late.
+    /// flight is retired, so its reply is recognised as late, and its window
+    /// slot goes to the next pending entry at once: the broadcast of one's
+    /// own message may resolve it before its ack, and that ack then finds
+    /// nothing to do (found by the lab: seed 212, streams).
     pub(super) fn resolve(
         &mut self,
-        _now: Instant,
+        now: Instant,
         channel: ChannelId,
         id: EntryId,
         outcome: Outcome,
@@ -269,15 +272,16 @@ impl Client {
         let Some(entry) = self.outbox.remove(&id) else {
             return;
         };
-        if let EntryState::InFlight { req } = entry.state {
-            self.requests.retire(req);
-            self.timers.cancel(&TimerKey::Request(req));
-        }
         self.emit(ClientEvent::Outcome {
             channel,
             id,
             outcome,
         });
+        if let EntryState::InFlight { req } = entry.state {
+            self.requests.retire(req);
+            self.timers.cancel(&TimerKey::Request(req));
+            self.pump(now);
+        }
     }
 
     /// Fails the entries of `channel` (unsubscribed or refused for good):

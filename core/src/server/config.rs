@@ -60,6 +60,13 @@ pub struct ServerConfig {
     /// than any client's resend delay, short enough that a client that gave
     /// the message up is not blocked for long.
     pub order_gate_ttl: Duration,
+    /// How long a connection may stay silent before the server closes it
+    /// ([`ServerOutput::Close`](crate::server::ServerOutput::Close)); `None`
+    /// leaves liveness to the transport. Default `None`: Socket.IO's own
+    /// ping/pong already detects dead peers. Set it (e.g. 3 heartbeat
+    /// intervals, 45 s for the client's default 15 s) on transports without
+    /// one, so a half-open connection does not keep a user present forever.
+    pub idle_timeout: Option<Duration>,
     /// How long a typing indicator lives without a refresh. Default 5 s.
     pub typing_ttl: Duration,
 }
@@ -81,6 +88,7 @@ impl Default for ServerConfig {
             max_pending_total: 65_536,
             presence_grace: Duration::from_secs(2),
             order_gate_ttl: Duration::from_secs(30),
+            idle_timeout: None,
             typing_ttl: Duration::from_secs(5),
         }
     }

@@ -45,6 +45,10 @@ pub(crate) struct Conn {
     pub(crate) gates: BTreeMap<ChannelId, OrderGate>,
     /// Sends received so far on this connection: each send's arrival number.
     pub(crate) arrivals: u64,
+    /// When the connection last sent a frame (for the idle timeout).
+    pub(crate) last_seen: Instant,
+    /// When its idle timer is armed, if the idle timeout is on.
+    pub(crate) idle_at: Option<Instant>,
 }
 
 impl Conn {
@@ -57,6 +61,8 @@ impl Conn {
             awaiting: 0,
             gates: BTreeMap::new(),
             arrivals: 0,
+            last_seen: now,
+            idle_at: None,
         }
     }
 }

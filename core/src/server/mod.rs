@@ -149,6 +149,13 @@ impl<P: AccessPolicy> Server<P> {
         }
         self.conns
             .insert(conn, Conn::new(user.clone(), &self.config, self.now));
+        if let Some(idle) = self.config.idle_timeout {
+            let at = self.now.saturating_add(idle);
+            self.timers.arm(at, TimerKey::Idle(conn));
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.idle_at = Some(at);
+            }
+        }
         self.send(
             conn,
             ServerFrame::Welcome {
@@ -163,10 +170,19 @@ impl<P: AccessPolicy> Server<P> {
     /// owed to it are dropped; its store operations still complete.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
         self.tick(now);
+        self.forget(conn);
+    }
+
+    /// Drops a connection: memberships (presence leaves after the grace
+    /// period), typing, pending replies and its idle timer.
+    fn forget(&mut self, conn: ConnId) {
         let Some(state) = self.conns.remove(&conn) else {
             debug!(%conn, "disconnect of an unknown connection: ignored");
             return;
         };
+        if let Some(at) = state.idle_at {
+            self.timers.cancel(at, TimerKey::Idle(conn));
+        }
         for channel in state.channels.keys() {
             self.leave_channel(conn, &state.user, channel, false);
         }
@@ -176,10 +192,12 @@ impl<P: AccessPolicy> Server<P> {
     /// `nack` (typing only when it carries a `req`).
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame) {
         self.tick(now);
-        if !self.conns.contains_key(&conn) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else {
             warn!(%conn, "frame from an unknown connection: ignored");
             return;
-        }
+        };
+        c.last_seen = now;
         self.dispatch(conn, frame);
     }
 
@@ -238,8 +256,30 @@ impl<P: AccessPolicy> Server<P> {
                         self.typing_stopped(&channel, user);
                     }
                 }
+                TimerKey::Idle(conn) => self.check_idle(conn),
             }
         }
+    }
+
+    /// The idle timer of `conn` fired: close it if it stayed silent,
+    /// otherwise look again one timeout after it was last heard. One timer
+    /// per connection, re-armed only when it fires, so frames cost nothing.
+    fn check_idle(&mut self, conn: ConnId) {
+        let (Some(idle), Some(c)) = (self.config.idle_timeout, self.conns.get_mut(&conn)) else {
+            return;
+        };
+        let due = c.last_seen.saturating_add(idle);
+        if due > self.now {
+            c.idle_at = Some(due);
+            self.timers.arm(due, TimerKey::Idle(conn));
+            return;
+        }
+        debug!(%conn, "idle timeout: closing a silent connection");
+        self.outputs.push_back(ServerOutput::Close {
+            conn,
+            reason: "idle timeout",
+        });
+        self.forget(conn);
     }
 
     // ---- output ------------------------------------------------------------

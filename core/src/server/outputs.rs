@@ -66,6 +66,15 @@ pub enum ServerOutput {
         /// The room.
         channel: ChannelId,
     },
+    /// Close `conn`: it was silent for longer than the idle timeout (a
+    /// half-open transport). The machine has already forgotten it, as after
+    /// `handle_disconnect`; the driver only closes the transport.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for logs.
+        reason: &'static str,
+    },
     /// Execute `cmd` and hand the outcome back with `Server::handle_store`
     /// and the same `op`, in any order and after any delay.
     Store {

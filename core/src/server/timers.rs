@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::Instant;
 use crate::ids::{ChannelId, UserId};
+use crate::server::ConnId;
 
 /// Why a timer fires.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -13,6 +14,8 @@ pub(crate) enum TimerKey {
     PresenceLeave(ChannelId, UserId),
     /// The typing indicator of `user` in `channel` expires.
     TypingExpire(ChannelId, UserId),
+    /// Check whether the connection stayed silent for the idle timeout.
+    Idle(ConnId),
 }
 
 /// Armed timers by deadline. Each owner (presence, typing) keeps its own

@@ -182,6 +182,16 @@ impl Oracle {
         self.states.remove(&client);
     }
 
+    /// The app gave a channel up, or the client reported it unsubscribed: if
+    /// the client forgot the channel (its documented behaviour once the
+    /// leave is done), its next subscription is a new stream that starts
+    /// wherever its backlog starts.
+    pub fn on_unsubscribed(&mut self, ix: ClientIx, client: &Client, channel: &ChannelId) {
+        if client.channel(channel).is_none_or(|v| !v.desired) {
+            self.positions.remove(&(ix, channel.clone()));
+        }
+    }
+
     /// The app closed the client: nothing may stay armed (invariant 8).
     pub fn on_client_closed(&mut self, now: Instant, ix: ClientIx, client: &Client) {
         let (timers, requests) = (client.armed_timers(), client.pending_requests());
@@ -223,12 +233,10 @@ impl Oracle {
             ClientEvent::Reset { channel, .. } => {
                 self.positions.remove(&(ix, channel.clone()));
             }
-            ClientEvent::Subscription { channel, state } => {
-                let forgotten = client.channel(channel).is_none_or(|v| !v.desired);
-                if *state == SubscriptionState::Unsubscribed && forgotten {
-                    self.positions.remove(&(ix, channel.clone()));
-                }
-            }
+            ClientEvent::Subscription {
+                channel,
+                state: SubscriptionState::Unsubscribed,
+            } => self.on_unsubscribed(ix, client, channel),
             ClientEvent::Outcome {
                 channel,
                 id,

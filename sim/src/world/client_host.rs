@@ -63,11 +63,11 @@ impl ClientHost {
             token(&self.user),
             self.seed_rng.next_u64(),
         );
-        if let Err(e) = self.machine.restore_outbox(now, saved) {
-            tracing::warn!(client = %self.ix, %e, "outbox restore refused");
-        }
         for ch in &self.app.desired {
             let _ = self.machine.subscribe(now, ch.clone());
+        }
+        if let Err(e) = self.machine.restore_outbox(now, saved) {
+            tracing::warn!(client = %self.ix, %e, "outbox restore refused");
         }
         if self.app.online {
             self.machine.connect(now);

@@ -119,9 +119,11 @@ impl World {
                     ix,
                     Some(&first.channel),
                     format!(
-                        "has {outbox} unresolved outbox entries, the first {:?} {:?}",
+                        "has {outbox} unresolved outbox entries, the first {:?} {:?}; its channel {:?}; {} timers",
                         first.command.id(),
-                        first.state
+                        first.state,
+                        m.channel(&first.channel),
+                        m.armed_timers()
                     ),
                 );
             }

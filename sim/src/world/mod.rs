@@ -77,10 +77,16 @@ impl WorldConfig {
     pub fn new(params: SwarmParams) -> Self {
         let mut client = ClientConfig::default();
         client.heartbeat = Some(lockstep_core::client::Heartbeat::default());
+        // Streams in the lab can stall half-open (turmoil's behaviour): the
+        // server needs its own liveness check, as a framed-TCP driver would.
+        let server = ServerConfig {
+            idle_timeout: Some(std::time::Duration::from_secs(45)),
+            ..ServerConfig::default()
+        };
         WorldConfig {
             params,
             client,
-            server: ServerConfig::default(),
+            server,
             store: MemStoreConfig::default(),
             wire: false,
             trace_lines: false,
@@ -339,6 +345,7 @@ impl World {
                 let host = &mut self.clients[client.index()];
                 host.app.desired.remove(channel);
                 host.machine.unsubscribe(now, channel.clone());
+                self.oracle.on_unsubscribed(*client, &host.machine, channel);
             }
             Op::Send {
                 client,
@@ -628,6 +635,16 @@ impl World {
                 }
                 ServerOutput::Store { op, cmd } => {
                     self.store.submit(now, self.incarnation, op, cmd);
+                }
+                ServerOutput::Close { conn, reason } => {
+                    if let Some(link) = self.links.remove(&conn.0) {
+                        self.trace
+                            .line(now, || format!("server closes {}: {reason}", link.net));
+                        self.net.close(now, link.net, CloseReason::ServerClosed);
+                    }
+                    for room in self.rooms.values_mut() {
+                        room.remove(&conn.0);
+                    }
                 }
             }
         }

@@ -256,6 +256,44 @@ fn ack_then_broadcast_of_own_message_gives_one_entry() {
     assert_snapshot!(h.trace());
 }
 
+/// Found by the lab (seed 212, streams): the broadcast resolved the entry,
+/// its ack then found nothing to do, and the freed window slot was never
+/// used, so the next message waited forever.
+#[test]
+fn own_broadcast_before_the_ack_frees_the_window_slot() {
+    let config = ClientConfig {
+        send_window: 1,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::with(config, super::harness::Peer::Scripted);
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe general", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 0, vec![], false));
+    let first = h.act("send one and two (window of one)", |c, now| {
+        let first = c.send(now, ch("general"), Body::text("one")).unwrap();
+        c.send(now, ch("general"), Body::text("two")).unwrap();
+        first
+    });
+    let req = h.take_req();
+    h.reply(ServerFrame::from(msg(
+        "general",
+        1,
+        "alice",
+        first.as_str(),
+        "one",
+    )));
+    assert!(
+        matches!(h.take(), ClientFrame::Send { .. }),
+        "the second message goes out as soon as the first is known stored"
+    );
+    h.reply(send_ack(req, 1));
+    assert_snapshot!(h.trace());
+}
+
 #[test]
 fn broadcast_then_ack_of_own_message_gives_one_entry() {
     let mut h = joined();
@@ -609,6 +647,30 @@ fn heartbeat_detects_a_half_open_transport() {
 }
 
 #[test]
+fn a_restored_entry_for_a_channel_not_wanted_fails_at_once() {
+    let mut h = Harness::scripted();
+    h.act("subscribe general and send", |c, now| {
+        c.subscribe(now, ch("general")).unwrap();
+        c.send(now, ch("general"), Body::text("one")).unwrap();
+    });
+    let snapshot = h.client.export_outbox();
+    h.note("the app restarts and no longer wants general (found by the lab: seed 90)");
+    let mut h = Harness::scripted();
+    h.act("restore without subscribing", |c, now| {
+        c.restore_outbox(now, snapshot).unwrap();
+    });
+    assert_eq!(h.client.outbox().count(), 0, "nothing may wait forever");
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Outcome {
+            outcome: Outcome::Failed(crate::client::SendFailure::Unsubscribed),
+            ..
+        }
+    )));
+    assert_snapshot!(h.trace());
+}
+
+#[test]
 fn an_exported_outbox_is_resent_after_restore() {
     let mut h = Harness::scripted();
     h.act("subscribe general (offline)", |c, now| {
@@ -623,9 +685,9 @@ fn an_exported_outbox_is_resent_after_restore() {
     h.note("the app restarts");
     let mut h = Harness::fake();
     let snapshot = serde_json::from_str(&json).unwrap();
-    h.act("restore, subscribe, connect", |c, now| {
-        c.restore_outbox(now, snapshot).unwrap();
+    h.act("subscribe, restore, connect", |c, now| {
         c.subscribe(now, ch("general")).unwrap();
+        c.restore_outbox(now, snapshot).unwrap();
         c.connect(now);
     });
     assert_eq!(h.server().log(&ch("general")).len(), 2);

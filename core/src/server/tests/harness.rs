@@ -384,6 +384,13 @@ impl<P: AccessPolicy> Harness<P> {
                 self.log(format!("store {op} <- {}", describe_command(&cmd)));
                 self.held.push_back((op, cmd));
             }
+            ServerOutput::Close { conn, reason } => {
+                self.log(format!("{conn} closed by the server: {reason}"));
+                for m in self.rooms.values_mut() {
+                    m.remove(&conn);
+                }
+                self.rooms.retain(|_, m| !m.is_empty());
+            }
         }
     }
 

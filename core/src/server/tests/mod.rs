@@ -2,6 +2,7 @@
 //! property test over random frames.
 
 mod harness;
+mod idle;
 mod order_gate;
 mod props;
 mod scenarios;
