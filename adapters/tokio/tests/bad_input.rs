@@ -2,6 +2,8 @@
 //! logged reason and keeps serving; a client whose server talks garbage
 //! reconnects per its policy. Nothing panics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! future Socket.IO front) feeds it: a consumer that does not read is cut
 //! off, never silently skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Two clients and a server over real loopback TCP: chat, restart, clean
 //! shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -90,7 +92,9 @@ async fn clients_recover_everything_after_the_server_restarts() {
         .await
         .unwrap()
         .unwrap();
-    alice.has_messages(&general, &[m1_id.clone()]).await;
+    alice
+        .has_messages(&general, std::slice::from_ref(&m1_id))
+        .await;
 
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
     for app in [&mut alice, &mut bob] {

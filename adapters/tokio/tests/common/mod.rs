@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a server on loopback, clients
 //! with fast timers, and an event probe whose waits are bounded.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
