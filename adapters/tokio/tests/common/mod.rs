@@ -77,7 +77,15 @@ pub struct App {
 
 impl App {
     pub fn start(name: &'static str, config: ClientDriverConfig, addr: SocketAddr) -> App {
-        let (handle, events) = spawn_client(config, TcpConnector { addr });
+        App::with_connector(name, config, TcpConnector { addr })
+    }
+
+    pub fn with_connector(
+        name: &'static str,
+        config: ClientDriverConfig,
+        connector: impl lockstep_tokio::transport::Connector,
+    ) -> App {
+        let (handle, events) = spawn_client(config, connector);
         App {
             name,
             handle,
