@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lockstep_core::client::{ClientEvent, Outcome};
+use lockstep_core::client::{ClientEvent, ConnectionState, FailReason, Outcome};
+use lockstep_core::wire::ErrorCode;
+use lockstep_tokio::client::{ConnectError, DriverStopped};
 use lockstep_tokio::server::SharedMemStore;
 use tokio_util::task::TaskTracker;
 
@@ -193,16 +195,49 @@ async fn a_bad_token_is_refused_and_the_client_fails() {
         start_server("127.0.0.1:0".parse().unwrap(), SharedMemStore::default()).await;
     let mut mallory = App::start("mallory", fast_config("stolen", 6, 100), addr);
     mallory.handle.connect();
+    let refused = tokio::time::timeout(WAIT, mallory.handle.connected())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &refused,
+            Err(ConnectError::Failed(FailReason::Refused {
+                code: ErrorCode::Unauthorized,
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
     mallory
         .wait_for("failed", |e| {
-            matches!(
-                e,
-                ClientEvent::State(lockstep_core::client::ConnectionState::Failed { .. })
-            )
+            matches!(e, ClientEvent::State(ConnectionState::Failed { .. }))
         })
         .await;
-    let state = mallory.handle.state();
-    assert!(format!("{state:?}").contains("Unauthorized"), "{state:?}");
     mallory.handle.close().await;
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn closing_ends_pending_outcomes_and_keeps_the_outbox_exportable() {
+    // Nothing listens here: every attempt fails and the send stays pending.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let general = channel("general");
+    let dave = App::start("dave", fast_config("dev:dave", 8, 100), addr);
+    dave.handle.connect();
+    dave.handle.subscribe(general.clone()).unwrap();
+    let pending = dave.send(&general, "unsent");
+    let id = pending.client_msg_id().unwrap().clone();
+    dave.handle.close().await;
+    let outcome = tokio::time::timeout(WAIT, pending.outcome()).await.unwrap();
+    assert_eq!(outcome, Err(DriverStopped));
+    let outbox = dave.handle.export_outbox();
+    assert_eq!(outbox.entries.len(), 1);
+    assert!(format!("{:?}", outbox.entries[0].command).contains(id.as_str()));
+    assert!(
+        dave.handle
+            .send(general, lockstep_core::wire::Body::text("late"))
+            .is_err()
+    );
 }

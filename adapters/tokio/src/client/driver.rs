@@ -106,8 +106,10 @@ impl<C: Connector> Driver<C> {
                 }
             }
         }
-        // Dropping the links cancels every transport task.
+        // Dropping the links cancels every transport task; dropping the
+        // waiters tells every pending `SendHandle` that no outcome will come.
         drop(links);
+        self.shared.lock().waiters.clear();
         self.done.cancel();
         debug!("client driver stopped");
     }

@@ -16,8 +16,8 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use lockstep_core::client::{
-    ChannelView, Client, ClientEvent, ConnectionState, EntryId, OpId, OutboxSnapshot, Outcome,
-    RestoreError, SendError, SubscribeError,
+    ChannelView, Client, ClientEvent, ConnectionState, EntryId, FailReason, OpId, OutboxSnapshot,
+    Outcome, RestoreError, SendError, SubscribeError,
 };
 use lockstep_core::ids::{ChannelId, ClientMsgId, MessageId, Seq, UserId};
 use lockstep_core::wire::Body;
@@ -34,6 +34,18 @@ use shared::Shared;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the client driver has stopped")]
 pub struct DriverStopped;
+
+/// Why [`ClientHandle::connected`] gave up waiting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The connection failed for good (refused, attempts exhausted);
+    /// `connect` starts over.
+    #[error("connection failed: {0}")]
+    Failed(FailReason),
+    /// The client was closed.
+    #[error("the client is closed")]
+    Closed,
+}
 
 /// Starts the client driver on `config.tracker` and returns the handle and
 /// the event stream. The client stays idle until [`ClientHandle::connect`].
@@ -273,25 +285,29 @@ impl ClientHandle {
     }
 
     /// Waits until the client is connected and returns its verified
-    /// identity.
+    /// identity. Call [`connect`](Self::connect) first.
     ///
     /// # Errors
     ///
-    /// [`DriverStopped`] when the client closes first.
-    pub async fn connected(&self) -> Result<UserId, DriverStopped> {
+    /// [`ConnectError`] when the connection fails for good or the client
+    /// closes first.
+    pub async fn connected(&self) -> Result<UserId, ConnectError> {
         let mut state = self.inner.state.clone();
         let seen = state
             .wait_for(|s| {
                 matches!(
                     s,
-                    ConnectionState::Connected { .. } | ConnectionState::Closed
+                    ConnectionState::Connected { .. }
+                        | ConnectionState::Closed
+                        | ConnectionState::Failed { .. }
                 )
             })
             .await
-            .map_err(|_| DriverStopped)?;
+            .map_err(|_| ConnectError::Closed)?;
         match &*seen {
             ConnectionState::Connected { user_id, .. } => Ok(user_id.clone()),
-            _ => Err(DriverStopped),
+            ConnectionState::Failed { reason } => Err(ConnectError::Failed(reason.clone())),
+            _ => Err(ConnectError::Closed),
         }
     }
 

@@ -95,7 +95,11 @@ async fn serve_connection<T>(
     let (read, write) = tokio::io::split(io);
     let mut reader = FramedRead::new(read, codec());
     let mut writer = FramedWrite::new(write, codec());
-    let user = match handshake(&mut reader, &*auth, config.handshake_timeout).await {
+    let shaken = tokio::select! {
+        shaken = handshake(&mut reader, &*auth, config.handshake_timeout) => shaken,
+        () = frontdoor.shutting_down() => Err(Refusal::Close("server shutting down".into())),
+    };
+    let user = match shaken {
         Ok(user) => user,
         Err(Refusal::Close(reason)) => {
             warn!(%reason, "connection closed during handshake");
