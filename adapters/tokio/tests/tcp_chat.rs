@@ -81,7 +81,7 @@ async fn clients_recover_everything_after_the_server_restarts() {
     let general = channel("general");
     // Bob comes back quickly; alice slowly, so bob's messages are stored
     // before alice re-joins and she must recover them from her position.
-    let mut alice = App::start("alice", fast_config("dev:alice", 3, 1_500), addr);
+    let mut alice = App::start("alice", fast_config("dev:alice", 3, 2_500), addr);
     let mut bob = App::start("bob", fast_config("dev:bob", 4, 50), addr);
     for app in [&mut alice, &mut bob] {
         app.handle.connect();

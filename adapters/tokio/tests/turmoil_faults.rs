@@ -64,11 +64,10 @@ async fn run_client(
     faults: bool,
 ) -> turmoil::Result {
     let general = channel("general");
-    let mut app = App::with_connector(
-        name,
-        fast_config(&format!("dev:{name}"), seed, 200),
-        connector(),
-    );
+    let tracker = tokio_util::task::TaskTracker::new();
+    let mut config = fast_config(&format!("dev:{name}"), seed, 200);
+    config.tracker = tracker.clone();
+    let mut app = App::with_connector(name, config, connector());
     app.handle.connect();
     app.handle.subscribe(general.clone())?;
     app.subscribed(&general).await;
@@ -162,7 +161,13 @@ async fn run_client(
             }
         }
     }
+    // Every superseded transport's task has ended: only the driver and the
+    // live transport remain.
+    until("superseded transports to end", || tracker.len() == 2).await;
     app.handle.close().await;
+    drop(app);
+    tracker.close();
+    tokio::time::timeout(PHASE, tracker.wait()).await?;
     Ok(())
 }
 
