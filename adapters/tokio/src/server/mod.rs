@@ -1,5 +1,5 @@
 //! The tokio server driver: one task owns the core
-//! [`Server`](lockstep_core::server::Server) machine and executes its store
+//! [`Server`] machine and executes its store
 //! commands; fronts (the framed-TCP front here, a Socket.IO front later)
 //! only turn their connections into inputs through the [`Frontdoor`].
 //!
