@@ -241,3 +241,108 @@ async fn closing_ends_pending_outcomes_and_keeps_the_outbox_exportable() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_deletes_typing_presence_and_receipts_flow_through_the_handle() {
+    use lockstep_core::wire::{Body, LogEvent};
+
+    let (server, addr) =
+        start_server("127.0.0.1:0".parse().unwrap(), SharedMemStore::default()).await;
+    let general = channel("general");
+    let mut alice = App::start("alice", fast_config("dev:alice", 21, 100), addr);
+    let mut bob = App::start("bob", fast_config("dev:bob", 22, 100), addr);
+    alice.handle.connect();
+    alice.handle.subscribe(general.clone()).unwrap();
+    alice.subscribed(&general).await;
+    bob.handle.connect();
+    bob.handle.subscribe(general.clone()).unwrap();
+    bob.subscribed(&general).await;
+    alice
+        .wait_for(
+            "bob's presence",
+            |e| matches!(e, ClientEvent::MemberJoined { user, .. } if user.as_str() == "bob"),
+        )
+        .await;
+
+    alice.handle.typing(general.clone(), true);
+    bob.wait_for(
+        "alice typing",
+        |e| matches!(e, ClientEvent::Typing { user, active: true, .. } if user.as_str() == "alice"),
+    )
+    .await;
+
+    let sent = alice.send(&general, "helo");
+    let Outcome::Sent { message_id, .. } = tokio::time::timeout(WAIT, sent.outcome())
+        .await
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("not sent");
+    };
+    let edit = alice
+        .handle
+        .update(general.clone(), message_id.clone(), Body::text("hello"))
+        .unwrap();
+    assert!(matches!(
+        tokio::time::timeout(WAIT, edit.outcome())
+            .await
+            .unwrap()
+            .unwrap(),
+        Outcome::Applied { .. }
+    ));
+    let delete = alice.handle.delete(general.clone(), message_id).unwrap();
+    assert!(matches!(
+        tokio::time::timeout(WAIT, delete.outcome())
+            .await
+            .unwrap()
+            .unwrap(),
+        Outcome::Applied { .. }
+    ));
+    bob.wait_for("the deletion", |e| {
+        matches!(
+            e,
+            ClientEvent::Log {
+                event: LogEvent::Deleted(_),
+                ..
+            }
+        )
+    })
+    .await;
+    let kinds: Vec<&str> = bob
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Log { event, .. } => Some(match event {
+                LogEvent::Message(_) => "message",
+                LogEvent::Updated(_) => "updated",
+                LogEvent::Deleted(_) => "deleted",
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["message", "updated", "deleted"]);
+    bob.assert_contiguous(&general);
+
+    bob.handle
+        .mark_read(general.clone(), lockstep_core::ids::Seq(3));
+    alice
+        .wait_for("bob's receipt", |e| {
+            matches!(e, ClientEvent::Read { user, up_to, .. } if user.as_str() == "bob" && up_to.0 == 3)
+        })
+        .await;
+
+    bob.handle.unsubscribe(general.clone());
+    bob.wait_for("unsubscribed", |e| {
+        matches!(
+            e,
+            ClientEvent::Subscription {
+                state: lockstep_core::client::SubscriptionState::Unsubscribed,
+                ..
+            }
+        )
+    })
+    .await;
+    alice.handle.close().await;
+    bob.handle.close().await;
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+}
