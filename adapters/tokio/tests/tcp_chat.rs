@@ -346,3 +346,19 @@ async fn edits_deletes_typing_presence_and_receipts_flow_through_the_handle() {
     bob.handle.close().await;
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
 }
+
+#[tokio::test]
+async fn close_does_not_hang_when_the_app_never_reads_events() {
+    let (server, addr) =
+        start_server("127.0.0.1:0".parse().unwrap(), SharedMemStore::default()).await;
+    let mut config = fast_config("dev:erin", 9, 100);
+    config.events_capacity = 1;
+    let erin = App::start("erin", config, addr);
+    erin.handle.connect();
+    erin.handle.subscribe(channel("general")).unwrap();
+    // Events pile up unread; close must still finish.
+    tokio::time::timeout(WAIT, erin.handle.close())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+}

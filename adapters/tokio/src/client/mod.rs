@@ -313,8 +313,12 @@ impl ClientHandle {
 
     /// Closes the client for good and waits until the driver has stopped
     /// and told its transport to close. Outbox entries stay exportable.
+    ///
+    /// Events still queued stay readable; if the app is not reading and the
+    /// queue is full, the driver stops waiting on it rather than hang.
     pub async fn close(&self) {
         self.shared().command(|c, now| c.client.close(now));
+        self.shared().stop.cancel();
         self.inner.done.cancelled().await;
     }
 

@@ -23,7 +23,8 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     /// Wakes the driver after a command changed the machine.
     pub(crate) wake: Notify,
-    /// Cancelled when the last handle is dropped.
+    /// Cancelled when the last handle is dropped or `close` is called: the
+    /// driver closes the client and stops waiting on the app.
     pub(crate) stop: CancellationToken,
     /// The origin of the machine's timeline.
     pub(crate) start: tokio::time::Instant,
