@@ -1,0 +1,272 @@
+//! The one loop around the server machine and its store. Fronts feed it
+//! connection events through the [`Frontdoor`](super::Frontdoor); it is
+//! the only owner of the machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use lockstep_core::Instant;
+use lockstep_core::ids::{ChannelId, UserId};
+use lockstep_core::server::{AccessPolicy, ConnId, Except, Server, ServerOutput};
+use lockstep_core::store::{StoreError, StoreOpId, StoreReply};
+use lockstep_core::wire::ServerFrame;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::clock::Clock;
+use super::front::{Input, OutFrame};
+use super::store::Store;
+
+type StoreFuture =
+    Pin<Box<dyn Future<Output = (StoreOpId, Result<StoreReply, StoreError>)> + Send>>;
+
+/// One open connection, as the driver sees it.
+#[derive(Debug)]
+struct Conn {
+    user: UserId,
+    outgoing: mpsc::Sender<Arc<OutFrame>>,
+    kill: CancellationToken,
+    rooms: BTreeSet<ChannelId>,
+}
+
+/// The machine, its store and every connection's queue.
+pub(crate) struct Driver<P: AccessPolicy, S, K> {
+    pub(crate) server: Server<P>,
+    pub(crate) store: Arc<S>,
+    pub(crate) clock: K,
+    pub(crate) inputs: mpsc::Receiver<Input>,
+    pub(crate) closed: mpsc::UnboundedReceiver<ConnId>,
+    pub(crate) shutdown: CancellationToken,
+    conns: BTreeMap<ConnId, Conn>,
+    rooms: BTreeMap<ChannelId, BTreeSet<ConnId>>,
+    store_ops: FuturesUnordered<StoreFuture>,
+}
+
+impl<P, S, K> Driver<P, S, K>
+where
+    P: AccessPolicy + Send + 'static,
+    S: Store,
+    K: Clock,
+{
+    pub(crate) fn new(
+        server: Server<P>,
+        store: Arc<S>,
+        clock: K,
+        inputs: mpsc::Receiver<Input>,
+        closed: mpsc::UnboundedReceiver<ConnId>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Driver {
+            server,
+            store,
+            clock,
+            inputs,
+            closed,
+            shutdown,
+            conns: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            store_ops: FuturesUnordered::new(),
+        }
+    }
+
+    /// Runs until shutdown: then stops taking requests, finishes the store
+    /// work in flight (answering it) and closes every connection.
+    pub(crate) async fn run(mut self) {
+        let mut stopping = false;
+        loop {
+            if stopping && self.store_ops.is_empty() {
+                break;
+            }
+            let deadline = self.server.poll_timeout().map(|at| self.tokio_deadline(at));
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled(), if !stopping => {
+                    info!(pending = self.store_ops.len(), "server shutting down");
+                    stopping = true;
+                }
+                Some((op, result)) = self.store_ops.next(), if !self.store_ops.is_empty() => {
+                    let now = self.clock.now();
+                    self.server.handle_store(now, op, result);
+                }
+                Some(input) = self.inputs.recv(), if !stopping => self.on_input(input),
+                Some(conn) = self.closed.recv() => {
+                    if self.forget(conn) {
+                        let now = self.clock.now();
+                        self.server.handle_disconnect(now, conn);
+                    }
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    let now = self.clock.now();
+                    self.server.handle_timeout(now);
+                }
+            }
+            self.drain();
+        }
+        // Dropping the queues lets each writer flush and close.
+        let open = self.conns.len();
+        self.conns.clear();
+        self.rooms.clear();
+        info!(closed = open, "server driver stopped");
+    }
+
+    fn tokio_deadline(&self, at: Instant) -> tokio::time::Instant {
+        let wait = at.saturating_since(self.clock.now());
+        tokio::time::Instant::now() + wait
+    }
+
+    fn on_input(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Open {
+                conn,
+                user,
+                outgoing,
+                kill,
+            } => {
+                debug!(%conn, %user, "connection open");
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        user: user.clone(),
+                        outgoing,
+                        kill,
+                        rooms: BTreeSet::new(),
+                    },
+                );
+                self.server.handle_connect(now, conn, user);
+            }
+            Input::Frame(conn, frame) => self.server.handle_frame(now, conn, frame),
+            Input::Undecodable(conn, error) => {
+                debug!(%conn, %error, "undecodable frame");
+                self.server.handle_decode_error(now, conn, error);
+            }
+        }
+    }
+
+    /// Carries out every output; connections cut off on the way are
+    /// disconnected from the machine, whose new outputs are carried out in
+    /// turn.
+    fn drain(&mut self) {
+        loop {
+            let mut cut = Vec::new();
+            while let Some(output) = self.server.poll_output() {
+                self.carry_out(output, &mut cut);
+            }
+            if cut.is_empty() {
+                return;
+            }
+            let now = self.clock.now();
+            for conn in cut {
+                self.server.handle_disconnect(now, conn);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, output: ServerOutput, cut: &mut Vec<ConnId>) {
+        match output {
+            ServerOutput::Send { conn, frame } => {
+                let last = matches!(frame, ServerFrame::Refused { .. });
+                self.deliver(conn, &OutFrame::new(frame), cut);
+                if last {
+                    // Dropping the queue closes the connection once the
+                    // refusal is written.
+                    self.forget(conn);
+                }
+            }
+            ServerOutput::Broadcast {
+                channel,
+                frame,
+                except,
+            } => {
+                let Some(members) = self.rooms.get(&channel) else {
+                    return;
+                };
+                let members: Vec<ConnId> = members
+                    .iter()
+                    .copied()
+                    .filter(|c| match &except {
+                        Except::Nobody => true,
+                        Except::Conn(skip) => c != skip,
+                        Except::User(user) => {
+                            self.conns.get(c).is_some_and(|conn| &conn.user != user)
+                        }
+                    })
+                    .collect();
+                let frame = OutFrame::new(frame);
+                for conn in members {
+                    self.deliver(conn, &frame, cut);
+                }
+            }
+            ServerOutput::RoomJoin { conn, channel } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.rooms.insert(channel.clone());
+                    self.rooms.entry(channel).or_default().insert(conn);
+                }
+            }
+            ServerOutput::RoomLeave { conn, channel } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.rooms.remove(&channel);
+                }
+                self.leave_room(conn, &channel);
+            }
+            ServerOutput::Store { op, cmd } => {
+                let store = Arc::clone(&self.store);
+                self.store_ops
+                    .push(Box::pin(async move { (op, store.execute(cmd).await) }));
+            }
+        }
+    }
+
+    /// Queues a frame for one connection. A full queue means the client
+    /// cannot keep up: it is cut off with a logged reason (it recovers by
+    /// re-joining from its position), never silently skipped.
+    fn deliver(&mut self, conn: ConnId, frame: &Arc<OutFrame>, cut: &mut Vec<ConnId>) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        match c.outgoing.try_send(Arc::clone(frame)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(%conn, user = %c.user, "outgoing queue full: client too slow, disconnecting it");
+                c.kill.cancel();
+                self.forget(conn);
+                cut.push(conn);
+            }
+            // The writer is gone; the front's close is on its way.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Drops a connection's queue and room memberships; false if it was
+    /// already gone.
+    fn forget(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.remove(&conn) else {
+            return false;
+        };
+        for channel in &c.rooms {
+            self.leave_room(conn, channel);
+        }
+        true
+    }
+
+    fn leave_room(&mut self, conn: ConnId, channel: &ChannelId) {
+        if let Some(members) = self.rooms.get_mut(channel) {
+            members.remove(&conn);
+            if members.is_empty() {
+                self.rooms.remove(channel);
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,208 @@
+//! What a front (framed TCP, Socket.IO, ...) uses to hand its connections
+//! to the one server driver: the [`Frontdoor`], and per connection a
+//! [`ConnInbound`] (frames in) and a [`ConnOutbound`] (frames out).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use lockstep_core::ids::UserId;
+use lockstep_core::server::ConnId;
+use lockstep_core::wire::{ClientFrame, DecodeError, ServerFrame, encode_server};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The driver has stopped or is shutting down; the front should close the
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server driver has stopped")]
+pub struct ServerStopped;
+
+/// A server frame encoded once and shared by every recipient: a broadcast
+/// to a thousand members is one encoding and a thousand pointer copies.
+#[derive(Debug)]
+pub struct OutFrame {
+    /// The frame, for fronts that map it to their own events.
+    pub frame: ServerFrame,
+    /// Its compact JSON (`encode_server`), for stream fronts.
+    pub json: Bytes,
+}
+
+impl OutFrame {
+    /// Encodes `frame` once.
+    #[must_use]
+    pub fn new(frame: ServerFrame) -> Arc<OutFrame> {
+        let json = Bytes::from(encode_server(&frame));
+        Arc::new(OutFrame { frame, json })
+    }
+}
+
+/// What fronts send the driver. One queue for all connections keeps each
+/// connection's requests in arrival order.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Open {
+        conn: ConnId,
+        user: UserId,
+        outgoing: mpsc::Sender<Arc<OutFrame>>,
+        kill: CancellationToken,
+    },
+    Frame(ConnId, ClientFrame),
+    Undecodable(ConnId, DecodeError),
+}
+
+/// A front's way in to the server driver. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Frontdoor {
+    pub(crate) inputs: mpsc::Sender<Input>,
+    /// Closes are unbounded so a `Drop` can send one; there is at most one
+    /// per open connection.
+    pub(crate) closed: mpsc::UnboundedSender<ConnId>,
+    pub(crate) next_conn: Arc<AtomicU64>,
+    pub(crate) queue_capacity: usize,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Frontdoor {
+    /// Registers a connection whose user the front has authenticated. The
+    /// driver answers `welcome` (or `refused`) on its outbound queue.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerStopped`] when the server is shutting down.
+    pub async fn open(&self, user: UserId) -> Result<(ConnInbound, ConnOutbound), ServerStopped> {
+        if self.shutdown.is_cancelled() {
+            return Err(ServerStopped);
+        }
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (outgoing, frames) = mpsc::channel(self.queue_capacity.max(1));
+        let kill = CancellationToken::new();
+        self.inputs
+            .send(Input::Open {
+                conn,
+                user,
+                outgoing,
+                kill: kill.clone(),
+            })
+            .await
+            .map_err(|_| ServerStopped)?;
+        let inbound = ConnInbound {
+            conn,
+            inputs: self.inputs.clone(),
+            closed: self.closed.clone(),
+        };
+        let outbound = ConnOutbound { conn, frames, kill };
+        Ok((inbound, outbound))
+    }
+
+    /// Resolves when the server begins shutting down: fronts stop
+    /// accepting.
+    pub async fn shutting_down(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    /// Where fronts spawn their tasks, so shutdown can wait for them.
+    #[must_use]
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+}
+
+/// Frames from one connection into the driver. Dropping it tells the driver
+/// the connection closed.
+#[derive(Debug)]
+pub struct ConnInbound {
+    conn: ConnId,
+    inputs: mpsc::Sender<Input>,
+    closed: mpsc::UnboundedSender<ConnId>,
+}
+
+impl ConnInbound {
+    /// The connection's id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.conn
+    }
+
+    /// A decoded frame; waits while the driver's queue is full
+    /// (backpressure on the reader).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerStopped`] when the driver is gone.
+    pub async fn frame(&self, frame: ClientFrame) -> Result<(), ServerStopped> {
+        self.inputs
+            .send(Input::Frame(self.conn, frame))
+            .await
+            .map_err(|_| ServerStopped)
+    }
+
+    /// Bytes that did not decode; a request it names is refused `invalid`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerStopped`] when the driver is gone.
+    pub async fn undecodable(&self, error: DecodeError) -> Result<(), ServerStopped> {
+        self.inputs
+            .send(Input::Undecodable(self.conn, error))
+            .await
+            .map_err(|_| ServerStopped)
+    }
+}
+
+impl Drop for ConnInbound {
+    fn drop(&mut self) {
+        // Err: the driver is gone and has forgotten every connection.
+        let _ = self.closed.send(self.conn);
+    }
+}
+
+/// Why [`ConnOutbound::recv`] has nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundEnd {
+    /// The server closed the connection (refused, shutdown): flush what was
+    /// sent and close.
+    Closed,
+    /// The server cut the connection off (its queue was full: the client
+    /// cannot keep up): close at once.
+    Killed,
+}
+
+/// Frames from the driver to one connection, through a bounded queue.
+#[derive(Debug)]
+pub struct ConnOutbound {
+    conn: ConnId,
+    frames: mpsc::Receiver<Arc<OutFrame>>,
+    kill: CancellationToken,
+}
+
+impl ConnOutbound {
+    /// The connection's id.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The next frame to write, or why there are none any more.
+    ///
+    /// # Errors
+    ///
+    /// [`OutboundEnd`] once the connection is over.
+    pub async fn recv(&mut self) -> Result<Arc<OutFrame>, OutboundEnd> {
+        tokio::select! {
+            biased;
+            () = self.kill.cancelled() => Err(OutboundEnd::Killed),
+            frame = self.frames.recv() => frame.ok_or(OutboundEnd::Closed),
+        }
+    }
+
+    /// A frame already queued, without waiting (to batch writes).
+    pub fn try_recv(&mut self) -> Option<Arc<OutFrame>> {
+        if self.kill.is_cancelled() {
+            return None;
+        }
+        self.frames.try_recv().ok()
+    }
+}

@@ -1,0 +1,153 @@
+//! The tokio server driver: one task owns the core
+//! [`Server`] machine and executes its store
+//! commands; fronts (the framed-TCP front here, a Socket.IO front later)
+//! only turn their connections into inputs through the [`Frontdoor`].
+//!
+//! ```text
+//!  framed TCP front ─┐                     ┌─> Store (async trait)
+//!  Socket.IO front  ─┼─> Frontdoor ─> driver loop (Server machine)
+//!                    └── per-connection bounded queues <─┘
+//! ```
+
+mod auth;
+mod clock;
+mod driver;
+mod framed_front;
+mod front;
+mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use lockstep_core::server::{AccessPolicy, Server, ServerConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use auth::{AuthError, Authenticator, DevAuthenticator};
+pub use clock::{Clock, TokioClock};
+pub use framed_front::{FramedFrontConfig, serve_framed};
+pub use front::{ConnInbound, ConnOutbound, Frontdoor, OutFrame, OutboundEnd, ServerStopped};
+pub use store::{SharedMemStore, Store};
+
+use driver::Driver;
+
+/// The server driver's settings.
+#[derive(Debug, Clone)]
+pub struct ServerDriverConfig {
+    /// The machine's limits and timers.
+    pub machine: ServerConfig,
+    /// Frames queued for one connection; a client that falls this far
+    /// behind is disconnected with a logged reason.
+    pub conn_queue: usize,
+    /// Inputs (from every front) queued for the driver; readers wait while
+    /// it is full.
+    pub inputs_capacity: usize,
+}
+
+impl Default for ServerDriverConfig {
+    fn default() -> Self {
+        ServerDriverConfig {
+            machine: ServerConfig::default(),
+            conn_queue: 1_024,
+            inputs_capacity: 4_096,
+        }
+    }
+}
+
+/// A running server: its frontdoor for fronts, and graceful shutdown.
+#[derive(Debug)]
+pub struct ServerHandle {
+    frontdoor: Frontdoor,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Starts the driver loop with an access policy, a store and a clock.
+/// Attach fronts with [`ServerHandle::serve_tcp`] or
+/// [`ServerHandle::frontdoor`].
+pub fn spawn_server<P, S, K>(
+    config: ServerDriverConfig,
+    policy: P,
+    store: S,
+    clock: K,
+) -> ServerHandle
+where
+    P: AccessPolicy + Send + 'static,
+    S: Store,
+    K: Clock,
+{
+    let (inputs_tx, inputs_rx) = mpsc::channel(config.inputs_capacity.max(1));
+    let (closed_tx, closed_rx) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let driver = Driver::new(
+        Server::with_policy(config.machine, policy),
+        Arc::new(store),
+        clock,
+        inputs_rx,
+        closed_rx,
+        shutdown.clone(),
+    );
+    tracker.spawn(driver.run());
+    let frontdoor = Frontdoor {
+        inputs: inputs_tx,
+        closed: closed_tx,
+        next_conn: Arc::new(AtomicU64::new(1)),
+        queue_capacity: config.conn_queue,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    ServerHandle {
+        frontdoor,
+        shutdown,
+        tracker,
+    }
+}
+
+impl ServerHandle {
+    /// The way in for a front.
+    #[must_use]
+    pub fn frontdoor(&self) -> Frontdoor {
+        self.frontdoor.clone()
+    }
+
+    /// Serves the framed-TCP front on `listener` until shutdown.
+    pub fn serve_tcp(&self, listener: tokio::net::TcpListener, auth: Arc<dyn Authenticator>) {
+        let incoming = Box::pin(futures_util::stream::unfold(listener, |l| async move {
+            let next = l.accept().await.map(|(stream, peer)| {
+                tracing::debug!(%peer, "accepted");
+                let _ = stream.set_nodelay(true);
+                stream
+            });
+            Some((next, l))
+        }));
+        self.serve(incoming, auth, FramedFrontConfig::default());
+    }
+
+    /// Serves the framed front on any stream of byte streams (e.g. turmoil's
+    /// listener) until shutdown.
+    pub fn serve<I, T>(&self, incoming: I, auth: Arc<dyn Authenticator>, config: FramedFrontConfig)
+    where
+        I: futures_util::Stream<Item = std::io::Result<T>> + Send + Unpin + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        self.tracker
+            .spawn(serve_framed(incoming, self.frontdoor(), auth, config));
+    }
+
+    /// Stops accepting, finishes the store work in flight (its requests
+    /// are answered), closes every connection and waits until every task of
+    /// the server has ended.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Tasks still running (driver, fronts, connections): a leak check.
+    #[must_use]
+    pub fn tasks(&self) -> usize {
+        self.tracker.len()
+    }
+}

@@ -1,0 +1,60 @@
+//! The async store trait the server driver executes store commands with,
+//! and its implementation for a shared [`MemStore`].
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use lockstep_core::store::{MemStore, MemStoreConfig, StoreCommand, StoreError, StoreReply};
+
+/// Executes the server machine's store commands.
+///
+/// Commands are plain data (see `lockstep_core::store` for the contract every
+/// store keeps: one append is one transaction, dedupe in the same
+/// transaction, bounded reads, failure is a reply). The driver may run
+/// several commands concurrently; the machine never issues two appends to
+/// one channel at once, so an engine needs no ordering of its own. A
+/// SQLite or PostgreSQL store implements it with its own connection pool
+/// (and `spawn_blocking` for a blocking engine).
+pub trait Store: Send + Sync + 'static {
+    /// Executes one command.
+    fn execute(
+        &self,
+        cmd: StoreCommand,
+    ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send;
+}
+
+/// A [`MemStore`] shared behind a mutex: clones share one store, so a test
+/// can stop a server and start another on the same data.
+#[derive(Debug, Clone)]
+pub struct SharedMemStore {
+    inner: Arc<Mutex<MemStore>>,
+}
+
+impl Default for SharedMemStore {
+    fn default() -> Self {
+        SharedMemStore::new(MemStore::new(MemStoreConfig::default()))
+    }
+}
+
+impl SharedMemStore {
+    /// Shares `store`.
+    #[must_use]
+    pub fn new(store: MemStore) -> Self {
+        SharedMemStore {
+            inner: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    /// Locks the store, e.g. to inspect a log or inject failures.
+    pub fn lock(&self) -> MutexGuard<'_, MemStore> {
+        // A command is one call into `MemStore`, which never panics on
+        // input: a poisoned lock still holds a consistent store.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Store for SharedMemStore {
+    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
+        self.lock().execute(cmd)
+    }
+}
