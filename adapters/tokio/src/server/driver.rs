@@ -214,6 +214,14 @@ where
                 }
                 self.leave_room(conn, &channel);
             }
+            ServerOutput::Close { conn, reason } => {
+                // The machine already forgot the connection (idle timeout).
+                if let Some(c) = self.conns.get(&conn) {
+                    warn!(%conn, user = %c.user, reason, "closing connection");
+                    c.kill.cancel();
+                }
+                self.forget(conn);
+            }
             ServerOutput::Store { op, cmd } => {
                 let store = Arc::clone(&self.store);
                 self.store_ops
