@@ -91,17 +91,18 @@ impl<P: AccessPolicy> Server<P> {
             Ok(other) => Err(unexpected(&other)),
             Err(e) => Err(unavailable(&e)),
         };
-        if let Err(Denied(code, _)) = &answer {
-            for (w, arrival) in &waiters {
-                self.close_order_gate(w.conn, *arrival, &key.channel, &key.client_msg_id, *code);
-            }
-        }
+        let gated: Vec<_> = waiters.iter().map(|(w, a)| (*w, *a)).collect();
         for (w, _) in waiters {
             let one = match &answer {
                 Ok(ack) => Ok(Ack::Send(ack.clone())),
                 Err(Denied(code, message)) => Err(Denied(*code, message.clone())),
             };
             self.answer(w, one);
+        }
+        if let Err(Denied(code, _)) = &answer {
+            for (w, arrival) in &gated {
+                self.close_order_gate(w.conn, *arrival, &key.channel, &key.client_msg_id, *code);
+            }
         }
     }
 

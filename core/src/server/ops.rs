@@ -186,6 +186,33 @@ impl AppendQueues {
         }
     }
 
+    /// The dedupe keys of the sends waiting (not issued) in `channel`.
+    pub(crate) fn queued_sends(&self, channel: &ChannelId) -> Vec<SendKey> {
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flat_map(|q| q.waiting.iter())
+            .filter_map(|a| match a {
+                QueuedAppend::Send { key, .. } => Some(key.clone()),
+                QueuedAppend::Modify { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Drops a waiting send (all its waiters were refused).
+    pub(crate) fn remove_send(&mut self, channel: &ChannelId, key: &SendKey) {
+        let Some(q) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let before = q.waiting.len();
+        q.waiting
+            .retain(|a| !matches!(a, QueuedAppend::Send { key: k, .. } if k == key));
+        self.queued -= before - q.waiting.len();
+        if !q.in_flight && q.waiting.is_empty() {
+            self.channels.remove(channel);
+        }
+    }
+
     /// Appends accepted but not yet issued.
     pub(crate) fn queued(&self) -> usize {
         self.queued

@@ -8,6 +8,7 @@
 mod history;
 mod join;
 mod modify;
+mod order_gate;
 mod read;
 mod send;
 mod typing;

@@ -1,9 +1,8 @@
 //! `message:send`: validate, deduplicate in flight, queue the append.
 
 use crate::ids::{ChannelId, ClientMsgId};
-use crate::server::conn::OrderGate;
 use crate::server::ops::{QueuedAppend, SendKey, Waiter};
-use crate::server::{AccessPolicy, ConnId, Denied, Server};
+use crate::server::{AccessPolicy, Denied, Server};
 use crate::wire::{Body, ErrorCode};
 
 impl<P: AccessPolicy> Server<P> {
@@ -61,90 +60,6 @@ impl<P: AccessPolicy> Server<P> {
         Ok(())
     }
 
-    /// Refuses a send that would overtake an earlier one of the same
-    /// connection and channel which failed retryably; the retry of that one
-    /// opens the gate. Expired gates open by themselves.
-    fn pass_order_gate(
-        &mut self,
-        conn: ConnId,
-        channel: &ChannelId,
-        id: &ClientMsgId,
-    ) -> Result<(), Denied> {
-        let now = self.now;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Ok(());
-        };
-        let Some(gate) = c.gates.get(channel) else {
-            return Ok(());
-        };
-        if &gate.blocked_by == id || gate.until <= now {
-            c.gates.remove(channel);
-            return Ok(());
-        }
-        Err(Denied::new(
-            gate.code,
-            format!(
-                "an earlier send ({}) to this channel failed; resend it first",
-                gate.blocked_by
-            ),
-        ))
-    }
-
-    /// After a retryable refusal of `id` (the `arrival`-th send of `conn`),
-    /// refuses the sends of `conn` to `channel` that arrived after it until
-    /// `id` comes again, so a sender's order survives rate limits and store
-    /// failures even with pipelined sends. The gate names the earliest
-    /// failed send: that is the one the client resends first.
-    pub(crate) fn close_order_gate(
-        &mut self,
-        conn: ConnId,
-        arrival: u64,
-        channel: &ChannelId,
-        id: &ClientMsgId,
-        code: ErrorCode,
-    ) {
-        if !code.retryable() {
-            return;
-        }
-        let until = self.now.saturating_add(self.config.order_gate_ttl);
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let gate = OrderGate {
-            blocked_by: id.clone(),
-            arrival,
-            code,
-            until,
-        };
-        match c.gates.get(channel) {
-            Some(g) if g.arrival <= arrival && g.until > self.now => {}
-            _ => {
-                c.gates.insert(channel.clone(), gate);
-            }
-        }
-    }
-
-    /// Whether `conn`'s gate on `channel` blocks a queued send that arrived
-    /// as the `arrival`-th (accepted, but after a send that failed since).
-    fn gated(
-        &self,
-        conn: ConnId,
-        arrival: u64,
-        channel: &ChannelId,
-        id: &ClientMsgId,
-    ) -> Option<Denied> {
-        let gate = self.conns.get(&conn)?.gates.get(channel)?;
-        (&gate.blocked_by != id && arrival > gate.arrival && gate.until > self.now).then(|| {
-            Denied::new(
-                gate.code,
-                format!(
-                    "an earlier send ({}) to this channel failed; resend it first",
-                    gate.blocked_by
-                ),
-            )
-        })
-    }
-
     /// `too_large` past the body limit.
     pub(super) fn check_body(&self, body: &Body) -> Result<(), Denied> {
         let len = body.encoded_len();
@@ -178,16 +93,8 @@ impl<P: AccessPolicy> Server<P> {
     }
 
     /// Issues the channel's next queued append if none is at the store.
-    /// A queued send whose every waiter is now behind a closed order gate is
-    /// refused instead (its sender will resend it after the earlier one).
     pub(crate) fn pump(&mut self, channel: &ChannelId) {
-        while let Some(next) = self.appends.next_ready(channel) {
-            if let QueuedAppend::Send { key, .. } = &next {
-                if self.refuse_gated(key) {
-                    self.appends.finish(channel);
-                    continue;
-                }
-            }
+        if let Some(next) = self.appends.next_ready(channel) {
             let (entry, origin) = next.into_entry(self.now.as_millis());
             self.issue(
                 crate::store::StoreCommand::Append {
@@ -199,29 +106,6 @@ impl<P: AccessPolicy> Server<P> {
                     origin,
                 },
             );
-            return;
         }
-    }
-
-    /// Refuses the waiters of `key` that a gate now blocks; true when none
-    /// is left (the append is dropped).
-    fn refuse_gated(&mut self, key: &SendKey) -> bool {
-        let waiters = self.sends.remove(key).unwrap_or_default();
-        let mut left = Vec::new();
-        for (w, arrival) in waiters {
-            match self.gated(w.conn, arrival, &key.channel, &key.client_msg_id) {
-                Some(denied) => {
-                    if self.settle(w) {
-                        self.nack(w, denied);
-                    }
-                }
-                None => left.push((w, arrival)),
-            }
-        }
-        if left.is_empty() {
-            return true;
-        }
-        self.sends.insert(key.clone(), left);
-        false
     }
 }

@@ -73,3 +73,38 @@ fn a_send_queued_behind_a_failed_append_is_refused_not_stored_first() {
     assert_eq!(send_ack(&h, 1, b).seq.0, 2);
     assert_snapshot!(h.trace());
 }
+
+/// Found by the lab (seed 250, streams with store failures): a later send
+/// still queued from before a failure was stored ahead of the failed send's
+/// retry, because the retry opened the gate before the queue reached it.
+#[test]
+fn a_retry_is_not_overtaken_by_a_later_send_queued_before_the_failure() {
+    let mut h = Harness::new();
+    h.connect(1, "alice");
+    h.connect(2, "bob");
+    h.join(1, "general");
+    h.join(2, "general");
+    h.mode = StoreMode::Held;
+    let a1 = h.say(1, "general", "a-1", "one");
+    h.say(2, "general", "b-1", "bob's");
+    let a2 = h.say(1, "general", "a-2", "two");
+    h.note("a-1 fails at the store; b-1 and a-2 wait behind it");
+    h.store.set_fail_mode(FailMode::Next(1));
+    h.run_store();
+    h.deliver(false);
+    assert_eq!(h.nacked(1, a1), ErrorCode::Unavailable);
+    assert_eq!(
+        h.nacked(1, a2),
+        ErrorCode::Unavailable,
+        "a-2 is refused at once"
+    );
+    h.note("alice resends in order while b-1 is still queued");
+    let a1 = h.say(1, "general", "a-1", "one");
+    let a2 = h.say(1, "general", "a-2", "two");
+    for _ in 0..10 {
+        h.run_store();
+        h.deliver(false);
+    }
+    assert!(send_ack(&h, 1, a1).seq < send_ack(&h, 1, a2).seq);
+    assert_snapshot!(h.trace());
+}
