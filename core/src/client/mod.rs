@@ -96,6 +96,9 @@ pub struct Client {
     /// When the client last went offline (or started connecting).
     offline_since: Option<Instant>,
     ping_nonce: u64,
+    /// The send window in force: `config.send_window`, halved when a
+    /// transport dies with sends in flight, grown back by one per ack.
+    window: usize,
     timers: Timers,
     requests: Requests,
     outbox: Outbox,
@@ -111,6 +114,7 @@ impl Client {
     pub fn new(config: ClientConfig, token: String, seed: u64) -> Client {
         let mut rng = Rng::new(seed);
         let instance = rng.next_u64();
+        let window = config.send_window;
         Client {
             config,
             token: Token(token),
@@ -123,6 +127,7 @@ impl Client {
             attempt: 0,
             offline_since: None,
             ping_nonce: 0,
+            window,
             timers: Timers::default(),
             requests: Requests::default(),
             outbox: Outbox::default(),

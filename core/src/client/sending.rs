@@ -118,10 +118,7 @@ impl Client {
         if !self.is_connected() || self.timers.is_armed(&TimerKey::OutboxPause) {
             return;
         }
-        let mut room = self
-            .config
-            .send_window
-            .saturating_sub(self.outbox.in_flight());
+        let mut room = self.window.saturating_sub(self.outbox.in_flight());
         let deadline = now.saturating_add(self.config.request_timeout);
         let mut frames = Vec::new();
         for entry in self.outbox.iter_mut() {
@@ -162,6 +159,10 @@ impl Client {
         }
         match reply {
             Reply::Ack(ack) => match outcome_of(&id, &ack) {
+                Some(outcome) if self.window < self.config.send_window => {
+                    self.window += 1;
+                    self.resolve(now, channel, id, outcome);
+                }
                 Some(outcome) => self.resolve(now, channel, id, outcome),
                 None => {
                     self.wrong_kind(req, &Request::Outbox(channel.clone(), id.clone()), &ack);

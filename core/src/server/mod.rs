@@ -183,6 +183,7 @@ impl<P: AccessPolicy> Server<P> {
         if let Some(at) = state.idle_at {
             self.timers.cancel(at, TimerKey::Idle(conn));
         }
+        self.drop_queued_sends_of(conn);
         for channel in state.channels.keys() {
             self.leave_channel(conn, &state.user, channel, false);
         }

@@ -294,6 +294,50 @@ fn own_broadcast_before_the_ack_frees_the_window_slot() {
     assert_snapshot!(h.trace());
 }
 
+/// Found by the lab (seed 106, a 22-frame stream buffer): a burst bigger
+/// than the transport could buffer killed the connection, and the resend of
+/// the same burst after every reconnect killed it again, forever.
+#[test]
+fn a_transport_lost_with_sends_in_flight_halves_the_window() {
+    let config = ClientConfig {
+        send_window: 4,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::with(config, Peer::Scripted);
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe general", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    h.reply(join_ack(req, "general", 1, 0, vec![], false));
+    h.act("send six", |c, now| {
+        for i in 0..6 {
+            c.send(now, ch("general"), Body::text(format!("m{i}")))
+                .unwrap();
+        }
+    });
+    let sent = std::iter::from_fn(|| h.sent.pop_front()).count();
+    assert_eq!(sent, 4, "a full window goes out");
+    h.drop_transport();
+    h.advance(2_000);
+    h.handshake();
+    let join = h.take_req();
+    h.reply(join_ack(join, "general", 1, 0, vec![], true));
+    let resent: Vec<ReqId> = std::iter::from_fn(|| h.sent.pop_front())
+        .filter_map(|f| {
+            matches!(f, ClientFrame::Send { .. })
+                .then(|| f.req())
+                .flatten()
+        })
+        .collect();
+    assert_eq!(resent.len(), 2, "half the window after the loss");
+    h.reply(send_ack(resent[0], 1));
+    let more = std::iter::from_fn(|| h.sent.pop_front()).count();
+    assert_eq!(more, 2, "an ack frees a slot and grows the window by one");
+    assert_snapshot!(h.trace());
+}
+
 #[test]
 fn broadcast_then_ack_of_own_message_gives_one_entry() {
     let mut h = joined();

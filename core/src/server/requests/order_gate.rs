@@ -112,4 +112,30 @@ impl<P: AccessPolicy> Server<P> {
             }
         }
     }
+
+    /// A connection closed: its sends still waiting in a channel queue
+    /// (not yet at the store, never acknowledged) are dropped, so they can
+    /// never be stored after a later message the client resends on its next
+    /// connection (lab seed 262: a dead connection's queued send outlived
+    /// the failure of an earlier one). The client resends them in order.
+    pub(crate) fn drop_queued_sends_of(&mut self, conn: ConnId) {
+        let channels: std::collections::BTreeSet<ChannelId> = self
+            .sends
+            .iter()
+            .filter(|(_, waiters)| waiters.iter().any(|(w, _)| w.conn == conn))
+            .map(|(key, _)| key.channel.clone())
+            .collect();
+        for channel in channels {
+            for key in self.appends.queued_sends(&channel) {
+                let Some(waiters) = self.sends.get_mut(&key) else {
+                    continue;
+                };
+                waiters.retain(|(w, _)| w.conn != conn);
+                if waiters.is_empty() {
+                    self.sends.remove(&key);
+                    self.appends.remove_send(&channel, &key);
+                }
+            }
+        }
+    }
 }

@@ -108,3 +108,40 @@ fn a_retry_is_not_overtaken_by_a_later_send_queued_before_the_failure() {
     assert!(send_ack(&h, 1, a1).seq < send_ack(&h, 1, a2).seq);
     assert_snapshot!(h.trace());
 }
+
+/// Found by the lab (seed 262, streams): a dead connection's queued send
+/// outlived the failure of an earlier one and was stored ahead of it when
+/// the client resent both on its next connection.
+#[test]
+fn a_closed_connection_leaves_no_queued_send_behind() {
+    let mut h = Harness::new();
+    h.connect(1, "alice");
+    h.join(1, "general");
+    h.mode = StoreMode::Held;
+    h.say(1, "general", "a-1", "one");
+    h.say(1, "general", "a-2", "two");
+    h.note("the connection dies with a-1 at the store and a-2 queued");
+    h.disconnect(1);
+    h.store.set_fail_mode(FailMode::Next(1));
+    h.run_store();
+    h.deliver(false);
+    h.run_store();
+    h.deliver(false);
+    assert_eq!(h.server.pending_store_ops(), 0, "a-2 was never issued");
+    assert_eq!(
+        h.store.head(&super::harness::ch("general")).map(|x| x.1.0),
+        Some(0)
+    );
+    h.note("alice resends both on a new connection, in order");
+    h.connect(2, "alice");
+    h.join(2, "general");
+    let a1 = h.say(2, "general", "a-1", "one");
+    let a2 = h.say(2, "general", "a-2", "two");
+    for _ in 0..10 {
+        h.run_store();
+        h.deliver(false);
+    }
+    assert_eq!(send_ack(&h, 2, a1).seq.0, 1);
+    assert_eq!(send_ack(&h, 2, a2).seq.0, 2);
+    assert_snapshot!(h.trace());
+}
