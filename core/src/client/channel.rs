@@ -76,6 +76,8 @@ pub(crate) struct Channel {
     pub(crate) inbox: Inbox,
     /// The `channel:history` request in flight, at most one.
     pub(crate) history: Option<ReqId>,
+    /// The refresh (re-join) in flight, at most one.
+    pub(crate) refresh: Option<ReqId>,
     /// Who is present (valid while joined).
     pub(crate) members: BTreeSet<UserId>,
     /// Remote typers and when their indicator expires.
@@ -98,6 +100,7 @@ impl Channel {
             sub: Sub::Idle,
             inbox: Inbox::default(),
             history: None,
+            refresh: None,
             members: BTreeSet::new(),
             typing: BTreeMap::new(),
             local_typing: LocalTyping::Idle,

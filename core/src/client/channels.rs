@@ -190,6 +190,7 @@ impl Client {
             self.clear_live_view(&c);
             if let Some(ch) = self.channels.get_mut(&c) {
                 ch.history = None;
+                ch.refresh = None;
                 ch.local_typing = LocalTyping::Idle;
                 if !matches!(ch.sub, Sub::Failed(_)) {
                     self.set_sub(&c, Sub::Idle);
@@ -480,6 +481,83 @@ impl Client {
                 self.ensure_history(now, &channel);
             }
             Request::Read(..) => {}
+            Request::Refresh(channel) => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if ch.refresh == Some(req) {
+                        ch.refresh = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The resync timer fired: re-join every joined channel from its
+    /// position, unless a refresh is already in flight, and re-arm.
+    pub(super) fn on_resync_due(&mut self, now: Instant) {
+        let Some(every) = self.config.resync_interval else {
+            return;
+        };
+        if !self.is_connected() {
+            return;
+        }
+        self.timers.arm(TimerKey::Resync, now.saturating_add(every));
+        let due: Vec<ChannelId> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.sub == Sub::Joined && c.refresh.is_none())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for channel in due {
+            let Some(ch) = self.channels.get(&channel) else {
+                continue;
+            };
+            let (epoch, since) = match ch.inbox.position() {
+                Position::Fresh => (None, None),
+                Position::At { epoch, last } => (Some(epoch), Some(last)),
+            };
+            let req = self.requests.start(Request::Refresh(channel.clone()));
+            self.send_frame(ClientFrame::Join {
+                req,
+                channel_id: channel.clone(),
+                epoch,
+                since,
+            });
+            self.timers.arm(
+                TimerKey::Request(req),
+                now.saturating_add(self.config.join_timeout),
+            );
+            if let Some(ch) = self.channels.get_mut(&channel) {
+                ch.refresh = Some(req);
+            }
+        }
+    }
+
+    /// A refresh came back: take its member list and the events it carries,
+    /// as a re-join would, without touching the subscription state.
+    pub(super) fn on_refresh_reply(
+        &mut self,
+        now: Instant,
+        req: ReqId,
+        channel: ChannelId,
+        reply: Reply,
+    ) {
+        let current = self.channels.get(&channel).map(|c| (c.refresh, c.sub));
+        if current != Some((Some(req), Sub::Joined)) {
+            return;
+        }
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.refresh = None;
+        }
+        match reply {
+            Reply::Ack(Ack::Join(ack)) if ack.channel_id == channel => {
+                self.on_joined(now, channel, ack);
+            }
+            Reply::Ack(other) => {
+                self.wrong_kind(req, &Request::Refresh(channel), &other);
+            }
+            Reply::Nack(e) => {
+                tracing::debug!(code = %e.code, "refresh refused; the next one retries");
+            }
         }
     }
 }

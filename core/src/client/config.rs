@@ -70,6 +70,12 @@ pub struct ClientConfig {
     pub suspended_retry: Duration,
     /// Ping-based liveness; `None` trusts the transport to report closes.
     pub heartbeat: Option<Heartbeat>,
+    /// On a transport that can lose frames (datagrams), how often every
+    /// joined channel is refreshed with an idempotent re-join from its
+    /// position: the reply brings the missed tail of the log and a fresh
+    /// member list, so a lost broadcast or presence change cannot leave the
+    /// view stale for good. `None` (the default) on reliable transports.
+    pub resync_interval: Option<Duration>,
     /// Longest wait for a `channel:join` reply before retrying.
     pub join_timeout: Duration,
     /// Pause between join attempts of one channel.
@@ -79,6 +85,10 @@ pub struct ClientConfig {
     /// Pause after a retryable refusal of a send, before the outbox resumes.
     pub send_backoff: Backoff,
     /// Unacknowledged outbox requests in flight per connection (pipelining).
+    /// Per-sender order rests on the transport delivering one connection's
+    /// frames in order (TCP, WebSocket, Socket.IO). On a transport that can
+    /// reorder frames (datagrams), set it to 1, or later sends may overtake
+    /// earlier ones on the wire and get lower seqs.
     pub send_window: usize,
     /// Most entries the outbox holds; `send` beyond it is refused.
     pub outbox_max: usize,
@@ -115,6 +125,7 @@ impl Default for ClientConfig {
             suspend_after: Duration::from_secs(120),
             suspended_retry: Duration::from_secs(60),
             heartbeat: None,
+            resync_interval: None,
             join_timeout: Duration::from_secs(5),
             join_backoff: Backoff {
                 base: Duration::from_secs(1),

@@ -157,6 +157,9 @@ impl Client {
             self.timers
                 .arm(TimerKey::Ping, now.saturating_add(hb.interval));
         }
+        if let Some(every) = self.config.resync_interval {
+            self.timers.arm(TimerKey::Resync, now.saturating_add(every));
+        }
         self.reconcile_all(now);
         self.pump(now);
     }

@@ -75,6 +75,7 @@ impl Client {
             Request::Outbox(channel, id) => self.on_outbox_reply(now, req, channel, id, reply),
             Request::History(channel) => self.on_history_reply(now, req, channel, reply),
             Request::Read(channel, up_to) => self.on_read_reply(req, channel, up_to, reply),
+            Request::Refresh(channel) => self.on_refresh_reply(now, req, channel, reply),
         }
     }
 

@@ -172,6 +172,7 @@ impl Client {
             TimerKey::Ping => self.on_ping_due(now),
             TimerKey::PingDeadline => self.on_heartbeat_timeout(now),
             TimerKey::OutboxPause => self.pump(now),
+            TimerKey::Resync => self.on_resync_due(now),
             TimerKey::JoinRetry(channel) => self.on_join_retry(now, channel),
             TimerKey::Request(req) => self.on_request_timeout(now, req),
             TimerKey::LocalTyping(channel) => self.on_local_typing_expired(now, channel),

@@ -24,6 +24,8 @@ pub(crate) enum Request {
     History(ChannelId),
     /// `message:read`.
     Read(ChannelId, Seq),
+    /// An idempotent re-join of a joined channel (`resync_interval`).
+    Refresh(ChannelId),
 }
 
 impl Request {
@@ -36,6 +38,7 @@ impl Request {
             Request::Outbox(_, EntryId::Op(_)) => "update/delete",
             Request::History(_) => "history",
             Request::Read(..) => "read",
+            Request::Refresh(_) => "refresh",
         }
     }
 }

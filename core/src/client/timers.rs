@@ -27,6 +27,8 @@ pub(crate) enum TimerKey {
     LocalTyping(ChannelId),
     /// A remote user's typing indicator runs out.
     RemoteTyping(ChannelId, UserId),
+    /// Refresh every joined channel (transports that lose frames).
+    Resync,
 }
 
 /// Deadlines by key, plus the same pairs ordered by time for `O(log n)`

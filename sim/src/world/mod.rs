@@ -32,7 +32,9 @@ use lockstep_core::wire::{
 };
 use lockstep_core::{Instant, Rng};
 
-use crate::net::{ClientIx, CloseReason, ConnId, Delivery, Dir, Network, SendOutcome};
+use crate::net::{
+    ClientIx, CloseReason, ConnId, Delivery, Dir, Network, SendOutcome, TransportKind,
+};
 use crate::op::Op;
 use crate::oracle::{Invariant, Oracle};
 use crate::swarm::SwarmParams;
@@ -152,12 +154,16 @@ impl World {
         let clients = (0..config.params.clients)
             .map(|i| {
                 let ix = ClientIx(i);
-                ClientHost::new(
-                    ix,
-                    config.params.user_of(ix),
-                    config.client.clone(),
-                    rng.fork(),
-                )
+                let mut client = config.client.clone();
+                if config.params.transports.get(ix.index()) == Some(&TransportKind::Datagram) {
+                    // Datagrams reorder: one send in flight keeps the
+                    // sender's order (see `ClientConfig::send_window`). They
+                    // also lose frames: a periodic refresh brings back a lost
+                    // tail of the log or a lost presence change.
+                    client.send_window = 1;
+                    client.resync_interval = Some(std::time::Duration::from_secs(5));
+                }
+                ClientHost::new(ix, config.params.user_of(ix), client, rng.fork())
             })
             .collect();
         let mut trace = Trace::new(config.trace_lines);
