@@ -9,10 +9,16 @@ use crate::oracle::{Invariant, Violation};
 use crate::scenario::Scenario;
 use crate::world::{World, WorldConfig, WorldError, WorldStats};
 
-/// How long the healed world may take to converge, in virtual ms. Long
-/// enough for a client at the slowest (suspended) retry pace to come back
-/// and catch up; short enough that a stuck world is reported quickly.
+/// How long the healed world may take to converge, in virtual ms, before
+/// any backlog. Long enough for a client at the slowest (suspended) retry
+/// pace to come back and catch up; short enough that a stuck world is
+/// reported quickly.
 pub const LIVENESS_MS_MAX: u64 = 300_000;
+
+/// Extra convergence time per outbox entry still unresolved at the heal: a
+/// client that sends one message at a time over a lossy link (datagrams)
+/// drains a big backlog at a round trip or a retransmission per message.
+pub const LIVENESS_MS_PER_ENTRY: u64 = 1_000;
 
 /// How often convergence is checked during the liveness phase.
 pub const CONVERGENCE_CHECK_MS: u64 = 250;
@@ -101,7 +107,8 @@ pub fn run_in(mut world: World, scenario: &Scenario) -> RunReport {
     let mut converged_at_ms = None;
     if violation.is_none() && world.oracle().violations().is_empty() {
         world.heal_everything();
-        let deadline = world.now().as_millis() + LIVENESS_MS_MAX;
+        let allowed_ms = LIVENESS_MS_MAX + LIVENESS_MS_PER_ENTRY * world.backlog() as u64;
+        let deadline = world.now().as_millis() + allowed_ms;
         loop {
             if !world.oracle().violations().is_empty() {
                 break;

@@ -6,7 +6,6 @@ use crate::Instant;
 use crate::ids::{ChannelId, UserId};
 use crate::wire::{Ack, ClientFrame, JoinAck, LogEvent, ReqId};
 
-use super::Client;
 use super::channel::{Channel, LocalTyping, Sub};
 use super::events::{
     ClientEvent, ConnectionState, EntryId, Outcome, ProtocolError, SendFailure, SubscribeError,
@@ -15,6 +14,7 @@ use super::frames::Reply;
 use super::inbox::{InboxOut, Position};
 use super::requests::Request;
 use super::timers::TimerKey;
+use super::{Client, STRAYS_MAX, Stray};
 
 /// Most users tracked per channel in each of the member, typing and
 /// receipt views, so a hostile server cannot grow them without bound.
@@ -320,6 +320,9 @@ impl Client {
                 self.wrong_kind(req, &Request::Leave(channel.clone()), ack);
             }
         }
+        if self.strays.get(&channel) == Some(&Stray::Leaving(req)) {
+            self.strays.insert(channel.clone(), Stray::Asked(now));
+        }
         self.left(now, &channel, req);
     }
 
@@ -368,12 +371,18 @@ impl Client {
         });
     }
 
-    fn ensure_history(&mut self, now: Instant, channel: &ChannelId) {
+    pub(super) fn ensure_history(&mut self, now: Instant, channel: &ChannelId) {
         let page = self.config.history_page;
         let Some(ch) = self.channels.get(channel) else {
             return;
         };
-        if ch.sub != Sub::Joined || ch.history.is_some() || !ch.inbox.has_gap() {
+        if ch.sub != Sub::Joined
+            || ch.history.is_some()
+            || !ch.inbox.has_gap()
+            || self
+                .timers
+                .is_armed(&TimerKey::HistoryRetry(channel.clone()))
+        {
             return;
         }
         let after = ch.inbox.last();
@@ -409,6 +418,7 @@ impl Client {
         ch.history = None;
         match reply {
             Reply::Ack(Ack::History(page)) if page.channel_id == channel => {
+                let before = ch.inbox.last();
                 let mut out = Vec::new();
                 ch.inbox.on_history(
                     page,
@@ -416,6 +426,16 @@ impl Client {
                     self.config.inbox_buffer_max,
                     &mut out,
                 );
+                if ch.inbox.last() == before && ch.inbox.has_gap() {
+                    // A stale page (read before the missing events were
+                    // committed) or a peer that cannot fill the hole: ask
+                    // again later, not at once, so nothing spins.
+                    let delay = self.config.join_backoff.delay(1, &mut self.rng);
+                    self.timers.arm(
+                        TimerKey::HistoryRetry(channel.clone()),
+                        now.saturating_add(delay),
+                    );
+                }
                 self.apply_inbox(now, &channel, out);
             }
             Reply::Ack(Ack::History(page)) => {
@@ -427,7 +447,15 @@ impl Client {
             }
             Reply::Ack(other) => self.wrong_kind(req, &Request::History(channel), &other),
             Reply::Nack(e) => {
-                tracing::debug!(code = %e.code, "history refused; retried on the next event");
+                // Ask again later; a quiet channel has no next event to
+                // trigger it (found by the lab: seed 272, mixed transports,
+                // a store failure refused the backlog read).
+                tracing::debug!(code = %e.code, "history refused; retrying later");
+                let delay = self.config.join_backoff.delay(1, &mut self.rng);
+                self.timers.arm(
+                    TimerKey::HistoryRetry(channel.clone()),
+                    now.saturating_add(delay),
+                );
             }
         }
     }
@@ -453,7 +481,48 @@ impl Client {
         self.emit(ClientEvent::Protocol(ProtocolError::UnknownChannel(
             channel.clone(),
         )));
+        if self.strays.len() < STRAYS_MAX {
+            self.strays.entry(channel.clone()).or_insert(Stray::Seen);
+        }
         false
+    }
+
+    /// The server sends events of channels we do not want: a join that
+    /// arrived after our leave (a datagram delayed or duplicated), say. Ask
+    /// it to leave, once per channel at a time, so it stops announcing us
+    /// present there. Found by the lab (seed 157, datagrams).
+    pub(super) fn leave_strays(&mut self, now: Instant) {
+        let quiet = self.config.join_timeout;
+        self.strays.retain(|_, s| match s {
+            Stray::Asked(at) => now.saturating_since(*at) < quiet * 12,
+            _ => true,
+        });
+        let due: Vec<ChannelId> = self
+            .strays
+            .iter()
+            .filter(|(_, s)| match s {
+                Stray::Seen => true,
+                Stray::Leaving(_) => false,
+                Stray::Asked(at) => now.saturating_since(*at) >= quiet,
+            })
+            .map(|(ch, _)| ch.clone())
+            .collect();
+        for channel in due {
+            if self.channels.contains_key(&channel) || !self.is_connected() {
+                self.strays.remove(&channel);
+                continue;
+            }
+            let req = self.requests.start(Request::Leave(channel.clone()));
+            self.send_frame(ClientFrame::Leave {
+                req,
+                channel_id: channel.clone(),
+            });
+            self.timers.arm(
+                TimerKey::Request(req),
+                now.saturating_add(self.config.request_timeout),
+            );
+            self.strays.insert(channel, Stray::Leaving(req));
+        }
     }
 
     /// A request's reply is overdue: abandon it and recover.
@@ -470,7 +539,21 @@ impl Client {
                     }
                 }
             }
-            Request::Leave(channel) => self.left(now, &channel, req),
+            Request::Leave(channel) if self.strays.get(&channel) == Some(&Stray::Leaving(req)) => {
+                // A stray leave timed out: a later stray event asks again.
+                self.strays.insert(channel, Stray::Asked(now));
+            }
+            Request::Leave(channel) => {
+                // The leave or its reply was lost. The server may still have
+                // us joined (and announce us present) for as long as the
+                // connection lives, so ask again: leaving is idempotent.
+                // Found by the lab (seed 2, datagrams).
+                if self.sub_of(&channel) == Some(Sub::Leaving { req }) && self.is_connected() {
+                    self.send_leave(now, &channel);
+                } else {
+                    self.left(now, &channel, req);
+                }
+            }
             Request::Outbox(channel, id) => self.on_outbox_timeout(now, channel, id),
             Request::History(channel) => {
                 if let Some(ch) = self.channels.get_mut(&channel) {

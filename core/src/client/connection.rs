@@ -65,6 +65,7 @@ impl Client {
             TransportEvent::Frame { frame, .. } => {
                 self.timers.cancel(&TimerKey::PingDeadline);
                 self.on_frame(now, frame);
+                self.leave_strays(now);
             }
             TransportEvent::Undecodable { error, .. } => {
                 self.emit(ClientEvent::Protocol(ProtocolError::Undecodable(error)));
@@ -270,6 +271,7 @@ impl Client {
             self.window = (self.window / 2).max(1);
         }
         self.requests.clear();
+        self.strays.clear();
         self.outbox.requeue_all();
         self.timers
             .retain(|k| matches!(k, TimerKey::Connect | TimerKey::Reconnect));

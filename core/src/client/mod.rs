@@ -105,6 +105,25 @@ pub struct Client {
     channels: BTreeMap<ChannelId, Channel>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
+    /// Channels the server sent events of but we do not know, with the
+    /// leave asking it to stop (bounded by `STRAYS_MAX`).
+    strays: BTreeMap<ChannelId, Stray>,
+}
+
+/// Most stray channels tracked at once; more are only reported.
+const STRAYS_MAX: usize = 64;
+
+/// Where the leave of a stray channel stands. A server that keeps sending
+/// after the leave is asked again at most once per `join_timeout`, so a
+/// confused peer cannot drive a leave storm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stray {
+    /// Seen; no leave sent yet.
+    Seen,
+    /// A leave is in flight.
+    Leaving(crate::wire::ReqId),
+    /// The last leave was answered (or timed out) at this time.
+    Asked(Instant),
 }
 
 impl Client {
@@ -134,6 +153,7 @@ impl Client {
             channels: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            strays: BTreeMap::new(),
         }
     }
 
@@ -173,6 +193,7 @@ impl Client {
             TimerKey::PingDeadline => self.on_heartbeat_timeout(now),
             TimerKey::OutboxPause => self.pump(now),
             TimerKey::Resync => self.on_resync_due(now),
+            TimerKey::HistoryRetry(channel) => self.ensure_history(now, &channel),
             TimerKey::JoinRetry(channel) => self.on_join_retry(now, channel),
             TimerKey::Request(req) => self.on_request_timeout(now, req),
             TimerKey::LocalTyping(channel) => self.on_local_typing_expired(now, channel),

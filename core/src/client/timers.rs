@@ -29,6 +29,8 @@ pub(crate) enum TimerKey {
     RemoteTyping(ChannelId, UserId),
     /// Refresh every joined channel (transports that lose frames).
     Resync,
+    /// Ask for the missing events of a channel again (after a stale page).
+    HistoryRetry(ChannelId),
 }
 
 /// Deadlines by key, plus the same pairs ordered by time for `O(log n)`

@@ -160,8 +160,12 @@ impl World {
                     // sender's order (see `ClientConfig::send_window`). They
                     // also lose frames: a periodic refresh brings back a lost
                     // tail of the log or a lost presence change.
+                    // A lost datagram is retransmitted after a short timeout,
+                    // as a datagram protocol's own retransmission would.
                     client.send_window = 1;
                     client.resync_interval = Some(std::time::Duration::from_secs(5));
+                    client.request_timeout = std::time::Duration::from_secs(2);
+                    client.join_timeout = std::time::Duration::from_secs(2);
                 }
                 ClientHost::new(ix, config.params.user_of(ix), client, rng.fork())
             })
@@ -832,6 +836,17 @@ impl World {
                 frame
             }
         }
+    }
+
+    /// Outbox entries not resolved yet, over all clients that want to be
+    /// online: the backlog the liveness phase must drain.
+    #[must_use]
+    pub fn backlog(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|c| c.app.online)
+            .map(|c| c.machine.outbox().count())
+            .sum()
     }
 
     /// The oracle, for the liveness phase's report.

@@ -768,6 +768,15 @@ fn garbage_and_unexpected_frames_give_typed_errors_and_the_machine_keeps_working
         user_id: user("mallory"),
     });
     h.reply(ServerFrame::from(msg("nowhere", 1, "bob", "x", "?")));
+    let stray = h.take();
+    assert!(
+        matches!(&stray, ClientFrame::Leave { channel_id, .. } if channel_id.as_str() == "nowhere"),
+        "events of a channel we do not want get a leave: {stray:?}"
+    );
+    h.reply(ServerFrame::Ack {
+        req: stray.req().unwrap(),
+        body: Ack::Leave,
+    });
     h.act("send hi", |c, now| {
         c.send(now, ch("general"), Body::text("hi")).unwrap()
     });
