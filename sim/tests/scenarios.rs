@@ -43,8 +43,7 @@ fn assert_no_duplicate(w: &World, channel: &str) {
     assert_eq!(keys.len(), n, "{channel} holds a message twice");
 }
 
-#[test]
-fn happy_path() {
+fn run_happy_path() -> World {
     let mut w = world(3, &["room-0", "room-1"]);
     join(&mut w, c(0), "room-0");
     join(&mut w, c(1), "room-0");
@@ -117,11 +116,10 @@ fn happy_path() {
         "no fault, no retry"
     );
     assert_no_violation(&w);
-    insta::assert_snapshot!(trace(&w));
+    w
 }
 
-#[test]
-fn reconnect_recovery() {
+fn run_reconnect_recovery() -> World {
     let mut w = world(3, &["room-0"]);
     for i in 0..3 {
         join(&mut w, c(i), "room-0");
@@ -161,11 +159,10 @@ fn reconnect_recovery() {
     // Its offline message went out once, after the re-join.
     assert_eq!(lines_with(&w, &["c1 -> send"]).len(), 2);
     assert_no_violation(&w);
-    insta::assert_snapshot!(trace(&w));
+    w
 }
 
-#[test]
-fn partition_heal() {
+fn run_partition_heal() -> World {
     let mut p = params(2, &["room-0"]);
     // Partitions stall streams half-open: nobody is told, only the
     // heartbeat (or the server's idle timeout) finds out.
@@ -210,11 +207,10 @@ fn partition_heal() {
     assert!(lines_with(&w, &["presence:leave"]).is_empty());
     assert_eq!(w.pending(), None);
     assert_no_violation(&w);
-    insta::assert_snapshot!(trace(&w));
+    w
 }
 
-#[test]
-fn server_restart() {
+fn run_server_restart() -> World {
     let mut w = world(3, &["room-0"]);
     for i in 0..3 {
         join(&mut w, c(i), "room-0");
@@ -255,11 +251,10 @@ fn server_restart() {
     assert_eq!(lines_with(&w, &["c1 -> send"]).len(), 1);
     assert_eq!(lines_with(&w, &["c1 app:", "sent as #2"]).len(), 1);
     assert_no_violation(&w);
-    insta::assert_snapshot!(trace(&w));
+    w
 }
 
-#[test]
-fn retried_send() {
+fn run_retried_send() -> World {
     let mut w = world(2, &["room-0"]);
     join(&mut w, c(0), "room-0");
     join(&mut w, c(1), "room-0");
@@ -285,5 +280,49 @@ fn retried_send() {
     assert_eq!(delivered(&w, c(1), "room-0"), seqs(1));
     assert_eq!(lines_with(&w, &["c0 app:", "sent as #1"]).len(), 1);
     assert_no_violation(&w);
-    insta::assert_snapshot!(trace(&w));
+    w
+}
+
+// ---- the tests -------------------------------------------------------------
+
+#[test]
+fn happy_path() {
+    insta::assert_snapshot!(trace(&run_happy_path()));
+}
+
+#[test]
+fn reconnect_recovery() {
+    insta::assert_snapshot!(trace(&run_reconnect_recovery()));
+}
+
+#[test]
+fn partition_heal() {
+    insta::assert_snapshot!(trace(&run_partition_heal()));
+}
+
+#[test]
+fn server_restart() {
+    insta::assert_snapshot!(trace(&run_server_restart()));
+}
+
+#[test]
+fn retried_send() {
+    insta::assert_snapshot!(trace(&run_retried_send()));
+}
+
+/// One scenario, one trace: running a scenario again gives the same trace,
+/// line for line and hash for hash.
+#[test]
+fn each_scenario_replays_identically() {
+    for scenario in [
+        run_happy_path,
+        run_reconnect_recovery,
+        run_partition_heal,
+        run_server_restart,
+        run_retried_send,
+    ] {
+        let (a, b) = (scenario(), scenario());
+        assert_eq!(a.trace().hash(), b.trace().hash());
+        assert_eq!(a.trace().lines(), b.trace().lines());
+    }
 }
