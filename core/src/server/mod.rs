@@ -239,7 +239,9 @@ impl<P: AccessPolicy> Server<P> {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {
                 TimerKey::PresenceLeave(channel, user) => {
-                    if self.presence.expire(&channel, &user, at) {
+                    if !sabotaged!(self.config, ServerKeepsPresence)
+                        && self.presence.expire(&channel, &user, at)
+                    {
                         let change = PresenceChange {
                             channel_id: channel.clone(),
                             user_id: user,

@@ -103,7 +103,7 @@ impl<P: AccessPolicy> Server<P> {
         id: &ClientMsgId,
         code: ErrorCode,
     ) {
-        if !code.retryable() {
+        if !code.retryable() || sabotaged!(self.config, ServerIgnoresOrderGate) {
             return;
         }
         let until = self.now.saturating_add(self.config.order_gate_ttl);
