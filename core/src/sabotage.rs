@@ -42,6 +42,9 @@ pub enum Break {
     /// Server: the access policy is not asked on `channel:join`, so anyone
     /// joins anyone's private channel. Breaks 7, only joined and allowed.
     ServerIgnoresJoinPolicy,
+    /// Server: a connection that leaves a channel stays in its room, so it
+    /// keeps receiving the channel's broadcasts. Breaks 7, only joined.
+    ServerKeepsRoomOnLeave,
     /// Client: `close` closes the transport but keeps the connection's
     /// timers and pending requests. Breaks 8, no leaks.
     CloseKeepsTimers,

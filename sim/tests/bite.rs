@@ -272,6 +272,24 @@ fn invariant_7_bites_when_the_server_ignores_the_join_policy() {
 }
 
 #[test]
+fn invariant_7_bites_when_the_server_keeps_a_left_connection_in_the_room() {
+    // c0 leaves the room (and the leave is acknowledged); c1 posts there
+    // afterwards. On a stream, anything after the leave's ack was sent
+    // after the server processed the leave.
+    let mut ops = online(2);
+    ops.push((
+        1_000,
+        Op::Unsubscribe {
+            client: C0,
+            channel: room(),
+        },
+    ));
+    ops.push((2_000, send(C1)));
+    let s = scenario(params(2, TransportKind::Stream, FaultMix::calm()), ops);
+    bites(&s, Break::ServerKeepsRoomOnLeave, Invariant::OnlyJoined);
+}
+
+#[test]
 fn invariant_8_bites_when_close_keeps_timers() {
     // A connected client (heartbeat armed) is closed by its app.
     let mut ops = online(1);

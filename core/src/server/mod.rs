@@ -459,7 +459,7 @@ impl<P: AccessPolicy> Server<P> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.gates.remove(channel);
         }
-        if room_leave {
+        if room_leave && !sabotaged!(self.config, ServerKeepsRoomOnLeave) {
             self.outputs.push_back(ServerOutput::RoomLeave {
                 conn,
                 channel: channel.clone(),
