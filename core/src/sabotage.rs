@@ -48,6 +48,9 @@ pub enum Break {
     /// Client: `close` closes the transport but keeps the connection's
     /// timers and pending requests. Breaks 8, no leaks.
     CloseKeepsTimers,
+    /// Client: a lost connection's timers (heartbeat, request timeouts,
+    /// join retries) stay armed into the next one. Breaks 8, no leaks.
+    LostConnectionKeepsTimers,
     /// Client: the `connecting` state is entered without telling the app,
     /// so it sees `idle -> connected`. Breaks 9, the state chart.
     SkipConnectingEvent,

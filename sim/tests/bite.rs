@@ -299,6 +299,16 @@ fn invariant_8_bites_when_close_keeps_timers() {
 }
 
 #[test]
+fn invariant_8_bites_when_a_lost_connection_keeps_its_timers() {
+    // The network drops a connected client's connection (heartbeat armed):
+    // only the reconnect timer may be left.
+    let mut ops = online(1);
+    ops.push((1_000, Op::DropConnection { client: C0 }));
+    let s = scenario(params(1, TransportKind::Stream, FaultMix::calm()), ops);
+    bites(&s, Break::LostConnectionKeepsTimers, Invariant::NoLeaks);
+}
+
+#[test]
 fn invariant_9_bites_when_connecting_is_skipped() {
     // A client connects: the app must see `connecting` before `connected`.
     let s = scenario(

@@ -269,8 +269,10 @@ impl Client {
         if !sabotaged!(self.config, OutboxForgetsResend) {
             self.outbox.requeue_all();
         }
-        self.timers
-            .retain(|k| matches!(k, TimerKey::Connect | TimerKey::Reconnect));
+        if !sabotaged!(self.config, LostConnectionKeepsTimers) {
+            self.timers
+                .retain(|k| matches!(k, TimerKey::Connect | TimerKey::Reconnect));
+        }
         self.reset_channels_offline();
     }
 

@@ -409,6 +409,27 @@ impl Oracle {
                 || format!("{pending} requests pending while {to}"),
             );
         }
+        // 8: a lost connection leaves only the timer of the next attempt;
+        // a failed or closed client has none.
+        let timers_max = match client.state() {
+            ConnectionState::Reconnecting { .. } | ConnectionState::Suspended { .. } => 1,
+            ConnectionState::Failed { .. } | ConnectionState::Closed => 0,
+            _ => usize::MAX,
+        };
+        let timers = client.armed_timers();
+        self.check(
+            timers <= timers_max,
+            Invariant::NoLeaks,
+            now,
+            Some(ix),
+            None,
+            || {
+                format!(
+                    "{timers} timers armed while {}, at most {timers_max} may be",
+                    client.state().name()
+                )
+            },
+        );
     }
 }
 
