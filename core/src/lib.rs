@@ -19,12 +19,38 @@
 //! - [`client`]: the client state machine (connection, subscriptions, message sync);
 //! - [`store`]: the store commands the server issues, and [`store::MemStore`];
 //! - [`server`]: the server state machine.
+//!
+//! # Cargo features
+//!
+//! - `sabotage` (**unstable, test-only, never for production**): adds
+//!   `sabotage::Sabotage`, a set of deliberate bugs carried in the client,
+//!   server and store configurations, so the simulator can prove its oracle
+//!   catches each broken guarantee. It makes the machines wrong on purpose
+//!   and its shape may change in any release.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// Whether the deliberate bug `Break::$b` is switched on in `$config` (a
+/// config with a `sabotage` field); always `false`, with `$config` not even
+/// evaluated, when the `sabotage` feature is off.
+#[cfg(feature = "sabotage")]
+macro_rules! sabotaged {
+    ($config:expr, $b:ident) => {
+        $config.sabotage.has($crate::sabotage::Break::$b)
+    };
+}
+#[cfg(not(feature = "sabotage"))]
+macro_rules! sabotaged {
+    ($config:expr, $b:ident) => {
+        false
+    };
+}
 
 pub mod client;
 pub mod ids;
 pub mod rng;
+#[cfg(feature = "sabotage")]
+pub mod sabotage;
 pub mod server;
 pub mod store;
 pub mod time;

@@ -468,6 +468,10 @@ impl Client {
         let buffer_max = self.config.inbox_buffer_max;
         let mut out = Vec::new();
         if let Some(ch) = self.channels.get_mut(&channel) {
+            #[cfg(feature = "sabotage")]
+            if sabotaged!(self.config, InboxSkipsGapCheck) {
+                ch.inbox.skip_gap_before(event.seq());
+            }
             ch.inbox.ingest(event, buffer_max, &mut out);
         }
         self.apply_inbox(now, &channel, out);

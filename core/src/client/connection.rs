@@ -38,8 +38,10 @@ impl Client {
             return;
         }
         self.close_transport(CloseReason::ClientClosed);
-        self.drop_connection(now);
-        self.timers.clear();
+        if !sabotaged!(self.config, CloseKeepsTimers) {
+            self.drop_connection(now);
+            self.timers.clear();
+        }
         self.set_state(ConnectionState::Closed);
     }
 
@@ -95,10 +97,15 @@ impl Client {
             TimerKey::Connect,
             now.saturating_add(self.config.connect_timeout),
         );
-        self.set_state(ConnectionState::Connecting {
+        let state = ConnectionState::Connecting {
             attempt,
             generation,
-        });
+        };
+        if sabotaged!(self.config, SkipConnectingEvent) {
+            self.state = state;
+        } else {
+            self.set_state(state);
+        }
     }
 
     fn on_opened(&mut self) {
@@ -272,9 +279,13 @@ impl Client {
         }
         self.requests.clear();
         self.strays.clear();
-        self.outbox.requeue_all();
-        self.timers
-            .retain(|k| matches!(k, TimerKey::Connect | TimerKey::Reconnect));
+        if !sabotaged!(self.config, OutboxForgetsResend) {
+            self.outbox.requeue_all();
+        }
+        if !sabotaged!(self.config, LostConnectionKeepsTimers) {
+            self.timers
+                .retain(|k| matches!(k, TimerKey::Connect | TimerKey::Reconnect));
+        }
         self.reset_channels_offline();
     }
 

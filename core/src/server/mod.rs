@@ -240,7 +240,9 @@ impl<P: AccessPolicy> Server<P> {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {
                 TimerKey::PresenceLeave(channel, user) => {
-                    if self.presence.expire(&channel, &user, at) {
+                    if !sabotaged!(self.config, ServerKeepsPresence)
+                        && self.presence.expire(&channel, &user, at)
+                    {
                         let change = PresenceChange {
                             channel_id: channel.clone(),
                             user_id: user,
@@ -458,7 +460,7 @@ impl<P: AccessPolicy> Server<P> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.gates.remove(channel);
         }
-        if room_leave {
+        if room_leave && !sabotaged!(self.config, ServerKeepsRoomOnLeave) {
             self.outputs.push_back(ServerOutput::RoomLeave {
                 conn,
                 channel: channel.clone(),

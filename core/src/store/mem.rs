@@ -20,6 +20,10 @@ pub struct MemStoreConfig {
     /// The epoch given to the first channel log; each new log (a first touch
     /// or a reset) takes the next number, so epochs never repeat. Default 1.
     pub first_epoch: Epoch,
+    /// Deliberate bugs for the simulator's oracle tests (unstable,
+    /// test-only; see [`crate::sabotage`]). Default: none.
+    #[cfg(feature = "sabotage")]
+    pub sabotage: crate::sabotage::Sabotage,
 }
 
 impl Default for MemStoreConfig {
@@ -28,6 +32,8 @@ impl Default for MemStoreConfig {
             retain: 10_000,
             remember: 100_000,
             first_epoch: Epoch(1),
+            #[cfg(feature = "sabotage")]
+            sabotage: crate::sabotage::Sabotage::default(),
         }
     }
 }
@@ -94,7 +100,19 @@ impl MemStore {
             FailMode::Always => return Err(StoreError::Unavailable("injected failure".into())),
         }
         match cmd {
-            StoreCommand::Append { channel, entry } => self.log_mut(channel).append(entry),
+            StoreCommand::Append { channel, entry } => {
+                let forget = sabotaged!(self.config, StoreForgetsAppends);
+                #[cfg(feature = "sabotage")]
+                if sabotaged!(self.config, StoreSkipsDedupe) {
+                    self.log_mut(channel.clone()).forget_dedupe_keys();
+                }
+                let log = self.log_mut(channel);
+                if forget {
+                    // Sabotage: answer as if committed, keep nothing.
+                    return log.clone().append(entry);
+                }
+                log.append(entry)
+            }
             StoreCommand::Read {
                 channel,
                 from,

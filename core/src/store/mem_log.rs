@@ -241,6 +241,12 @@ impl ChannelLog {
         }
     }
 
+    /// Sabotage: forgets every dedupe key, so a retried send is appended again.
+    #[cfg(feature = "sabotage")]
+    pub(super) fn forget_dedupe_keys(&mut self) {
+        self.dedupe.clear();
+    }
+
     /// Records `event` at `head + 1` and drops what falls out of retention.
     fn commit(&mut self, event: LogEvent) -> StoreReply {
         self.head = event.seq();

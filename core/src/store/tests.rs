@@ -110,7 +110,7 @@ fn dedupe_memory_is_bounded() {
     let mut s = MemStore::new(MemStoreConfig {
         retain: 10,
         remember: 3,
-        first_epoch: Epoch(1),
+        ..MemStoreConfig::default()
     });
     for i in 0..5 {
         send(&mut s, "g", "u", &format!("c{i}"));

@@ -16,7 +16,7 @@ use lockstep_core::client::{
 };
 use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
 use lockstep_core::store::MemStore;
-use lockstep_core::wire::{LogEvent, ServerFrame};
+use lockstep_core::wire::{LogEvent, ReqId, ServerFrame};
 
 pub use invariant::Invariant;
 pub use violation::Violation;
@@ -40,8 +40,15 @@ pub struct Oracle {
     next_send: u64,
     /// Invariant 5: the seqs of sent messages by send order.
     sent_seqs: BTreeMap<(ClientIx, ChannelId), BTreeMap<u64, Seq>>,
-    /// Invariant 7: channels each connection asked to join (by net serial).
-    joins: BTreeSet<(u64, ChannelId)>,
+    /// Invariant 7: channels each connection asked to join (by net serial),
+    /// with the number of the latest join request.
+    joins: BTreeMap<(u64, ChannelId), u64>,
+    /// Invariant 7: leave requests awaiting their ack on stream connections,
+    /// by (serial, req): the channel and the request's number.
+    leaves: BTreeMap<(u64, ReqId), (ChannelId, u64)>,
+    /// Numbers joins and leaves, so a leave's ack knows whether a join was
+    /// asked for after it.
+    membership_requests: u64,
     /// Invariant 9: each client's last connection state name.
     states: BTreeMap<ClientIx, &'static str>,
 }
@@ -135,7 +142,31 @@ impl Oracle {
     /// The client sent `frame` on connection `serial` (invariant 7 learns
     /// which channels the connection asked for).
     pub fn on_join_sent(&mut self, serial: u64, channel: &ChannelId) {
-        self.joins.insert((serial, channel.clone()));
+        self.membership_requests += 1;
+        self.joins
+            .insert((serial, channel.clone()), self.membership_requests);
+    }
+
+    /// The client asked to leave `channel` on stream connection `serial`
+    /// (invariant 7). Only streams: their order makes the leave's ack a
+    /// clean cut, after which nothing of the channel may arrive.
+    pub fn on_leave_sent(&mut self, serial: u64, req: ReqId, channel: &ChannelId) {
+        self.membership_requests += 1;
+        self.leaves
+            .insert((serial, req), (channel.clone(), self.membership_requests));
+    }
+
+    /// The leave `req` on stream connection `serial` was acknowledged: every
+    /// later frame was sent after the server processed it, so, unless a
+    /// join was asked for since, the channel counts as not joined any more.
+    pub fn on_leave_acked(&mut self, serial: u64, req: ReqId) {
+        let Some((channel, number)) = self.leaves.remove(&(serial, req)) else {
+            return;
+        };
+        let key = (serial, channel);
+        if self.joins.get(&key).is_some_and(|join| *join < number) {
+            self.joins.remove(&key);
+        }
     }
 
     /// A channel-scoped frame reached `client` on connection `serial`
@@ -157,7 +188,7 @@ impl Oracle {
             ServerFrame::Read(r) => &r.channel_id,
             _ => return,
         };
-        let asked = self.joins.contains(&(serial, channel.clone()));
+        let asked = self.joins.contains_key(&(serial, channel.clone()));
         let ok = asked && allowed(user, channel);
         self.check(
             ok,
@@ -169,7 +200,7 @@ impl Oracle {
                 if asked {
                     format!("{user} may not see this channel, yet got {frame:?}")
                 } else {
-                    format!("connection k{serial} never joined, yet got {frame:?}")
+                    format!("connection k{serial} never joined or has left, yet got {frame:?}")
                 }
             },
         );
@@ -378,6 +409,27 @@ impl Oracle {
                 || format!("{pending} requests pending while {to}"),
             );
         }
+        // 8: a lost connection leaves only the timer of the next attempt;
+        // a failed or closed client has none.
+        let timers_max = match client.state() {
+            ConnectionState::Reconnecting { .. } | ConnectionState::Suspended { .. } => 1,
+            ConnectionState::Failed { .. } | ConnectionState::Closed => 0,
+            _ => usize::MAX,
+        };
+        let timers = client.armed_timers();
+        self.check(
+            timers <= timers_max,
+            Invariant::NoLeaks,
+            now,
+            Some(ix),
+            None,
+            || {
+                format!(
+                    "{timers} timers armed while {}, at most {timers_max} may be",
+                    client.state().name()
+                )
+            },
+        );
     }
 }
 

@@ -27,7 +27,7 @@ use lockstep_core::server::{
 };
 use lockstep_core::store::{MemStore, MemStoreConfig, StoreError, StoreReply};
 use lockstep_core::wire::{
-    Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame, decode_client, decode_server,
+    Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame, decode_client, decode_server,
     encode_client, encode_server,
 };
 use lockstep_core::{Instant, Rng};
@@ -525,8 +525,16 @@ impl World {
                 } else {
                     frame
                 };
-                if let ClientFrame::Join { channel_id, .. } = &frame {
-                    self.oracle.on_join_sent(conn.serial(), channel_id);
+                match &frame {
+                    ClientFrame::Join { channel_id, .. } => {
+                        self.oracle.on_join_sent(conn.serial(), channel_id);
+                    }
+                    ClientFrame::Leave { req, channel_id }
+                        if self.params.transports[i] == TransportKind::Stream =>
+                    {
+                        self.oracle.on_leave_sent(conn.serial(), *req, channel_id);
+                    }
+                    _ => {}
                 }
                 let d = trace::client_frame_digest(&frame);
                 self.trace.mix(&[41, u64::from(ix.0), d[0], d[1], d[2]]);
@@ -810,6 +818,13 @@ impl World {
         self.trace.line(now, || {
             format!("{ix} <- {}", trace::fmt_server_frame(frame))
         });
+        if let ServerFrame::Ack {
+            req,
+            body: Ack::Leave,
+        } = &**frame
+        {
+            self.oracle.on_leave_acked(conn.serial(), *req);
+        }
         self.oracle
             .on_frame_delivered(now, ix, &self.clients[i].user, conn.serial(), frame);
         self.clients[i].machine.handle_transport(

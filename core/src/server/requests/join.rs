@@ -20,7 +20,9 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(());
         };
         let user = conn.user.clone();
-        if !self.policy.may_join(&user, &channel) {
+        if !self.policy.may_join(&user, &channel)
+            && !sabotaged!(self.config, ServerIgnoresJoinPolicy)
+        {
             return Err(Denied::new(
                 ErrorCode::Forbidden,
                 format!("may not join {channel}"),

@@ -60,7 +60,7 @@ impl<P: AccessPolicy> Server<P> {
         id: &ClientMsgId,
         code: ErrorCode,
     ) {
-        if !code.retryable() {
+        if !code.retryable() || sabotaged!(self.config, ServerIgnoresOrderGate) {
             return;
         }
         let now = self.now;

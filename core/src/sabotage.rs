@@ -1,0 +1,90 @@
+//! Deliberate bugs, switched on one at a time to prove that the simulator's
+//! oracle notices each broken guarantee (a checker that never fires is a
+//! defect of its own).
+//!
+//! **Unstable and test-only.** This module exists only with the `sabotage`
+//! cargo feature, which no release build, adapter or application may turn
+//! on: every [`Break`] makes the machines wrong on purpose. Its shape may
+//! change in any release.
+//!
+//! A [`Sabotage`] rides in [`ClientConfig`](crate::client::ClientConfig),
+//! [`ServerConfig`](crate::server::ServerConfig) and
+//! [`MemStoreConfig`](crate::store::MemStoreConfig); each machine reads only
+//! the breaks that concern it. The default breaks nothing.
+
+use std::collections::BTreeSet;
+
+/// One deliberate bug, named by what it does wrong. The invariant each one
+/// is meant to break (DESIGN.md §5) is given beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Break {
+    /// Store: acknowledges an append (`Appended` with the next seq) but
+    /// keeps nothing of it. Breaks 1, nothing acknowledged is lost.
+    StoreForgetsAppends,
+    /// Store: forgets every dedupe key, so a retried send is appended again.
+    /// Breaks 2, no duplicates in a channel log.
+    StoreSkipsDedupe,
+    /// Client: a live event is delivered as soon as it arrives, even past a
+    /// gap, instead of waiting for the events before it. Breaks 3, in-order
+    /// delivery.
+    InboxSkipsGapCheck,
+    /// Client: entries in flight when a connection is lost stay in flight,
+    /// so they are never resent and never resolve. Breaks 4, one outcome.
+    OutboxForgetsResend,
+    /// Server: the per-connection send-order gate never closes, so a send
+    /// overtakes an earlier one that failed retryably. Breaks 5, sender
+    /// order.
+    ServerIgnoresOrderGate,
+    /// Server: a user's presence grace period never ends, so
+    /// `presence:leave` is never announced. Breaks 6, convergence.
+    ServerKeepsPresence,
+    /// Server: the access policy is not asked on `channel:join`, so anyone
+    /// joins anyone's private channel. Breaks 7, only joined and allowed.
+    ServerIgnoresJoinPolicy,
+    /// Server: a connection that leaves a channel stays in its room, so it
+    /// keeps receiving the channel's broadcasts. Breaks 7, only joined.
+    ServerKeepsRoomOnLeave,
+    /// Client: `close` closes the transport but keeps the connection's
+    /// timers and pending requests. Breaks 8, no leaks.
+    CloseKeepsTimers,
+    /// Client: a lost connection's timers (heartbeat, request timeouts,
+    /// join retries) stay armed into the next one. Breaks 8, no leaks.
+    LostConnectionKeepsTimers,
+    /// Client: the `connecting` state is entered without telling the app,
+    /// so it sees `idle -> connected`. Breaks 9, the state chart.
+    SkipConnectingEvent,
+}
+
+/// The set of deliberate bugs switched on; the default is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    breaks: BTreeSet<Break>,
+}
+
+impl Sabotage {
+    /// Exactly one bug.
+    #[must_use]
+    pub fn only(b: Break) -> Self {
+        Sabotage::default().with(b)
+    }
+
+    /// These bugs plus `b`.
+    #[must_use]
+    pub fn with(mut self, b: Break) -> Self {
+        self.breaks.insert(b);
+        self
+    }
+
+    /// Whether bug `b` is switched on.
+    #[must_use]
+    pub fn has(&self, b: Break) -> bool {
+        self.breaks.contains(&b)
+    }
+
+    /// Whether no bug is switched on.
+    #[must_use]
+    pub fn is_none(&self) -> bool {
+        self.breaks.is_empty()
+    }
+}
