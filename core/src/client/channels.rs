@@ -73,8 +73,15 @@ impl Client {
             (false, Sub::Idle | Sub::Failed(_)) => self.forget(channel),
             (false, Sub::Backoff { .. }) => {
                 self.timers.cancel(&TimerKey::JoinRetry(channel.clone()));
-                self.set_sub(channel, Sub::Idle);
-                self.forget(channel);
+                if self.is_connected() {
+                    // The failed attempt may have joined us (its reply was
+                    // lost): leave, which is harmless if it did not (found by
+                    // the lab: seed 1248, datagrams).
+                    self.send_leave(now, channel);
+                } else {
+                    self.set_sub(channel, Sub::Idle);
+                    self.forget(channel);
+                }
             }
             (false, Sub::Joined) => self.send_leave(now, channel),
             _ => {}
@@ -628,12 +635,18 @@ impl Client {
         channel: ChannelId,
         reply: Reply,
     ) {
-        let current = self.channels.get(&channel).map(|c| (c.refresh, c.sub));
-        if current != Some((Some(req), Sub::Joined)) {
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if ch.refresh != Some(req) {
             return;
         }
-        if let Some(ch) = self.channels.get_mut(&channel) {
-            ch.refresh = None;
+        // Answered: the next refresh may go, whatever the reply (found by
+        // the lab: seed 904, datagrams, a refresh answered while the channel
+        // was re-joining stayed "in flight" forever).
+        ch.refresh = None;
+        if ch.sub != Sub::Joined {
+            return;
         }
         match reply {
             Reply::Ack(Ack::Join(ack)) if ack.channel_id == channel => {

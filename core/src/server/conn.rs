@@ -7,7 +7,7 @@ use crate::ids::{ChannelId, ClientMsgId, UserId};
 use crate::server::ServerConfig;
 use crate::server::rate::TokenBucket;
 use crate::store::StoreOpId;
-use crate::wire::ErrorCode;
+use crate::wire::{ErrorCode, ReqId};
 
 /// A connection's membership of one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub(crate) struct Conn {
     pub(crate) last_seen: Instant,
     /// When its idle timer is armed, if the idle timeout is on.
     pub(crate) idle_at: Option<Instant>,
+    /// The latest leave request per channel (bounded): joins with a lower
+    /// request id are stale.
+    pub(crate) leaves: BTreeMap<ChannelId, ReqId>,
 }
 
 impl Conn {
@@ -63,6 +66,7 @@ impl Conn {
             arrivals: 0,
             last_seen: now,
             idle_at: None,
+            leaves: BTreeMap::new(),
         }
     }
 }

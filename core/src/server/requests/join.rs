@@ -19,6 +19,15 @@ impl<P: AccessPolicy> Server<P> {
         let Some(conn) = self.conns.get(&w.conn) else {
             return Ok(());
         };
+        if conn.leaves.get(&channel).is_some_and(|left| w.req < *left) {
+            // Sent before a leave we already served: the client gave this
+            // attempt up (found by the lab: seed 1248, datagrams, a delayed
+            // join re-joined a channel its client had left).
+            return Err(Denied::new(
+                ErrorCode::Invalid,
+                "stale join: a later leave of this channel was received",
+            ));
+        }
         let user = conn.user.clone();
         if !self.policy.may_join(&user, &channel)
             && !sabotaged!(self.config, ServerIgnoresJoinPolicy)

@@ -5,6 +5,10 @@
 //! → channel id → access policy for a join → joined → the other fields →
 //! rate and capacity limits.
 
+/// Channels per connection whose last leave is remembered (oldest
+/// forgotten first): bounds the stale-join guard's memory.
+const LEAVES_REMEMBERED_MAX: usize = 256;
+
 mod history;
 mod join;
 mod modify;
@@ -50,7 +54,7 @@ impl<P: AccessPolicy> Server<P> {
                 self.join(Waiter { conn, req }, channel_id, epoch, since),
             ),
             ClientFrame::Leave { req, channel_id } => {
-                self.leave(conn, &channel_id);
+                self.leave(conn, req, &channel_id);
                 self.ack(Waiter { conn, req }, Ack::Leave);
                 return;
             }
@@ -103,11 +107,18 @@ impl<P: AccessPolicy> Server<P> {
         }
     }
 
-    /// `channel:leave`: always succeeds, joined or not.
-    fn leave(&mut self, conn: ConnId, channel: &ChannelId) {
+    /// `channel:leave`: always succeeds, joined or not. The leave's request
+    /// id is remembered, so a join the client sent before it but that
+    /// arrives after it (a reordering transport) cannot join again.
+    fn leave(&mut self, conn: ConnId, req: crate::wire::ReqId, channel: &ChannelId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.leaves.len() >= LEAVES_REMEMBERED_MAX && !c.leaves.contains_key(channel) {
+            c.leaves.pop_first();
+        }
+        let last = c.leaves.entry(channel.clone()).or_insert(req);
+        *last = (*last).max(req);
         if c.channels.remove(channel).is_some() {
             let user = c.user.clone();
             self.leave_channel(conn, &user, channel, true);

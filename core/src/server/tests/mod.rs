@@ -7,3 +7,4 @@ mod order_gate;
 mod props;
 mod scenarios;
 mod scenarios_more;
+mod stale_join;
