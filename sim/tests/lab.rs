@@ -1,7 +1,8 @@
 //! The lab's own properties: seeded worlds with faults keep every invariant,
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 //! one seed gives one trace (in this process and in another), and every
 //! seed that once found a bug stays fixed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::process::Command;
 
