@@ -236,7 +236,9 @@ pub fn fmt_server_frame(f: &ServerFrame) -> String {
         ServerFrame::Welcome { user_id, .. } => format!("welcome {user_id}"),
         ServerFrame::Refused { error } => format!("refused {}", error.code),
         ServerFrame::Ack { req, body } => format!("ack r{} {}", req.0, fmt_ack(body)),
-        ServerFrame::Nack { req, error } => format!("nack r{} {}", req.0, error.code),
+        ServerFrame::Nack { req, error } => {
+            format!("nack r{} {} ({})", req.0, error.code, error.message)
+        }
         ServerFrame::MessageNew(m) => format!(
             "message:new {} {} {} by {} cm={}",
             m.channel_id, m.seq, m.message_id, m.author_id, m.client_msg_id

@@ -248,6 +248,7 @@ impl Client {
                 let failure = SendFailure::SubscriptionFailed(e.code);
                 self.fail_channel_outbox(&channel, failure, true);
                 self.reconcile(now, &channel);
+                self.pump(now);
             }
         }
     }
@@ -337,6 +338,11 @@ impl Client {
         if self.sub_of(channel) == Some(Sub::Leaving { req }) {
             self.set_sub(channel, Sub::Idle);
             self.reconcile(now, channel);
+            // Forgetting the channel failed its sends still in flight: their
+            // window slots go to other channels now (found by the lab: seed
+            // 2502, streams, where a full window of a left channel's sends
+            // kept another channel's outbox waiting forever).
+            self.pump(now);
         }
     }
 

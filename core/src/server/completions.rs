@@ -92,6 +92,11 @@ impl<P: AccessPolicy> Server<P> {
             Err(e) => Err(unavailable(&e)),
         };
         let gated: Vec<_> = waiters.iter().map(|(w, a)| (*w, *a)).collect();
+        if answer.is_ok() {
+            for (w, _) in &gated {
+                self.note_committed(w.conn, &key.channel, &key.client_msg_id);
+            }
+        }
         for (w, _) in waiters {
             let one = match &answer {
                 Ok(ack) => Ok(Ack::Send(ack.clone())),

@@ -1,6 +1,6 @@
 //! Per-connection state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, UserId};
@@ -30,6 +30,11 @@ pub(crate) struct OrderGate {
     pub(crate) arrival: u64,
     pub(crate) code: ErrorCode,
     pub(crate) until: Instant,
+    /// The first send this gate refused: the sender's earliest message
+    /// still waiting. When the gate expires (the failed send was given up)
+    /// it is handed to this one, so the expiry cannot let a later message
+    /// overtake it.
+    pub(crate) first_refused: Option<ClientMsgId>,
 }
 
 /// An open connection with a verified identity.
@@ -52,6 +57,9 @@ pub(crate) struct Conn {
     /// The latest leave request per channel (bounded): joins with a lower
     /// request id are stale.
     pub(crate) leaves: BTreeMap<ChannelId, ReqId>,
+    /// Sends committed and answered on this connection, newest last
+    /// (bounded).
+    pub(crate) accepted: VecDeque<(ChannelId, ClientMsgId)>,
 }
 
 impl Conn {
@@ -67,6 +75,7 @@ impl Conn {
             last_seen: now,
             idle_at: None,
             leaves: BTreeMap::new(),
+            accepted: VecDeque::new(),
         }
     }
 }

@@ -14,6 +14,9 @@ use crate::server::conn::OrderGate;
 use crate::server::{AccessPolicy, ConnId, Denied, Server};
 use crate::wire::ErrorCode;
 
+/// Sends per connection remembered as committed (oldest forgotten first).
+const ACCEPTED_REMEMBERED_MAX: usize = 512;
+
 fn refusal(gate: &OrderGate) -> Denied {
     Denied::new(
         gate.code,
@@ -25,27 +28,78 @@ fn refusal(gate: &OrderGate) -> Denied {
 }
 
 impl<P: AccessPolicy> Server<P> {
-    /// Lets a new send through unless it would overtake a failed one; the
-    /// failed one coming again opens the gate. Expired gates open by
-    /// themselves.
+    /// Lets a new send through unless it would overtake a failed one.
+    /// `Ok(true)` when it is the failed one coming again: the gate opens
+    /// once it is admitted (a retry refused again keeps the gate closed).
+    /// Expired gates open by themselves.
     pub(super) fn pass_order_gate(
         &mut self,
         conn: ConnId,
         channel: &ChannelId,
         id: &ClientMsgId,
-    ) -> Result<(), Denied> {
+    ) -> Result<bool, Denied> {
         let now = self.now;
+        let ttl = self.config.order_gate_ttl;
         let Some(c) = self.conns.get_mut(&conn) else {
-            return Ok(());
+            return Ok(false);
         };
-        let Some(gate) = c.gates.get(channel) else {
-            return Ok(());
+        let Some(gate) = c.gates.get_mut(channel) else {
+            return Ok(false);
         };
-        if &gate.blocked_by == id || gate.until <= now {
-            c.gates.remove(channel);
-            return Ok(());
+        if gate.until <= now {
+            // The failed send was given up. Hand the gate to the first send
+            // it refused, the sender's earliest waiting message, instead of
+            // opening it mid-resend (found by the lab: seed 1273, mixed).
+            match gate.first_refused.take() {
+                Some(next) => {
+                    gate.blocked_by = next;
+                    gate.until = now.saturating_add(ttl);
+                }
+                None => {
+                    c.gates.remove(channel);
+                    return Ok(false);
+                }
+            }
+        }
+        if &gate.blocked_by == id {
+            return Ok(true);
+        }
+        if gate.first_refused.is_none() {
+            gate.first_refused = Some(id.clone());
         }
         Err(refusal(gate))
+    }
+
+    /// The failed send came again and was admitted: later sends may follow.
+    pub(super) fn open_order_gate(&mut self, conn: ConnId, channel: &ChannelId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.gates.remove(channel);
+        }
+    }
+
+    /// Remembers (bounded, per connection) that this send was committed
+    /// and answered here, so a late retry of it refused by a limit does not
+    /// close the gate.
+    pub(crate) fn note_committed(&mut self, conn: ConnId, channel: &ChannelId, id: &ClientMsgId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.accepted.len() >= ACCEPTED_REMEMBERED_MAX {
+            c.accepted.pop_front();
+        }
+        c.accepted.push_back((channel.clone(), id.clone()));
+    }
+
+    /// Whether this send was committed and answered on `conn`.
+    pub(super) fn was_committed(
+        &self,
+        conn: ConnId,
+        channel: &ChannelId,
+        id: &ClientMsgId,
+    ) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.accepted.iter().any(|(ch, cm)| ch == channel && cm == id))
     }
 
     /// After a retryable refusal of `id` (the `arrival`-th send of `conn`),
@@ -68,6 +122,14 @@ impl<P: AccessPolicy> Server<P> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if let Some(g) = c.gates.get_mut(channel) {
+            if &g.blocked_by == id {
+                // The failed send failed again: it is still being resent,
+                // so the gate lives on (found by the lab: seed 1273, mixed,
+                // a gate expired while its send kept failing).
+                g.until = until;
+            }
+        }
         let keep = c
             .gates
             .get(channel)
@@ -80,6 +142,7 @@ impl<P: AccessPolicy> Server<P> {
                     arrival,
                     code,
                     until,
+                    first_refused: None,
                 },
             );
         }

@@ -31,7 +31,7 @@ impl<P: AccessPolicy> Server<P> {
             }
             None => return Ok(()),
         };
-        self.pass_order_gate(w.conn, &channel, &client_msg_id)?;
+        let opens_gate = self.pass_order_gate(w.conn, &channel, &client_msg_id)?;
         let key = SendKey {
             channel: channel.clone(),
             author: user,
@@ -42,8 +42,17 @@ impl<P: AccessPolicy> Server<P> {
             .take_message_token(w)
             .and_then(|()| self.check_capacity(w.conn, if in_flight { 0 } else { 1 }));
         if let Err(denied) = admitted {
-            self.close_order_gate(w.conn, arrival, &channel, &key.client_msg_id, denied.0);
+            // A retry of a send still in flight or already committed keeps
+            // its first attempt's place: it cannot be overtaken, and the
+            // client may never resend it (its outcome may arrive another
+            // way), so it must not close the gate (lab seed 12282).
+            if !in_flight && !self.was_committed(w.conn, &channel, &key.client_msg_id) {
+                self.close_order_gate(w.conn, arrival, &channel, &key.client_msg_id, denied.0);
+            }
             return Err(denied);
+        }
+        if opens_gate {
+            self.open_order_gate(w.conn, &channel);
         }
         if let Some(c) = self.conns.get_mut(&w.conn) {
             c.awaiting += 1;
