@@ -6,7 +6,8 @@
 //! by the bench driver to every member's queue); the store itself runs
 //! outside the timing. `fanout/encoded_once/N` times only encoding the
 //! broadcast once and handing the bytes to N queues, so the per-member
-//! cost is the slope between N=1 and N=10,000.
+//! cost is the slope between N=1 and N=10,000; `encoded_once_via_members`
+//! does the same with the member list taken from `Server::members`.
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lockstep_benches::frames::{typical_body, typical_message_new};
+use lockstep_benches::frames::{channel, typical_body, typical_message_new};
 use lockstep_benches::server::{Backlog, Driver, fan_out_encoded};
 use lockstep_core::server::ConnId;
 use lockstep_core::wire::encode_server;
@@ -50,6 +51,25 @@ fn fanout(c: &mut Criterion) {
                 for _ in 0..iters {
                     let start = WallClock::now();
                     let bytes: Arc<[u8]> = encode_server(&frame).into();
+                    let n = fan_out_encoded(&bytes, &list, &mut d.outbound);
+                    total += start.elapsed();
+                    assert_eq!(n as u64, members);
+                    d.clear_outbound();
+                }
+                total
+            });
+        });
+        // The same, but asking the machine for the member list
+        // (`Server::members`, which collects and sorts it per call) instead
+        // of keeping a room mirror in the driver.
+        let ch = channel();
+        g.bench_function(format!("encoded_once_via_members/{members}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = WallClock::now();
+                    let bytes: Arc<[u8]> = encode_server(&frame).into();
+                    let list = d.server.members(&ch);
                     let n = fan_out_encoded(&bytes, &list, &mut d.outbound);
                     total += start.elapsed();
                     assert_eq!(n as u64, members);
