@@ -10,14 +10,18 @@
 //!    `channels_of` for every open connection, and `members(channel)`;
 //! 3. no frame is sent to a connection that is not open (a `refused` to a
 //!    connection turned away at the limit excepted);
-//! 4. no request is answered twice.
+//! 4. no request is answered twice;
+//! 5. per channel, broadcast log events (`message:new`, `:updated`,
+//!    `:deleted`) carry strictly increasing seqs until the store resets the
+//!    channel: no event is broadcast twice (a deduplicated retry is not
+//!    re-broadcast) and none out of order.
 //!
 //! And at the end, in order:
-//! 5. completing every held store op drains `pending_store_ops()` to 0, and
+//! 6. completing every held store op drains `pending_store_ops()` to 0, and
 //!    then every request of an open connection has exactly one answer;
-//! 6. after every connection closes and time passes beyond the grace period
+//! 7. after every connection closes and time passes beyond the grace period
 //!    and typing TTL: `armed_timers() == 0`, no presence, no typing;
-//! 7. every channel log in the store has contiguous seqs and no duplicate
+//! 8. every channel log in the store has contiguous seqs and no duplicate
 //!    (author, client message id) among its messages.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -25,6 +29,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use lockstep_core::Instant;
+use lockstep_core::ids::{ChannelId, Seq};
 use lockstep_core::server::{ConnId, Server, ServerConfig, ServerOutput};
 use lockstep_core::store::{FailMode, MemStore, MemStoreConfig, StoreCommand, StoreOpId};
 use lockstep_core::wire::{
@@ -208,9 +213,11 @@ struct World {
     /// Turned away at the connection limit: may get one `refused`.
     refused: BTreeSet<ConnId>,
     held: VecDeque<(StoreOpId, StoreCommand)>,
-    rooms: BTreeMap<ConnId, BTreeSet<lockstep_core::ids::ChannelId>>,
+    rooms: BTreeMap<ConnId, BTreeSet<ChannelId>>,
     /// Per open connection and request id: (requests, answers).
     requests: BTreeMap<(ConnId, ReqId), (u32, u32)>,
+    /// Per channel, the seq of the last broadcast log event.
+    broadcast: BTreeMap<ChannelId, Seq>,
 }
 
 /// Runs one fuzz case; panics on any broken invariant.
@@ -227,6 +234,7 @@ pub fn run(input: Input) {
         held: VecDeque::new(),
         rooms: BTreeMap::new(),
         requests: BTreeMap::new(),
+        broadcast: BTreeMap::new(),
     };
     for op in input.ops {
         w.step(op);
@@ -239,10 +247,7 @@ impl World {
         self.slots[usize::from(s.0 % SLOTS)]
     }
 
-    fn memberships_except(
-        &self,
-        conn: Option<ConnId>,
-    ) -> Vec<(ConnId, Vec<lockstep_core::ids::ChannelId>)> {
+    fn memberships_except(&self, conn: Option<ConnId>) -> Vec<(ConnId, Vec<ChannelId>)> {
         self.open
             .iter()
             .filter(|c| Some(**c) != conn)
@@ -320,7 +325,10 @@ impl World {
                     self.drain();
                 }
             }
-            Op::ResetChannel(c) => self.store.reset_channel(&c.id()),
+            Op::ResetChannel(c) => {
+                self.store.reset_channel(&c.id());
+                self.broadcast.remove(&c.id());
+            }
             Op::Advance(ms) => {
                 self.now = now.saturating_add(Duration::from_millis(u64::from(ms)));
                 self.server.handle_timeout(self.now);
@@ -393,7 +401,15 @@ impl World {
                         );
                     }
                 }
-                ServerOutput::Broadcast { .. } => {}
+                ServerOutput::Broadcast { channel, frame, .. } => {
+                    if let Some(event) = frame.into_log_event() {
+                        assert_eq!(event.channel_id(), &channel, "broadcast to another room");
+                        let seq = event.seq();
+                        if let Some(last) = self.broadcast.insert(channel.clone(), seq) {
+                            assert!(seq > last, "{channel}: broadcast {seq} after {last}");
+                        }
+                    }
+                }
                 ServerOutput::RoomJoin { conn, channel } => {
                     assert!(self.open.contains(&conn), "room join for closed {conn}");
                     assert!(
@@ -438,7 +454,7 @@ impl World {
         }
     }
 
-    /// Invariants 5, 6 and 7.
+    /// Invariants 6, 7 and 8.
     fn settle(&mut self) {
         for _ in 0..SETTLE_STEPS_MAX {
             let Some((op, cmd)) = self.held.pop_front() else {
