@@ -225,6 +225,11 @@ impl Driver {
                     members.retain(|c| *c != conn);
                 }
             }
+            ServerOutput::Close { conn, .. } => {
+                for members in self.rooms.values_mut() {
+                    members.retain(|c| *c != conn);
+                }
+            }
             ServerOutput::Store { .. } => {}
         }
     }

@@ -424,6 +424,12 @@ impl World {
                     );
                 }
                 ServerOutput::Store { op, cmd } => self.held.push_back((op, cmd)),
+                ServerOutput::Close { conn, .. } => {
+                    // Idle timeouts are off in this harness; a close still
+                    // drops the connection's rooms as a driver would.
+                    self.rooms.remove(&conn);
+                    self.open.remove(&conn);
+                }
             }
         }
     }

@@ -295,10 +295,14 @@ impl Client {
             return;
         };
         ch.members = members.clone();
+        let events = keep_own_events(&channel, ack.events, &mut self.events);
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
         ch.inbox.on_join(
             ack.epoch,
             ack.head_seq,
-            ack.events,
+            events,
             backlog,
             buffer_max,
             &mut out,
@@ -430,7 +434,11 @@ impl Client {
         }
         ch.history = None;
         match reply {
-            Reply::Ack(Ack::History(page)) if page.channel_id == channel => {
+            Reply::Ack(Ack::History(mut page)) if page.channel_id == channel => {
+                page.events = keep_own_events(&channel, page.events, &mut self.events);
+                let Some(ch) = self.channels.get_mut(&channel) else {
+                    return;
+                };
                 let before = ch.inbox.last();
                 let mut out = Vec::new();
                 ch.inbox.on_history(
@@ -666,4 +674,23 @@ impl Client {
             }
         }
     }
+}
+
+/// Drops the events of a join or history reply that belong to another
+/// channel, reporting each: a peer must not be able to slip one channel's
+/// events into another's stream (found by fuzzing: the `client` target).
+fn keep_own_events(
+    channel: &ChannelId,
+    events: Vec<LogEvent>,
+    out: &mut std::collections::VecDeque<ClientEvent>,
+) -> Vec<LogEvent> {
+    let (own, foreign): (Vec<_>, Vec<_>) =
+        events.into_iter().partition(|e| e.channel_id() == channel);
+    for _ in foreign {
+        out.push_back(ClientEvent::Protocol(ProtocolError::BadEvent {
+            channel: channel.clone(),
+            detail: "a reply carried an event of another channel",
+        }));
+    }
+    own
 }
