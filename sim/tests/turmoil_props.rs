@@ -18,7 +18,7 @@ use proptest::test_runner::FileFailurePersistence;
 /// Cases per run: each is a few dozen steps and up to a minute of virtual
 /// time; this many keep the suite within CI's budget in a debug build.
 /// `TURMOIL_CASES=<n>` runs more (a soak).
-const CASES: u32 = 48;
+const CASES: u32 = 64;
 
 fn cases() -> u32 {
     std::env::var("TURMOIL_CASES")

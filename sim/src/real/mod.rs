@@ -31,4 +31,4 @@ mod strategy;
 
 pub use plan::{Action, CHANNELS, CLIENTS_MAX, Plan, Step, channel, host_name};
 pub use run::{Failure, FailureKind, HEAL_MAX, Report, Tweaks, run, run_with};
-pub use strategy::{AFTER_MS_MAX, BURST_MAX, STEPS_MAX, plan};
+pub use strategy::{AFTER_MS_MAX, BURST_MAX, LATENCY_MS_MAX, STEPS_MAX, plan};

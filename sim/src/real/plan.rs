@@ -74,13 +74,13 @@ pub enum Action {
         /// Whose link.
         client: u8,
     },
-    /// Sets the link's largest one-way latency (slow links reorder nothing
-    /// on a stream, but they stretch every timeout).
+    /// Fixes the link's one-way latency (a slow link reorders nothing on a
+    /// stream, but it stretches every round trip toward the timeouts).
     Latency {
         /// Whose link.
         client: u8,
-        /// Largest one-way latency in milliseconds.
-        max_ms: u16,
+        /// One-way latency in milliseconds.
+        ms: u16,
     },
     /// The server host crashes and restarts at once: its memory and every
     /// connection are lost, the store is kept.
@@ -179,8 +179,8 @@ impl fmt::Display for Plan {
                 Action::Repair { client } => writeln!(f, "repair {} | server", c(client)),
                 Action::Hold { client } => writeln!(f, "hold {} | server", c(client)),
                 Action::Release { client } => writeln!(f, "release {} | server", c(client)),
-                Action::Latency { client, max_ms } => {
-                    writeln!(f, "latency {} | server up to {max_ms} ms", c(client))
+                Action::Latency { client, ms } => {
+                    writeln!(f, "latency {} | server {ms} ms", c(client))
                 }
                 Action::BounceServer => writeln!(f, "bounce the server (store kept)"),
             }?;

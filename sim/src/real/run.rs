@@ -329,11 +329,13 @@ impl Run<'_> {
             // makes the client give up a connection that would recover.
             Action::Hold { client } => self.sim.hold(self.link(client), SERVER),
             Action::Release { client } => self.sim.release(self.link(client), SERVER),
-            // A slow link stretches every round trip toward the timeouts.
-            Action::Latency { client, max_ms } => self.sim.set_link_max_message_latency(
+            // A slow link stretches every round trip toward the timeouts:
+            // requests time out and are retried while the originals are
+            // still on the way.
+            Action::Latency { client, ms } => self.sim.set_link_latency(
                 self.link(client),
                 SERVER,
-                Duration::from_millis(u64::from(max_ms)),
+                Duration::from_millis(u64::from(ms)),
             ),
             // The server loses its memory and every connection; the store
             // stays: clients must reconnect, rejoin and resend.
@@ -347,6 +349,8 @@ impl Run<'_> {
             let host = host_name(i);
             self.sim.repair(host.as_str(), SERVER);
             self.sim.release(host.as_str(), SERVER);
+            self.sim
+                .set_link_latency(host.as_str(), SERVER, LATENCY_MIN);
             self.sim
                 .set_link_max_message_latency(host.as_str(), SERVER, LATENCY_MAX);
         }

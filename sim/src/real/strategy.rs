@@ -14,6 +14,12 @@ pub const STEPS_MAX: usize = 40;
 /// Longest wait between two steps, in virtual milliseconds.
 pub const AFTER_MS_MAX: u16 = 1_500;
 
+/// Largest one-way link latency a step may set, in milliseconds: above
+/// the clients' request and heartbeat timeouts' halves, so round trips
+/// outlast them and requests are retried while the originals are still on
+/// the way (the server's dedupe and the client's late-reply handling).
+pub const LATENCY_MS_MAX: u16 = 2_500;
+
 /// Most messages one send step queues at once.
 pub const BURST_MAX: u8 = 4;
 
@@ -35,7 +41,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => client.clone().prop_map(|client| Action::Repair { client }),
         1 => client.clone().prop_map(|client| Action::Hold { client }),
         1 => client.clone().prop_map(|client| Action::Release { client }),
-        1 => (client, 1..400u16).prop_map(|(client, max_ms)| Action::Latency { client, max_ms }),
+        1 => (client, 1..=LATENCY_MS_MAX).prop_map(|(client, ms)| Action::Latency { client, ms }),
         1 => Just(Action::BounceServer),
     ]
 }
