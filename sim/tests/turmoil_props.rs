@@ -108,6 +108,44 @@ fn a_partition_and_a_server_bounce_lose_nothing() {
     assert!(report.heal_time < Duration::from_secs(20), "{report}");
 }
 
+/// c1 gives `general` up and wants it back, once at once (before the
+/// leave is done) and once later (after the client forgot the channel),
+/// while c0 keeps sending: each time c1's stream goes on, or starts over,
+/// without gap or duplicate, and ends at the head.
+#[test]
+fn leaving_and_rejoining_a_channel_keeps_the_stream_whole() {
+    let send = Action::Send {
+        client: 0,
+        channel: 0,
+        count: 2,
+    };
+    let leave = Action::Unsubscribe {
+        client: 1,
+        channel: 0,
+    };
+    let join = Action::Subscribe {
+        client: 1,
+        channel: 0,
+    };
+    let plan = Plan {
+        seed: 9,
+        clients: 2,
+        steps: vec![
+            step(500, send),
+            step(100, leave),
+            step(0, join),
+            step(300, send),
+            step(100, leave),
+            step(1_000, send),
+            step(1_000, join),
+            step(300, send),
+        ],
+    };
+    let report = run(&plan).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(report.stored, 8, "{report}");
+    assert_eq!(report.logged, 8, "{report}");
+}
+
 /// Runs the named scenario with one client bug switched on.
 fn sabotaged_client(tweaks: Tweaks) -> Failure {
     match run_with(&partition_and_bounce(), &tweaks) {

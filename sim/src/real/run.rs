@@ -263,12 +263,15 @@ impl Run<'_> {
     }
 
     fn check(&self) -> Result<(), Failure> {
-        let violations = self.lab.borrow().oracle.violations().to_vec();
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(self.failure(FailureKind::Violations(violations)))
-        }
+        let violations = {
+            let lab = self.lab.borrow();
+            let found = lab.oracle.violations();
+            if found.is_empty() {
+                return Ok(());
+            }
+            found.to_vec()
+        };
+        Err(self.failure(FailureKind::Violations(violations)))
     }
 
     /// Steps the world until `until`, judging after every step.
