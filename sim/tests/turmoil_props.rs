@@ -110,10 +110,8 @@ fn a_partition_and_a_server_bounce_lose_nothing() {
 
 /// c1 gives `general` up and wants it back, once at once (before the
 /// leave is done) and once later (after the client forgot the channel),
-/// while c0 keeps sending: each time c1's stream goes on, or starts over,
-/// without gap or duplicate, and ends at the head.
-#[test]
-fn leaving_and_rejoining_a_channel_keeps_the_stream_whole() {
+/// while c0 keeps sending.
+fn leave_and_rejoin() -> Plan {
     let send = Action::Send {
         client: 0,
         channel: 0,
@@ -127,7 +125,7 @@ fn leaving_and_rejoining_a_channel_keeps_the_stream_whole() {
         client: 1,
         channel: 0,
     };
-    let plan = Plan {
+    Plan {
         seed: 9,
         clients: 2,
         steps: vec![
@@ -140,15 +138,36 @@ fn leaving_and_rejoining_a_channel_keeps_the_stream_whole() {
             step(1_000, join),
             step(300, send),
         ],
-    };
-    let report = run(&plan).unwrap_or_else(|f| panic!("{f}"));
+    }
+}
+
+/// Each time c1's stream goes on, or starts over, without gap or
+/// duplicate, and ends at the head; while it is out, nothing of `general`
+/// reaches it.
+#[test]
+fn leaving_and_rejoining_a_channel_keeps_the_stream_whole() {
+    let report = run(&leave_and_rejoin()).unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(report.stored, 8, "{report}");
     assert_eq!(report.logged, 8, "{report}");
 }
 
-/// Runs the named scenario with one client bug switched on.
-fn sabotaged_client(tweaks: Tweaks) -> Failure {
-    match run_with(&partition_and_bounce(), &tweaks) {
+/// A server that keeps a leaving connection in the channel's room is
+/// caught by the tap on the real client's connection (7).
+#[test]
+fn the_oracle_sees_frames_of_a_channel_left() {
+    let failure = expect_failure(
+        &leave_and_rejoin(),
+        Tweaks {
+            server: |s| s.machine.sabotage = Sabotage::only(Break::ServerKeepsRoomOnLeave),
+            ..Tweaks::default()
+        },
+    );
+    assert_eq!(broken(&failure)[0], Invariant::OnlyJoined, "{failure}");
+}
+
+/// Runs `plan` with a bug switched on; it must fail.
+fn expect_failure(plan: &Plan, tweaks: Tweaks) -> Failure {
+    match run_with(plan, &tweaks) {
         Ok(report) => panic!("the sabotage went unnoticed: {report}"),
         Err(failure) => {
             if std::env::var_os("TURMOIL_VERBOSE").is_some() {
@@ -157,6 +176,11 @@ fn sabotaged_client(tweaks: Tweaks) -> Failure {
             failure
         }
     }
+}
+
+/// Runs the partition and bounce scenario with a bug switched on.
+fn sabotaged_client(tweaks: Tweaks) -> Failure {
+    expect_failure(&partition_and_bounce(), tweaks)
 }
 
 fn broken(failure: &Failure) -> Vec<Invariant> {

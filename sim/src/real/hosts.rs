@@ -22,6 +22,7 @@ use lockstep_tokio::transport::{Connector, TransportError};
 use tokio::sync::mpsc;
 
 use super::lab::{AppCmd, Lab, user};
+use super::tap::Tap;
 
 /// The server's host name.
 pub(crate) const SERVER: &str = "server";
@@ -81,10 +82,15 @@ pub(crate) fn server(
     }
 }
 
-fn connector() -> impl Connector {
-    || async {
-        let stream = ::turmoil::net::TcpStream::connect((SERVER, PORT)).await?;
-        Ok::<_, TransportError>(framed_connection(stream))
+/// Opens framed connections to the server over turmoil's TCP, each one
+/// tapped for invariant 7.
+fn connector(tap: Tap) -> impl Connector {
+    move || {
+        let tap = tap.clone();
+        async move {
+            let stream = ::turmoil::net::TcpStream::connect((SERVER, PORT)).await?;
+            Ok::<_, TransportError>(tap.wrap(framed_connection(stream)))
+        }
     }
 }
 
@@ -137,7 +143,8 @@ pub(crate) async fn client(
     let ix = usize::from(i);
     let mut config = client_config(i, seed);
     tweak(i, &mut config);
-    let (handle, mut events) = spawn_client(config, connector());
+    let tap = lab.borrow().apps[ix].tap.clone();
+    let (handle, mut events) = spawn_client(config, connector(tap));
     lab.borrow_mut().apps[ix].handle = Some(handle.clone());
     handle.connect();
     loop {

@@ -7,16 +7,19 @@
 //! step.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use lockstep_core::Instant;
 use lockstep_core::client::{ChannelView, ClientEvent, ConnectionState, EntryId, Outcome};
 use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
-use lockstep_core::wire::Body;
+use lockstep_core::wire::{Ack, Body, ClientFrame, ServerFrame};
 use lockstep_tokio::client::ClientHandle;
 use lockstep_tokio::server::SharedMemStore;
 
+use super::tap::{Tap, Tapped};
 use crate::net::ClientIx;
-use crate::oracle::{ClientView, Internals, Oracle};
+use crate::oracle::{ClientView, Internals, Invariant, Oracle};
 
 /// How many recent events per client a failure report shows.
 const RECENT_MAX: usize = 40;
@@ -39,6 +42,8 @@ pub(crate) struct App {
     pub(crate) user: UserId,
     /// Set once the host has started the driver.
     pub(crate) handle: Option<ClientHandle>,
+    /// The frames on the client's connections.
+    pub(crate) tap: Tap,
     /// What the app wants subscribed.
     pub(crate) desired: BTreeSet<ChannelId>,
     /// Every send the client accepted, with its outcome once delivered.
@@ -96,11 +101,13 @@ pub(crate) struct Lab {
 
 impl Lab {
     pub(crate) fn new(clients: u8, store: SharedMemStore) -> Self {
+        let serials = Arc::new(AtomicU64::new(0));
         let apps = (0..clients)
             .map(|i| App {
                 ix: ClientIx(u32::from(i)),
                 user: user(i),
                 handle: None,
+                tap: Tap::new(Arc::clone(&serials)),
                 desired: BTreeSet::new(),
                 sends: BTreeMap::new(),
                 refused: 0,
@@ -202,6 +209,47 @@ impl Lab {
                 app.state = state;
             }
             _ => {}
+        }
+    }
+
+    /// Feeds what the taps saw since the last drain to invariant 7.
+    pub(crate) fn drain_taps(&mut self, now: Instant) {
+        for app in &self.apps {
+            let (frames, overflowed) = app.tap.drain();
+            if overflowed {
+                self.oracle.violate(
+                    Invariant::OnlyJoined,
+                    now,
+                    Some(app.ix),
+                    None,
+                    "the harness's tap overflowed: frames went unjudged",
+                );
+            }
+            for tapped in frames {
+                match tapped {
+                    Tapped::Sent {
+                        serial,
+                        frame: ClientFrame::Join { channel_id, .. },
+                    } => self.oracle.on_join_sent(serial, &channel_id),
+                    Tapped::Sent {
+                        serial,
+                        frame: ClientFrame::Leave { req, channel_id },
+                    } => self.oracle.on_leave_sent(serial, req, &channel_id),
+                    Tapped::Sent { .. } => {}
+                    Tapped::Received {
+                        serial,
+                        frame:
+                            ServerFrame::Ack {
+                                req,
+                                body: Ack::Leave,
+                            },
+                    } => self.oracle.on_leave_acked(serial, req),
+                    Tapped::Received { serial, frame } => {
+                        self.oracle
+                            .on_frame_delivered(now, app.ix, &app.user, serial, &frame);
+                    }
+                }
+            }
         }
     }
 

@@ -280,6 +280,8 @@ impl Run<'_> {
             if let Err(e) = self.sim.step() {
                 return Err(self.failure(FailureKind::Host(e.to_string())));
             }
+            let now = self.now();
+            self.lab.borrow_mut().drain_taps(now);
             self.check()?;
         }
         Ok(())
