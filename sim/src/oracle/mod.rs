@@ -6,6 +6,7 @@
 //! costs in proportion to the step (map lookups), never to the history.
 
 mod invariant;
+mod view;
 mod violation;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,7 @@ use lockstep_core::store::MemStore;
 use lockstep_core::wire::{LogEvent, ReqId, ServerFrame};
 
 pub use invariant::Invariant;
+pub use view::{ClientView, Internals};
 pub use violation::Violation;
 
 use crate::net::ClientIx;
@@ -217,7 +219,12 @@ impl Oracle {
     /// the client forgot the channel (its documented behaviour once the
     /// leave is done), its next subscription is a new stream that starts
     /// wherever its backlog starts.
-    pub fn on_unsubscribed(&mut self, ix: ClientIx, client: &Client, channel: &ChannelId) {
+    pub fn on_unsubscribed<V: ClientView + ?Sized>(
+        &mut self,
+        ix: ClientIx,
+        client: &V,
+        channel: &ChannelId,
+    ) {
         if client.channel(channel).is_none_or(|v| !v.desired) {
             self.positions.remove(&(ix, channel.clone()));
         }
@@ -237,11 +244,11 @@ impl Oracle {
     }
 
     /// One event the client handed its app (invariants 1, 3, 4, 5, 8, 9).
-    pub fn on_client_event(
+    pub fn on_client_event<V: ClientView + ?Sized>(
         &mut self,
         now: Instant,
         ix: ClientIx,
-        client: &Client,
+        client: &V,
         store: &MemStore,
         event: &ClientEvent,
     ) {
@@ -386,7 +393,13 @@ impl Oracle {
         );
     }
 
-    fn on_state(&mut self, now: Instant, ix: ClientIx, client: &Client, state: &ConnectionState) {
+    fn on_state<V: ClientView + ?Sized>(
+        &mut self,
+        now: Instant,
+        ix: ClientIx,
+        client: &V,
+        state: &ConnectionState,
+    ) {
         let to = state.name();
         let from = self.states.insert(ix, to).unwrap_or("idle");
         self.check(
@@ -397,9 +410,13 @@ impl Oracle {
             None,
             || format!("{from} -> {to} is not in the state chart"),
         );
+        // 8 needs the machine as of this event; a lagging view cannot say.
+        let Some(internals) = client.internals() else {
+            return;
+        };
         // 8: offline means no request is waiting for a reply.
         if !matches!(state, ConnectionState::Connected { .. }) {
-            let pending = client.pending_requests();
+            let pending = internals.pending_requests;
             self.check(
                 pending == 0,
                 Invariant::NoLeaks,
@@ -411,12 +428,12 @@ impl Oracle {
         }
         // 8: a lost connection leaves only the timer of the next attempt;
         // a failed or closed client has none.
-        let timers_max = match client.state() {
+        let timers_max = match internals.state {
             ConnectionState::Reconnecting { .. } | ConnectionState::Suspended { .. } => 1,
             ConnectionState::Failed { .. } | ConnectionState::Closed => 0,
             _ => usize::MAX,
         };
-        let timers = client.armed_timers();
+        let timers = internals.armed_timers;
         self.check(
             timers <= timers_max,
             Invariant::NoLeaks,
@@ -426,7 +443,7 @@ impl Oracle {
             || {
                 format!(
                     "{timers} timers armed while {}, at most {timers_max} may be",
-                    client.state().name()
+                    internals.state.name()
                 )
             },
         );
