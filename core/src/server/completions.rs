@@ -106,7 +106,17 @@ impl<P: AccessPolicy> Server<P> {
         }
         if let Err(Denied(code, _)) = &answer {
             for (w, arrival) in &gated {
-                self.close_order_gate(w.conn, *arrival, &key.channel, &key.client_msg_id, *code);
+                // A retry of a message this connection already had committed
+                // holds no place in the order (lab seed 12942).
+                if !self.was_committed(w.conn, &key.channel, &key.client_msg_id) {
+                    self.close_order_gate(
+                        w.conn,
+                        *arrival,
+                        &key.channel,
+                        &key.client_msg_id,
+                        *code,
+                    );
+                }
             }
         }
     }

@@ -91,7 +91,7 @@ impl<P: AccessPolicy> Server<P> {
     }
 
     /// Whether this send was committed and answered on `conn`.
-    pub(super) fn was_committed(
+    pub(crate) fn was_committed(
         &self,
         conn: ConnId,
         channel: &ChannelId,
