@@ -1,0 +1,230 @@
+//! Attaching the server driver to a socketioxide namespace: auth in a
+//! connect middleware, one ordered request queue per socket, replies as
+//! acks and server frames as events.
+
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockstep_tokio::server::{Authenticator, ConnInbound, ConnOutbound, Frontdoor, OutboundEnd};
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::{SendError, SocketError};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::events::{Outgoing, encode_frame};
+use crate::link::{Link, Request};
+
+/// Settings of the Socket.IO front.
+#[derive(Debug, Clone)]
+pub struct SocketIoFrontConfig {
+    /// Requests of one socket queued for the driver; a client that floods
+    /// past it is disconnected with a logged reason.
+    pub request_queue: usize,
+    /// Requests of one socket awaiting their reply; past it, the same.
+    pub pending_max: usize,
+}
+
+impl Default for SocketIoFrontConfig {
+    fn default() -> Self {
+        SocketIoFrontConfig {
+            request_queue: 256,
+            pending_max: 1_024,
+        }
+    }
+}
+
+/// The handshake was refused. Its text is the `connect_error` message the
+/// client sees, so it says only `unauthorized`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("unauthorized")]
+pub struct Unauthorized;
+
+/// How many times a disconnect is retried while the socket's own packet
+/// buffer is full, and the pause between tries.
+const DISCONNECT_TRIES: u32 = 50;
+const DISCONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Serves the contract on namespace `path` of `io`: every socket that
+/// presents `auth: { token }` accepted by `auth` becomes a connection of
+/// the driver behind `frontdoor`.
+pub fn attach(
+    io: &SocketIo,
+    path: &'static str,
+    frontdoor: Frontdoor,
+    auth: Arc<dyn Authenticator>,
+    config: SocketIoFrontConfig,
+) {
+    let middleware = move |socket: SocketRef, TryData(handshake): TryData<Value>| {
+        let verdict = authenticate(&socket, handshake.ok(), &*auth, &config);
+        async move { verdict }
+    };
+    let on_connect = move |socket: SocketRef| {
+        let door = frontdoor.clone();
+        async move { start(socket, door) }
+    };
+    io.ns(path, on_connect.with(middleware));
+}
+
+/// Checks the token and, before the socket counts as connected, installs
+/// its handlers, so not even its first event can arrive unhandled.
+fn authenticate(
+    socket: &SocketRef,
+    handshake: Option<Value>,
+    auth: &dyn Authenticator,
+    config: &SocketIoFrontConfig,
+) -> Result<(), Unauthorized> {
+    let token = handshake
+        .as_ref()
+        .and_then(|h| h.get("token"))
+        .and_then(Value::as_str);
+    let Some(token) = token else {
+        info!(sid = %socket.id, "handshake refused: no token");
+        return Err(Unauthorized);
+    };
+    let user = match auth.authenticate(token) {
+        Ok(user) => user,
+        Err(error) => {
+            info!(sid = %socket.id, %error, "handshake refused");
+            return Err(Unauthorized);
+        }
+    };
+    let link = Arc::new(Link::new(user, config.request_queue, config.pending_max));
+    let on_event = {
+        let link = Arc::clone(&link);
+        // A plain closure: it runs in socketioxide's receive path, one event
+        // after the other, so the queue holds them in arrival order (an
+        // async handler body would run in a task of its own, in any order).
+        move |socket: SocketRef,
+              Event(event): Event,
+              TryData(payload): TryData<Value>,
+              ack: AckSender|
+              -> Ready<()> {
+            if let Err(flood) = link.push(&event, payload.ok(), ack) {
+                warn!(sid = %socket.id, user = %link.user, %flood, "disconnecting a flooding client");
+                link.gone.cancel();
+                tokio::spawn(disconnect(socket));
+            }
+            ready(())
+        }
+    };
+    socket.on_fallback(on_event);
+    let on_disconnect = {
+        let link = Arc::clone(&link);
+        move |reason: DisconnectReason| -> Ready<()> {
+            debug!(user = %link.user, ?reason, "socket disconnected");
+            link.gone.cancel();
+            ready(())
+        }
+    };
+    socket.on_disconnect(on_disconnect);
+    socket.extensions.insert(link);
+    Ok(())
+}
+
+/// The socket is connected: registers it with the driver in a task the
+/// server's shutdown waits for.
+fn start(socket: SocketRef, frontdoor: Frontdoor) {
+    let Some(link) = socket.extensions.get::<Arc<Link>>() else {
+        return;
+    };
+    let Some(requests) = link.take_queue() else {
+        return;
+    };
+    let tracker = frontdoor.tracker().clone();
+    tracker.spawn(serve(socket, link, requests, frontdoor));
+}
+
+/// One connection, from registration to close; logs why it ended.
+async fn serve(
+    socket: SocketRef,
+    link: Arc<Link>,
+    requests: mpsc::Receiver<Request>,
+    frontdoor: Frontdoor,
+) {
+    let user = link.user.clone();
+    let Ok((inbound, outbound)) = frontdoor.open(user.clone()).await else {
+        info!(sid = %socket.id, %user, "server shutting down: connection refused");
+        disconnect(socket).await;
+        return;
+    };
+    let conn = inbound.id();
+    info!(%conn, sid = %socket.id, %user, "connection open");
+    let (reason, close) = tokio::select! {
+        () = link.gone.cancelled() => ("closed by the client".to_owned(), false),
+        reason = pump(requests, &inbound) => (reason, true),
+        reason = write(&socket, &link, outbound) => (reason, true),
+    };
+    // Dropping `inbound` tells the driver the connection is over.
+    drop(inbound);
+    info!(%conn, %user, %reason, "connection closed");
+    if close {
+        link.gone.cancel();
+        disconnect(socket).await;
+    }
+}
+
+/// Feeds the socket's requests to the driver in arrival order.
+async fn pump(mut requests: mpsc::Receiver<Request>, inbound: &ConnInbound) -> String {
+    while let Some(request) = requests.recv().await {
+        let sent = match request {
+            Ok(frame) => inbound.frame(frame).await,
+            Err(error) => inbound.undecodable(error).await,
+        };
+        if sent.is_err() {
+            return "server stopped".into();
+        }
+    }
+    "request queue closed".into()
+}
+
+/// Writes the driver's frames as acks and events. A write that fails
+/// (socketioxide's per-socket buffer is full: the client cannot keep up)
+/// ends the connection with that reason: nothing is dropped silently.
+async fn write(socket: &SocketRef, link: &Link, mut outbound: ConnOutbound) -> String {
+    loop {
+        let frame = match outbound.recv().await {
+            Ok(frame) => frame,
+            Err(OutboundEnd::Killed) => return "cut off: too slow to keep up".into(),
+            Err(OutboundEnd::Closed) => return "closed by the server".into(),
+        };
+        let sent = match encode_frame(&frame.frame) {
+            Outgoing::Nothing => Ok(()),
+            Outgoing::Refused(error) => {
+                return format!("refused: {} ({})", error.message, error.code);
+            }
+            Outgoing::Reply { req, body } => match link.take_ack(req) {
+                Some(ack) => ack.send(&body),
+                None => {
+                    debug!(req = req.0, "reply for an unknown request: dropped");
+                    Ok(())
+                }
+            },
+            Outgoing::Event { name, payload } => socket.emit(name, &payload),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                return "cut off: its outgoing buffer is full (too slow to keep up)".into();
+            }
+            Err(SendError::Socket(SocketError::Closed)) => return "socket closed".into(),
+            Err(e) => return format!("write failed: {e}"),
+        }
+    }
+}
+
+/// Disconnects the socket; while its packet buffer is full the disconnect
+/// packet cannot be queued, so it is retried a bounded number of times.
+async fn disconnect(socket: SocketRef) {
+    for _ in 0..DISCONNECT_TRIES {
+        match socket.clone().disconnect() {
+            Err(SocketError::InternalChannelFull) => tokio::time::sleep(DISCONNECT_PAUSE).await,
+            Ok(()) | Err(SocketError::Closed) => return,
+        }
+    }
+    warn!(sid = %socket.id, "could not disconnect a socket whose buffer stays full; the engine's heartbeat will close it");
+}
