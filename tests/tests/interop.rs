@@ -1,0 +1,151 @@
+//! The real `socket.io-client` (npm, pinned in `tests/js/package-lock.json`)
+//! against `lockstep-server`, in-process on an ephemeral port. Each test
+//! runs one scenario of `tests/js/interop.mjs`, which asserts the contract
+//! from the browser client's side.
+//!
+//! Node and the npm packages are required: without them these tests FAIL
+//! with a message saying how to install them (never green without running).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Parser;
+use lockstep_core::store::{FailMode, MemStore};
+use lockstep_server::cli::Cli;
+use lockstep_server::serve::bind_with_store;
+use lockstep_tokio::server::SharedMemStore;
+use tokio_util::sync::CancellationToken;
+
+/// Longest a scenario may run.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Fails loudly when node or the pinned client is missing.
+fn require_node() {
+    let node = std::process::Command::new("node").arg("--version").output();
+    match node {
+        Ok(out) if out.status.success() => {}
+        _ => panic!(
+            "node is required for the Socket.IO interop tests but was not found on PATH; \
+             install Node.js 18+ and run scripts/js-setup"
+        ),
+    }
+    let client = js_dir().join("node_modules/socket.io-client/package.json");
+    assert!(
+        client.exists(),
+        "socket.io-client is not installed in {}; run scripts/js-setup (npm ci)",
+        js_dir().display()
+    );
+}
+
+/// Runs `scenario` against a server started with `flags` (after `--dev`)
+/// and `store`.
+async fn scenario_with(scenario: &str, flags: &[&str], store: SharedMemStore) {
+    require_node();
+    let mut argv = vec![
+        "lockstep-server",
+        "--dev",
+        "--addr",
+        "127.0.0.1:0",
+        "--presence-grace-ms",
+        "100",
+    ];
+    argv.extend_from_slice(flags);
+    let args = Cli::try_parse_from(argv).unwrap().serve;
+    let bound = bind_with_store(args, store).await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(bound.run(stop.clone()));
+    let child = tokio::process::Command::new("node")
+        .arg(js_dir().join("interop.mjs"))
+        .arg(&url)
+        .arg(scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node");
+    let out = tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("scenario {scenario} timed out"))
+        .unwrap();
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("graceful shutdown")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scenario {scenario} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), format!("ok {scenario}"));
+}
+
+async fn scenario(name: &str) {
+    scenario_with(name, &[], SharedMemStore::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_send_and_broadcast_exactly_once() {
+    scenario("join_send_broadcast").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_client_msg_id_is_stored_once() {
+    scenario("retry_is_stored_once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_recovers_missed_events_with_epoch_and_since() {
+    scenario("reconnect_recovers_missed_events").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_join_and_leave() {
+    scenario("presence_join_and_leave").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_is_relayed_and_cleared_on_disconnect() {
+    scenario("typing_is_relayed_and_cleared").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_advance_and_broadcast() {
+    scenario("read_receipts").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_delete_are_authorized() {
+    scenario("update_and_delete_authorization").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_code_of_the_contract() {
+    scenario_with(
+        "every_error_code",
+        &["--messages-burst", "8", "--messages-per-sec", "1"],
+        SharedMemStore::default(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_unavailable_and_retryable() {
+    let store = SharedMemStore::new(MemStore::default());
+    store.lock().set_fail_mode(FailMode::Always);
+    scenario_with("store_failure_is_unavailable", &[], store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_packet_closes_only_that_connection() {
+    scenario("oversized_packet_closes_only_that_connection").await;
+}
