@@ -149,3 +149,22 @@ async fn a_store_failure_is_unavailable_and_retryable() {
 async fn an_oversized_packet_closes_only_that_connection() {
     scenario("oversized_packet_closes_only_that_connection").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_cut_off_with_a_reason_and_recovers_its_position() {
+    scenario_with(
+        "slow_consumer_is_cut_off_and_recovers",
+        &[
+            "--socket-buffer",
+            "16",
+            "--conn-queue",
+            "64",
+            "--messages-per-sec",
+            "1000000",
+            "--messages-burst",
+            "1000000",
+        ],
+        SharedMemStore::default(),
+    )
+    .await;
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lockstep_tokio::server::{Authenticator, ConnInbound, ConnOutbound, Frontdoor, OutboundEnd};
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{SendError, SocketError};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::events::{Outgoing, encode_frame};
+use crate::extract::{AckId, SocketHandle};
 use crate::link::{Link, Request};
 
 /// Settings of the Socket.IO front.
@@ -44,10 +45,19 @@ impl Default for SocketIoFrontConfig {
 #[error("unauthorized")]
 pub struct Unauthorized;
 
+/// Longest a frame may wait for room in socketioxide's per-socket buffer
+/// before the client is cut off.
+const WRITE_STALL_MAX: Duration = Duration::from_secs(5);
+/// First and longest pause between two tries of a write into a full buffer.
+const WRITE_RETRY_MIN: Duration = Duration::from_millis(1);
+const WRITE_RETRY_MAX: Duration = Duration::from_millis(50);
+
 /// How many times a disconnect is retried while the socket's own packet
-/// buffer is full, and the pause between tries.
-const DISCONNECT_TRIES: u32 = 50;
-const DISCONNECT_PAUSE: Duration = Duration::from_millis(20);
+/// buffer is full, and the pause between tries: a minute in all, longer
+/// than Engine.IO's default heartbeat (25 s + 20 s), which closes a peer
+/// that reads nothing at all.
+const DISCONNECT_TRIES: u32 = 1_200;
+const DISCONNECT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Serves the contract on namespace `path` of `io`: every socket that
 /// presents `auth: { token }` accepted by `auth` becomes a connection of
@@ -63,7 +73,7 @@ pub fn attach(
         let verdict = authenticate(&socket, handshake.ok(), &*auth, &config);
         async move { verdict }
     };
-    let on_connect = move |socket: SocketRef| {
+    let on_connect = move |socket: SocketHandle| {
         let door = frontdoor.clone();
         async move { start(socket, door) }
     };
@@ -102,7 +112,7 @@ fn authenticate(
         move |socket: SocketRef,
               Event(event): Event,
               TryData(payload): TryData<Value>,
-              ack: AckSender|
+              AckId(ack): AckId|
               -> Ready<()> {
             if let Err(flood) = link.push(&event, payload.ok(), ack) {
                 warn!(sid = %socket.id, user = %link.user, %flood, "disconnecting a flooding client");
@@ -128,8 +138,8 @@ fn authenticate(
 
 /// The socket is connected: registers it with the driver in a task the
 /// server's shutdown waits for.
-fn start(socket: SocketRef, frontdoor: Frontdoor) {
-    let Some(link) = socket.extensions.get::<Arc<Link>>() else {
+fn start(socket: SocketHandle, frontdoor: Frontdoor) {
+    let Some(link) = socket.0.extensions.get::<Arc<Link>>() else {
         return;
     };
     let Some(requests) = link.take_queue() else {
@@ -141,19 +151,19 @@ fn start(socket: SocketRef, frontdoor: Frontdoor) {
 
 /// One connection, from registration to close; logs why it ended.
 async fn serve(
-    socket: SocketRef,
+    socket: SocketHandle,
     link: Arc<Link>,
     requests: mpsc::Receiver<Request>,
     frontdoor: Frontdoor,
 ) {
     let user = link.user.clone();
     let Ok((inbound, outbound)) = frontdoor.open(user.clone()).await else {
-        info!(sid = %socket.id, %user, "server shutting down: connection refused");
-        disconnect(socket).await;
+        info!(sid = %socket.0.id, %user, "server shutting down: connection refused");
+        disconnect(SocketRef::from(socket.0)).await;
         return;
     };
     let conn = inbound.id();
-    info!(%conn, sid = %socket.id, %user, "connection open");
+    info!(%conn, sid = %socket.0.id, %user, "connection open");
     let (reason, close) = tokio::select! {
         () = link.gone.cancelled() => ("closed by the client".to_owned(), false),
         reason = pump(requests, &inbound) => (reason, true),
@@ -164,7 +174,7 @@ async fn serve(
     info!(%conn, %user, %reason, "connection closed");
     if close {
         link.gone.cancel();
-        disconnect(socket).await;
+        disconnect(SocketRef::from(socket.0)).await;
     }
 }
 
@@ -182,37 +192,53 @@ async fn pump(mut requests: mpsc::Receiver<Request>, inbound: &ConnInbound) -> S
     "request queue closed".into()
 }
 
-/// Writes the driver's frames as acks and events. A write that fails
-/// (socketioxide's per-socket buffer is full: the client cannot keep up)
-/// ends the connection with that reason: nothing is dropped silently.
-async fn write(socket: &SocketRef, link: &Link, mut outbound: ConnOutbound) -> String {
+/// Writes the driver's frames as acks and events. socketioxide's
+/// per-socket packet buffer is bounded: while it is full, the frame is
+/// retried (backpressure: the driver's queue for this connection fills,
+/// and the driver cuts the client off if it stays behind). A frame that
+/// cannot be written within [`WRITE_STALL_MAX`] ends the connection with
+/// that reason: nothing is dropped silently.
+async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -> String {
     loop {
         let frame = match outbound.recv().await {
             Ok(frame) => frame,
             Err(OutboundEnd::Killed) => return "cut off: too slow to keep up".into(),
             Err(OutboundEnd::Closed) => return "closed by the server".into(),
         };
-        let sent = match encode_frame(&frame.frame) {
-            Outgoing::Nothing => Ok(()),
-            Outgoing::Refused(error) => {
-                return format!("refused: {} ({})", error.message, error.code);
-            }
-            Outgoing::Reply { req, body } => match link.take_ack(req) {
-                Some(ack) => ack.send(&body),
-                None => {
-                    debug!(req = req.0, "reply for an unknown request: dropped");
-                    Ok(())
+        let outgoing = encode_frame(&frame.frame);
+        let mut pause = WRITE_RETRY_MIN;
+        let mut stalled = Duration::ZERO;
+        loop {
+            let sent = match &outgoing {
+                Outgoing::Nothing => Ok(()),
+                Outgoing::Refused(error) => {
+                    return format!("refused: {} ({})", error.message, error.code);
                 }
-            },
-            Outgoing::Event { name, payload } => socket.emit(name, &payload),
-        };
-        match sent {
-            Ok(()) => {}
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                return "cut off: its outgoing buffer is full (too slow to keep up)".into();
+                Outgoing::Reply { req, body } => match link.ack_id(*req) {
+                    Some(id) => socket.ack_sender(id).send(body),
+                    None => Ok(()),
+                },
+                Outgoing::Event { name, payload } => socket.0.emit(*name, payload),
+            };
+            match sent {
+                Ok(()) => {
+                    if let Outgoing::Reply { req, .. } = &outgoing {
+                        link.take_ack(*req);
+                    }
+                    break;
+                }
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    if stalled >= WRITE_STALL_MAX {
+                        return "cut off: its outgoing buffer stayed full (too slow to keep up)"
+                            .into();
+                    }
+                    tokio::time::sleep(pause).await;
+                    stalled += pause;
+                    pause = (pause * 2).min(WRITE_RETRY_MAX);
+                }
+                Err(SendError::Socket(SocketError::Closed)) => return "socket closed".into(),
+                Err(e) => return format!("write failed: {e}"),
             }
-            Err(SendError::Socket(SocketError::Closed)) => return "socket closed".into(),
-            Err(e) => return format!("write failed: {e}"),
         }
     }
 }

@@ -20,10 +20,13 @@
 //! - **Replies** answer the event's ack: `{ ok: true, ...fields }` or
 //!   `{ ok: false, error: { code, message, retryable } }`.
 //! - **Nothing is dropped silently.** socketioxide's per-socket packet
-//!   buffer is bounded; an emit that fails because it is full cuts the
-//!   client off with a logged reason, and the client recovers by
-//!   re-joining from its position. A client that floods requests past its
-//!   queue is cut off the same way.
+//!   buffer is bounded and an emit into a full one fails. The front keeps
+//!   the frame and retries (backpressure: the driver's bounded queue for
+//!   the connection fills meanwhile); a client that stays behind is cut
+//!   off with a logged reason (by the driver when its queue overflows, or
+//!   here when one frame stalls too long) and recovers by re-joining from
+//!   its position. A client that floods requests past its queue is cut
+//!   off the same way.
 //!
 //! ```no_run
 //! # async fn run() {
@@ -43,6 +46,7 @@
 #![deny(missing_docs)]
 
 pub mod events;
+mod extract;
 mod front;
 mod link;
 

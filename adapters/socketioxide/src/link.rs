@@ -8,7 +8,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use lockstep_core::ids::UserId;
 use lockstep_core::wire::{ClientFrame, DecodeError, ReqId};
 use serde_json::Value;
-use socketioxide::extract::AckSender;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +40,9 @@ pub(crate) struct Link {
     /// Taken once by the connection task.
     pending_queue: Mutex<Option<mpsc::Receiver<Request>>>,
     next_req: AtomicU64,
-    acks: Mutex<BTreeMap<ReqId, AckSender>>,
+    /// The Socket.IO ack id of each request awaiting its reply (requests
+    /// sent without an ack callback are not listed: nothing to answer).
+    acks: Mutex<BTreeMap<ReqId, i64>>,
     pending_max: usize,
     /// Cancelled when socketioxide reports the socket disconnected.
     pub(crate) gone: CancellationToken,
@@ -76,10 +77,10 @@ impl Link {
         &self,
         event: &str,
         payload: Option<Value>,
-        ack: AckSender,
+        ack: Option<i64>,
     ) -> Result<(), Flood> {
         let req = ReqId(self.next_req.fetch_add(1, Ordering::Relaxed));
-        {
+        if let Some(ack) = ack {
             let mut acks = self.acks();
             if acks.len() >= self.pending_max {
                 return Err(Flood::TooManyPending);
@@ -107,12 +108,18 @@ impl Link {
             .take()
     }
 
-    /// The ack waiting for `req`'s reply.
-    pub(crate) fn take_ack(&self, req: ReqId) -> Option<AckSender> {
+    /// The ack id waiting for `req`'s reply, left in place (the write may
+    /// have to be retried).
+    pub(crate) fn ack_id(&self, req: ReqId) -> Option<i64> {
+        self.acks().get(&req).copied()
+    }
+
+    /// Forgets `req`'s ack once its reply is written.
+    pub(crate) fn take_ack(&self, req: ReqId) -> Option<i64> {
         self.acks().remove(&req)
     }
 
-    fn acks(&self) -> MutexGuard<'_, BTreeMap<ReqId, AckSender>> {
+    fn acks(&self) -> MutexGuard<'_, BTreeMap<ReqId, i64>> {
         // The map is only inserted into and removed from: a poisoned lock
         // still holds a consistent map.
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
