@@ -285,6 +285,17 @@ const scenarios = {
     assert.deepEqual(await req(alice, "message:read", { channelId: "room", upTo: 1 }), { ok: true, upTo: 1 });
   },
 
+  async jwt_auth() {
+    // Tokens minted by the Rust test (lockstep_server::jwt::mint).
+    const tokens = JSON.parse(process.env.LOCKSTEP_TEST_TOKENS);
+    const carol = await connectWith(tokens.valid);
+    const j = ok(await req(carol, "channel:join", { channelId: "private:carol" }), "own private channel");
+    assert.deepEqual(j.members, ["carol"], "the user id is the token's sub");
+    for (const name of ["expired", "wrongSecret", "dev"]) {
+      await assert.rejects(connectWith(tokens[name]), (err) => err.message === "unauthorized", name);
+    }
+  },
+
   async store_failure_is_unavailable() {
     const alice = await connect("alice");
     refused(await req(alice, "channel:join", { channelId: "room" }), "unavailable", "store down");

@@ -46,15 +46,17 @@ fn require_node() {
 /// Runs `scenario` against a server started with `flags` (after `--dev`)
 /// and `store`.
 async fn scenario_with(scenario: &str, flags: &[&str], store: SharedMemStore) {
+    scenario_env(scenario, flags, store, &[]).await;
+}
+
+/// [`scenario_with`], with environment variables for the script.
+async fn scenario_env(scenario: &str, flags: &[&str], store: SharedMemStore, env: &[(&str, &str)]) {
     require_node();
-    let mut argv = vec![
-        "lockstep-server",
-        "--dev",
-        "--addr",
-        "127.0.0.1:0",
-        "--presence-grace-ms",
-        "100",
-    ];
+    let mut argv = vec!["lockstep-server"];
+    if !flags.contains(&"--jwt-secret") {
+        argv.push("--dev");
+    }
+    argv.extend(["--addr", "127.0.0.1:0", "--presence-grace-ms", "100"]);
     argv.extend_from_slice(flags);
     let args = Cli::try_parse_from(argv).unwrap().serve;
     let bound = bind_with_store(args, store).await.unwrap();
@@ -65,6 +67,7 @@ async fn scenario_with(scenario: &str, flags: &[&str], store: SharedMemStore) {
         .arg(js_dir().join("interop.mjs"))
         .arg(&url)
         .arg(scenario)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -134,6 +137,29 @@ async fn every_error_code_of_the_contract() {
         "every_error_code",
         &["--messages-burst", "8", "--messages-per-sec", "1"],
         SharedMemStore::default(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_tokens_name_the_user_and_bad_ones_are_unauthorized() {
+    use lockstep_server::jwt::mint;
+    let secret = "interop-secret-0123456789";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let tokens = format!(
+        r#"{{"valid":"{}","expired":"{}","wrongSecret":"{}","dev":"dev:carol"}}"#,
+        mint(secret.as_bytes(), "carol", now + 600).unwrap(),
+        mint(secret.as_bytes(), "carol", now - 5).unwrap(),
+        mint(b"another-secret-0123456789", "carol", now + 600).unwrap(),
+    );
+    scenario_env(
+        "jwt_auth",
+        &["--jwt-secret", secret],
+        SharedMemStore::default(),
+        &[("LOCKSTEP_TEST_TOKENS", &tokens)],
     )
     .await;
 }
