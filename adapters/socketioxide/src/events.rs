@@ -20,6 +20,12 @@ pub const CLIENT_EVENTS: [&str; 8] = [
     "typing",
 ];
 
+/// The event the server emits first on every connection, `{ userId,
+/// version }`: the verified identity (the `welcome` of stream transports).
+/// An addition to the contract's event table; plain clients may ignore it,
+/// lockstep's own Socket.IO transport waits for it.
+pub const SESSION_EVENT: &str = "session";
+
 /// Turns one received event into the frame the machine understands: the
 /// payload's fields plus `type` (the event name) and `req` (the front's id
 /// for the ack). Untrusted input: every failure is a [`DecodeError`] that
@@ -69,8 +75,7 @@ pub enum Outgoing {
     },
     /// The server refused the session (e.g. connection limit): disconnect.
     Refused(ErrorBody),
-    /// Nothing to send: the Socket.IO handshake already stands for
-    /// `welcome`, and Engine.IO has its own heartbeat (`pong`).
+    /// Nothing to send: Engine.IO has its own heartbeat (`pong`).
     Nothing,
 }
 
@@ -79,7 +84,11 @@ pub enum Outgoing {
 pub fn encode_frame(frame: &ServerFrame) -> Outgoing {
     let event = |name: &'static str, payload: Value| Outgoing::Event { name, payload };
     match frame {
-        ServerFrame::Welcome { .. } | ServerFrame::Pong { .. } => Outgoing::Nothing,
+        ServerFrame::Welcome { version, user_id } => event(
+            SESSION_EVENT,
+            serde_json::json!({ "userId": user_id, "version": version }),
+        ),
+        ServerFrame::Pong { .. } => Outgoing::Nothing,
         ServerFrame::Refused { error } => Outgoing::Refused(error.clone()),
         ServerFrame::Ack { req, body } => Outgoing::Reply {
             req: *req,
