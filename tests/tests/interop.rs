@@ -52,17 +52,7 @@ async fn scenario_with(scenario: &str, flags: &[&str], store: SharedMemStore) {
 /// [`scenario_with`], with environment variables for the script.
 async fn scenario_env(scenario: &str, flags: &[&str], store: SharedMemStore, env: &[(&str, &str)]) {
     require_node();
-    let mut argv = vec!["lockstep-server"];
-    if !flags.contains(&"--jwt-secret") {
-        argv.push("--dev");
-    }
-    argv.extend(["--addr", "127.0.0.1:0", "--presence-grace-ms", "100"]);
-    argv.extend_from_slice(flags);
-    let args = Cli::try_parse_from(argv).unwrap().serve;
-    let bound = bind_with_store(args, store).await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(bound.run(stop.clone()));
+    let (url, stop, server) = start_server(flags, store).await;
     let child = tokio::process::Command::new("node")
         .arg(js_dir().join("interop.mjs"))
         .arg(&url)
@@ -77,12 +67,7 @@ async fn scenario_env(scenario: &str, flags: &[&str], store: SharedMemStore, env
         .await
         .unwrap_or_else(|_| panic!("scenario {scenario} timed out"))
         .unwrap();
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(15), server)
-        .await
-        .expect("graceful shutdown")
-        .unwrap()
-        .unwrap();
+    stop_server(stop, server).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -90,6 +75,49 @@ async fn scenario_env(scenario: &str, flags: &[&str], store: SharedMemStore, env
         "scenario {scenario} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert_eq!(stdout.trim(), format!("ok {scenario}"));
+}
+
+type ServerTask = tokio::task::JoinHandle<Result<(), lockstep_server::serve::StartError>>;
+
+/// Starts `lockstep-server` in-process on an ephemeral port (`--dev`
+/// unless `flags` name a JWT secret); returns its URL.
+async fn start_server(
+    flags: &[&str],
+    store: SharedMemStore,
+) -> (String, CancellationToken, ServerTask) {
+    let mut argv = vec!["lockstep-server"];
+    if !flags.contains(&"--jwt-secret") {
+        argv.push("--dev");
+    }
+    argv.extend(["--addr", "127.0.0.1:0", "--presence-grace-ms", "100"]);
+    argv.extend_from_slice(flags);
+    let args = Cli::try_parse_from(argv).unwrap().serve;
+    let bound = bind_with_store(args, store).await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(bound.run(stop.clone()));
+    (url, stop, server)
+}
+
+async fn stop_server(stop: CancellationToken, server: ServerTask) {
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("graceful shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+/// A plain HTTP/1.1 GET; returns status line and body.
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
 }
 
 async fn scenario(name: &str) {
@@ -193,4 +221,39 @@ async fn a_slow_consumer_is_cut_off_with_a_reason_and_recovers_its_position() {
         SharedMemStore::default(),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_prometheus_metrics_are_served() {
+    require_node();
+    let (url, stop, server) = start_server(&[], SharedMemStore::default()).await;
+    let health = http_get(&url, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
+    let out = tokio::process::Command::new("node")
+        .arg(js_dir().join("interop.mjs"))
+        .args([url.as_str(), "join_send_broadcast"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = http_get(&url, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for name in [
+        "lockstep_handshakes_total{outcome=\"accepted\"}",
+        "lockstep_connections_open",
+        "lockstep_replies_total{kind=\"send\",outcome=\"ok\"}",
+        "lockstep_joins_total{outcome=\"latest\"}",
+        "lockstep_deliveries_total{event=\"message:new\"}",
+        "lockstep_delivery_latency_seconds_bucket",
+        "lockstep_store_latency_seconds_bucket{command=\"append\"",
+        "lockstep_events_stored_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    stop_server(stop, server).await;
 }

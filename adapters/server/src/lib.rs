@@ -11,4 +11,5 @@
 
 pub mod cli;
 pub mod jwt;
+pub mod metered;
 pub mod serve;

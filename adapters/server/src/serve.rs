@@ -148,7 +148,13 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
         })?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     let (layer, io) = builder.build_layer();
-    let server = spawn_server(driver, PrivateChannels, store, TokioClock::new());
+    let metrics = crate::metered::prometheus();
+    let server = spawn_server(
+        driver,
+        PrivateChannels,
+        crate::metered::Metered(store),
+        TokioClock::new(),
+    );
     attach(
         &io,
         "/",
@@ -158,6 +164,7 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
     );
     let app = Router::new()
         .route("/health", get(|| async { r#"{"status":"ok"}"# }))
+        .route("/metrics", get(move || async move { metrics.render() }))
         .layer(layer)
         .layer(cors);
     Ok(Bound {

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::events::{Outgoing, encode_frame};
 use crate::extract::{AckId, SocketHandle};
 use crate::link::{Link, Request};
+use crate::metrics;
 
 /// Settings of the Socket.IO front.
 #[derive(Debug, Clone)]
@@ -92,17 +93,22 @@ fn authenticate(
         .as_ref()
         .and_then(|h| h.get("token"))
         .and_then(Value::as_str);
+    let refused = || {
+        ::metrics::counter!(metrics::HANDSHAKES, "outcome" => "unauthorized").increment(1);
+        Err(Unauthorized)
+    };
     let Some(token) = token else {
         info!(sid = %socket.id, "handshake refused: no token");
-        return Err(Unauthorized);
+        return refused();
     };
     let user = match auth.authenticate(token) {
         Ok(user) => user,
         Err(error) => {
             info!(sid = %socket.id, %error, "handshake refused");
-            return Err(Unauthorized);
+            return refused();
         }
     };
+    ::metrics::counter!(metrics::HANDSHAKES, "outcome" => "accepted").increment(1);
     let link = Arc::new(Link::new(user, config.request_queue, config.pending_max));
     let on_event = {
         let link = Arc::clone(&link);
@@ -116,6 +122,8 @@ fn authenticate(
               -> Ready<()> {
             if let Err(flood) = link.push(&event, payload.ok(), ack) {
                 warn!(sid = %socket.id, user = %link.user, %flood, "disconnecting a flooding client");
+                link.flooded
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 link.gone.cancel();
                 tokio::spawn(disconnect(socket));
             }
@@ -164,14 +172,22 @@ async fn serve(
     };
     let conn = inbound.id();
     info!(%conn, sid = %socket.0.id, %user, "connection open");
+    ::metrics::gauge!(metrics::CONNECTIONS_OPEN).increment(1.0);
     let (reason, close) = tokio::select! {
-        () = link.gone.cancelled() => ("closed by the client".to_owned(), false),
+        () = link.gone.cancelled() => {
+            if link.flooded.load(std::sync::atomic::Ordering::Relaxed) {
+                ("cut off: request flood".to_owned(), false)
+            } else {
+                ("closed by the client".to_owned(), false)
+            }
+        }
         reason = pump(requests, &inbound) => (reason, true),
         reason = write(&socket, &link, outbound) => (reason, true),
     };
     // Dropping `inbound` tells the driver the connection is over.
     drop(inbound);
     info!(%conn, %user, %reason, "connection closed");
+    metrics::closed(&reason);
     if close {
         link.gone.cancel();
         disconnect(SocketRef::from(socket.0)).await;
@@ -225,6 +241,7 @@ async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -
                     if let Outgoing::Reply { req, .. } = &outgoing {
                         link.take_ack(*req);
                     }
+                    metrics::written(&frame.frame);
                     break;
                 }
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {

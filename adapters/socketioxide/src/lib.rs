@@ -49,5 +49,6 @@ pub mod events;
 mod extract;
 mod front;
 mod link;
+pub mod metrics;
 
 pub use front::{SocketIoFrontConfig, Unauthorized, attach};

@@ -46,6 +46,8 @@ pub(crate) struct Link {
     pending_max: usize,
     /// Cancelled when socketioxide reports the socket disconnected.
     pub(crate) gone: CancellationToken,
+    /// Set when the front cut the client off for flooding.
+    pub(crate) flooded: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Link {
@@ -68,6 +70,7 @@ impl Link {
             acks: Mutex::new(BTreeMap::new()),
             pending_max: pending_max.max(1),
             gone: CancellationToken::new(),
+            flooded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
