@@ -86,6 +86,14 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> Result<(), Start
 /// [`StartError`] when a setting is unusable, the database cannot be
 /// opened or the address cannot be bound.
 pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
+    // Refuse a missing or weak secret before touching the database.
+    if !args.dev {
+        match &args.jwt_secret {
+            None => return Err(StartError::NoAuth),
+            Some(secret) if secret.len() < 16 => return Err(StartError::WeakSecret),
+            Some(_) => {}
+        }
+    }
     if args.memory {
         warn!("in-memory store: every message is lost when the server stops");
         bind_with_store(args, SharedMemStore::default()).await

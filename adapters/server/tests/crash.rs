@@ -169,7 +169,17 @@ async fn every_acknowledged_message_survives_sigkill() {
         history.len() - acked.len()
     );
 
-    server.start_kill().unwrap();
-    let _ = server.wait().await;
+    // SIGTERM: a graceful stop, exit status 0.
+    let pid = server.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::time::timeout(STEP_TIMEOUT, server.wait())
+        .await
+        .expect("graceful shutdown on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
