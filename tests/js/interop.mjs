@@ -24,7 +24,7 @@ function connectWith(token) {
   return new Promise((resolve, reject) => {
     const s = io(url, {
       auth: token === undefined ? undefined : { token },
-      transports: ["websocket"],
+      transports: (process.env.LOCKSTEP_TEST_TRANSPORTS ?? "websocket").split(","),
       reconnection: false,
       forceNew: true,
     });

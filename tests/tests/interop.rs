@@ -130,6 +130,17 @@ async fn join_send_and_broadcast_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_send_and_broadcast_over_http_long_polling() {
+    scenario_env(
+        "join_send_broadcast",
+        &[],
+        SharedMemStore::default(),
+        &[("LOCKSTEP_TEST_TRANSPORTS", "polling")],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_client_msg_id_is_stored_once() {
     scenario("retry_is_stored_once").await;
 }
