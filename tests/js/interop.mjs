@@ -335,6 +335,25 @@ const scenarios = {
     assert.deepEqual(all, Array.from({ length: total }, (_, i) => i + 1), "every event delivered once, in order");
   },
 
+  async flood_is_answered_or_cut_off_never_silent() {
+    const alice = await connect("alice");
+    const bob = await connect("bob");
+    ok(await req(bob, "channel:join", { channelId: "room" }), "join");
+    let cut = false;
+    alice.on("disconnect", () => (cut = true));
+    const n = 3000;
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, () => req(alice, "channel:leave", { channelId: "room" })),
+    );
+    const answered = results.filter((r) => r.status === "fulfilled");
+    answered.forEach((r) => assert.deepEqual(r.value, { ok: true }));
+    // Every request got its answer, or the flooding connection was cut off:
+    // never a silent drop on a live connection.
+    if (answered.length < n) assert.ok(cut, `${n - answered.length} requests unanswered on a live connection`);
+    console.error(`flood: ${answered.length}/${n} answered, cut off: ${cut}`);
+    ok(await req(bob, "message:send", { channelId: "room", clientMsgId: "after", body: 1 }), "others keep working");
+  },
+
   async oversized_packet_closes_only_that_connection() {
     const alice = await connect("alice");
     const bob = await connect("bob");

@@ -268,3 +268,13 @@ async fn health_and_prometheus_metrics_are_served() {
     }
     stop_server(stop, server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_is_answered_or_cut_off_never_dropped_silently() {
+    scenario_with(
+        "flood_is_answered_or_cut_off_never_silent",
+        &["--request-queue", "1", "--pending-requests", "64"],
+        SharedMemStore::default(),
+    )
+    .await;
+}

@@ -100,6 +100,14 @@ pub struct ServeArgs {
     /// Frames queued per connection in the driver before a slow client is cut off.
     #[arg(long, env = "LOCKSTEP_CONN_QUEUE", default_value_t = 1_024)]
     pub conn_queue: usize,
+    /// Requests of one socket queued for the server before a flooding
+    /// client is cut off.
+    #[arg(long, env = "LOCKSTEP_REQUEST_QUEUE", default_value_t = 256)]
+    pub request_queue: usize,
+    /// Requests of one socket awaiting their reply before a flooding client
+    /// is cut off.
+    #[arg(long, env = "LOCKSTEP_PENDING_REQUESTS", default_value_t = 1_024)]
+    pub pending_requests: usize,
     /// Largest message body, bytes of compact JSON.
     #[arg(long, env = "LOCKSTEP_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,

@@ -168,7 +168,10 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
         "/",
         server.frontdoor(),
         auth,
-        SocketIoFrontConfig::default(),
+        SocketIoFrontConfig {
+            request_queue: args.request_queue,
+            pending_max: args.pending_requests,
+        },
     );
     let app = Router::new()
         .route("/health", get(|| async { r#"{"status":"ok"}"# }))

@@ -120,6 +120,11 @@ fn authenticate(
               TryData(payload): TryData<Value>,
               AckId(ack): AckId|
               -> Ready<()> {
+            if link.gone.is_cancelled() {
+                // The connection is being closed: its client sees the
+                // disconnect and every unanswered request fails there.
+                return ready(());
+            }
             if let Err(flood) = link.push(&event, payload.ok(), ack) {
                 warn!(sid = %socket.id, user = %link.user, %flood, "disconnecting a flooding client");
                 link.flooded
