@@ -195,7 +195,9 @@ async fn serve(
     metrics::closed(&reason);
     if close {
         link.gone.cancel();
-        disconnect(SocketRef::from(socket.0)).await;
+        // Detached: a socket whose buffer stays full must not hold up the
+        // server's shutdown, which closes every socket anyway.
+        tokio::spawn(disconnect(SocketRef::from(socket.0)));
     }
 }
 

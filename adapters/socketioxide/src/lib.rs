@@ -17,6 +17,10 @@
 //!   registers a plain closure (its body runs synchronously in the receive
 //!   path) that pushes each event onto one bounded, ordered queue per
 //!   socket; one task feeds that queue to the driver.
+//! - **Session.** The first event on every connection is `session
+//!   { userId, version }` (the `welcome` of stream transports): the
+//!   verified identity, which lockstep's Rust Socket.IO transport waits for
+//!   and plain clients may ignore.
 //! - **Replies** answer the event's ack: `{ ok: true, ...fields }` or
 //!   `{ ok: false, error: { code, message, retryable } }`.
 //! - **Nothing is dropped silently.** socketioxide's per-socket packet
