@@ -51,6 +51,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How hard SQLite pushes each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sync {
+    /// `synchronous = FULL`: an acknowledged message survives a power loss.
+    Full,
+    /// `synchronous = NORMAL`: survives a process crash (SIGKILL), may lose
+    /// the last commits on a power loss; many times faster on one busy
+    /// channel, whose appends are committed one at a time.
+    Normal,
+}
+
 /// Engine.IO transports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
@@ -70,6 +81,9 @@ pub struct ServeArgs {
     /// SQLite database file (created if missing).
     #[arg(long, env = "LOCKSTEP_DB", default_value = "./lockstep.db")]
     pub db: PathBuf,
+    /// SQLite durability of each commit.
+    #[arg(long, env = "LOCKSTEP_SQLITE_SYNC", value_enum, default_value_t = Sync::Full)]
+    pub sqlite_sync: Sync,
     /// Keep everything in memory instead (lost on exit).
     #[arg(long, env = "LOCKSTEP_MEMORY")]
     pub memory: bool,

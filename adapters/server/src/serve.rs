@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use lockstep_core::server::{PrivateChannels, ServerConfig};
 use lockstep_socketioxide::{SocketIoFrontConfig, attach};
-use lockstep_sqlite::SqliteStore;
+use lockstep_sqlite::{Durability, SqliteConfig, SqliteStore};
 use lockstep_tokio::server::{
     Authenticator, DevAuthenticator, ServerDriverConfig, ServerHandle, SharedMemStore, Store,
     TokioClock, spawn_server,
@@ -98,11 +98,19 @@ pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
         warn!("in-memory store: every message is lost when the server stops");
         bind_with_store(args, SharedMemStore::default()).await
     } else {
-        let store = SqliteStore::open(&args.db).map_err(|source| StartError::Db {
+        let durability = match args.sqlite_sync {
+            crate::cli::Sync::Full => Durability::Full,
+            crate::cli::Sync::Normal => Durability::Normal,
+        };
+        let config = SqliteConfig {
+            durability,
+            ..SqliteConfig::default()
+        };
+        let store = SqliteStore::open_with(&args.db, config).map_err(|source| StartError::Db {
             path: args.db.display().to_string(),
             source,
         })?;
-        info!(db = %args.db.display(), "sqlite store open");
+        info!(db = %args.db.display(), sync = ?args.sqlite_sync, "sqlite store open");
         bind_with_store(args, store).await
     }
 }
