@@ -1,0 +1,150 @@
+//! Command-line flags, each with an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The lockstep chat server: Socket.IO (the event contract of
+/// docs/PROTOCOL.md) with SQLite durability.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lockstep-server",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand; without one, the server serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Serving options.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a JWT (HS256) for a user, signed with the server's secret.
+    Token(TokenArgs),
+}
+
+/// `token`: mints a JWT.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (the token's `sub`).
+    pub user: String,
+    /// The HS256 secret the server verifies with.
+    #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Lifetime in seconds (the token's `exp`).
+    #[arg(long, env = "LOCKSTEP_TOKEN_TTL_SECS", default_value_t = 3_600)]
+    pub ttl_secs: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sync {
+    /// `synchronous = FULL`: an acknowledged message survives a power loss.
+    Full,
+    /// `synchronous = NORMAL`: survives a process crash (SIGKILL), may lose
+    /// the last commits on a power loss; many times faster on one busy
+    /// channel, whose appends are committed one at a time.
+    Normal,
+}
+
+/// Engine.IO transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// WebSocket.
+    Websocket,
+    /// HTTP long-polling.
+    Polling,
+}
+
+/// `serve`: every setting of the running server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the bound address is
+    /// printed as `listening on <addr>`).
+    #[arg(long, env = "LOCKSTEP_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "LOCKSTEP_DB", default_value = "./lockstep.db")]
+    pub db: PathBuf,
+    /// SQLite durability of each commit.
+    #[arg(long, env = "LOCKSTEP_SQLITE_SYNC", value_enum, default_value_t = Sync::Full)]
+    pub sqlite_sync: Sync,
+    /// Keep everything in memory instead (lost on exit).
+    #[arg(long, env = "LOCKSTEP_MEMORY")]
+    pub memory: bool,
+    /// HS256 secret for JWT auth (`sub` = user id, `exp` honoured).
+    #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// INSECURE: accept `dev:<userId>` tokens, so anyone can be anyone.
+    #[arg(long, env = "LOCKSTEP_DEV", conflicts_with = "jwt_secret")]
+    pub dev: bool,
+    /// Engine.IO ping interval, milliseconds.
+    #[arg(long, env = "LOCKSTEP_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// Engine.IO ping timeout, milliseconds.
+    #[arg(long, env = "LOCKSTEP_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+    /// Largest Engine.IO packet in bytes; a larger one closes the connection.
+    #[arg(long, env = "LOCKSTEP_MAX_PAYLOAD", default_value_t = 1_048_576)]
+    pub max_payload: u64,
+    /// Allowed transports.
+    #[arg(long, env = "LOCKSTEP_TRANSPORTS", value_enum, value_delimiter = ',', default_values = ["websocket", "polling"])]
+    pub transports: Vec<Transport>,
+    /// CORS allowed origins (comma separated; `*` allows any). None by default.
+    #[arg(long, env = "LOCKSTEP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Packets buffered per socket before a slow client is cut off.
+    #[arg(long, env = "LOCKSTEP_SOCKET_BUFFER", default_value_t = 1_024)]
+    pub socket_buffer: usize,
+    /// Frames queued per connection in the driver before a slow client is cut off.
+    #[arg(long, env = "LOCKSTEP_CONN_QUEUE", default_value_t = 1_024)]
+    pub conn_queue: usize,
+    /// Requests of one socket queued for the server before a flooding
+    /// client is cut off.
+    #[arg(long, env = "LOCKSTEP_REQUEST_QUEUE", default_value_t = 256)]
+    pub request_queue: usize,
+    /// Requests of one socket awaiting their reply before a flooding client
+    /// is cut off.
+    #[arg(long, env = "LOCKSTEP_PENDING_REQUESTS", default_value_t = 1_024)]
+    pub pending_requests: usize,
+    /// Largest message body, bytes of compact JSON.
+    #[arg(long, env = "LOCKSTEP_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+    /// Open connections at once.
+    #[arg(long, env = "LOCKSTEP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Channels one connection may join.
+    #[arg(long, env = "LOCKSTEP_MAX_CHANNELS_PER_CONN", default_value_t = 256)]
+    pub max_channels_per_conn: usize,
+    /// Sustained messages per second per connection.
+    #[arg(long, env = "LOCKSTEP_MESSAGES_PER_SEC", default_value_t = 20)]
+    pub messages_per_sec: u32,
+    /// Burst of messages above the sustained rate.
+    #[arg(long, env = "LOCKSTEP_MESSAGES_BURST", default_value_t = 50)]
+    pub messages_burst: u32,
+    /// Presence grace period before `presence:leave`, milliseconds (at most 5000).
+    #[arg(long, env = "LOCKSTEP_PRESENCE_GRACE_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub presence_grace_ms: u64,
+    /// Typing indicator lifetime, milliseconds.
+    #[arg(long, env = "LOCKSTEP_TYPING_TTL_MS", default_value_t = 5_000)]
+    pub typing_ttl_ms: u64,
+    /// Log format.
+    #[arg(long, env = "LOCKSTEP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

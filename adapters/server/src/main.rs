@@ -1,0 +1,112 @@
+//! `lockstep-server`: the lockstep chat server binary.
+//!
+//! Serves the Socket.IO event contract (docs/PROTOCOL.md) on
+//! `127.0.0.1:3000` with the SQLite file `./lockstep.db`; every setting has
+//! a flag and an environment variable (`lockstep-server --help`). Auth is
+//! JWT HS256 with a secret from `--jwt-secret`/`LOCKSTEP_JWT_SECRET`
+//! (`lockstep-server token <user>` mints one), or the insecure `--dev`
+//! mode that accepts `dev:<userId>` tokens. SIGINT/SIGTERM shut it down
+//! gracefully. `GET /health` answers `{"status":"ok"}`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use lockstep_server::cli::{self, Cli, Command, LogFormat};
+use lockstep_server::{jwt, serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => {
+            let exp = unix_secs().saturating_add(args.ttl_secs);
+            match jwt::mint(args.jwt_secret.as_bytes(), &args.user, exp) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        None => run(cli.serve),
+    }
+}
+
+fn run(args: cli::ServeArgs) -> ExitCode {
+    init_logs(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        tokio::spawn(on_signal(stop.clone()));
+        match serve::serve(args, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(%e, "cannot serve");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Cancels `stop` on SIGINT or SIGTERM.
+async fn on_signal(stop: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => info!("SIGINT received"),
+                    _ = term.recv() => info!("SIGTERM received"),
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+                info!("SIGINT received");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+        info!("SIGINT received");
+    }
+    stop.cancel();
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,73 @@
+//! Store and exporter metrics: a [`Store`] wrapper that measures every
+//! command, and the Prometheus exporter behind `GET /metrics`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use lockstep_core::store::{StoreCommand, StoreError, StoreReply};
+use lockstep_tokio::server::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Seconds a store command took, by command (`append`, `read`, `head`, `receipt`).
+pub const STORE_LATENCY: &str = "lockstep_store_latency_seconds";
+/// Store commands by command and outcome (`ok`, `error`).
+pub const STORE_COMMANDS: &str = "lockstep_store_commands_total";
+/// Log events committed (messages, edits, deletions).
+pub const STORED: &str = "lockstep_events_stored_total";
+
+/// Wraps a store and reports each command's latency and outcome.
+#[derive(Debug, Clone)]
+pub struct Metered<S>(pub S);
+
+impl<S: Store> Store for Metered<S> {
+    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
+        let kind = match &cmd {
+            StoreCommand::Append { .. } => "append",
+            StoreCommand::Read { .. } => "read",
+            StoreCommand::Head { .. } => "head",
+            StoreCommand::SetReceipt { .. } => "receipt",
+        };
+        let started = Instant::now();
+        let result = self.0.execute(cmd).await;
+        metrics::histogram!(STORE_LATENCY, "command" => kind)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(STORE_COMMANDS, "command" => kind, "outcome" => outcome).increment(1);
+        if let Ok(StoreReply::Appended(_)) = &result {
+            metrics::counter!(STORED).increment(1);
+        }
+        result
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use. One per
+/// process (the `metrics` facade has one global recorder), so several
+/// servers in one test process share it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
+            .map(PrometheusBuilder::build_recorder);
+        match recorder {
+            Ok(recorder) => {
+                let handle = recorder.handle();
+                if metrics::set_global_recorder(recorder).is_err() {
+                    tracing::warn!(
+                        "a metrics recorder was already installed: /metrics stays empty"
+                    );
+                }
+                handle
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics buckets refused; using summaries");
+                let recorder = PrometheusBuilder::new().build_recorder();
+                let handle = recorder.handle();
+                let _ = metrics::set_global_recorder(recorder);
+                handle
+            }
+        }
+    })
+}

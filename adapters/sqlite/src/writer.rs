@@ -1,0 +1,91 @@
+//! The writer thread: owns the one SQLite connection and executes
+//! commands in batches, one savepoint each inside one transaction, so a
+//! burst of appends costs one `fsync` (group commit) while each command
+//! stays atomic on its own.
+
+use lockstep_core::store::{StoreCommand, StoreError, StoreReply};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error};
+
+use crate::ops::{self, OpError};
+
+/// One command and where its outcome goes.
+pub(crate) struct Job {
+    pub(crate) cmd: StoreCommand,
+    pub(crate) reply: oneshot::Sender<Result<StoreReply, StoreError>>,
+}
+
+/// Runs until every sender is dropped.
+pub(crate) fn run(
+    mut conn: Connection,
+    mut next_epoch: u64,
+    mut jobs: mpsc::Receiver<Job>,
+    batch_max: usize,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcomes = execute_batch(&mut conn, &mut next_epoch, &mut batch);
+        for (job, outcome) in batch.drain(..).zip(outcomes) {
+            // Err: the caller stopped waiting (its connection closed); the
+            // effect stands, like any committed transaction.
+            let _ = job.reply.send(outcome);
+        }
+    }
+    debug!("sqlite writer stopped");
+}
+
+/// Executes a batch in one transaction; every outcome is final only once
+/// the transaction commits, so none is answered before its data is durable.
+fn execute_batch(
+    conn: &mut Connection,
+    next_epoch: &mut u64,
+    batch: &mut [Job],
+) -> Vec<Result<StoreReply, StoreError>> {
+    let epoch_before = *next_epoch;
+    let result = (|| -> Result<Vec<Result<StoreReply, StoreError>>, rusqlite::Error> {
+        let mut tx = conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch.iter() {
+            let sp = tx.savepoint()?;
+            let mut epoch = *next_epoch;
+            match ops::execute(&sp, &mut epoch, job.cmd.clone()) {
+                Ok(reply) => {
+                    sp.commit()?;
+                    *next_epoch = epoch;
+                    outcomes.push(Ok(reply));
+                }
+                Err(e) => {
+                    // Dropping the savepoint rolls back this command only.
+                    drop(sp);
+                    error!(error = %e, "store command failed");
+                    outcomes.push(Err(unavailable(&e)));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            error!(error = %e, "store transaction failed: nothing of the batch was committed");
+            *next_epoch = epoch_before;
+            batch
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(format!("sqlite: {e}"))))
+                .collect()
+        }
+    }
+}
+
+fn unavailable(e: &OpError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}

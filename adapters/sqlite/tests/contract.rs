@@ -1,0 +1,281 @@
+//! The store contract (`lockstep_core::store`), written once and run
+//! against both the memory store and the SQLite store: ported from the
+//! `MemStore` unit tests, minus what is configuration-specific (retention
+//! and dedupe-memory limits, failure injection, resets).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
+use lockstep_core::store::{
+    AppendEntry, Existing, ModifyRule, Page, ReadFrom, Refusal, StoreCommand, StoreReply,
+};
+use lockstep_core::wire::{Body, LogEvent};
+use lockstep_sqlite::SqliteStore;
+use lockstep_tokio::server::{SharedMemStore, Store};
+
+fn ch(s: &str) -> ChannelId {
+    ChannelId::new(s).unwrap()
+}
+fn user(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+async fn run<S: Store>(s: &S, cmd: StoreCommand) -> StoreReply {
+    s.execute(cmd).await.unwrap()
+}
+async fn send<S: Store>(s: &S, c: &str, author: &str, cmid: &str) -> StoreReply {
+    run(
+        s,
+        StoreCommand::Append {
+            channel: ch(c),
+            entry: AppendEntry::Message {
+                author: user(author),
+                client_msg_id: ClientMsgId::new(cmid).unwrap(),
+                body: Body::text(cmid),
+                ts: 7,
+            },
+        },
+    )
+    .await
+}
+fn appended_seq(r: &StoreReply) -> u64 {
+    match r {
+        StoreReply::Appended(e) => e.seq().0,
+        other => panic!("not appended: {other:?}"),
+    }
+}
+fn message_id(r: &StoreReply) -> MessageId {
+    match r {
+        StoreReply::Appended(e) => e.message_id().clone(),
+        other => panic!("not appended: {other:?}"),
+    }
+}
+async fn head<S: Store>(s: &S, c: &str) -> (Epoch, Seq) {
+    match run(s, StoreCommand::Head { channel: ch(c) }).await {
+        StoreReply::Head { epoch, head } => (epoch, head),
+        other => panic!("not a head: {other:?}"),
+    }
+}
+async fn read<S: Store>(s: &S, c: &str, from: ReadFrom, limit: u64) -> Page {
+    match run(
+        s,
+        StoreCommand::Read {
+            channel: ch(c),
+            from,
+            limit,
+        },
+    )
+    .await
+    {
+        StoreReply::Events(p) => p,
+        other => panic!("not a page: {other:?}"),
+    }
+}
+async fn modify<S: Store>(
+    s: &S,
+    target: &MessageId,
+    actor: &str,
+    delete: bool,
+    rule: ModifyRule,
+) -> StoreReply {
+    let entry = if delete {
+        AppendEntry::Delete {
+            target: target.clone(),
+            actor: user(actor),
+            rule,
+        }
+    } else {
+        AppendEntry::Update {
+            target: target.clone(),
+            actor: user(actor),
+            rule,
+            body: Body::text("edited"),
+        }
+    };
+    run(
+        s,
+        StoreCommand::Append {
+            channel: ch("g"),
+            entry,
+        },
+    )
+    .await
+}
+
+async fn seqs_are_contiguous_per_channel_and_epochs_fixed<S: Store>(s: S) {
+    // A read before any write fixes the epoch.
+    let (epoch_a, h) = head(&s, "a").await;
+    assert_eq!(h, Seq(0));
+    assert_eq!(appended_seq(&send(&s, "a", "u", "1").await), 1);
+    assert_eq!(appended_seq(&send(&s, "b", "u", "1").await), 1);
+    assert_eq!(appended_seq(&send(&s, "a", "u", "2").await), 2);
+    assert_eq!(head(&s, "a").await, (epoch_a, Seq(2)));
+    let (epoch_b, h) = head(&s, "b").await;
+    assert_eq!(h, Seq(1));
+    assert_ne!(epoch_a, epoch_b, "each log has its own identity");
+}
+
+async fn dedupe_returns_the_original_and_consumes_no_seq<S: Store>(s: S) {
+    let first = send(&s, "g", "alice", "c1").await;
+    let again = send(&s, "g", "alice", "c1").await;
+    let StoreReply::Duplicate(Existing::Message(ack)) = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(ack.seq, Seq(1));
+    assert_eq!(ack.ts, 7);
+    assert_eq!(ack.message_id, message_id(&first));
+    // Same key from another user is a new message; in another channel too.
+    assert_eq!(appended_seq(&send(&s, "g", "bob", "c1").await), 2);
+    assert_eq!(appended_seq(&send(&s, "h", "alice", "c1").await), 1);
+    assert_eq!(head(&s, "g").await.1, Seq(2));
+}
+
+async fn update_and_delete_rules<S: Store>(s: S) {
+    let author_only = ModifyRule::AuthorOnly;
+    let id = message_id(&send(&s, "g", "alice", "c1").await);
+    let unknown = MessageId::new("nope").unwrap();
+    for delete in [false, true] {
+        assert_eq!(
+            modify(&s, &unknown, "alice", delete, author_only).await,
+            StoreReply::Refused(Refusal::NotFound)
+        );
+        assert_eq!(
+            modify(&s, &id, "bob", delete, author_only).await,
+            StoreReply::Refused(Refusal::Forbidden)
+        );
+    }
+    assert_eq!(
+        appended_seq(&modify(&s, &id, "alice", false, author_only).await),
+        2
+    );
+    assert_eq!(
+        appended_seq(&modify(&s, &id, "alice", true, author_only).await),
+        3
+    );
+    // Repeating a delete answers the original deletion.
+    assert_eq!(
+        modify(&s, &id, "alice", true, author_only).await,
+        StoreReply::Duplicate(Existing::Deletion { seq: Seq(3) })
+    );
+    // An update of a deleted message is not_found, checked before authorship.
+    assert_eq!(
+        modify(&s, &id, "bob", false, author_only).await,
+        StoreReply::Refused(Refusal::NotFound)
+    );
+    assert_eq!(head(&s, "g").await.1, Seq(3));
+    let target = message_id(&send(&s, "g", "alice", "c2").await);
+    let anyone = modify(&s, &target, "mod", false, ModifyRule::Anyone).await;
+    assert_eq!(appended_seq(&anyone), 5);
+    // The log holds every event, in order, with the right kinds.
+    let page = read(&s, "g", ReadFrom::After(Seq(0)), 10).await;
+    let kinds: Vec<&str> = page
+        .events
+        .iter()
+        .map(|e| match e {
+            LogEvent::Message(_) => "message",
+            LogEvent::Updated(_) => "updated",
+            LogEvent::Deleted(_) => "deleted",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["message", "updated", "deleted", "message", "updated"]
+    );
+}
+
+async fn reads_are_bounded<S: Store>(s: S) {
+    for i in 0..8 {
+        send(&s, "g", "u", &format!("c{i}")).await;
+    }
+    let seqs = |p: &Page| p.events.iter().map(|e| e.seq().0).collect::<Vec<_>>();
+    let p = read(&s, "g", ReadFrom::After(Seq(0)), 2).await;
+    assert_eq!(
+        (seqs(&p), p.more, p.oldest_retained, p.head),
+        (vec![1, 2], true, Seq(1), Seq(8))
+    );
+    let p = read(&s, "g", ReadFrom::After(Seq(6)), 10).await;
+    assert_eq!((seqs(&p), p.more), (vec![7, 8], false));
+    let p = read(&s, "g", ReadFrom::After(Seq(8)), 10).await;
+    assert_eq!((seqs(&p), p.more), (vec![], false));
+    let p = read(&s, "g", ReadFrom::After(Seq(99)), 10).await;
+    assert_eq!((seqs(&p), p.more), (vec![], false));
+    let p = read(&s, "g", ReadFrom::Latest, 3).await;
+    assert_eq!((seqs(&p), p.more), (vec![6, 7, 8], false));
+    let p = read(&s, "g", ReadFrom::Latest, 0).await;
+    assert!(p.events.is_empty());
+    let p = read(&s, "g", ReadFrom::After(Seq(0)), u64::MAX).await;
+    assert_eq!(seqs(&p), (1..=8).collect::<Vec<_>>());
+    // An empty log.
+    let p = read(&s, "empty", ReadFrom::After(Seq(0)), 10).await;
+    assert_eq!((p.head, p.oldest_retained, p.more), (Seq(0), Seq(1), false));
+}
+
+async fn a_read_is_cut_to_the_store_limit<S: Store>(s: S) {
+    for i in 0..1_005 {
+        send(&s, "big", "u", &format!("c{i}")).await;
+    }
+    let p = read(&s, "big", ReadFrom::After(Seq(0)), 5_000).await;
+    assert_eq!((p.events.len(), p.more), (1_000, true));
+    let p = read(&s, "big", ReadFrom::Latest, 5_000).await;
+    assert_eq!(p.events.first().map(|e| e.seq().0), Some(6));
+}
+
+async fn receipts_are_monotonic_and_bounded_by_head<S: Store>(s: S) {
+    send(&s, "g", "u", "1").await;
+    send(&s, "g", "u", "2").await;
+    let rc = |up_to| {
+        run(
+            &s,
+            StoreCommand::SetReceipt {
+                channel: ch("g"),
+                user: user("bob"),
+                up_to: Seq(up_to),
+            },
+        )
+    };
+    assert_eq!(
+        rc(3).await,
+        StoreReply::Refused(Refusal::BeyondHead { head: Seq(2) })
+    );
+    let receipt = |up_to, advanced| StoreReply::Receipt {
+        up_to: Seq(up_to),
+        advanced,
+    };
+    assert_eq!(rc(2).await, receipt(2, true));
+    assert_eq!(rc(1).await, receipt(2, false));
+    assert_eq!(rc(2).await, receipt(2, false));
+}
+
+/// Runs every contract test against a fresh store from `make`.
+macro_rules! contract {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            use super::*;
+            #[tokio::test]
+            async fn seqs_are_contiguous_per_channel_and_epochs_fixed() {
+                super::seqs_are_contiguous_per_channel_and_epochs_fixed($make).await;
+            }
+            #[tokio::test]
+            async fn dedupe_returns_the_original_and_consumes_no_seq() {
+                super::dedupe_returns_the_original_and_consumes_no_seq($make).await;
+            }
+            #[tokio::test]
+            async fn update_and_delete_rules() {
+                super::update_and_delete_rules($make).await;
+            }
+            #[tokio::test]
+            async fn reads_are_bounded() {
+                super::reads_are_bounded($make).await;
+            }
+            #[tokio::test]
+            async fn a_read_is_cut_to_the_store_limit() {
+                super::a_read_is_cut_to_the_store_limit($make).await;
+            }
+            #[tokio::test]
+            async fn receipts_are_monotonic_and_bounded_by_head() {
+                super::receipts_are_monotonic_and_bounded_by_head($make).await;
+            }
+        }
+    };
+}
+
+contract!(mem, SharedMemStore::default());
+contract!(sqlite, SqliteStore::in_memory().unwrap());

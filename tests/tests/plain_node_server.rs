@@ -1,0 +1,110 @@
+//! The Rust Socket.IO transport against a plain Node `socket.io@4.8`
+//! server (tests/js/plain-server.mjs, a small in-memory part of the
+//! contract): the codec interoperates with the reference implementation,
+//! and pipelined requests are acknowledged one by one, each by its own id.
+//!
+//! Needs node and `scripts/js-setup`; fails loudly without them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../adapters/tokio/tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::{App, WAIT, channel, fast_config, texts};
+use lockstep_core::client::Outcome;
+use lockstep_socketio_client::SocketIoConnector;
+use lockstep_tokio::client::ConnectError;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_transport_pipelines_against_a_node_socketio_server() {
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        node_ok,
+        "node is required but was not found on PATH; install Node.js 18+ and run scripts/js-setup"
+    );
+    assert!(
+        js_dir().join("node_modules/socket.io").exists(),
+        "socket.io is not installed; run scripts/js-setup (npm ci in tests/js)"
+    );
+    let mut server = tokio::process::Command::new("node")
+        .arg(js_dir().join("plain-server.mjs"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let port = line.strip_prefix("listening on ").unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let room = channel("room");
+    let mut apps = Vec::new();
+    for (name, seed) in [("alice", 1), ("bob", 2)] {
+        let mut config = fast_config(&format!("dev:{name}"), seed, 100);
+        config.client.heartbeat = None;
+        let mut a = App::with_connector(name, config, SocketIoConnector::new(&url).unwrap());
+        a.handle.connect();
+        a.handle.subscribe(room.clone()).unwrap();
+        a.subscribed(&room).await;
+        apps.push(a);
+    }
+    let sends: Vec<_> = (0..100)
+        .map(|i| apps[0].send(&room, &format!("m{i}")))
+        .collect();
+    let ids: Vec<_> = sends
+        .iter()
+        .map(|s| s.client_msg_id().unwrap().clone())
+        .collect();
+    let mut seqs = Vec::new();
+    for s in sends {
+        match tokio::time::timeout(WAIT, s.outcome())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Outcome::Sent { seq, .. } => seqs.push(seq.0),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    let expected: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    for a in &mut apps {
+        a.has_messages(&room, &ids).await;
+        assert_eq!(texts(&a.messages(&room)), expected, "{}", a.name);
+        a.assert_contiguous(&room);
+    }
+    for a in &apps {
+        a.handle.close().await;
+    }
+    // A refused handshake (the server's `connect_error`) fails for good.
+    let eve = App::with_connector(
+        "eve",
+        fast_config("nope", 3, 100),
+        SocketIoConnector::new(&url).unwrap(),
+    );
+    eve.handle.connect();
+    let refused = tokio::time::timeout(WAIT, eve.handle.connected())
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(ConnectError::Failed(_))),
+        "{refused:?}"
+    );
+    eve.handle.close().await;
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+}
