@@ -63,6 +63,10 @@ fn seeds_that_found_bugs_stay_fixed() {
         (904, AllDatagram),  // a refresh answered while re-joining stayed in flight
         (1248, AllDatagram), // join before leave, arriving after it: stale join
         (272, Mixed),        // refused backlog read never retried in a quiet channel
+        (2502, AllStream),   // leaving a channel freed window slots nobody used
+        (12282, AllStream),  // a committed send's late retry closed the order gate
+        (12942, AllStream),  // ...and so did its failed retry at the store
+        (1273, Mixed),       // an expired gate let a later send overtake
     ];
     for (seed, transport) in regressions {
         assert_clean(seed, transport);
