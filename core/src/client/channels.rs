@@ -131,14 +131,27 @@ impl Client {
     }
 
     fn send_join(&mut self, now: Instant, channel: &ChannelId, attempt: u32) {
-        let Some(ch) = self.channels.get(channel) else {
+        let Some(req) = self.join_from_position(now, channel, Request::Join(channel.clone()))
+        else {
             return;
         };
+        self.set_sub(channel, Sub::Joining { attempt, req });
+    }
+
+    /// Sends `channel:join` from the channel's position (a join attempt or a
+    /// refresh, as `request` says) with its timeout; `None` if unknown.
+    fn join_from_position(
+        &mut self,
+        now: Instant,
+        channel: &ChannelId,
+        request: Request,
+    ) -> Option<ReqId> {
+        let ch = self.channels.get(channel)?;
         let (epoch, since) = match ch.inbox.position() {
             Position::Fresh => (None, None),
             Position::At { epoch, last } => (Some(epoch), Some(last)),
         };
-        let req = self.requests.start(Request::Join(channel.clone()));
+        let req = self.requests.start(request);
         self.send_frame(ClientFrame::Join {
             req,
             channel_id: channel.clone(),
@@ -149,7 +162,7 @@ impl Client {
             TimerKey::Request(req),
             now.saturating_add(self.config.join_timeout),
         );
-        self.set_sub(channel, Sub::Joining { attempt, req });
+        Some(req)
     }
 
     fn send_leave(&mut self, now: Instant, channel: &ChannelId) {
@@ -616,26 +629,9 @@ impl Client {
             .map(|(name, _)| name.clone())
             .collect();
         for channel in due {
-            let Some(ch) = self.channels.get(&channel) else {
-                continue;
-            };
-            let (epoch, since) = match ch.inbox.position() {
-                Position::Fresh => (None, None),
-                Position::At { epoch, last } => (Some(epoch), Some(last)),
-            };
-            let req = self.requests.start(Request::Refresh(channel.clone()));
-            self.send_frame(ClientFrame::Join {
-                req,
-                channel_id: channel.clone(),
-                epoch,
-                since,
-            });
-            self.timers.arm(
-                TimerKey::Request(req),
-                now.saturating_add(self.config.join_timeout),
-            );
+            let req = self.join_from_position(now, &channel, Request::Refresh(channel.clone()));
             if let Some(ch) = self.channels.get_mut(&channel) {
-                ch.refresh = Some(req);
+                ch.refresh = req;
             }
         }
     }
