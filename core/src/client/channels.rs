@@ -464,11 +464,7 @@ impl Client {
                     // A stale page (read before the missing events were
                     // committed) or a peer that cannot fill the hole: ask
                     // again later, not at once, so nothing spins.
-                    let delay = self.config.join_backoff.delay(1, &mut self.rng);
-                    self.timers.arm(
-                        TimerKey::HistoryRetry(channel.clone()),
-                        now.saturating_add(delay),
-                    );
+                    self.retry_history_later(now, &channel);
                 }
                 self.apply_inbox(now, &channel, out);
             }
@@ -485,13 +481,18 @@ impl Client {
                 // trigger it (found by the lab: seed 272, mixed transports,
                 // a store failure refused the backlog read).
                 tracing::debug!(code = %e.code, "history refused; retrying later");
-                let delay = self.config.join_backoff.delay(1, &mut self.rng);
-                self.timers.arm(
-                    TimerKey::HistoryRetry(channel.clone()),
-                    now.saturating_add(delay),
-                );
+                self.retry_history_later(now, &channel);
             }
         }
+    }
+
+    /// Asks for a channel's missing events again after a jittered pause.
+    fn retry_history_later(&mut self, now: Instant, channel: &ChannelId) {
+        let delay = self.config.join_backoff.delay(1, &mut self.rng);
+        self.timers.arm(
+            TimerKey::HistoryRetry(channel.clone()),
+            now.saturating_add(delay),
+        );
     }
 
     pub(super) fn on_live_event(&mut self, now: Instant, event: LogEvent) {
