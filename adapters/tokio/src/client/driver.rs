@@ -41,7 +41,9 @@ fn drain(core: &mut Core) -> Drained {
         transmits.push(t);
     }
     let mut events = Vec::new();
+    let now = tokio::time::Instant::now();
     while let Some(e) = core.client.poll_event() {
+        core.stats.observe(&e, now);
         if let ClientEvent::Outcome { id, outcome, .. } = &e {
             if let Some(waiter) = core.waiters.remove(id) {
                 // The app may have dropped its handle: nothing to tell.
@@ -109,7 +111,11 @@ impl<C: Connector> Driver<C> {
         // Dropping the links cancels every transport task; dropping the
         // waiters tells every pending `SendHandle` that no outcome will come.
         drop(links);
-        self.shared.lock().waiters.clear();
+        {
+            let mut core = self.shared.lock();
+            core.waiters.clear();
+            core.stats.stopped();
+        }
         self.done.cancel();
         debug!("client driver stopped");
     }

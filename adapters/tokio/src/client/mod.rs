@@ -9,6 +9,7 @@ mod config;
 mod driver;
 mod link;
 mod shared;
+mod stats;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use config::ClientDriverConfig;
+pub use stats::{ACK_LATENCY_BUCKET_COUNT, ACK_LATENCY_BUCKETS_MS, AckLatency, ClientStats};
 
 use crate::transport::Connector;
 use driver::Driver;
@@ -201,6 +203,7 @@ impl ClientHandle {
     pub fn send(&self, channel: ChannelId, body: Body) -> Result<SendHandle, SendError> {
         self.shared().command(|c, now| {
             let id = c.client.send(now, channel, body)?;
+            c.stats.sent(id.clone(), tokio::time::Instant::now());
             Ok(Self::waiter(c, EntryId::Message(id)))
         })
     }
@@ -276,6 +279,14 @@ impl ClientHandle {
     #[must_use]
     pub fn state(&self) -> ConnectionState {
         self.inner.state.borrow().clone()
+    }
+
+    /// The client's counters so far (connects, reconnections,
+    /// subscriptions, acks and ack latency), for dashboards and health
+    /// checks. A cheap copy taken under the handle's lock.
+    #[must_use]
+    pub fn stats(&self) -> ClientStats {
+        self.shared().lock().stats.snapshot()
     }
 
     /// A summary of one channel.

@@ -9,12 +9,16 @@ use lockstep_core::client::{Client, EntryId, Outcome};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::stats::StatsRecorder;
+
 /// The machine and what hangs off it.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) client: Client,
     /// Who awaits which outbox entry's outcome.
     pub(crate) waiters: BTreeMap<EntryId, oneshot::Sender<Outcome>>,
+    /// The counters behind `ClientHandle::stats`.
+    pub(crate) stats: StatsRecorder,
 }
 
 /// Shared by every handle and the driver.
@@ -36,6 +40,7 @@ impl Shared {
             core: Mutex::new(Core {
                 client,
                 waiters: BTreeMap::new(),
+                stats: StatsRecorder::default(),
             }),
             wake: Notify::new(),
             stop: CancellationToken::new(),
