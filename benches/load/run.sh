@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs the end-to-end load comparison of docs/BENCHMARKS.md: each server in
+# turn on loopback, started here and killed by its pid, at 10/2 and 50/4
+# subscribers/publishers. Everything is bounded: each load run stops by
+# itself after DURATION + at most 10 s of drain.
+#
+#   benches/load/run.sh            # from the workspace root
+#   DURATION=5 benches/load/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION="${DURATION:-10}"
+PORT="${PORT:-3150}"
+LOAD=target/release/lockstep-load
+SERVER=target/release/lockstep-server
+WORK="$(mktemp -d)"
+SERVER_PID=""
+
+cargo build --release -p lockstep-server -p lockstep-load
+(cd benches/node && npm ci --no-audit --no-fund --silent)
+
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+trap 'stop_server; rm -rf "$WORK"' EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "server did not listen on $PORT" >&2
+  return 1
+}
+
+# The rate limit is lifted: the load is the point.
+LOCKSTEP_FLAGS=(--dev --addr "127.0.0.1:$PORT" --transports websocket
+  --messages-per-sec 1000000 --messages-burst 1000000)
+
+start() {
+  local name="$1"
+  rm -f "$WORK"/db*
+  case "$name" in
+    lockstep-sqlite-full) "$SERVER" "${LOCKSTEP_FLAGS[@]}" --db "$WORK/db" --sqlite-sync full >"$WORK/log" 2>&1 & ;;
+    lockstep-sqlite-normal) "$SERVER" "${LOCKSTEP_FLAGS[@]}" --db "$WORK/db" --sqlite-sync normal >"$WORK/log" 2>&1 & ;;
+    lockstep-memory) "$SERVER" "${LOCKSTEP_FLAGS[@]}" --memory >"$WORK/log" 2>&1 & ;;
+    node-socketio) PORT="$PORT" node benches/node/server.mjs >"$WORK/log" 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  wait_port
+}
+
+for shape in "10 2" "50 4"; do
+  set -- $shape
+  for name in ${SERVERS:-lockstep-sqlite-full lockstep-sqlite-normal lockstep-memory node-socketio}; do
+    start "$name"
+    "$LOAD" --url "http://127.0.0.1:$PORT" --subscribers "$1" --publishers "$2" \
+      --window 32 --body-bytes 200 --duration "$DURATION" --drain 10 \
+      --server-pid "$SERVER_PID" --label "$name" || true
+    stop_server
+  done
+done
