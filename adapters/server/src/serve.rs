@@ -232,6 +232,14 @@ impl Bound {
                 warn!("shutdown timed out");
             }
         };
+        // Small frames must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm meets delayed ACKs and p95 latency jumps to ~40 ms
+        // (measured in docs/BENCHMARKS.md, end-to-end load comparison).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                warn!(%e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
