@@ -195,6 +195,15 @@ impl Harness {
         });
     }
 
+    /// The transport drops, the backoff passes, the handshake completes:
+    /// returns the first frame of the new connection (the re-join).
+    pub(crate) fn reconnect(&mut self) -> ClientFrame {
+        self.drop_transport();
+        self.advance(2_000);
+        self.handshake();
+        self.take()
+    }
+
     /// The oldest frame the client sent that the script has not taken.
     pub(crate) fn take(&mut self) -> ClientFrame {
         self.sent.pop_front().expect("the client sent nothing more")

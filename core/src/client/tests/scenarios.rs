@@ -319,10 +319,7 @@ fn a_transport_lost_with_sends_in_flight_halves_the_window() {
     });
     let sent = std::iter::from_fn(|| h.sent.pop_front()).count();
     assert_eq!(sent, 4, "a full window goes out");
-    h.drop_transport();
-    h.advance(2_000);
-    h.handshake();
-    let join = h.take_req();
+    let join = h.reconnect().req().unwrap();
     h.reply(join_ack(join, "general", 1, 0, vec![], true));
     let resent: Vec<ReqId> = std::iter::from_fn(|| h.sent.pop_front())
         .filter_map(|f| {
@@ -558,10 +555,7 @@ fn a_stale_join_reply_is_ignored() {
 fn an_epoch_change_is_reported() {
     let mut h = joined();
     h.reply(ServerFrame::from(msg("general", 1, "bob", "b1", "old log")));
-    h.drop_transport();
-    h.advance(2_000);
-    h.handshake();
-    let join = h.take();
+    let join = h.reconnect();
     assert!(
         matches!(
             join,

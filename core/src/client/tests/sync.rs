@@ -54,10 +54,7 @@ fn a_partial_recovery_is_filled_from_history() {
             more: false,
         }),
     });
-    h.drop_transport();
-    h.advance(2_000);
-    h.handshake();
-    let join = h.take();
+    let join = h.reconnect();
     assert!(
         matches!(
             join,
