@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use common::{App, WAIT, channel, fast_config, texts};
-use lockstep_core::client::Outcome;
 use lockstep_socketio_client::SocketIoConnector;
 use lockstep_tokio::client::ConnectError;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -65,21 +64,7 @@ async fn the_rust_transport_pipelines_against_a_node_socketio_server() {
     let sends: Vec<_> = (0..100)
         .map(|i| apps[0].send(&room, &format!("m{i}")))
         .collect();
-    let ids: Vec<_> = sends
-        .iter()
-        .map(|s| s.client_msg_id().unwrap().clone())
-        .collect();
-    let mut seqs = Vec::new();
-    for s in sends {
-        match tokio::time::timeout(WAIT, s.outcome())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            Outcome::Sent { seq, .. } => seqs.push(seq.0),
-            other => panic!("{other:?}"),
-        }
-    }
+    let (ids, seqs) = common::sent_in_order(sends).await;
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
     let expected: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
     for a in &mut apps {

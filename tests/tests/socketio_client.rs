@@ -86,21 +86,7 @@ async fn rust_clients_chat_over_socketio_with_pipelined_sends() {
     let sends: Vec<_> = (0..60)
         .map(|i| alice.send(&room, &format!("m{i}")))
         .collect();
-    let ids: Vec<_> = sends
-        .iter()
-        .map(|s| s.client_msg_id().unwrap().clone())
-        .collect();
-    let mut seqs = Vec::new();
-    for s in sends {
-        match tokio::time::timeout(WAIT, s.outcome())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            Outcome::Sent { seq, .. } => seqs.push(seq.0),
-            other => panic!("{other:?}"),
-        }
-    }
+    let (ids, seqs) = common::sent_in_order(sends).await;
     assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
     bob.has_messages(&room, &ids).await;
     alice.has_messages(&room, &ids).await;

@@ -10,7 +10,7 @@ use lockstep_core::client::{Backoff, ClientEvent, ConnectionState, Heartbeat, Su
 use lockstep_core::ids::{ChannelId, ClientMsgId, UserId};
 use lockstep_core::server::Open;
 use lockstep_core::wire::{Body, LogEvent, NewMessage};
-use lockstep_tokio::client::{ClientDriverConfig, ClientHandle, Events, spawn_client};
+use lockstep_tokio::client::{ClientDriverConfig, ClientHandle, Events, SendHandle, spawn_client};
 use lockstep_tokio::framed::TcpConnector;
 use lockstep_tokio::server::{
     DevAuthenticator, ServerDriverConfig, ServerHandle, SharedMemStore, TokioClock, spawn_server,
@@ -209,4 +209,25 @@ pub fn texts(messages: &[NewMessage]) -> Vec<String> {
         .iter()
         .map(|m| m.body.value().as_str().unwrap_or_default().to_string())
         .collect()
+}
+
+/// Waits (bounded) for every send's outcome and returns the message ids and
+/// the acked seqs, in send order; any outcome but `Sent` fails the test.
+pub async fn sent_in_order(sends: Vec<SendHandle>) -> (Vec<ClientMsgId>, Vec<u64>) {
+    let ids = sends
+        .iter()
+        .map(|s| s.client_msg_id().unwrap().clone())
+        .collect();
+    let mut seqs = Vec::new();
+    for s in sends {
+        match tokio::time::timeout(WAIT, s.outcome())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            lockstep_core::client::Outcome::Sent { seq, .. } => seqs.push(seq.0),
+            other => panic!("{other:?}"),
+        }
+    }
+    (ids, seqs)
 }
