@@ -281,12 +281,12 @@ impl Backlog {
             };
             let _ = driver.store.execute(StoreCommand::Append {
                 channel: channel(),
-                entry: lockstep_core::store::AppendEntry::Message {
+                entries: vec![lockstep_core::store::AppendEntry::Message {
                     author: author.clone(),
                     client_msg_id,
                     body: body.clone(),
                     ts: 1_700_000_000_000 + i,
-                },
+                }],
             });
         }
         let epoch = driver

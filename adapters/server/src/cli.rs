@@ -57,8 +57,8 @@ pub enum Sync {
     /// `synchronous = FULL`: an acknowledged message survives a power loss.
     Full,
     /// `synchronous = NORMAL`: survives a process crash (SIGKILL), may lose
-    /// the last commits on a power loss; many times faster on one busy
-    /// channel, whose appends are committed one at a time.
+    /// the last commits on a power loss; faster when commits are small
+    /// (few senders), since no commit waits for the disk.
     Normal,
 }
 
@@ -137,6 +137,11 @@ pub struct ServeArgs {
     /// Burst of messages above the sustained rate.
     #[arg(long, env = "LOCKSTEP_MESSAGES_BURST", default_value_t = 50)]
     pub messages_burst: u32,
+    /// Most appends of one channel committed together (one store
+    /// transaction, one `fsync`); 1 commits every message on its own.
+    #[arg(long, env = "LOCKSTEP_APPEND_BATCH", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=1_024))]
+    pub append_batch: u64,
     /// Presence grace period before `presence:leave`, milliseconds (at most 5000).
     #[arg(long, env = "LOCKSTEP_PRESENCE_GRACE_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(0..=5_000))]

@@ -4,9 +4,9 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use lockstep_core::store::{StoreCommand, StoreError, StoreReply};
+use lockstep_core::store::{AppendOutcome, StoreCommand, StoreError, StoreReply};
 use lockstep_tokio::server::Store;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Seconds a store command took, by command (`append`, `read`, `head`, `receipt`).
 pub const STORE_LATENCY: &str = "lockstep_store_latency_seconds";
@@ -14,6 +14,8 @@ pub const STORE_LATENCY: &str = "lockstep_store_latency_seconds";
 pub const STORE_COMMANDS: &str = "lockstep_store_commands_total";
 /// Log events committed (messages, edits, deletions).
 pub const STORED: &str = "lockstep_events_stored_total";
+/// Entries per append command: how much a busy channel's commits are shared.
+pub const APPEND_BATCH: &str = "lockstep_append_batch_entries";
 
 /// Wraps a store and reports each command's latency and outcome.
 #[derive(Debug, Clone)]
@@ -33,8 +35,13 @@ impl<S: Store> Store for Metered<S> {
             .record(started.elapsed().as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(STORE_COMMANDS, "command" => kind, "outcome" => outcome).increment(1);
-        if let Ok(StoreReply::Appended(_)) = &result {
-            metrics::counter!(STORED).increment(1);
+        if let Ok(StoreReply::Appended(outcomes)) = &result {
+            let committed = outcomes
+                .iter()
+                .filter(|o| matches!(o, AppendOutcome::Appended(_)))
+                .count();
+            metrics::counter!(STORED).increment(committed as u64);
+            metrics::histogram!(APPEND_BATCH).record(outcomes.len() as f64);
         }
         result
     }
@@ -50,6 +57,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets(&[
                 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ])
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(APPEND_BATCH.into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+                )
+            })
             .map(PrometheusBuilder::build_recorder);
         match recorder {
             Ok(recorder) => {

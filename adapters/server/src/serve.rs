@@ -273,6 +273,7 @@ fn machine_config(args: &ServeArgs) -> ServerConfig {
         max_channels_per_conn: args.max_channels_per_conn,
         messages_per_sec: args.messages_per_sec,
         messages_burst: args.messages_burst,
+        max_append_batch: usize::try_from(args.append_batch).unwrap_or(1),
         presence_grace: Duration::from_millis(args.presence_grace_ms),
         typing_ttl: Duration::from_millis(args.typing_ttl_ms),
         ..ServerConfig::default()

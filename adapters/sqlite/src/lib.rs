@@ -24,7 +24,9 @@
 //!   and no outcome is answered before the transaction is durable. Its
 //!   queue is bounded, so a slow disk slows the driver down (backpressure)
 //!   instead of growing memory. The server machine never issues two
-//!   appends to one channel at once, so batching changes no order.
+//!   append commands for one channel at once, so batching changes no
+//!   order; a busy channel's own appends arrive already batched in one
+//!   command (one savepoint: all its entries commit, or none).
 //! - **Everything is retained**: history reads start at seq 1 and dedupe
 //!   memory covers every message (the contract asks for at least 100,000).
 //! - **Epochs** start at the database's creation time (Unix ms) and count

@@ -4,8 +4,8 @@
 
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use lockstep_core::store::{
-    AppendEntry, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal, StoreCommand,
-    StoreReply,
+    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
+    StoreCommand, StoreReply,
 };
 use lockstep_core::wire::{Body, LogEvent, MessageDeleted, MessageUpdated, NewMessage, SendAck};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -30,27 +30,13 @@ pub(crate) fn execute(
     cmd: StoreCommand,
 ) -> OpResult<StoreReply> {
     match cmd {
-        StoreCommand::Append { channel, entry } => {
-            let log = Log::touch(conn, next_epoch, &channel)?;
-            match entry {
-                AppendEntry::Message {
-                    author,
-                    client_msg_id,
-                    body,
-                    ts,
-                } => log.append_message(conn, author, client_msg_id, body, ts),
-                AppendEntry::Update {
-                    target,
-                    actor,
-                    rule,
-                    body,
-                } => log.append_update(conn, target, &actor, rule, body),
-                AppendEntry::Delete {
-                    target,
-                    actor,
-                    rule,
-                } => log.append_delete(conn, target, &actor, rule),
-            }
+        StoreCommand::Append { channel, entries } => {
+            let mut log = Log::touch(conn, next_epoch, &channel)?;
+            let outcomes = entries
+                .into_iter()
+                .map(|entry| log.append(conn, entry))
+                .collect::<OpResult<Vec<_>>>()?;
+            Ok(StoreReply::Appended(outcomes))
         }
         StoreCommand::Read {
             channel,
@@ -109,6 +95,33 @@ impl Log {
         })
     }
 
+    /// Appends one entry and moves the head past it when committed.
+    fn append(&mut self, conn: &Connection, entry: AppendEntry) -> OpResult<AppendOutcome> {
+        let outcome = match entry {
+            AppendEntry::Message {
+                author,
+                client_msg_id,
+                body,
+                ts,
+            } => self.append_message(conn, author, client_msg_id, body, ts),
+            AppendEntry::Update {
+                target,
+                actor,
+                rule,
+                body,
+            } => self.append_update(conn, target, &actor, rule, body),
+            AppendEntry::Delete {
+                target,
+                actor,
+                rule,
+            } => self.append_delete(conn, target, &actor, rule),
+        }?;
+        if let AppendOutcome::Appended(event) = &outcome {
+            self.head = event.seq();
+        }
+        Ok(outcome)
+    }
+
     fn append_message(
         &self,
         conn: &Connection,
@@ -116,7 +129,7 @@ impl Log {
         client_msg_id: ClientMsgId,
         body: Body,
         ts: u64,
-    ) -> OpResult<StoreReply> {
+    ) -> OpResult<AppendOutcome> {
         let existing: Option<(String, i64, i64)> = conn
             .prepare_cached(
                 "SELECT message_id, seq, ts FROM messages
@@ -132,14 +145,14 @@ impl Log {
             )
             .optional()?;
         if let Some((id, seq, ts)) = existing {
-            return Ok(StoreReply::Duplicate(Existing::Message(SendAck {
+            return Ok(AppendOutcome::Duplicate(Existing::Message(SendAck {
                 message_id: message_id(id)?,
                 seq: Seq(to_u64(seq)?),
                 ts: to_u64(ts)?,
             })));
         }
         let seq = self.head.next();
-        let id = message_id(format!("m{}.{}", self.epoch.0, seq.0))?;
+        let id = MessageId::minted(self.epoch, seq);
         conn.prepare_cached(
             "INSERT INTO messages (channel, message_id, author, client_msg_id, seq, ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -189,13 +202,13 @@ impl Log {
         actor: &UserId,
         rule: ModifyRule,
         body: Body,
-    ) -> OpResult<StoreReply> {
+    ) -> OpResult<AppendOutcome> {
         // Existence (and not deleted) is checked before authorship.
         let Some((author, None)) = self.target(conn, &target)? else {
-            return Ok(StoreReply::Refused(Refusal::NotFound));
+            return Ok(AppendOutcome::Refused(Refusal::NotFound));
         };
         if !allowed(rule, &author, actor) {
-            return Ok(StoreReply::Refused(Refusal::Forbidden));
+            return Ok(AppendOutcome::Refused(Refusal::Forbidden));
         }
         self.commit(
             conn,
@@ -214,15 +227,15 @@ impl Log {
         target: MessageId,
         actor: &UserId,
         rule: ModifyRule,
-    ) -> OpResult<StoreReply> {
+    ) -> OpResult<AppendOutcome> {
         let Some((author, deleted)) = self.target(conn, &target)? else {
-            return Ok(StoreReply::Refused(Refusal::NotFound));
+            return Ok(AppendOutcome::Refused(Refusal::NotFound));
         };
         if !allowed(rule, &author, actor) {
-            return Ok(StoreReply::Refused(Refusal::Forbidden));
+            return Ok(AppendOutcome::Refused(Refusal::Forbidden));
         }
         if let Some(seq) = deleted {
-            return Ok(StoreReply::Duplicate(Existing::Deletion {
+            return Ok(AppendOutcome::Duplicate(Existing::Deletion {
                 seq: Seq(to_u64(seq)?),
             }));
         }
@@ -246,14 +259,14 @@ impl Log {
     }
 
     /// Records `event` at `head + 1` and moves the head.
-    fn commit(&self, conn: &Connection, event: LogEvent) -> OpResult<StoreReply> {
+    fn commit(&self, conn: &Connection, event: LogEvent) -> OpResult<AppendOutcome> {
         let seq = to_i64(event.seq().0)?;
         let json = serde_json::to_string(&event).map_err(|e| OpError::Corrupt(e.to_string()))?;
         conn.prepare_cached("INSERT INTO events (channel, seq, event) VALUES (?1, ?2, ?3)")?
             .execute(params![self.channel.as_str(), seq, json])?;
         conn.prepare_cached("UPDATE channels SET head = ?2 WHERE channel = ?1")?
             .execute(params![self.channel.as_str(), seq])?;
-        Ok(StoreReply::Appended(event))
+        Ok(AppendOutcome::Appended(event))
     }
 
     fn read(&self, conn: &Connection, from: ReadFrom, limit: u64) -> OpResult<Page> {

@@ -6,7 +6,8 @@
 
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use lockstep_core::store::{
-    AppendEntry, Existing, ModifyRule, Page, ReadFrom, Refusal, StoreCommand, StoreReply,
+    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, ReadFrom, Refusal, StoreCommand,
+    StoreReply,
 };
 use lockstep_core::wire::{Body, LogEvent};
 use lockstep_sqlite::SqliteStore;
@@ -21,30 +22,38 @@ fn user(s: &str) -> UserId {
 async fn run<S: Store>(s: &S, cmd: StoreCommand) -> StoreReply {
     s.execute(cmd).await.unwrap()
 }
-async fn send<S: Store>(s: &S, c: &str, author: &str, cmid: &str) -> StoreReply {
-    run(
-        s,
-        StoreCommand::Append {
-            channel: ch(c),
-            entry: AppendEntry::Message {
-                author: user(author),
-                client_msg_id: ClientMsgId::new(cmid).unwrap(),
-                body: Body::text(cmid),
-                ts: 7,
-            },
-        },
-    )
-    .await
+fn message(author: &str, cmid: &str) -> AppendEntry {
+    AppendEntry::Message {
+        author: user(author),
+        client_msg_id: ClientMsgId::new(cmid).unwrap(),
+        body: Body::text(cmid),
+        ts: 7,
+    }
 }
-fn appended_seq(r: &StoreReply) -> u64 {
+/// Appends `entries` as one command; the outcomes, one per entry.
+async fn append<S: Store>(s: &S, c: &str, entries: Vec<AppendEntry>) -> Vec<AppendOutcome> {
+    let n = entries.len();
+    let cmd = StoreCommand::Append {
+        channel: ch(c),
+        entries,
+    };
+    match run(s, cmd).await {
+        StoreReply::Appended(outcomes) if outcomes.len() == n => outcomes,
+        other => panic!("not {n} append outcomes: {other:?}"),
+    }
+}
+async fn send<S: Store>(s: &S, c: &str, author: &str, cmid: &str) -> AppendOutcome {
+    append(s, c, vec![message(author, cmid)]).await.remove(0)
+}
+fn appended_seq(r: &AppendOutcome) -> u64 {
     match r {
-        StoreReply::Appended(e) => e.seq().0,
+        AppendOutcome::Appended(e) => e.seq().0,
         other => panic!("not appended: {other:?}"),
     }
 }
-fn message_id(r: &StoreReply) -> MessageId {
+fn message_id(r: &AppendOutcome) -> MessageId {
     match r {
-        StoreReply::Appended(e) => e.message_id().clone(),
+        AppendOutcome::Appended(e) => e.message_id().clone(),
         other => panic!("not appended: {other:?}"),
     }
 }
@@ -75,7 +84,7 @@ async fn modify<S: Store>(
     actor: &str,
     delete: bool,
     rule: ModifyRule,
-) -> StoreReply {
+) -> AppendOutcome {
     let entry = if delete {
         AppendEntry::Delete {
             target: target.clone(),
@@ -90,14 +99,7 @@ async fn modify<S: Store>(
             body: Body::text("edited"),
         }
     };
-    run(
-        s,
-        StoreCommand::Append {
-            channel: ch("g"),
-            entry,
-        },
-    )
-    .await
+    append(s, "g", vec![entry]).await.remove(0)
 }
 
 async fn seqs_are_contiguous_per_channel_and_epochs_fixed<S: Store>(s: S) {
@@ -116,7 +118,7 @@ async fn seqs_are_contiguous_per_channel_and_epochs_fixed<S: Store>(s: S) {
 async fn dedupe_returns_the_original_and_consumes_no_seq<S: Store>(s: S) {
     let first = send(&s, "g", "alice", "c1").await;
     let again = send(&s, "g", "alice", "c1").await;
-    let StoreReply::Duplicate(Existing::Message(ack)) = again else {
+    let AppendOutcome::Duplicate(Existing::Message(ack)) = again else {
         panic!("{again:?}")
     };
     assert_eq!(ack.seq, Seq(1));
@@ -135,11 +137,11 @@ async fn update_and_delete_rules<S: Store>(s: S) {
     for delete in [false, true] {
         assert_eq!(
             modify(&s, &unknown, "alice", delete, author_only).await,
-            StoreReply::Refused(Refusal::NotFound)
+            AppendOutcome::Refused(Refusal::NotFound)
         );
         assert_eq!(
             modify(&s, &id, "bob", delete, author_only).await,
-            StoreReply::Refused(Refusal::Forbidden)
+            AppendOutcome::Refused(Refusal::Forbidden)
         );
     }
     assert_eq!(
@@ -153,12 +155,12 @@ async fn update_and_delete_rules<S: Store>(s: S) {
     // Repeating a delete answers the original deletion.
     assert_eq!(
         modify(&s, &id, "alice", true, author_only).await,
-        StoreReply::Duplicate(Existing::Deletion { seq: Seq(3) })
+        AppendOutcome::Duplicate(Existing::Deletion { seq: Seq(3) })
     );
     // An update of a deleted message is not_found, checked before authorship.
     assert_eq!(
         modify(&s, &id, "bob", false, author_only).await,
-        StoreReply::Refused(Refusal::NotFound)
+        AppendOutcome::Refused(Refusal::NotFound)
     );
     assert_eq!(head(&s, "g").await.1, Seq(3));
     let target = message_id(&send(&s, "g", "alice", "c2").await);
@@ -179,6 +181,48 @@ async fn update_and_delete_rules<S: Store>(s: S) {
         kinds,
         ["message", "updated", "deleted", "message", "updated"]
     );
+}
+
+async fn one_append_commits_its_entries_in_order_with_an_outcome_each<S: Store>(s: S) {
+    let first = send(&s, "g", "alice", "c1").await;
+    let entries = vec![
+        message("bob", "b1"),
+        // Refused: consumes no seq and does not stop the others.
+        AppendEntry::Delete {
+            target: message_id(&first),
+            actor: user("bob"),
+            rule: ModifyRule::AuthorOnly,
+        },
+        // A duplicate of an earlier command's message.
+        message("alice", "c1"),
+        message("bob", "b2"),
+        // A duplicate of an entry of this same command.
+        message("bob", "b1"),
+        // An edit of a message of this same command.
+        AppendEntry::Update {
+            target: MessageId::minted(head(&s, "g").await.0, Seq(2)),
+            actor: user("bob"),
+            rule: ModifyRule::AuthorOnly,
+            body: Body::text("b1 edited"),
+        },
+    ];
+    let outcomes = append(&s, "g", entries).await;
+    assert_eq!(appended_seq(&outcomes[0]), 2);
+    assert_eq!(outcomes[1], AppendOutcome::Refused(Refusal::Forbidden));
+    assert!(matches!(
+        &outcomes[2],
+        AppendOutcome::Duplicate(Existing::Message(a)) if a.seq == Seq(1)
+    ));
+    assert_eq!(appended_seq(&outcomes[3]), 3);
+    assert!(matches!(
+        &outcomes[4],
+        AppendOutcome::Duplicate(Existing::Message(a)) if a.seq == Seq(2)
+    ));
+    assert_eq!(appended_seq(&outcomes[5]), 4);
+    assert_eq!(head(&s, "g").await.1, Seq(4));
+    let page = read(&s, "g", ReadFrom::After(Seq(0)), 10).await;
+    let seqs: Vec<u64> = page.events.iter().map(|e| e.seq().0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
 }
 
 async fn reads_are_bounded<S: Store>(s: S) {
@@ -260,6 +304,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn update_and_delete_rules() {
                 super::update_and_delete_rules($make).await;
+            }
+            #[tokio::test]
+            async fn one_append_commits_its_entries_in_order_with_an_outcome_each() {
+                super::one_append_commits_its_entries_in_order_with_an_outcome_each($make).await;
             }
             #[tokio::test]
             async fn reads_are_bounded() {

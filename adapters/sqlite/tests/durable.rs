@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
-use lockstep_core::store::{AppendEntry, Existing, ReadFrom, StoreCommand, StoreReply};
+use lockstep_core::store::{
+    AppendEntry, AppendOutcome, Existing, ReadFrom, StoreCommand, StoreReply,
+};
 use lockstep_core::wire::Body;
 use lockstep_sqlite::SqliteStore;
 use lockstep_tokio::server::Store;
@@ -11,12 +13,12 @@ use lockstep_tokio::server::Store;
 fn append(cmid: &str) -> StoreCommand {
     StoreCommand::Append {
         channel: ChannelId::new("g").unwrap(),
-        entry: AppendEntry::Message {
+        entries: vec![AppendEntry::Message {
             author: UserId::new("alice").unwrap(),
             client_msg_id: ClientMsgId::new(cmid).unwrap(),
             body: Body::text(cmid),
             ts: 1,
-        },
+        }],
     }
 }
 
@@ -40,7 +42,7 @@ async fn a_reopened_database_keeps_logs_dedupe_and_epochs() {
     assert_eq!(s.execute(head).await.unwrap(), before);
     let again = s.execute(append("c7")).await.unwrap();
     assert!(
-        matches!(again, StoreReply::Duplicate(Existing::Message(ref a)) if a.ts == 1),
+        matches!(&again, StoreReply::Appended(o) if matches!(o.as_slice(), [AppendOutcome::Duplicate(Existing::Message(a))] if a.ts == 1)),
         "{again:?}"
     );
     let page = s

@@ -9,7 +9,7 @@ use crate::ids::{Epoch, UserId};
 use crate::server::conn::Membership;
 use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
 use crate::server::{AccessPolicy, Denied, Except, Server};
-use crate::store::{Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
+use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
 use crate::wire::{
     Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
 };
@@ -20,6 +20,15 @@ fn unavailable(e: &StoreError) -> Denied {
 
 fn unexpected(reply: &StoreReply) -> Denied {
     warn!(?reply, "store reply does not match its command");
+    out_of_contract()
+}
+
+fn unexpected_outcome(outcome: &AppendOutcome) -> Denied {
+    warn!(?outcome, "append outcome does not match its entry");
+    out_of_contract()
+}
+
+fn out_of_contract() -> Denied {
     Denied::new(ErrorCode::Unavailable, "store answered out of contract")
 }
 
@@ -53,11 +62,23 @@ impl<P: AccessPolicy> Server<P> {
                 channel,
                 user,
             } => self.complete_receipt(waiter, channel, user, result),
-            PendingOp::Append { channel, origin } => {
+            PendingOp::Append { channel, origins } => {
                 self.appends.finish(&channel);
-                match origin {
-                    AppendOrigin::Send(key) => self.complete_send(key, result),
-                    AppendOrigin::Modify(waiter) => self.complete_modify(waiter, &channel, result),
+                let outcomes: Vec<Result<AppendOutcome, Denied>> = match result {
+                    Ok(StoreReply::Appended(outcomes)) if outcomes.len() == origins.len() => {
+                        outcomes.into_iter().map(Ok).collect()
+                    }
+                    Ok(other) => origins.iter().map(|_| Err(unexpected(&other))).collect(),
+                    Err(e) => origins.iter().map(|_| Err(unavailable(&e))).collect(),
+                };
+                // In entry order, so broadcasts go out in seq order.
+                for (origin, outcome) in origins.into_iter().zip(outcomes) {
+                    match origin {
+                        AppendOrigin::Send(key) => self.complete_send(key, outcome),
+                        AppendOrigin::Modify(waiter) => {
+                            self.complete_modify(waiter, &channel, outcome);
+                        }
+                    }
                 }
                 self.pump(&channel);
             }
@@ -75,10 +96,10 @@ impl<P: AccessPolicy> Server<P> {
         }
     }
 
-    fn complete_send(&mut self, key: SendKey, result: Result<StoreReply, StoreError>) {
+    fn complete_send(&mut self, key: SendKey, outcome: Result<AppendOutcome, Denied>) {
         let waiters = self.sends.remove(&key).unwrap_or_default();
-        let answer = match result {
-            Ok(StoreReply::Appended(LogEvent::Message(m))) => {
+        let answer = match outcome {
+            Ok(AppendOutcome::Appended(LogEvent::Message(m))) => {
                 let ack = SendAck {
                     message_id: m.message_id.clone(),
                     seq: m.seq,
@@ -87,9 +108,9 @@ impl<P: AccessPolicy> Server<P> {
                 self.broadcast(&key.channel, ServerFrame::MessageNew(m), Except::Nobody);
                 Ok(ack)
             }
-            Ok(StoreReply::Duplicate(Existing::Message(ack))) => Ok(ack),
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) => Err(unavailable(&e)),
+            Ok(AppendOutcome::Duplicate(Existing::Message(ack))) => Ok(ack),
+            Ok(other) => Err(unexpected_outcome(&other)),
+            Err(denied) => Err(denied),
         };
         let gated: Vec<_> = waiters.iter().map(|(w, a)| (*w, *a)).collect();
         if answer.is_ok() {
@@ -125,10 +146,10 @@ impl<P: AccessPolicy> Server<P> {
         &mut self,
         w: Waiter,
         channel: &ChannelId,
-        result: Result<StoreReply, StoreError>,
+        outcome: Result<AppendOutcome, Denied>,
     ) {
-        let answer = match result {
-            Ok(StoreReply::Appended(event @ (LogEvent::Updated(_) | LogEvent::Deleted(_)))) => {
+        let answer = match outcome {
+            Ok(AppendOutcome::Appended(event @ (LogEvent::Updated(_) | LogEvent::Deleted(_)))) => {
                 let seq = event.seq();
                 let ack = match event {
                     LogEvent::Updated(_) => Ack::Update { seq },
@@ -137,16 +158,16 @@ impl<P: AccessPolicy> Server<P> {
                 self.broadcast(channel, ServerFrame::from(event), Except::Nobody);
                 Ok(ack)
             }
-            Ok(StoreReply::Duplicate(Existing::Deletion { seq })) => Ok(Ack::Delete { seq }),
-            Ok(StoreReply::Refused(Refusal::NotFound)) => {
+            Ok(AppendOutcome::Duplicate(Existing::Deletion { seq })) => Ok(Ack::Delete { seq }),
+            Ok(AppendOutcome::Refused(Refusal::NotFound)) => {
                 Err(Denied::new(ErrorCode::NotFound, "no such message"))
             }
-            Ok(StoreReply::Refused(Refusal::Forbidden)) => Err(Denied::new(
+            Ok(AppendOutcome::Refused(Refusal::Forbidden)) => Err(Denied::new(
                 ErrorCode::Forbidden,
                 "only the author may change this message",
             )),
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) => Err(unavailable(&e)),
+            Ok(other) => Err(unexpected_outcome(&other)),
+            Err(denied) => Err(denied),
         };
         self.answer(w, answer);
     }

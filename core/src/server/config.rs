@@ -49,6 +49,13 @@ pub struct ServerConfig {
     /// Store operations issued or queued by the whole server, else
     /// `unavailable`. Default 65,536: backpressure before memory runs out.
     pub max_pending_total: usize,
+    /// Most appends of one channel committed by one store command. Appends
+    /// that queue behind a channel's command in flight go together in the
+    /// next, so a busy channel pays one commit (one `fsync` for a durable
+    /// store) per batch instead of per message. Default 64: amortizes a
+    /// flush over a whole burst of pipelined sends, while one command stays
+    /// bounded (64 maximal bodies are 4 MiB).
+    pub max_append_batch: usize,
     /// Delay before `presence:leave` after a user's last connection leaves,
     /// so a quick reconnect does not flap. Default 2 s (the protocol allows
     /// at most 5 s).
@@ -90,6 +97,7 @@ impl Default for ServerConfig {
             join_events_max: JOIN_EVENTS_MAX as u64,
             max_pending_per_conn: 256,
             max_pending_total: 65_536,
+            max_append_batch: 64,
             presence_grace: Duration::from_secs(2),
             order_gate_ttl: Duration::from_secs(30),
             idle_timeout: None,

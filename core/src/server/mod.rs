@@ -353,7 +353,7 @@ impl<P: AccessPolicy> Server<P> {
     /// them.
     #[must_use]
     pub fn pending_store_ops(&self) -> usize {
-        self.ops.len() + self.appends.queued()
+        self.ops.len() + self.appends.uncounted()
     }
 
     /// Replies owed to open connections.

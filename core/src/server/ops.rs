@@ -1,8 +1,11 @@
 //! Store operations in flight and the per-channel append queues.
 //!
-//! At most one append per channel is at the store at a time, so appends
-//! commit in the order the server accepted them whatever order the store
-//! completes other operations in: a sender's messages keep their order.
+//! At most one append command per channel is at the store at a time, so
+//! appends commit in the order the server accepted them whatever order the
+//! store completes other operations in: a sender's messages keep their
+//! order. The command carries everything that queued up behind the
+//! previous one (up to `ServerConfig::max_append_batch` entries), so a busy
+//! channel pays one store commit per batch, not per message.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -71,10 +74,11 @@ pub(crate) enum PendingOp {
         channel: ChannelId,
         user: UserId,
     },
-    /// An append (the only one in flight for its channel).
+    /// An append command (the only one in flight for its channel): whom
+    /// each entry answers, in the entries' order.
     Append {
         channel: ChannelId,
-        origin: AppendOrigin,
+        origins: Vec<AppendOrigin>,
     },
 }
 
@@ -143,15 +147,20 @@ impl QueuedAppend {
 
 #[derive(Debug, Clone, Default)]
 struct ChannelQueue {
-    in_flight: bool,
+    /// Entries of the command at the store (0: none is).
+    in_flight: usize,
     waiting: VecDeque<QueuedAppend>,
 }
 
-/// Per-channel FIFO of appends with at most one at the store.
+/// Per-channel FIFO of appends with at most one command at the store.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AppendQueues {
     channels: BTreeMap<ChannelId, ChannelQueue>,
+    /// Entries waiting, over all channels.
     queued: usize,
+    /// Entries at the store beyond the first of each command (the op
+    /// table counts a command once).
+    batched: usize,
 }
 
 impl AppendQueues {
@@ -164,22 +173,28 @@ impl AppendQueues {
         self.queued += 1;
     }
 
-    /// The next append to issue for `channel`, if none is in flight.
-    pub(crate) fn next_ready(&mut self, channel: &ChannelId) -> Option<QueuedAppend> {
-        let q = self.channels.get_mut(channel)?;
-        if q.in_flight {
-            return None;
+    /// The next appends to issue for `channel` as one command, oldest
+    /// first and at most `max` (at least one), if no command is in flight.
+    pub(crate) fn next_batch(&mut self, channel: &ChannelId, max: usize) -> Vec<QueuedAppend> {
+        let Some(q) = self.channels.get_mut(channel) else {
+            return Vec::new();
+        };
+        if q.in_flight > 0 {
+            return Vec::new();
         }
-        let next = q.waiting.pop_front()?;
-        q.in_flight = true;
-        self.queued -= 1;
-        Some(next)
+        let n = q.waiting.len().min(max.max(1));
+        let batch: Vec<_> = q.waiting.drain(..n).collect();
+        q.in_flight = n;
+        self.queued -= n;
+        self.batched += n.saturating_sub(1);
+        batch
     }
 
-    /// The in-flight append of `channel` completed.
+    /// The in-flight command of `channel` completed.
     pub(crate) fn finish(&mut self, channel: &ChannelId) {
         if let Some(q) = self.channels.get_mut(channel) {
-            q.in_flight = false;
+            self.batched -= q.in_flight.saturating_sub(1);
+            q.in_flight = 0;
             if q.waiting.is_empty() {
                 self.channels.remove(channel);
             }
@@ -208,13 +223,14 @@ impl AppendQueues {
         q.waiting
             .retain(|a| !matches!(a, QueuedAppend::Send { key: k, .. } if k == key));
         self.queued -= before - q.waiting.len();
-        if !q.in_flight && q.waiting.is_empty() {
+        if q.in_flight == 0 && q.waiting.is_empty() {
             self.channels.remove(channel);
         }
     }
 
-    /// Appends accepted but not yet issued.
-    pub(crate) fn queued(&self) -> usize {
-        self.queued
+    /// Appends not yet answered that the op table does not count: the
+    /// waiting ones and those sharing a command with another.
+    pub(crate) fn uncounted(&self) -> usize {
+        self.queued + self.batched
     }
 }

@@ -79,13 +79,15 @@ pub enum ReadFrom {
 /// One unit of work for the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreCommand {
-    /// Append one entry to a channel log in one transaction (see the module
-    /// docs for the contract).
+    /// Append entries to a channel log, in order, in one transaction (see
+    /// the module docs for the contract). Several entries share one commit
+    /// (one `fsync` for a durable engine), so a busy channel is not held to
+    /// one message per disk flush.
     Append {
         /// The channel.
         channel: ChannelId,
-        /// What to append.
-        entry: AppendEntry,
+        /// What to append, in commit order (at least one).
+        entries: Vec<AppendEntry>,
     },
     /// Read a page of a channel log.
     Read {
@@ -167,14 +169,23 @@ pub enum Refusal {
     },
 }
 
-/// A successful store outcome.
+/// What one entry of an append came to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StoreReply {
+pub enum AppendOutcome {
     /// A new log event was committed: acknowledge and broadcast it.
     Appended(LogEvent),
     /// A dedupe hit: nothing new was committed; answer with the original.
     Duplicate(Existing),
-    /// The append or receipt was refused by a precondition.
+    /// A precondition refused the entry; it consumed no seq.
+    Refused(Refusal),
+}
+
+/// A successful store outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreReply {
+    /// The outcome of each entry of an append, in the entries' order.
+    Appended(Vec<AppendOutcome>),
+    /// The receipt was refused by a precondition.
     Refused(Refusal),
     /// The answer to a read.
     Events(Page),

@@ -100,18 +100,24 @@ impl MemStore {
             FailMode::Always => return Err(StoreError::Unavailable("injected failure".into())),
         }
         match cmd {
-            StoreCommand::Append { channel, entry } => {
+            StoreCommand::Append { channel, entries } => {
                 let forget = sabotaged!(self.config, StoreForgetsAppends);
                 #[cfg(feature = "sabotage")]
                 if sabotaged!(self.config, StoreSkipsDedupe) {
                     self.log_mut(channel.clone()).forget_dedupe_keys();
                 }
                 let log = self.log_mut(channel);
-                if forget {
+                // Appending cannot fail past this point (injected failures
+                // happen before anything changes), so the entries commit
+                // together as the contract asks.
+                let outcomes = if forget {
                     // Sabotage: answer as if committed, keep nothing.
-                    return log.clone().append(entry);
-                }
-                log.append(entry)
+                    let mut scratch = log.clone();
+                    entries.into_iter().map(|e| scratch.append(e)).collect()
+                } else {
+                    entries.into_iter().map(|e| log.append(e)).collect()
+                };
+                Ok(StoreReply::Appended(outcomes))
             }
             StoreCommand::Read {
                 channel,

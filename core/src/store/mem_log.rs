@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::store::{
-    AppendEntry, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal, StoreError,
+    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
     StoreReply,
 };
 use crate::wire::{Body, LogEvent, MessageDeleted, MessageUpdated, NewMessage, SendAck};
@@ -108,16 +108,14 @@ impl ChannelLog {
         }
     }
 
-    pub(super) fn append(&mut self, entry: AppendEntry) -> Result<StoreReply, StoreError> {
-        Ok(match entry {
+    pub(super) fn append(&mut self, entry: AppendEntry) -> AppendOutcome {
+        match entry {
             AppendEntry::Message {
                 author,
                 client_msg_id,
                 body,
                 ts,
-            } => {
-                return self.append_message(author, client_msg_id, body, ts);
-            }
+            } => self.append_message(author, client_msg_id, body, ts),
             AppendEntry::Update {
                 target,
                 actor,
@@ -129,7 +127,7 @@ impl ChannelLog {
                 actor,
                 rule,
             } => self.append_delete(target, &actor, rule),
-        })
+        }
     }
 
     fn append_message(
@@ -138,7 +136,7 @@ impl ChannelLog {
         client_msg_id: ClientMsgId,
         body: Body,
         ts: u64,
-    ) -> Result<StoreReply, StoreError> {
+    ) -> AppendOutcome {
         let key = (author, client_msg_id);
         if let Some(meta) = self
             .dedupe
@@ -146,15 +144,15 @@ impl ChannelLog {
             .and_then(|id| self.messages.get(id).map(|m| (id, m)))
         {
             let (id, meta) = meta;
-            return Ok(StoreReply::Duplicate(Existing::Message(SendAck {
+            return AppendOutcome::Duplicate(Existing::Message(SendAck {
                 message_id: id.clone(),
                 seq: meta.seq,
                 ts: meta.ts,
-            })));
+            }));
         }
         let (author, client_msg_id) = key;
         let seq = self.head.next();
-        let message_id = self.message_id(seq)?;
+        let message_id = MessageId::minted(self.epoch, seq);
         let event = LogEvent::Message(NewMessage {
             channel_id: self.channel.clone(),
             seq,
@@ -178,7 +176,7 @@ impl ChannelLog {
         );
         self.message_order.push_back(message_id);
         self.forget_beyond_memory();
-        Ok(self.commit(event))
+        self.commit(event)
     }
 
     fn append_update(
@@ -187,16 +185,16 @@ impl ChannelLog {
         actor: &UserId,
         rule: ModifyRule,
         body: Body,
-    ) -> StoreReply {
+    ) -> AppendOutcome {
         // Existence (and not deleted) is checked before authorship.
         let Some(meta) = self.messages.get(&target) else {
-            return StoreReply::Refused(Refusal::NotFound);
+            return AppendOutcome::Refused(Refusal::NotFound);
         };
         if let MessageState::Deleted { .. } = meta.state {
-            return StoreReply::Refused(Refusal::NotFound);
+            return AppendOutcome::Refused(Refusal::NotFound);
         }
         if !allowed(rule, &meta.author, actor) {
-            return StoreReply::Refused(Refusal::Forbidden);
+            return AppendOutcome::Refused(Refusal::Forbidden);
         }
         let seq = self.head.next();
         self.commit(LogEvent::Updated(MessageUpdated {
@@ -207,16 +205,21 @@ impl ChannelLog {
         }))
     }
 
-    fn append_delete(&mut self, target: MessageId, actor: &UserId, rule: ModifyRule) -> StoreReply {
+    fn append_delete(
+        &mut self,
+        target: MessageId,
+        actor: &UserId,
+        rule: ModifyRule,
+    ) -> AppendOutcome {
         let seq = self.head.next();
         let Some(meta) = self.messages.get_mut(&target) else {
-            return StoreReply::Refused(Refusal::NotFound);
+            return AppendOutcome::Refused(Refusal::NotFound);
         };
         if !allowed(rule, &meta.author, actor) {
-            return StoreReply::Refused(Refusal::Forbidden);
+            return AppendOutcome::Refused(Refusal::Forbidden);
         }
         if let MessageState::Deleted { seq } = meta.state {
-            return StoreReply::Duplicate(Existing::Deletion { seq });
+            return AppendOutcome::Duplicate(Existing::Deletion { seq });
         }
         meta.state = MessageState::Deleted { seq };
         self.commit(LogEvent::Deleted(MessageDeleted {
@@ -248,13 +251,13 @@ impl ChannelLog {
     }
 
     /// Records `event` at `head + 1` and drops what falls out of retention.
-    fn commit(&mut self, event: LogEvent) -> StoreReply {
+    fn commit(&mut self, event: LogEvent) -> AppendOutcome {
         self.head = event.seq();
         self.events.push_back(event.clone());
         while self.events.len() > self.retain {
             self.events.pop_front();
         }
-        StoreReply::Appended(event)
+        AppendOutcome::Appended(event)
     }
 
     fn forget_beyond_memory(&mut self) {
@@ -266,13 +269,6 @@ impl ChannelLog {
                 self.dedupe.remove(&(meta.author, meta.client_msg_id));
             }
         }
-    }
-
-    /// Opaque, unique per channel across resets (the epoch is part of it).
-    fn message_id(&self, seq: Seq) -> Result<MessageId, StoreError> {
-        // At most 42 characters of digits and punctuation: always valid.
-        MessageId::new(format!("m{}.{}", self.epoch.0, seq.0))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 

@@ -10,13 +10,16 @@
 //! - **The store is the truth.** The server machine loses its memory on a
 //!   restart; everything a reply depends on (seqs, dedupe keys, authorship,
 //!   deletions, read watermarks) lives in the store.
-//! - **One append is one transaction.** [`StoreCommand::Append`] checks its
-//!   preconditions (dedupe key, target existence, [`ModifyRule`]), assigns the
-//!   next seq of the channel (contiguous from 1 within an epoch) and records
-//!   the dedupe key in the same transaction. A refused or failed append
-//!   consumes no seq.
+//! - **One append is one transaction.** [`StoreCommand::Append`] takes its
+//!   entries in order; for each it checks the preconditions (dedupe key,
+//!   target existence, [`ModifyRule`]), assigns the next seq of the channel
+//!   (contiguous from 1 within an epoch) and records the dedupe key, and it
+//!   answers one [`AppendOutcome`] per entry. The entries commit together or,
+//!   on a [`StoreError`], not at all, so a failure can never let a later
+//!   message of a sender in while an earlier one is lost. A refused entry
+//!   consumes no seq and does not stop the others.
 //! - **Deduplication.** The key is (channel, author, client message id). A hit
-//!   commits nothing and answers [`StoreReply::Duplicate`] with the original
+//!   commits nothing and answers [`AppendOutcome::Duplicate`] with the original
 //!   message's id, seq and ts. The memory covers at least the last 100,000
 //!   messages of a channel.
 //! - **Epochs.** A channel's log has an identity ([`Epoch`](crate::ids::Epoch))
@@ -38,8 +41,8 @@ mod mem;
 mod mem_log;
 
 pub use command::{
-    AppendEntry, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal, StoreCommand,
-    StoreError, StoreOpId, StoreReply,
+    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
+    StoreCommand, StoreError, StoreOpId, StoreReply,
 };
 pub use mem::{FailMode, MemStore, MemStoreConfig};
 

@@ -10,28 +10,40 @@ fn ch(s: &str) -> ChannelId {
 fn user(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
-fn send(store: &mut MemStore, c: &str, author: &str, cmid: &str) -> StoreReply {
-    store
-        .execute(StoreCommand::Append {
-            channel: ch(c),
-            entry: AppendEntry::Message {
-                author: user(author),
-                client_msg_id: ClientMsgId::new(cmid).unwrap(),
-                body: Body::text(cmid),
-                ts: 7,
-            },
-        })
-        .unwrap()
+fn message(author: &str, cmid: &str) -> AppendEntry {
+    AppendEntry::Message {
+        author: user(author),
+        client_msg_id: ClientMsgId::new(cmid).unwrap(),
+        body: Body::text(cmid),
+        ts: 7,
+    }
 }
-fn appended_seq(r: &StoreReply) -> u64 {
+/// Appends `entries` as one command; the outcomes, one per entry.
+fn append(store: &mut MemStore, c: &str, entries: Vec<AppendEntry>) -> Vec<AppendOutcome> {
+    let n = entries.len();
+    match store.execute(StoreCommand::Append {
+        channel: ch(c),
+        entries,
+    }) {
+        Ok(StoreReply::Appended(outcomes)) if outcomes.len() == n => outcomes,
+        other => panic!("not {n} append outcomes: {other:?}"),
+    }
+}
+fn append_one(store: &mut MemStore, c: &str, entry: AppendEntry) -> AppendOutcome {
+    append(store, c, vec![entry]).remove(0)
+}
+fn send(store: &mut MemStore, c: &str, author: &str, cmid: &str) -> AppendOutcome {
+    append_one(store, c, message(author, cmid))
+}
+fn appended_seq(r: &AppendOutcome) -> u64 {
     match r {
-        StoreReply::Appended(e) => e.seq().0,
+        AppendOutcome::Appended(e) => e.seq().0,
         other => panic!("not appended: {other:?}"),
     }
 }
-fn message_id(r: &StoreReply) -> MessageId {
+fn message_id(r: &AppendOutcome) -> MessageId {
     match r {
-        StoreReply::Appended(e) => e.message_id().clone(),
+        AppendOutcome::Appended(e) => e.message_id().clone(),
         other => panic!("not appended: {other:?}"),
     }
 }
@@ -48,7 +60,7 @@ fn read(store: &mut MemStore, c: &str, from: ReadFrom, limit: u64) -> Page {
         other => panic!("not a page: {other:?}"),
     }
 }
-fn modify(store: &mut MemStore, target: &MessageId, actor: &str, delete: bool) -> StoreReply {
+fn modify(store: &mut MemStore, target: &MessageId, actor: &str, delete: bool) -> AppendOutcome {
     let entry = if delete {
         AppendEntry::Delete {
             target: target.clone(),
@@ -63,12 +75,7 @@ fn modify(store: &mut MemStore, target: &MessageId, actor: &str, delete: bool) -
             body: Body::text("edited"),
         }
     };
-    store
-        .execute(StoreCommand::Append {
-            channel: ch("g"),
-            entry,
-        })
-        .unwrap()
+    append_one(store, "g", entry)
 }
 
 #[test]
@@ -95,7 +102,7 @@ fn dedupe_returns_the_original_and_consumes_no_seq() {
     let mut s = MemStore::default();
     let first = send(&mut s, "g", "alice", "c1");
     let again = send(&mut s, "g", "alice", "c1");
-    let StoreReply::Duplicate(Existing::Message(ack)) = again else {
+    let AppendOutcome::Duplicate(Existing::Message(ack)) = again else {
         panic!("{again:?}")
     };
     assert_eq!(ack.seq, Seq(1));
@@ -119,7 +126,7 @@ fn dedupe_memory_is_bounded() {
     assert_eq!(appended_seq(&send(&mut s, "g", "u", "c0")), 6);
     assert!(matches!(
         send(&mut s, "g", "u", "c4"),
-        StoreReply::Duplicate(_)
+        AppendOutcome::Duplicate(_)
     ));
 }
 
@@ -130,44 +137,43 @@ fn update_and_delete_rules() {
     let unknown = MessageId::new("nope").unwrap();
     assert_eq!(
         modify(&mut s, &unknown, "alice", false),
-        StoreReply::Refused(Refusal::NotFound)
+        AppendOutcome::Refused(Refusal::NotFound)
     );
     assert_eq!(
         modify(&mut s, &unknown, "alice", true),
-        StoreReply::Refused(Refusal::NotFound)
+        AppendOutcome::Refused(Refusal::NotFound)
     );
     assert_eq!(
         modify(&mut s, &id, "bob", false),
-        StoreReply::Refused(Refusal::Forbidden)
+        AppendOutcome::Refused(Refusal::Forbidden)
     );
     assert_eq!(
         modify(&mut s, &id, "bob", true),
-        StoreReply::Refused(Refusal::Forbidden)
+        AppendOutcome::Refused(Refusal::Forbidden)
     );
     assert_eq!(appended_seq(&modify(&mut s, &id, "alice", false)), 2);
     assert_eq!(appended_seq(&modify(&mut s, &id, "alice", true)), 3);
     assert_eq!(
         modify(&mut s, &id, "alice", true),
-        StoreReply::Duplicate(Existing::Deletion { seq: Seq(3) })
+        AppendOutcome::Duplicate(Existing::Deletion { seq: Seq(3) })
     );
     // An update of a deleted message is not_found, checked before authorship.
     assert_eq!(
         modify(&mut s, &id, "bob", false),
-        StoreReply::Refused(Refusal::NotFound)
+        AppendOutcome::Refused(Refusal::NotFound)
     );
     assert_eq!(s.head(&ch("g")), Some((Epoch(1), Seq(3))));
     let target = message_id(&send(&mut s, "g", "alice", "c2"));
-    let anyone = s
-        .execute(StoreCommand::Append {
-            channel: ch("g"),
-            entry: AppendEntry::Update {
-                target,
-                actor: user("mod"),
-                rule: ModifyRule::Anyone,
-                body: Body::text("moderated"),
-            },
-        })
-        .unwrap();
+    let anyone = append_one(
+        &mut s,
+        "g",
+        AppendEntry::Update {
+            target,
+            actor: user("mod"),
+            rule: ModifyRule::Anyone,
+            body: Body::text("moderated"),
+        },
+    );
     assert_eq!(appended_seq(&anyone), 5);
 }
 
@@ -257,6 +263,23 @@ fn injected_failures_change_nothing() {
     assert!(s.channels().count() == 1);
     s.set_fail_mode(FailMode::Never);
     assert_eq!(appended_seq(&send(&mut s, "g", "u", "1")), 1);
+}
+
+#[test]
+fn a_failed_append_commits_none_of_its_entries() {
+    let mut s = MemStore::default();
+    s.set_fail_mode(FailMode::Next(1));
+    let failed = s.execute(StoreCommand::Append {
+        channel: ch("g"),
+        entries: vec![message("u", "1"), message("u", "2")],
+    });
+    assert!(failed.is_err());
+    assert_eq!(s.events(&ch("g")).count(), 0);
+    let outcomes = append(&mut s, "g", vec![message("u", "1"), message("u", "2")]);
+    assert_eq!(
+        outcomes.iter().map(appended_seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ use lockstep_core::ids::{ChannelId, UserId};
 use lockstep_core::server::{
     ConnId as ServerConn, Except, PrivateChannels, Server, ServerConfig, ServerOutput,
 };
-use lockstep_core::store::{MemStore, MemStoreConfig, StoreError, StoreReply};
+use lockstep_core::store::{AppendOutcome, MemStore, MemStoreConfig, StoreError, StoreReply};
 use lockstep_core::wire::{
     Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame, decode_client, decode_server,
     encode_client, encode_server,
@@ -671,12 +671,16 @@ impl World {
 
     fn store_done(&mut self, inflight: InFlight, result: Result<StoreReply, StoreError>) {
         let now = self.now;
-        if let Ok(StoreReply::Appended(ev)) = &result {
-            self.oracle.on_append(now, ev);
-            self.trace.mix(&[43, ev.seq().0]);
-            self.trace.line(now, || {
-                format!("store commits {}", trace::fmt_log_event(ev))
-            });
+        if let Ok(StoreReply::Appended(outcomes)) = &result {
+            for outcome in outcomes {
+                if let AppendOutcome::Appended(ev) = outcome {
+                    self.oracle.on_append(now, ev);
+                    self.trace.mix(&[43, ev.seq().0]);
+                    self.trace.line(now, || {
+                        format!("store commits {}", trace::fmt_log_event(ev))
+                    });
+                }
+            }
         }
         if inflight.incarnation != self.incarnation {
             return;

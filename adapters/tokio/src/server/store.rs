@@ -11,8 +11,9 @@ use lockstep_core::store::{MemStore, MemStoreConfig, StoreCommand, StoreError, S
 /// Commands are plain data (see `lockstep_core::store` for the contract every
 /// store keeps: one append is one transaction, dedupe in the same
 /// transaction, bounded reads, failure is a reply). The driver may run
-/// several commands concurrently; the machine never issues two appends to
-/// one channel at once, so an engine needs no ordering of its own. A
+/// several commands concurrently; the machine never issues two append
+/// commands for one channel at once (it batches what queues up behind one
+/// instead), so an engine needs no ordering of its own. A
 /// SQLite or PostgreSQL store implements it with its own connection pool
 /// (and `spawn_blocking` for a blocking engine).
 pub trait Store: Send + Sync + 'static {

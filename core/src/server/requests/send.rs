@@ -1,8 +1,9 @@
 //! `message:send`: validate, deduplicate in flight, queue the append.
 
 use crate::ids::{ChannelId, ClientMsgId};
-use crate::server::ops::{QueuedAppend, SendKey, Waiter};
+use crate::server::ops::{PendingOp, QueuedAppend, SendKey, Waiter};
 use crate::server::{AccessPolicy, Denied, Server};
+use crate::store::StoreCommand;
 use crate::wire::{Body, ErrorCode};
 
 impl<P: AccessPolicy> Server<P> {
@@ -101,20 +102,26 @@ impl<P: AccessPolicy> Server<P> {
         }
     }
 
-    /// Issues the channel's next queued append if none is at the store.
+    /// Issues the channel's queued appends as one command if none is at
+    /// the store.
     pub(crate) fn pump(&mut self, channel: &ChannelId) {
-        if let Some(next) = self.appends.next_ready(channel) {
-            let (entry, origin) = next.into_entry(self.now.as_millis());
-            self.issue(
-                crate::store::StoreCommand::Append {
-                    channel: channel.clone(),
-                    entry,
-                },
-                crate::server::ops::PendingOp::Append {
-                    channel: channel.clone(),
-                    origin,
-                },
-            );
+        let batch = self
+            .appends
+            .next_batch(channel, self.config.max_append_batch);
+        if batch.is_empty() {
+            return;
         }
+        let ts = self.now.as_millis();
+        let (entries, origins) = batch.into_iter().map(|a| a.into_entry(ts)).unzip();
+        self.issue(
+            StoreCommand::Append {
+                channel: channel.clone(),
+                entries,
+            },
+            PendingOp::Append {
+                channel: channel.clone(),
+                origins,
+            },
+        );
     }
 }

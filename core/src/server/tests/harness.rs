@@ -8,8 +8,8 @@ use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::server::{AccessPolicy, ConnId, Except, Open, Server, ServerConfig, ServerOutput};
 use crate::store::{
-    AppendEntry, Existing, MemStore, MemStoreConfig, ReadFrom, StoreCommand, StoreError, StoreOpId,
-    StoreReply,
+    AppendEntry, AppendOutcome, Existing, MemStore, MemStoreConfig, ReadFrom, StoreCommand,
+    StoreError, StoreOpId, StoreReply,
 };
 use crate::wire::{
     Ack, Body, ClientFrame, ErrorCode, ReqId, ServerFrame, encode_client, encode_server,
@@ -453,31 +453,10 @@ impl<P: AccessPolicy> Harness<P> {
 
 fn describe_command(cmd: &StoreCommand) -> String {
     match cmd {
-        StoreCommand::Append { channel, entry } => match entry {
-            AppendEntry::Message {
-                author,
-                client_msg_id,
-                ts,
-                ..
-            } => {
-                format!("append {channel} message {author}/{client_msg_id} ts={ts}")
-            }
-            AppendEntry::Update {
-                target,
-                actor,
-                rule,
-                ..
-            } => {
-                format!("append {channel} update {target} by {actor} ({rule:?})")
-            }
-            AppendEntry::Delete {
-                target,
-                actor,
-                rule,
-            } => {
-                format!("append {channel} delete {target} by {actor} ({rule:?})")
-            }
-        },
+        StoreCommand::Append { channel, entries } => {
+            let entries: Vec<String> = entries.iter().map(describe_entry).collect();
+            format!("append {channel} {}", entries.join("; "))
+        }
         StoreCommand::Read {
             channel,
             from: ReadFrom::After(s),
@@ -503,15 +482,47 @@ fn describe_command(cmd: &StoreCommand) -> String {
     }
 }
 
+fn describe_entry(entry: &AppendEntry) -> String {
+    match entry {
+        AppendEntry::Message {
+            author,
+            client_msg_id,
+            ts,
+            ..
+        } => format!("message {author}/{client_msg_id} ts={ts}"),
+        AppendEntry::Update {
+            target,
+            actor,
+            rule,
+            ..
+        } => format!("update {target} by {actor} ({rule:?})"),
+        AppendEntry::Delete {
+            target,
+            actor,
+            rule,
+        } => format!("delete {target} by {actor} ({rule:?})"),
+    }
+}
+
+fn describe_outcome(outcome: &AppendOutcome) -> String {
+    match outcome {
+        AppendOutcome::Appended(e) => format!("appended {} {}", e.seq(), e.message_id()),
+        AppendOutcome::Duplicate(Existing::Message(a)) => {
+            format!("duplicate of {} {}", a.seq, a.message_id)
+        }
+        AppendOutcome::Duplicate(Existing::Deletion { seq }) => {
+            format!("already deleted at {seq}")
+        }
+        AppendOutcome::Refused(r) => format!("refused {r:?}"),
+    }
+}
+
 fn describe_reply(result: &Result<StoreReply, StoreError>) -> String {
     match result {
         Err(e) => format!("error ({e})"),
-        Ok(StoreReply::Appended(e)) => format!("appended {} {}", e.seq(), e.message_id()),
-        Ok(StoreReply::Duplicate(Existing::Message(a))) => {
-            format!("duplicate of {} {}", a.seq, a.message_id)
-        }
-        Ok(StoreReply::Duplicate(Existing::Deletion { seq })) => {
-            format!("already deleted at {seq}")
+        Ok(StoreReply::Appended(outcomes)) => {
+            let outcomes: Vec<String> = outcomes.iter().map(describe_outcome).collect();
+            outcomes.join("; ")
         }
         Ok(StoreReply::Refused(r)) => format!("refused {r:?}"),
         Ok(StoreReply::Events(p)) => {
