@@ -5,6 +5,7 @@
 use lockstep_core::wire::{Ack, ClientFrame, DecodeError, ErrorBody, ReqId, ServerFrame};
 use serde::Serialize;
 use serde::de::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The events a client may emit (each with an ack). Anything else is refused
@@ -56,22 +57,24 @@ pub fn decode_event(
     ClientFrame::deserialize(Value::Object(fields)).map_err(|e| invalid(e.to_string()))
 }
 
-/// What one server frame becomes on a Socket.IO connection.
-#[derive(Debug, PartialEq)]
+/// What one server frame becomes on a Socket.IO connection. Payloads are
+/// JSON text already: a broadcast is encoded once and each socket's emit
+/// copies the text instead of serializing the frame again.
+#[derive(Debug)]
 pub enum Outgoing {
     /// Answer the ack of request `req` with `body`.
     Reply {
         /// The request answered.
         req: ReqId,
         /// `{ ok: true, ... }` or `{ ok: false, error }`.
-        body: Value,
+        body: Box<RawValue>,
     },
     /// Emit the event `name` with `payload`.
     Event {
         /// The contract's event name.
         name: &'static str,
         /// The event's payload.
-        payload: Value,
+        payload: Box<RawValue>,
     },
     /// The server refused the session (e.g. connection limit): disconnect.
     Refused(ErrorBody),
@@ -82,29 +85,29 @@ pub enum Outgoing {
 /// Maps a server frame to its Socket.IO form.
 #[must_use]
 pub fn encode_frame(frame: &ServerFrame) -> Outgoing {
-    let event = |name: &'static str, payload: Value| Outgoing::Event { name, payload };
+    let event = |name: &'static str, payload: Box<RawValue>| Outgoing::Event { name, payload };
     match frame {
         ServerFrame::Welcome { version, user_id } => event(
             SESSION_EVENT,
-            serde_json::json!({ "userId": user_id, "version": version }),
+            to_raw(&serde_json::json!({ "userId": user_id, "version": version })),
         ),
         ServerFrame::Pong { .. } => Outgoing::Nothing,
         ServerFrame::Refused { error } => Outgoing::Refused(error.clone()),
         ServerFrame::Ack { req, body } => Outgoing::Reply {
             req: *req,
-            body: ack_body(body),
+            body: to_raw(&ack_body(body)),
         },
         ServerFrame::Nack { req, error } => Outgoing::Reply {
             req: *req,
-            body: nack_body(error),
+            body: to_raw(&nack_body(error)),
         },
-        ServerFrame::MessageNew(m) => event("message:new", to_value(m)),
-        ServerFrame::MessageUpdated(m) => event("message:updated", to_value(m)),
-        ServerFrame::MessageDeleted(m) => event("message:deleted", to_value(m)),
-        ServerFrame::PresenceJoin(p) => event("presence:join", to_value(p)),
-        ServerFrame::PresenceLeave(p) => event("presence:leave", to_value(p)),
-        ServerFrame::Typing(t) => event("typing", to_value(t)),
-        ServerFrame::Read(r) => event("message:read", to_value(r)),
+        ServerFrame::MessageNew(m) => event("message:new", to_raw(m)),
+        ServerFrame::MessageUpdated(m) => event("message:updated", to_raw(m)),
+        ServerFrame::MessageDeleted(m) => event("message:deleted", to_raw(m)),
+        ServerFrame::PresenceJoin(p) => event("presence:join", to_raw(p)),
+        ServerFrame::PresenceLeave(p) => event("presence:leave", to_raw(p)),
+        ServerFrame::Typing(t) => event("typing", to_raw(t)),
+        ServerFrame::Read(r) => event("message:read", to_raw(r)),
     }
 }
 
@@ -129,10 +132,14 @@ pub fn nack_body(error: &ErrorBody) -> Value {
     Value::Object(fields)
 }
 
+// Wire types hold only strings, numbers, bools and JSON values: they always
+// serialize, so the `null` fallbacks below are never taken.
 fn to_value<T: Serialize>(v: &T) -> Value {
-    // Wire types hold only strings, numbers, bools and JSON values: they
-    // always serialize.
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn to_raw<T: Serialize>(v: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 #[cfg(test)]
@@ -215,12 +222,13 @@ mod tests {
             channel_id: channel,
             user_id: UserId::new("bo").unwrap(),
         });
+        let Outgoing::Event { name, payload } = encode_frame(&presence) else {
+            panic!("not an event");
+        };
+        assert_eq!(name, "presence:join");
         assert_eq!(
-            encode_frame(&presence),
-            Outgoing::Event {
-                name: "presence:join",
-                payload: json!({"channelId": "room", "userId": "bo"})
-            }
+            serde_json::from_str::<Value>(payload.get()).unwrap(),
+            json!({"channelId": "room", "userId": "bo"})
         );
     }
 }

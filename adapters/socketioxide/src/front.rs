@@ -228,7 +228,15 @@ async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -
             Err(OutboundEnd::Killed) => return "cut off: too slow to keep up".into(),
             Err(OutboundEnd::Closed) => return "closed by the server".into(),
         };
-        let outgoing = encode_frame(&frame.frame);
+        // A broadcast's payload is encoded by its first recipient only.
+        let owned;
+        let outgoing = match frame.encoded(encode_frame) {
+            Some(shared) => shared,
+            None => {
+                owned = encode_frame(&frame.frame);
+                &owned
+            }
+        };
         let mut pause = WRITE_RETRY_MIN;
         let mut stalled = Duration::ZERO;
         loop {

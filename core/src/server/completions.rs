@@ -80,7 +80,6 @@ impl<P: AccessPolicy> Server<P> {
                         }
                     }
                 }
-                self.pump(&channel);
             }
         }
     }

@@ -288,8 +288,13 @@ impl<P: AccessPolicy> Server<P> {
     // ---- output ------------------------------------------------------------
 
     /// The next instruction for the driver; drain until `None` after every
-    /// input.
+    /// input, or after a burst of inputs that were all waiting: appends
+    /// accepted in between leave as one store command per channel (one
+    /// commit for the burst).
     pub fn poll_output(&mut self) -> Option<ServerOutput> {
+        if self.outputs.is_empty() {
+            self.pump();
+        }
         self.outputs.pop_front()
     }
 

@@ -7,7 +7,7 @@
 //! previous one (up to `ServerConfig::max_append_batch` entries), so a busy
 //! channel pays one store commit per batch, not per message.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::server::ConnId;
@@ -156,6 +156,10 @@ struct ChannelQueue {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AppendQueues {
     channels: BTreeMap<ChannelId, ChannelQueue>,
+    /// Channels with appends waiting and no command in flight: issued when
+    /// the driver next polls, so appends accepted in one burst of inputs
+    /// leave together.
+    ready: BTreeSet<ChannelId>,
     /// Entries waiting, over all channels.
     queued: usize,
     /// Entries at the store beyond the first of each command (the op
@@ -165,29 +169,25 @@ pub(crate) struct AppendQueues {
 
 impl AppendQueues {
     pub(crate) fn push(&mut self, channel: &ChannelId, append: QueuedAppend) {
-        self.channels
-            .entry(channel.clone())
-            .or_default()
-            .waiting
-            .push_back(append);
+        let q = self.channels.entry(channel.clone()).or_default();
+        q.waiting.push_back(append);
+        if q.in_flight == 0 {
+            self.ready.insert(channel.clone());
+        }
         self.queued += 1;
     }
 
-    /// The next appends to issue for `channel` as one command, oldest
-    /// first and at most `max` (at least one), if no command is in flight.
-    pub(crate) fn next_batch(&mut self, channel: &ChannelId, max: usize) -> Vec<QueuedAppend> {
-        let Some(q) = self.channels.get_mut(channel) else {
-            return Vec::new();
-        };
-        if q.in_flight > 0 {
-            return Vec::new();
-        }
+    /// The next command to issue: a ready channel and its oldest appends
+    /// (at most `max`, at least one), now in flight.
+    pub(crate) fn next_batch(&mut self, max: usize) -> Option<(ChannelId, Vec<QueuedAppend>)> {
+        let channel = self.ready.pop_first()?;
+        let q = self.channels.get_mut(&channel)?;
         let n = q.waiting.len().min(max.max(1));
         let batch: Vec<_> = q.waiting.drain(..n).collect();
         q.in_flight = n;
         self.queued -= n;
         self.batched += n.saturating_sub(1);
-        batch
+        Some((channel, batch))
     }
 
     /// The in-flight command of `channel` completed.
@@ -197,6 +197,8 @@ impl AppendQueues {
             q.in_flight = 0;
             if q.waiting.is_empty() {
                 self.channels.remove(channel);
+            } else {
+                self.ready.insert(channel.clone());
             }
         }
     }
@@ -225,6 +227,7 @@ impl AppendQueues {
         self.queued -= before - q.waiting.len();
         if q.in_flight == 0 && q.waiting.is_empty() {
             self.channels.remove(channel);
+            self.ready.remove(channel);
         }
     }
 

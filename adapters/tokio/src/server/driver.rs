@@ -22,6 +22,11 @@ use super::clock::Clock;
 use super::front::{Input, OutFrame};
 use super::store::Store;
 
+/// Inputs handled before the outputs are carried out: enough to gather a
+/// burst of pipelined sends into one commit, few enough that replies are
+/// not held back noticeably.
+const INPUT_BURST_MAX: usize = 64;
+
 type StoreFuture =
     Pin<Box<dyn Future<Output = (StoreOpId, Result<StoreReply, StoreError>)> + Send>>;
 
@@ -93,7 +98,18 @@ where
                     let now = self.clock.now();
                     self.server.handle_store(now, op, result);
                 }
-                Some(input) = self.inputs.recv(), if !stopping => self.on_input(input),
+                Some(input) = self.inputs.recv(), if !stopping => {
+                    self.on_input(input);
+                    // Take what else has already arrived before carrying out
+                    // the outputs: sends to one channel that arrive in a
+                    // burst then leave as one append command (one commit).
+                    for _ in 1..INPUT_BURST_MAX {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.on_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some(conn) = self.closed.recv() => {
                     if self.forget(conn) {
                         let now = self.clock.now();

@@ -200,14 +200,14 @@ async fn write_loop<T: AsyncWrite>(
                 return "closed by the server".into();
             }
         };
-        if let Err(e) = writer.feed(first.json.clone()).await {
+        if let Err(e) = writer.feed(first.json().clone()).await {
             return format!("write failed: {e}");
         }
         for _ in 1..batch.max(1) {
             let Some(next) = outbound.try_recv() else {
                 break;
             };
-            if let Err(e) = writer.feed(next.json.clone()).await {
+            if let Err(e) = writer.feed(next.json().clone()).await {
                 return format!("write failed: {e}");
             }
         }

@@ -2,8 +2,9 @@
 //! to the one server driver: the [`Frontdoor`], and per connection a
 //! [`ConnInbound`] (frames in) and a [`ConnOutbound`] (frames out).
 
-use std::sync::Arc;
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use lockstep_core::ids::UserId;
@@ -19,22 +20,45 @@ use tokio_util::task::TaskTracker;
 #[error("the server driver has stopped")]
 pub struct ServerStopped;
 
-/// A server frame encoded once and shared by every recipient: a broadcast
-/// to a thousand members is one encoding and a thousand pointer copies.
+/// A server frame shared by every recipient and encoded once, by the first
+/// recipient that needs it: a broadcast to a thousand members is one
+/// encoding and a thousand pointer copies, whichever front serves them.
 #[derive(Debug)]
 pub struct OutFrame {
     /// The frame, for fronts that map it to their own events.
     pub frame: ServerFrame,
-    /// Its compact JSON (`encode_server`), for stream fronts.
-    pub json: Bytes,
+    json: OnceLock<Bytes>,
+    front: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl OutFrame {
-    /// Encodes `frame` once.
+    /// Wraps `frame` for sharing; nothing is encoded yet.
     #[must_use]
     pub fn new(frame: ServerFrame) -> Arc<OutFrame> {
-        let json = Bytes::from(encode_server(&frame));
-        Arc::new(OutFrame { frame, json })
+        Arc::new(OutFrame {
+            frame,
+            json: OnceLock::new(),
+            front: OnceLock::new(),
+        })
+    }
+
+    /// Its compact JSON (`encode_server`), for stream fronts.
+    pub fn json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(encode_server(&self.frame)))
+    }
+
+    /// A front's own encoding of the frame (e.g. a Socket.IO event
+    /// payload), made by `encode` for the first recipient and shared by the
+    /// rest. `None` when a front of another kind already stored a value of
+    /// another type here; the caller then encodes for itself.
+    pub fn encoded<T: Any + Send + Sync>(
+        &self,
+        encode: impl FnOnce(&ServerFrame) -> T,
+    ) -> Option<&T> {
+        self.front
+            .get_or_init(|| Box::new(encode(&self.frame)))
+            .downcast_ref()
     }
 }
 

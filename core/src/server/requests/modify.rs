@@ -42,7 +42,6 @@ impl<P: AccessPolicy> Server<P> {
                 change,
             },
         );
-        self.pump(&channel);
         Ok(())
     }
 }

@@ -66,7 +66,6 @@ impl<P: AccessPolicy> Server<P> {
         self.sends.insert(key.clone(), vec![(w, arrival)]);
         self.appends
             .push(&channel, QueuedAppend::Send { key, body });
-        self.pump(&channel);
         Ok(())
     }
 
@@ -102,26 +101,19 @@ impl<P: AccessPolicy> Server<P> {
         }
     }
 
-    /// Issues the channel's queued appends as one command if none is at
-    /// the store.
-    pub(crate) fn pump(&mut self, channel: &ChannelId) {
-        let batch = self
-            .appends
-            .next_batch(channel, self.config.max_append_batch);
-        if batch.is_empty() {
-            return;
-        }
+    /// Issues one append command per channel that has appends waiting and
+    /// none at the store.
+    pub(crate) fn pump(&mut self) {
         let ts = self.now.as_millis();
-        let (entries, origins) = batch.into_iter().map(|a| a.into_entry(ts)).unzip();
-        self.issue(
-            StoreCommand::Append {
-                channel: channel.clone(),
-                entries,
-            },
-            PendingOp::Append {
-                channel: channel.clone(),
-                origins,
-            },
-        );
+        while let Some((channel, batch)) = self.appends.next_batch(self.config.max_append_batch) {
+            let (entries, origins) = batch.into_iter().map(|a| a.into_entry(ts)).unzip();
+            self.issue(
+                StoreCommand::Append {
+                    channel: channel.clone(),
+                    entries,
+                },
+                PendingOp::Append { channel, origins },
+            );
+        }
     }
 }
