@@ -67,6 +67,9 @@ fn seeds_that_found_bugs_stay_fixed() {
         (12282, AllStream),  // a committed send's late retry closed the order gate
         (12942, AllStream),  // ...and so did its failed retry at the store
         (1273, Mixed),       // an expired gate let a later send overtake
+        (10125, AllStream),  // a gate expiring mid-round passed to an older round's send
+        (10367, Mixed),      // a window-1 sender's gate kept passing to a given-up send
+        (30397, AllStream),  // sends refused from the queue were missing from the gate's order
     ];
     for (seed, transport) in regressions {
         assert_clean(seed, transport);

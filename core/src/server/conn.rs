@@ -6,6 +6,7 @@ use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, UserId};
 use crate::server::ServerConfig;
 use crate::server::rate::TokenBucket;
+use crate::server::resend_rounds::ResendRounds;
 use crate::store::StoreOpId;
 use crate::wire::{ErrorCode, ReqId};
 
@@ -30,11 +31,11 @@ pub(crate) struct OrderGate {
     pub(crate) arrival: u64,
     pub(crate) code: ErrorCode,
     pub(crate) until: Instant,
-    /// The first send this gate refused: the sender's earliest message
-    /// still waiting. When the gate expires (the failed send was given up)
-    /// it is handed to this one, so the expiry cannot let a later message
-    /// overtake it.
-    pub(crate) first_refused: Option<ClientMsgId>,
+    /// The sender's order as the refused sends show it. When the gate
+    /// expires (the failed send was given up) it is handed to the sender's
+    /// oldest message still waiting, so the expiry cannot let a later
+    /// message overtake it.
+    pub(crate) rounds: ResendRounds,
 }
 
 /// An open connection with a verified identity.

@@ -12,6 +12,7 @@ mod policy;
 mod presence;
 mod rate;
 mod requests;
+mod resend_rounds;
 mod timers;
 mod typing;
 

@@ -11,6 +11,7 @@
 
 use crate::ids::{ChannelId, ClientMsgId};
 use crate::server::conn::OrderGate;
+use crate::server::resend_rounds::ResendRounds;
 use crate::server::{AccessPolicy, ConnId, Denied, Server};
 use crate::wire::ErrorCode;
 
@@ -47,10 +48,10 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(false);
         };
         if gate.until <= now {
-            // The failed send was given up. Hand the gate to the first send
-            // it refused, the sender's earliest waiting message, instead of
-            // opening it mid-resend (found by the lab: seed 1273, mixed).
-            match gate.first_refused.take() {
+            // The failed send was given up. Hand the gate to the sender's
+            // oldest waiting message instead of opening it mid-resend
+            // (found by the lab: seed 1273, mixed; seed 10125, streams).
+            match gate.rounds.successor(id) {
                 Some(next) => {
                     gate.blocked_by = next;
                     gate.until = now.saturating_add(ttl);
@@ -64,9 +65,7 @@ impl<P: AccessPolicy> Server<P> {
         if &gate.blocked_by == id {
             return Ok(true);
         }
-        if gate.first_refused.is_none() {
-            gate.first_refused = Some(id.clone());
-        }
+        gate.rounds.note(id);
         Err(refusal(gate))
     }
 
@@ -142,7 +141,7 @@ impl<P: AccessPolicy> Server<P> {
                     arrival,
                     code,
                     until,
-                    first_refused: None,
+                    rounds: ResendRounds::new(id),
                 },
             );
         }
@@ -154,7 +153,11 @@ impl<P: AccessPolicy> Server<P> {
 
     /// Refuses the queued sends of `conn` to `channel` that arrived after
     /// the gate's failed send; an append left with no waiter is dropped.
+    /// They are the sender's next messages, in its order, so the gate
+    /// learns that order from them first (lab seed 30397: otherwise sends
+    /// refused later at the gate looked older than these).
     fn refuse_queued_after(&mut self, conn: ConnId, channel: &ChannelId, gate: &OrderGate) {
+        let mut refused_ids = Vec::new();
         for key in self.appends.queued_sends(channel) {
             let Some(waiters) = self.sends.get_mut(&key) else {
                 continue;
@@ -168,10 +171,22 @@ impl<P: AccessPolicy> Server<P> {
                 self.sends.remove(&key);
                 self.appends.remove_send(channel, &key);
             }
+            if !refused.is_empty() {
+                refused_ids.push(key.client_msg_id.clone());
+            }
             for (w, _) in refused {
                 if self.settle(w) {
                     self.nack(w, refusal(gate));
                 }
+            }
+        }
+        if let Some(g) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.gates.get_mut(channel))
+        {
+            for id in &refused_ids {
+                g.rounds.note(id);
             }
         }
     }
