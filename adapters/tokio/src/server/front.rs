@@ -230,3 +230,30 @@ impl ConnOutbound {
         self.frames.try_recv().ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use lockstep_core::ids::UserId;
+    use lockstep_core::wire::PROTOCOL_VERSION;
+
+    use super::*;
+
+    #[test]
+    fn an_out_frame_is_encoded_once_per_kind_of_front() {
+        let frame = OutFrame::new(ServerFrame::Welcome {
+            version: PROTOCOL_VERSION,
+            user_id: UserId::new("al").unwrap(),
+        });
+        let mut calls = 0;
+        for _ in 0..3 {
+            let len = frame.encoded(|f| {
+                calls += 1;
+                encode_server(f).len()
+            });
+            assert_eq!(len, Some(&frame.json().len()));
+        }
+        assert_eq!(calls, 1, "the first recipient encodes, the rest share");
+        assert_eq!(frame.encoded(|_| "another type"), None);
+        assert!(frame.json().starts_with(b"{\"type\":\"welcome\""));
+    }
+}

@@ -52,6 +52,18 @@ fn appends_queued_behind_one_in_flight_commit_together_up_to_the_limit() {
 }
 
 #[test]
+fn a_burst_of_sends_handed_over_before_polling_leaves_as_one_command() {
+    let mut h = Harness::new();
+    h.connect(1, "alice");
+    h.join(1, "general");
+    let reqs = h.say_burst(1, "general", &["a-1", "a-2", "a-3", "a-4"]);
+    let seqs: Vec<u64> = reqs.iter().map(|r| send_ack(&h, 1, *r).seq.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(append_commands(&h), 1, "no lone first send");
+    assert_snapshot!(h.trace());
+}
+
+#[test]
 fn a_failed_batch_refuses_every_entry_and_the_gate_names_the_earliest() {
     let mut h = Harness::new();
     h.connect(1, "alice");

@@ -128,11 +128,35 @@ impl<P: AccessPolicy> Harness<P> {
     }
 
     pub(crate) fn frame(&mut self, conn: u64, frame: ClientFrame) {
+        self.hand(conn, frame);
+        self.drive();
+    }
+
+    /// Hands a frame to the machine without draining its outputs.
+    fn hand(&mut self, conn: u64, frame: ClientFrame) {
         let conn = ConnId(conn);
         let text = self.cut(String::from_utf8_lossy(&encode_client(&frame)).into_owned());
         self.log(format!("{conn} -> {text}"));
         self.server.handle_frame(self.now, conn, frame);
+    }
+
+    /// Sends that arrive in one burst: all handed to the machine before its
+    /// outputs are drained, as a driver does with inputs already waiting.
+    pub(crate) fn say_burst(&mut self, conn: u64, channel: &str, cmids: &[&str]) -> Vec<ReqId> {
+        let mut reqs = Vec::new();
+        for cmid in cmids {
+            let req = self.req();
+            let frame = ClientFrame::Send {
+                req,
+                channel_id: ch(channel),
+                client_msg_id: ClientMsgId::new(*cmid).unwrap(),
+                body: Body::text(*cmid),
+            };
+            self.hand(conn, frame);
+            reqs.push(req);
+        }
         self.drive();
+        reqs
     }
 
     pub(crate) fn req(&mut self) -> ReqId {
