@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
 use common::{App, WAIT, channel, fast_config, texts};
@@ -15,7 +14,6 @@ use lockstep_core::client::{ClientEvent, Outcome};
 use lockstep_server::cli::Cli;
 use lockstep_server::serve::bind_with_store;
 use lockstep_socketio_client::SocketIoConnector;
-use lockstep_tokio::client::ConnectError;
 use lockstep_tokio::server::SharedMemStore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -168,14 +166,6 @@ async fn a_bad_token_is_refused_for_good() {
         config,
         SocketIoConnector::new(&server.url()).unwrap(),
     );
-    eve.handle.connect();
-    let refused = tokio::time::timeout(Duration::from_secs(10), eve.handle.connected())
-        .await
-        .unwrap();
-    assert!(
-        matches!(refused, Err(ConnectError::Failed(_))),
-        "{refused:?}"
-    );
-    eve.handle.close().await;
+    eve.refused_for_good().await;
     server.stop().await;
 }

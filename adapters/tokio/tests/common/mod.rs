@@ -120,6 +120,23 @@ impl App {
         );
     }
 
+    /// Connects and expects the handshake to be refused for good (a
+    /// stranger's token), then closes.
+    pub async fn refused_for_good(self) {
+        self.handle.connect();
+        let refused = tokio::time::timeout(WAIT, self.handle.connected())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                refused,
+                Err(lockstep_tokio::client::ConnectError::Failed(_))
+            ),
+            "{refused:?}"
+        );
+        self.handle.close().await;
+    }
+
     pub async fn subscribed(&mut self, ch: &ChannelId) {
         let ch = ch.clone();
         self.wait_for("subscribed", |e| {

@@ -1,9 +1,13 @@
-//! The Rust Socket.IO transport against a plain Node `socket.io@4.8`
-//! server (tests/js/plain-server.mjs, a small in-memory part of the
-//! contract): the codec interoperates with the reference implementation,
-//! and pipelined requests are acknowledged one by one, each by its own id.
+//! The Rust Socket.IO transport against plain chat servers that keep a
+//! small in-memory part of the contract: Node `socket.io@4.8`
+//! (tests/js/plain-server.mjs; the codec interoperates with the reference
+//! implementation) and the socketioxide baseline of the load comparison
+//! (benches/plain-socketioxide; it must stay correct to be a fair bar).
+//! Pipelined requests are acknowledged one by one, each by its own id, and
+//! a stranger's handshake is refused.
 //!
-//! Needs node and `scripts/js-setup`; fails loudly without them.
+//! The Node test needs node and `scripts/js-setup`; it fails loudly without
+//! them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../adapters/tokio/tests/common/mod.rs"]
@@ -14,7 +18,6 @@ use std::process::Stdio;
 
 use common::{App, WAIT, channel, fast_config, texts};
 use lockstep_socketio_client::SocketIoConnector;
-use lockstep_tokio::client::ConnectError;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn js_dir() -> PathBuf {
@@ -50,12 +53,33 @@ async fn the_rust_transport_pipelines_against_a_node_socketio_server() {
     let port = line.strip_prefix("listening on ").unwrap();
     let url = format!("http://127.0.0.1:{port}");
 
+    pipelines_and_refuses_strangers(&url).await;
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_transport_pipelines_against_the_plain_socketioxide_baseline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, lockstep_plain_socketioxide::app())
+            .await
+            .unwrap();
+    });
+    pipelines_and_refuses_strangers(&url).await;
+    server.abort();
+}
+
+/// Two users join a room; one pipelines 100 sends, both see them all in
+/// order with seqs 1..=100; a token without `dev:` is refused for good.
+async fn pipelines_and_refuses_strangers(url: &str) {
     let room = channel("room");
     let mut apps = Vec::new();
     for (name, seed) in [("alice", 1), ("bob", 2)] {
         let mut config = fast_config(&format!("dev:{name}"), seed, 100);
         config.client.heartbeat = None;
-        let mut a = App::with_connector(name, config, SocketIoConnector::new(&url).unwrap());
+        let mut a = App::with_connector(name, config, SocketIoConnector::new(url).unwrap());
         a.handle.connect();
         a.handle.subscribe(room.clone()).unwrap();
         a.subscribed(&room).await;
@@ -79,17 +103,7 @@ async fn the_rust_transport_pipelines_against_a_node_socketio_server() {
     let eve = App::with_connector(
         "eve",
         fast_config("nope", 3, 100),
-        SocketIoConnector::new(&url).unwrap(),
+        SocketIoConnector::new(url).unwrap(),
     );
-    eve.handle.connect();
-    let refused = tokio::time::timeout(WAIT, eve.handle.connected())
-        .await
-        .unwrap();
-    assert!(
-        matches!(refused, Err(ConnectError::Failed(_))),
-        "{refused:?}"
-    );
-    eve.handle.close().await;
-    server.start_kill().unwrap();
-    let _ = server.wait().await;
+    eve.refused_for_good().await;
 }
