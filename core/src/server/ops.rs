@@ -180,14 +180,21 @@ impl AppendQueues {
     /// The next command to issue: a ready channel and its oldest appends
     /// (at most `max`, at least one), now in flight.
     pub(crate) fn next_batch(&mut self, max: usize) -> Option<(ChannelId, Vec<QueuedAppend>)> {
-        let channel = self.ready.pop_first()?;
-        let q = self.channels.get_mut(&channel)?;
-        let n = q.waiting.len().min(max.max(1));
-        let batch: Vec<_> = q.waiting.drain(..n).collect();
-        q.in_flight = n;
-        self.queued -= n;
-        self.batched += n.saturating_sub(1);
-        Some((channel, batch))
+        while let Some(channel) = self.ready.pop_first() {
+            let Some(q) = self.channels.get_mut(&channel) else {
+                continue;
+            };
+            if q.in_flight > 0 || q.waiting.is_empty() {
+                continue;
+            }
+            let n = q.waiting.len().min(max.max(1));
+            let batch: Vec<_> = q.waiting.drain(..n).collect();
+            q.in_flight = n;
+            self.queued -= n;
+            self.batched += n.saturating_sub(1);
+            return Some((channel, batch));
+        }
+        None
     }
 
     /// The in-flight command of `channel` completed.

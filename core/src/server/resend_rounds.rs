@@ -15,18 +15,23 @@
 //! so its gate kept passing to a message it had given up.
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::ids::ClientMsgId;
 
-/// Ids remembered per gate: far beyond a client's outbox; ids refused after
-/// this many count as the newest (clients send new messages last).
-const REMEMBERED_MAX: usize = 1_024;
+/// Ids remembered per gate: a full send window many times over; ids
+/// refused after this many count as the newest (clients send new messages
+/// last). Round starts are a sender's oldest messages, refused first, so
+/// they are always among the remembered.
+const REMEMBERED_MAX: usize = 256;
 
 /// What a gate learned of its sender's order from the sends it refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ResendRounds {
-    /// Each id's place in the sender's order (first refusal order).
-    places: BTreeMap<ClientMsgId, usize>,
+    /// Each id's place in the sender's order (first refusal order), by a
+    /// fixed-key hash of the id: 12 bytes an entry whatever the id's length,
+    /// so a connection that closes gates on every channel holds little.
+    places: BTreeMap<u64, usize>,
     /// The place of the last refused send.
     last: usize,
     /// The first send of the latest round: the sender's oldest message
@@ -38,7 +43,7 @@ impl ResendRounds {
     /// A gate closed by the failure of `failed`, the oldest message.
     pub(crate) fn new(failed: &ClientMsgId) -> Self {
         ResendRounds {
-            places: BTreeMap::from([(failed.clone(), 0)]),
+            places: BTreeMap::from([(key(failed), 0)]),
             last: 0,
             round_start: None,
         }
@@ -47,7 +52,9 @@ impl ResendRounds {
     /// Whether `id`, arriving now, begins a new round: it is known and
     /// not later in the order than the last refused send.
     fn begins_round(&self, id: &ClientMsgId) -> bool {
-        self.places.get(id).is_some_and(|place| *place <= self.last)
+        self.places
+            .get(&key(id))
+            .is_some_and(|place| *place <= self.last)
     }
 
     /// Records a refused send.
@@ -56,10 +63,10 @@ impl ResendRounds {
             self.round_start = Some(id.clone());
         }
         let next = self.places.len();
-        let place = match self.places.get(id) {
+        let place = match self.places.get(&key(id)) {
             Some(place) => *place,
             None if next < REMEMBERED_MAX => {
-                self.places.insert(id.clone(), next);
+                self.places.insert(key(id), next);
                 next
             }
             None => next,
@@ -77,6 +84,14 @@ impl ResendRounds {
         }
         Some(start.clone())
     }
+}
+
+/// A deterministic hash of an id (SipHash with fixed keys: the same on
+/// every run and machine).
+fn key(id: &ClientMsgId) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.as_str().hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]
