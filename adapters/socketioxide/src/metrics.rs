@@ -27,7 +27,7 @@ pub const DELIVERY_LATENCY: &str = "lockstep_delivery_latency_seconds";
 pub(crate) fn written(frame: &ServerFrame) {
     match frame {
         ServerFrame::Ack { body, .. } => {
-            let kind = ack_kind(body);
+            let kind = body.kind();
             metrics::counter!(REPLIES, "kind" => kind, "outcome" => "ok").increment(1);
             if let Ack::Join(join) = body {
                 let outcome = if join.recovered {
@@ -67,19 +67,6 @@ pub(crate) fn written(frame: &ServerFrame) {
             metrics::counter!(DELIVERIES, "event" => "message:read").increment(1);
         }
         ServerFrame::Welcome { .. } | ServerFrame::Refused { .. } | ServerFrame::Pong { .. } => {}
-    }
-}
-
-fn ack_kind(ack: &Ack) -> &'static str {
-    match ack {
-        Ack::Join(_) => "join",
-        Ack::Leave => "leave",
-        Ack::Send(_) => "send",
-        Ack::Update { .. } => "update",
-        Ack::Delete { .. } => "delete",
-        Ack::History(_) => "history",
-        Ack::Read { .. } => "read",
-        Ack::Typing => "typing",
     }
 }
 

@@ -17,20 +17,6 @@ pub(crate) enum Reply {
     Nack(ErrorBody),
 }
 
-/// The `kind` of an ack, for errors.
-pub(crate) fn ack_kind(ack: &Ack) -> &'static str {
-    match ack {
-        Ack::Join(_) => "join",
-        Ack::Leave => "leave",
-        Ack::Send(_) => "send",
-        Ack::Update { .. } => "update",
-        Ack::Delete { .. } => "delete",
-        Ack::History(_) => "history",
-        Ack::Read { .. } => "read",
-        Ack::Typing => "typing",
-    }
-}
-
 impl Client {
     pub(super) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
         match frame {
@@ -96,7 +82,7 @@ impl Client {
         self.emit(ClientEvent::Protocol(ProtocolError::WrongAckKind {
             req,
             expected: request.kind(),
-            got: ack_kind(ack),
+            got: ack.kind(),
         }));
     }
 }

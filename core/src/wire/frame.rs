@@ -245,6 +245,24 @@ pub enum Ack {
     Typing,
 }
 
+impl Ack {
+    /// Its `kind` tag (`join`, `send`, …): the request kind it answers, for
+    /// error messages and metric labels.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ack::Join(_) => "join",
+            Ack::Leave => "leave",
+            Ack::Send(_) => "send",
+            Ack::Update { .. } => "update",
+            Ack::Delete { .. } => "delete",
+            Ack::History(_) => "history",
+            Ack::Read { .. } => "read",
+            Ack::Typing => "typing",
+        }
+    }
+}
+
 /// Everything a server sends: handshake answers, replies, and events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
