@@ -218,6 +218,7 @@ impl Bound {
             io,
         } = self;
         info!(%addr, "listening");
+        tokio::spawn(upkeep(stop.clone()));
         let shutdown = async move {
             stop.cancelled().await;
             info!("shutting down: closing connections and finishing store writes");
@@ -246,6 +247,23 @@ impl Bound {
             .map_err(StartError::Serve)?;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// How often the Prometheus recorder folds recorded histogram samples into
+/// its buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the recorder's memory bounded: histogram samples pile up inside it
+/// until folded into buckets, which otherwise happens only when `/metrics`
+/// is scraped (never, on a server nobody scrapes).
+async fn upkeep(stop: CancellationToken) {
+    let handle = crate::metered::prometheus();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(UPKEEP_EVERY) => handle.run_upkeep(),
+        }
     }
 }
 

@@ -222,6 +222,7 @@ async fn pump(mut requests: mpsc::Receiver<Request>, inbound: &ConnInbound) -> S
 /// cannot be written within [`WRITE_STALL_MAX`] ends the connection with
 /// that reason: nothing is dropped silently.
 async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -> String {
+    let mut counted = metrics::FrameMetrics::new();
     loop {
         let frame = match outbound.recv().await {
             Ok(frame) => frame,
@@ -256,7 +257,7 @@ async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -
                     if let Outgoing::Reply { req, .. } = &outgoing {
                         link.take_ack(*req);
                     }
-                    metrics::written(&frame.frame);
+                    counted.written(&frame.frame);
                     break;
                 }
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
