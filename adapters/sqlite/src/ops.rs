@@ -32,10 +32,14 @@ pub(crate) fn execute(
     match cmd {
         StoreCommand::Append { channel, entries } => {
             let mut log = Log::touch(conn, next_epoch, &channel)?;
+            let head = log.head;
             let outcomes = entries
                 .into_iter()
                 .map(|entry| log.append(conn, entry))
                 .collect::<OpResult<Vec<_>>>()?;
+            if log.head != head {
+                log.save_head(conn)?;
+            }
             Ok(StoreReply::Appended(outcomes))
         }
         StoreCommand::Read {
@@ -258,15 +262,22 @@ impl Log {
         )
     }
 
-    /// Records `event` at `head + 1` and moves the head.
+    /// Records `event` at `head + 1`; the caller moves the head (once per
+    /// command, with [`Log::save_head`]).
     fn commit(&self, conn: &Connection, event: LogEvent) -> OpResult<AppendOutcome> {
         let seq = to_i64(event.seq().0)?;
         let json = serde_json::to_string(&event).map_err(|e| OpError::Corrupt(e.to_string()))?;
         conn.prepare_cached("INSERT INTO events (channel, seq, event) VALUES (?1, ?2, ?3)")?
             .execute(params![self.channel.as_str(), seq, json])?;
-        conn.prepare_cached("UPDATE channels SET head = ?2 WHERE channel = ?1")?
-            .execute(params![self.channel.as_str(), seq])?;
         Ok(AppendOutcome::Appended(event))
+    }
+
+    /// Stores the head reached by the appends of one command: one row
+    /// update per batch instead of one per event.
+    fn save_head(&self, conn: &Connection) -> OpResult<()> {
+        conn.prepare_cached("UPDATE channels SET head = ?2 WHERE channel = ?1")?
+            .execute(params![self.channel.as_str(), to_i64(self.head.0)?])?;
+        Ok(())
     }
 
     fn read(&self, conn: &Connection, from: ReadFrom, limit: u64) -> OpResult<Page> {

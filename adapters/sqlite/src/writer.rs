@@ -23,20 +23,22 @@ pub(crate) fn run(
     mut jobs: mpsc::Receiver<Job>,
     batch_max: usize,
 ) {
-    let mut batch = Vec::with_capacity(batch_max);
+    let mut cmds = Vec::with_capacity(batch_max);
+    let mut replies = Vec::with_capacity(batch_max);
     while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < batch_max {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            cmds.push(job.cmd);
+            replies.push(job.reply);
+            if cmds.len() < batch_max {
+                next = jobs.try_recv().ok();
             }
         }
-        let outcomes = execute_batch(&mut conn, &mut next_epoch, &mut batch);
-        for (job, outcome) in batch.drain(..).zip(outcomes) {
+        let outcomes = execute_batch(&mut conn, &mut next_epoch, cmds.drain(..));
+        for (reply, outcome) in replies.drain(..).zip(outcomes) {
             // Err: the caller stopped waiting (its connection closed); the
             // effect stands, like any committed transaction.
-            let _ = job.reply.send(outcome);
+            let _ = reply.send(outcome);
         }
     }
     debug!("sqlite writer stopped");
@@ -47,16 +49,17 @@ pub(crate) fn run(
 fn execute_batch(
     conn: &mut Connection,
     next_epoch: &mut u64,
-    batch: &mut [Job],
+    cmds: impl ExactSizeIterator<Item = StoreCommand>,
 ) -> Vec<Result<StoreReply, StoreError>> {
     let epoch_before = *next_epoch;
+    let jobs = cmds.len();
     let result = (|| -> Result<Vec<Result<StoreReply, StoreError>>, rusqlite::Error> {
         let mut tx = conn.transaction()?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for job in batch.iter() {
+        let mut outcomes = Vec::with_capacity(jobs);
+        for cmd in cmds {
             let sp = tx.savepoint()?;
             let mut epoch = *next_epoch;
-            match ops::execute(&sp, &mut epoch, job.cmd.clone()) {
+            match ops::execute(&sp, &mut epoch, cmd) {
                 Ok(reply) => {
                     sp.commit()?;
                     *next_epoch = epoch;
@@ -78,8 +81,7 @@ fn execute_batch(
         Err(e) => {
             error!(error = %e, "store transaction failed: nothing of the batch was committed");
             *next_epoch = epoch_before;
-            batch
-                .iter()
+            (0..jobs)
                 .map(|_| Err(StoreError::Unavailable(format!("sqlite: {e}"))))
                 .collect()
         }
