@@ -19,9 +19,10 @@
 //!   thread hand-off per call anyway. One thread owning one connection
 //!   serializes writes without contention, keeps its prepared statements
 //!   cached, and can **group commit**: it drains the queued commands and
-//!   runs them in one transaction with one savepoint each, so a burst of
-//!   appends costs one `fsync` while every command stays atomic on its own
-//!   and no outcome is answered before the transaction is durable. Its
+//!   runs them in one transaction with one savepoint each (a lone command
+//!   needs none: the transaction is its savepoint), so a burst of appends
+//!   costs one `fsync` while every command stays atomic on its own and no
+//!   outcome is answered before the transaction is durable. Its
 //!   queue is bounded, so a slow disk slows the driver down (backpressure)
 //!   instead of growing memory. The server machine never issues two
 //!   append commands for one channel at once, so batching changes no
