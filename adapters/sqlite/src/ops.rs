@@ -134,41 +134,44 @@ impl Log {
         body: Body,
         ts: u64,
     ) -> OpResult<AppendOutcome> {
-        let existing: Option<(String, i64, i64)> = conn
+        let seq = self.head.next();
+        let id = MessageId::minted(self.epoch, seq);
+        // Insert first, look up only on a conflict: a new message (the
+        // common case) costs one index probe, not two.
+        let inserted = conn
             .prepare_cached(
-                "SELECT message_id, seq, ts FROM messages
-                 WHERE channel = ?1 AND author = ?2 AND client_msg_id = ?3",
+                "INSERT INTO messages (channel, message_id, author, client_msg_id, seq, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (channel, author, client_msg_id) DO NOTHING",
             )?
-            .query_row(
-                params![
-                    self.channel.as_str(),
-                    author.as_str(),
-                    client_msg_id.as_str()
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        if let Some((id, seq, ts)) = existing {
+            .execute(params![
+                self.channel.as_str(),
+                id.as_str(),
+                author.as_str(),
+                client_msg_id.as_str(),
+                to_i64(seq.0)?,
+                to_i64(ts)?
+            ])?;
+        if inserted == 0 {
+            let (id, seq, ts): (String, i64, i64) = conn
+                .prepare_cached(
+                    "SELECT message_id, seq, ts FROM messages
+                     WHERE channel = ?1 AND author = ?2 AND client_msg_id = ?3",
+                )?
+                .query_row(
+                    params![
+                        self.channel.as_str(),
+                        author.as_str(),
+                        client_msg_id.as_str()
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
             return Ok(AppendOutcome::Duplicate(Existing::Message(SendAck {
                 message_id: message_id(id)?,
                 seq: Seq(to_u64(seq)?),
                 ts: to_u64(ts)?,
             })));
         }
-        let seq = self.head.next();
-        let id = MessageId::minted(self.epoch, seq);
-        conn.prepare_cached(
-            "INSERT INTO messages (channel, message_id, author, client_msg_id, seq, ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            self.channel.as_str(),
-            id.as_str(),
-            author.as_str(),
-            client_msg_id.as_str(),
-            to_i64(seq.0)?,
-            to_i64(ts)?
-        ])?;
         self.commit(
             conn,
             LogEvent::Message(NewMessage {
