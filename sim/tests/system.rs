@@ -331,14 +331,7 @@ fn the_author_edits_and_deletes() {
     });
     run_to(&mut w, 1_500);
 
-    let kinds: Vec<&str> = log(&w, "room-0")
-        .iter()
-        .map(|e| match e {
-            LogEvent::Message(_) => "message",
-            LogEvent::Updated(_) => "updated",
-            LogEvent::Deleted(_) => "deleted",
-        })
-        .collect();
+    let kinds: Vec<&str> = log(&w, "room-0").iter().map(LogEvent::kind).collect();
     assert_eq!(kinds, ["message", "message", "updated", "deleted"]);
     assert_eq!(lines_with(&w, &["c0 app:", "applied as #3"]).len(), 1);
     assert_eq!(lines_with(&w, &["c0 app:", "applied as #4"]).len(), 1);

@@ -3,8 +3,8 @@
 //! The embedded, durable store of `lockstep-server`: SQLite in WAL mode
 //! behind the async [`Store`](lockstep_tokio::server::Store) trait of the
 //! server driver. It keeps the store contract of `lockstep_core::store`
-//! rule for rule (the same contract tests run against it and the memory
-//! store): one transaction per append assigns the seq, records the dedupe
+//! rule for rule (the kit in `lockstep_tokio::server::contract` checks it,
+//! as it checks the memory store): one transaction per append assigns the seq, records the dedupe
 //! key and applies the edit/delete rule; reads are bounded; receipts are
 //! monotonic; each channel has an epoch fixed at its first touch.
 //!

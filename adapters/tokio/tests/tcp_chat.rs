@@ -312,11 +312,7 @@ async fn edits_deletes_typing_presence_and_receipts_flow_through_the_handle() {
         .seen
         .iter()
         .filter_map(|e| match e {
-            ClientEvent::Log { event, .. } => Some(match event {
-                LogEvent::Message(_) => "message",
-                LogEvent::Updated(_) => "updated",
-                LogEvent::Deleted(_) => "deleted",
-            }),
+            ClientEvent::Log { event, .. } => Some(event.kind()),
             _ => None,
         })
         .collect();

@@ -180,6 +180,18 @@ pub enum AppendOutcome {
     Refused(Refusal),
 }
 
+impl AppendOutcome {
+    /// The event the entry appended, if it appended one (not a duplicate,
+    /// not refused).
+    #[must_use]
+    pub fn appended(&self) -> Option<&LogEvent> {
+        match self {
+            AppendOutcome::Appended(event) => Some(event),
+            AppendOutcome::Duplicate(_) | AppendOutcome::Refused(_) => None,
+        }
+    }
+}
+
 /// A successful store outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreReply {

@@ -1,4 +1,7 @@
-//! MemStore against the store contract.
+//! What is particular to `MemStore`: its retention and dedupe-memory
+//! limits, failure injection and resets. The store contract every store
+//! keeps is checked by the kit in `lockstep_tokio::server::contract`, run
+//! against `MemStore` there and against SQLite in `lockstep-sqlite`.
 
 use super::*;
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
@@ -35,17 +38,15 @@ fn append_one(store: &mut MemStore, c: &str, entry: AppendEntry) -> AppendOutcom
 fn send(store: &mut MemStore, c: &str, author: &str, cmid: &str) -> AppendOutcome {
     append_one(store, c, message(author, cmid))
 }
+fn appended(r: &AppendOutcome) -> &LogEvent {
+    r.appended()
+        .unwrap_or_else(|| panic!("not appended: {r:?}"))
+}
 fn appended_seq(r: &AppendOutcome) -> u64 {
-    match r {
-        AppendOutcome::Appended(e) => e.seq().0,
-        other => panic!("not appended: {other:?}"),
-    }
+    appended(r).seq().0
 }
 fn message_id(r: &AppendOutcome) -> MessageId {
-    match r {
-        AppendOutcome::Appended(e) => e.message_id().clone(),
-        other => panic!("not appended: {other:?}"),
-    }
+    appended(r).message_id().clone()
 }
 fn read(store: &mut MemStore, c: &str, from: ReadFrom, limit: u64) -> Page {
     match store
@@ -59,57 +60,6 @@ fn read(store: &mut MemStore, c: &str, from: ReadFrom, limit: u64) -> Page {
         StoreReply::Events(p) => p,
         other => panic!("not a page: {other:?}"),
     }
-}
-fn modify(store: &mut MemStore, target: &MessageId, actor: &str, delete: bool) -> AppendOutcome {
-    let entry = if delete {
-        AppendEntry::Delete {
-            target: target.clone(),
-            actor: user(actor),
-            rule: ModifyRule::AuthorOnly,
-        }
-    } else {
-        AppendEntry::Update {
-            target: target.clone(),
-            actor: user(actor),
-            rule: ModifyRule::AuthorOnly,
-            body: Body::text("edited"),
-        }
-    };
-    append_one(store, "g", entry)
-}
-
-#[test]
-fn seqs_are_contiguous_per_channel_and_epochs_fixed() {
-    let mut s = MemStore::default();
-    // A read before any write fixes the epoch.
-    let head = s.execute(StoreCommand::Head { channel: ch("a") }).unwrap();
-    assert_eq!(
-        head,
-        StoreReply::Head {
-            epoch: Epoch(1),
-            head: Seq(0)
-        }
-    );
-    assert_eq!(appended_seq(&send(&mut s, "a", "u", "1")), 1);
-    assert_eq!(appended_seq(&send(&mut s, "b", "u", "1")), 1);
-    assert_eq!(appended_seq(&send(&mut s, "a", "u", "2")), 2);
-    assert_eq!(s.head(&ch("a")), Some((Epoch(1), Seq(2))));
-    assert_eq!(s.head(&ch("b")), Some((Epoch(2), Seq(1))));
-}
-
-#[test]
-fn dedupe_returns_the_original_and_consumes_no_seq() {
-    let mut s = MemStore::default();
-    let first = send(&mut s, "g", "alice", "c1");
-    let again = send(&mut s, "g", "alice", "c1");
-    let AppendOutcome::Duplicate(Existing::Message(ack)) = again else {
-        panic!("{again:?}")
-    };
-    assert_eq!(ack.seq, Seq(1));
-    assert_eq!(ack.message_id, message_id(&first));
-    // Same key from another user is a new message.
-    assert_eq!(appended_seq(&send(&mut s, "g", "bob", "c1")), 2);
-    assert_eq!(s.head(&ch("g")), Some((Epoch(1), Seq(2))));
 }
 
 #[test]
@@ -128,53 +78,6 @@ fn dedupe_memory_is_bounded() {
         send(&mut s, "g", "u", "c4"),
         AppendOutcome::Duplicate(_)
     ));
-}
-
-#[test]
-fn update_and_delete_rules() {
-    let mut s = MemStore::default();
-    let id = message_id(&send(&mut s, "g", "alice", "c1"));
-    let unknown = MessageId::new("nope").unwrap();
-    assert_eq!(
-        modify(&mut s, &unknown, "alice", false),
-        AppendOutcome::Refused(Refusal::NotFound)
-    );
-    assert_eq!(
-        modify(&mut s, &unknown, "alice", true),
-        AppendOutcome::Refused(Refusal::NotFound)
-    );
-    assert_eq!(
-        modify(&mut s, &id, "bob", false),
-        AppendOutcome::Refused(Refusal::Forbidden)
-    );
-    assert_eq!(
-        modify(&mut s, &id, "bob", true),
-        AppendOutcome::Refused(Refusal::Forbidden)
-    );
-    assert_eq!(appended_seq(&modify(&mut s, &id, "alice", false)), 2);
-    assert_eq!(appended_seq(&modify(&mut s, &id, "alice", true)), 3);
-    assert_eq!(
-        modify(&mut s, &id, "alice", true),
-        AppendOutcome::Duplicate(Existing::Deletion { seq: Seq(3) })
-    );
-    // An update of a deleted message is not_found, checked before authorship.
-    assert_eq!(
-        modify(&mut s, &id, "bob", false),
-        AppendOutcome::Refused(Refusal::NotFound)
-    );
-    assert_eq!(s.head(&ch("g")), Some((Epoch(1), Seq(3))));
-    let target = message_id(&send(&mut s, "g", "alice", "c2"));
-    let anyone = append_one(
-        &mut s,
-        "g",
-        AppendEntry::Update {
-            target,
-            actor: user("mod"),
-            rule: ModifyRule::Anyone,
-            body: Body::text("moderated"),
-        },
-    );
-    assert_eq!(appended_seq(&anyone), 5);
 }
 
 #[test]
@@ -207,46 +110,6 @@ fn reads_are_bounded_and_report_retention() {
     // An empty log.
     let p = read(&mut s, "empty", ReadFrom::After(Seq(0)), 10);
     assert_eq!((p.head, p.oldest_retained, p.more), (Seq(0), Seq(1), false));
-}
-
-#[test]
-fn receipts_are_monotonic_and_bounded_by_head() {
-    let mut s = MemStore::default();
-    send(&mut s, "g", "u", "1");
-    send(&mut s, "g", "u", "2");
-    let mut rc = |up_to| {
-        s.execute(StoreCommand::SetReceipt {
-            channel: ch("g"),
-            user: user("bob"),
-            up_to: Seq(up_to),
-        })
-        .unwrap()
-    };
-    assert_eq!(
-        rc(3),
-        StoreReply::Refused(Refusal::BeyondHead { head: Seq(2) })
-    );
-    assert_eq!(
-        rc(2),
-        StoreReply::Receipt {
-            up_to: Seq(2),
-            advanced: true
-        }
-    );
-    assert_eq!(
-        rc(1),
-        StoreReply::Receipt {
-            up_to: Seq(2),
-            advanced: false
-        }
-    );
-    assert_eq!(
-        rc(2),
-        StoreReply::Receipt {
-            up_to: Seq(2),
-            advanced: false
-        }
-    );
 }
 
 #[test]

@@ -88,6 +88,17 @@ impl LogEvent {
         }
     }
 
+    /// Its `type` tag on the wire (`message`, `updated`, `deleted`), for
+    /// logs, metrics and tests that compare logs by shape.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LogEvent::Message(_) => "message",
+            LogEvent::Updated(_) => "updated",
+            LogEvent::Deleted(_) => "deleted",
+        }
+    }
+
     /// The message the entry is about (created, edited or deleted).
     #[must_use]
     pub fn message_id(&self) -> &MessageId {

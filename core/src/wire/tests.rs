@@ -294,3 +294,25 @@ proptest::proptest! {
         let _ = decode_server(s.as_bytes());
     }
 }
+
+#[test]
+fn a_log_event_kind_is_its_type_tag_on_the_wire() {
+    let events = [
+        LogEvent::Message(new_message(1)),
+        LogEvent::Updated(MessageUpdated {
+            channel_id: ch(),
+            seq: Seq(2),
+            message_id: MessageId::new("m1").unwrap(),
+            body: Body::text("edited"),
+        }),
+        LogEvent::Deleted(MessageDeleted {
+            channel_id: ch(),
+            seq: Seq(3),
+            message_id: MessageId::new("m1").unwrap(),
+        }),
+    ];
+    for event in &events {
+        let json = serde_json::to_value(event).unwrap();
+        assert_eq!(json["type"], event.kind(), "{json}");
+    }
+}

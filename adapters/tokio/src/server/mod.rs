@@ -11,6 +11,8 @@
 
 mod auth;
 mod clock;
+#[cfg(any(test, feature = "store-contract"))]
+pub mod contract;
 mod driver;
 mod framed_front;
 mod front;

@@ -8,6 +8,9 @@ use lockstep_core::store::{MemStore, MemStoreConfig, StoreCommand, StoreError, S
 
 /// Executes the server machine's store commands.
 ///
+/// Check an implementation with `server::contract::check_store`
+/// (feature `store-contract`).
+///
 /// Commands are plain data (see `lockstep_core::store` for the contract every
 /// store keeps: one append is one transaction, dedupe in the same
 /// transaction, bounded reads, failure is a reply). The driver may run
