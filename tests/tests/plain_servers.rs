@@ -1,7 +1,7 @@
 //! The Rust Socket.IO transport against plain chat servers that keep a
 //! small in-memory part of the contract: Node `socket.io@4.8`
-//! (tests/js/plain-server.mjs; the codec interoperates with the reference
-//! implementation) and the socketioxide baseline of the load comparison
+//! (benches/node/server.mjs, the load comparison's Node baseline; the codec
+//! interoperates with the reference implementation) and the socketioxide baseline of the load comparison
 //! (benches/plain-socketioxide; it must stay correct to be a fair bar).
 //! Pipelined requests are acknowledged one by one, each by its own id, and
 //! a stranger's handshake is refused.
@@ -20,8 +20,9 @@ use common::{App, WAIT, channel, fast_config, texts};
 use lockstep_socketio_client::SocketIoConnector;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+/// Where the plain Node server lives, with its own `node_modules`.
+fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,11 +36,13 @@ async fn the_rust_transport_pipelines_against_a_node_socketio_server() {
         "node is required but was not found on PATH; install Node.js 18+ and run scripts/js-setup"
     );
     assert!(
-        js_dir().join("node_modules/socket.io").exists(),
-        "socket.io is not installed; run scripts/js-setup (npm ci in tests/js)"
+        node_dir().join("node_modules/socket.io").exists(),
+        "socket.io is not installed; run scripts/js-setup (npm ci in benches/node)"
     );
     let mut server = tokio::process::Command::new("node")
-        .arg(js_dir().join("plain-server.mjs"))
+        .arg(node_dir().join("server.mjs"))
+        // Port 0: any free port, printed on its first line.
+        .env_remove("PORT")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
