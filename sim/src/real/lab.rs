@@ -74,10 +74,12 @@ pub(crate) struct App {
 /// the client forgot it), because the app drains its event queue before
 /// every command: only a command changes what the app wants, and a client
 /// forgets a channel in the same step that emits its `Unsubscribed` event.
-/// The machine's internals cannot be read in step with the events, so
-/// invariant 8 is not judged here.
+/// The machine's internals (invariant 8) are the driver's readings taken in
+/// the step that produced the state event being judged
+/// (`ClientDriverConfig::record_internals`), not a later look.
 struct HandleView<'a> {
     handle: &'a ClientHandle,
+    internals: Option<Internals>,
 }
 
 impl ClientView for HandleView<'_> {
@@ -86,7 +88,7 @@ impl ClientView for HandleView<'_> {
     }
 
     fn internals(&self) -> Option<Internals> {
-        None
+        self.internals.clone()
     }
 }
 
@@ -147,7 +149,10 @@ impl Lab {
             AppCmd::Unsubscribe(ch) => {
                 handle.unsubscribe(ch.clone());
                 app.desired.remove(&ch);
-                let view = HandleView { handle: &handle };
+                let view = HandleView {
+                    handle: &handle,
+                    internals: None,
+                };
                 self.oracle.on_unsubscribed(app.ix, &view, &ch);
             }
             AppCmd::Send(ch) => {
@@ -180,7 +185,27 @@ impl Lab {
         let Some(handle) = app.handle.as_ref() else {
             return;
         };
-        let view = HandleView { handle };
+        let internals = match &event {
+            ClientEvent::State(state) => match handle.next_state_internals() {
+                Ok(Some(reading)) if &reading.state == state => Some(Internals {
+                    state: reading.state,
+                    pending_requests: reading.pending_requests,
+                    armed_timers: reading.armed_timers,
+                }),
+                other => {
+                    self.oracle.violate(
+                        Invariant::NoLeaks,
+                        now,
+                        Some(app.ix),
+                        None,
+                        format!("the harness lost step with the driver's readings: {other:?} for {state:?}"),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        let view = HandleView { handle, internals };
         self.oracle
             .on_client_event(now, app.ix, &view, &self.store.lock(), &event);
         match event {

@@ -12,12 +12,13 @@
 //! fault is healed and the world must settle within a bounded virtual time.
 //!
 //! What the oracle judges here: invariants 1, 3, 4, 5 and 9 on every event
-//! read, 7 on every frame a client connection carries (a tap in the
-//! connector sees joins, leaves and channel frames), 2 on the store's final
-//! logs, and liveness after healing (every client connected, subscribed as
-//! desired, at each log's head, every send resolved, presence views true:
-//! 3, 4 and 6). Not judged: invariant 8 (the driver's handle does not show
-//! the machine's timers and pending requests in step with its events).
+//! read, 8 on every connection-state event (from the machine's pending
+//! requests and armed timers, which the driver reads in the step that
+//! produced the event: `ClientDriverConfig::record_internals`), 7 on every
+//! frame a client connection carries (a tap in the connector sees joins,
+//! leaves and channel frames), 2 on the store's final logs, and liveness
+//! after healing (every client connected, subscribed as desired, at each
+//! log's head, every send resolved, presence views true: 3, 4 and 6).
 //!
 //! Turmoil is seeded ([`Plan::seed`]), the clients too, and no wall clock
 //! is read; still, a tokio `select!` without `biased` draws from tokio's

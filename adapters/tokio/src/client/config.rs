@@ -26,6 +26,11 @@ pub struct ClientDriverConfig {
     /// Where the driver and its transport tasks are spawned; tests pass
     /// their own to check that every task ends.
     pub tracker: TaskTracker,
+    /// For test harnesses: read the machine's pending requests and armed
+    /// timers at every connection-state event, for
+    /// [`ClientHandle::next_state_internals`](crate::client::ClientHandle::next_state_internals).
+    /// Off by default (it costs a queue entry per state change).
+    pub record_internals: bool,
 }
 
 impl ClientDriverConfig {
@@ -40,6 +45,7 @@ impl ClientDriverConfig {
             outgoing_capacity: 1_024,
             incoming_capacity: 1_024,
             tracker: TaskTracker::new(),
+            record_internals: false,
         }
     }
 }

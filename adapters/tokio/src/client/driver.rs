@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::internals::StateInternals;
 use super::link::{self, Link};
 use super::shared::{Core, Shared};
 use crate::transport::Connector;
@@ -44,6 +45,13 @@ fn drain(core: &mut Core) -> Drained {
     let now = tokio::time::Instant::now();
     while let Some(e) = core.client.poll_event() {
         core.stats.observe(&e, now);
+        if let (ClientEvent::State(state), Some(readings)) = (&e, &mut core.readings) {
+            readings.record(StateInternals {
+                state: state.clone(),
+                pending_requests: core.client.pending_requests(),
+                armed_timers: core.client.armed_timers(),
+            });
+        }
         if let ClientEvent::Outcome { id, outcome, .. } = &e {
             if let Some(waiter) = core.waiters.remove(id) {
                 // The app may have dropped its handle: nothing to tell.

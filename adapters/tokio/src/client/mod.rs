@@ -7,6 +7,7 @@
 
 mod config;
 mod driver;
+mod internals;
 mod link;
 mod shared;
 mod stats;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use config::ClientDriverConfig;
+pub use internals::{InternalsOverflowed, READINGS_MAX, StateInternals};
 pub use stats::{ACK_LATENCY_BUCKET_COUNT, ACK_LATENCY_BUCKETS_MS, AckLatency, ClientStats};
 
 use crate::transport::Connector;
@@ -56,7 +58,7 @@ pub fn spawn_client<C: Connector>(
     connector: C,
 ) -> (ClientHandle, Events) {
     let client = Client::new(config.client, config.token, config.seed);
-    let shared = Arc::new(Shared::new(client));
+    let shared = Arc::new(Shared::new(client, config.record_internals));
     let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
     let (state_tx, state_rx) = watch::channel(ConnectionState::Idle);
     let done = CancellationToken::new();
@@ -287,6 +289,21 @@ impl ClientHandle {
     #[must_use]
     pub fn stats(&self) -> ClientStats {
         self.shared().lock().stats.snapshot()
+    }
+
+    /// The machine's readings at the oldest connection-state event not yet
+    /// paired with one, in the order of the `State` events: take one per
+    /// `ClientEvent::State` read. `Ok(None)` when there is none (or
+    /// recording is off: [`ClientDriverConfig::record_internals`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InternalsOverflowed`] once more than [`READINGS_MAX`] went untaken.
+    pub fn next_state_internals(&self) -> Result<Option<StateInternals>, InternalsOverflowed> {
+        match self.shared().lock().readings.as_mut() {
+            Some(readings) => readings.take(),
+            None => Ok(None),
+        }
     }
 
     /// A summary of one channel.

@@ -9,6 +9,7 @@ use lockstep_core::client::{Client, EntryId, Outcome};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::internals::Readings;
 use super::stats::StatsRecorder;
 
 /// The machine and what hangs off it.
@@ -19,6 +20,9 @@ pub(crate) struct Core {
     pub(crate) waiters: BTreeMap<EntryId, oneshot::Sender<Outcome>>,
     /// The counters behind `ClientHandle::stats`.
     pub(crate) stats: StatsRecorder,
+    /// The readings behind `ClientHandle::next_state_internals`, when
+    /// recording.
+    pub(crate) readings: Option<Readings>,
 }
 
 /// Shared by every handle and the driver.
@@ -35,12 +39,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client, record_internals: bool) -> Self {
         Shared {
             core: Mutex::new(Core {
                 client,
                 waiters: BTreeMap::new(),
                 stats: StatsRecorder::default(),
+                readings: record_internals.then(Readings::default),
             }),
             wake: Notify::new(),
             stop: CancellationToken::new(),
