@@ -99,11 +99,7 @@ pub fn ack_kind(event: &str) -> Option<&'static str> {
 ///
 /// [`DecodeError`] when the reply does not have the contract's shape.
 pub fn incoming_ack(req: ReqId, kind: &str, args: Vec<Value>) -> Result<ServerFrame, DecodeError> {
-    let bad = |message: String| DecodeError::Invalid {
-        req: Some(req),
-        kind: "ack".into(),
-        message,
-    };
+    let bad = |message: String| DecodeError::invalid(Some(req), "ack", message, None);
     let Some(Value::Object(mut fields)) = args.into_iter().next() else {
         return Err(bad("the reply is not an object".into()));
     };
@@ -136,11 +132,7 @@ pub fn incoming_event(args: Vec<Value>) -> Result<Option<ServerFrame>, DecodeErr
         return Err(DecodeError::Malformed("an event without a name".into()));
     };
     let payload = args.next().unwrap_or(Value::Null);
-    let bad = |message: String| DecodeError::Invalid {
-        req: None,
-        kind: name.clone(),
-        message,
-    };
+    let bad = |message: String| DecodeError::invalid(None, name.clone(), message, None);
     if name == SESSION_EVENT {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]

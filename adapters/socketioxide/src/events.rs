@@ -41,20 +41,20 @@ pub fn decode_event(
     payload: Option<Value>,
     req: ReqId,
 ) -> Result<ClientFrame, DecodeError> {
-    let invalid = |message: String| DecodeError::Invalid {
-        req: Some(req),
-        kind: event.to_owned(),
-        message,
-    };
+    let invalid =
+        |message: String, channel_id| DecodeError::invalid(Some(req), event, message, channel_id);
     if !CLIENT_EVENTS.contains(&event) {
-        return Err(invalid("unknown event".into()));
+        return Err(invalid("unknown event".into(), None));
     }
     let Some(Value::Object(mut fields)) = payload else {
-        return Err(invalid("payload must be an object".into()));
+        return Err(invalid("payload must be an object".into(), None));
     };
     fields.insert("type".into(), Value::String(event.to_owned()));
     fields.insert("req".into(), Value::from(req.0));
-    ClientFrame::deserialize(Value::Object(fields)).map_err(|e| invalid(e.to_string()))
+    let fields = Value::Object(fields);
+    // From a reference, so a refusal can still name the channel (its
+    // checks come before the other fields').
+    ClientFrame::deserialize(&fields).map_err(|e| invalid(e.to_string(), fields.get("channelId")))
 }
 
 /// What one server frame becomes on a Socket.IO connection. Payloads are

@@ -209,10 +209,10 @@ impl<P: AccessPolicy> Server<P> {
         self.tick(now);
         match error.req() {
             Some(req) if self.conns.contains_key(&conn) => {
-                self.nack(
-                    Waiter { conn, req },
-                    Denied::new(ErrorCode::Invalid, error.to_string()),
-                );
+                let denied = self
+                    .channel_checks_first(conn, &error)
+                    .unwrap_or_else(|| Denied::new(ErrorCode::Invalid, error.to_string()));
+                self.nack(Waiter { conn, req }, denied);
             }
             _ => debug!(%conn, %error, "undecodable frame without a request id"),
         }

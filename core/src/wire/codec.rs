@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::ids::ChannelId;
 use crate::wire::{ClientFrame, ReqId, ServerFrame};
 
 /// The largest frame accepted on a transport, in bytes. Larger frames are a
@@ -37,10 +38,33 @@ pub enum DecodeError {
         kind: String,
         /// What was wrong, from the parser.
         message: String,
+        /// The request's `channelId`, when it is a valid id: the server
+        /// checks the channel (access policy, joined) before the other
+        /// fields, as the contract orders them.
+        channel: Option<ChannelId>,
     },
 }
 
 impl DecodeError {
+    /// A request whose envelope parsed but whose fields did not; `channel_id`
+    /// is the raw `channelId` field, kept when it is a valid channel id.
+    #[must_use]
+    pub fn invalid(
+        req: Option<ReqId>,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+        channel_id: Option<&serde_json::Value>,
+    ) -> Self {
+        DecodeError::Invalid {
+            req,
+            kind: kind.into(),
+            message: message.into(),
+            channel: channel_id
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| ChannelId::new(s).ok()),
+        }
+    }
+
     /// The request this error should be answered on, if any.
     #[must_use]
     pub fn req(&self) -> Option<ReqId> {
@@ -58,6 +82,8 @@ struct Envelope<'a> {
     kind: std::borrow::Cow<'a, str>,
     #[serde(default)]
     req: Option<ReqId>,
+    #[serde(default, rename = "channelId")]
+    channel_id: Option<serde_json::Value>,
 }
 
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
@@ -70,11 +96,12 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     match serde_json::from_slice::<T>(bytes) {
         Ok(frame) => Ok(frame),
         Err(full) => match serde_json::from_slice::<Envelope<'_>>(bytes) {
-            Ok(env) => Err(DecodeError::Invalid {
-                req: env.req,
-                kind: env.kind.into_owned(),
-                message: full.to_string(),
-            }),
+            Ok(env) => Err(DecodeError::invalid(
+                env.req,
+                env.kind,
+                full.to_string(),
+                env.channel_id.as_ref(),
+            )),
             Err(_) => Err(DecodeError::Malformed(full.to_string())),
         },
     }

@@ -1,9 +1,10 @@
 //! Client requests: validation in the protocol's order, then either an
 //! immediate answer or store work whose completion answers.
 //!
-//! Check order (the contract): payload shape and ids (done by the decoder)
-//! → channel id → access policy for a join → joined → the other fields →
-//! rate and capacity limits.
+//! Check order (the contract): payload shape (the decoder) → channel id →
+//! access policy for a join → joined → the other fields → rate and
+//! capacity limits. A request whose other fields did not decode still gets
+//! the channel checks first (`channel_checks_first`).
 
 /// Channels per connection whose last leave is remembered (oldest
 /// forgotten first): bounds the stale-join guard's memory.
@@ -22,7 +23,17 @@ use tracing::debug;
 use crate::ids::ChannelId;
 use crate::server::ops::Waiter;
 use crate::server::{AccessPolicy, ConnId, Denied, Server};
-use crate::wire::{Ack, ClientFrame, ErrorCode, ServerFrame};
+use crate::wire::{Ack, ClientFrame, DecodeError, ErrorCode, ServerFrame};
+
+/// The `type` of the requests whose channel is checked first (their serde
+/// tags in `ClientFrame`; a test ties the two together).
+const JOIN: &str = "channel:join";
+const SEND: &str = "message:send";
+const UPDATE: &str = "message:update";
+const DELETE: &str = "message:delete";
+const HISTORY: &str = "channel:history";
+const READ: &str = "message:read";
+const TYPING: &str = "typing";
 
 impl<P: AccessPolicy> Server<P> {
     /// Routes one frame of an open connection.
@@ -122,6 +133,34 @@ impl<P: AccessPolicy> Server<P> {
         if c.channels.remove(channel).is_some() {
             let user = c.user.clone();
             self.leave_channel(conn, &user, channel, true);
+        }
+    }
+
+    /// The checks the contract orders before the other fields, for a
+    /// request whose fields did not decode but whose channel id did: the
+    /// access policy for a join, membership for the requests that need it.
+    /// `None` when they pass (the request is then refused `invalid`).
+    pub(super) fn channel_checks_first(&self, conn: ConnId, error: &DecodeError) -> Option<Denied> {
+        let DecodeError::Invalid {
+            kind,
+            channel: Some(channel),
+            ..
+        } = error
+        else {
+            return None;
+        };
+        match kind.as_str() {
+            JOIN => {
+                let user = &self.conns.get(&conn)?.user;
+                (!self.policy.may_join(user, channel)
+                    && !sabotaged!(self.config, ServerIgnoresJoinPolicy))
+                .then(|| Denied::new(ErrorCode::Forbidden, format!("may not join {channel}")))
+            }
+            SEND | UPDATE | DELETE | HISTORY | READ | TYPING => {
+                self.require_joined(conn, channel).err()
+            }
+            // A leave succeeds joined or not: only its own fields can fail.
+            _ => None,
         }
     }
 

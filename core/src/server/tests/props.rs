@@ -208,11 +208,7 @@ impl World {
             }
             Step::Bogus(slot, req) => {
                 let conn = self.conns.get(&slot).copied().unwrap_or(ConnId(999));
-                let e = DecodeError::Invalid {
-                    req: req.map(ReqId),
-                    kind: "x".into(),
-                    message: "bad".into(),
-                };
+                let e = DecodeError::invalid(req.map(ReqId), "x", "bad", None);
                 self.server.handle_decode_error(self.now, conn, e);
             }
             Step::Advance(ms) => self.advance(u64::from(ms)),

@@ -7,9 +7,9 @@ use super::harness::{Harness, StoreMode, ch, user};
 use super::scenarios::{join_ack, send_ack};
 use crate::Instant;
 use crate::ids::{Epoch, MessageId, Seq};
-use crate::server::{ConnId, Open, ServerConfig};
+use crate::server::{ConnId, Open, PrivateChannels, ServerConfig};
 use crate::store::{FailMode, MemStoreConfig, ModifyRule};
-use crate::wire::{Ack, DecodeError, ErrorCode, ReqId, ServerFrame, TypingNotice};
+use crate::wire::{Ack, DecodeError, ErrorCode, ReqId, ServerFrame, TypingNotice, decode_client};
 
 fn presence(h: &Harness, conn: u64) -> Vec<String> {
     h.inbox(conn)
@@ -440,11 +440,7 @@ fn limits_fail_one_request_and_keep_the_connection() {
     h.acked(1, p1);
     h.acked(1, p2);
     h.note("a decode error with a req is refused; without one it is only logged");
-    let err = DecodeError::Invalid {
-        req: Some(ReqId(99)),
-        kind: "message:send".into(),
-        message: "bad".into(),
-    };
+    let err = DecodeError::invalid(Some(ReqId(99)), "message:send", "bad", None);
     h.server.handle_decode_error(h.now(), ConnId(1), err);
     h.server
         .handle_decode_error(h.now(), ConnId(1), DecodeError::Malformed("junk".into()));
@@ -574,5 +570,54 @@ impl<P: crate::server::AccessPolicy> Harness<P> {
             },
         );
         req
+    }
+}
+
+#[test]
+fn a_malformed_request_is_checked_for_its_channel_first() {
+    // DESIGN §4: payload → channelId → access policy (join) → joined → the
+    // other fields. A request whose other fields do not decode is still
+    // refused for its channel first.
+    let mut h = Harness::with(
+        ServerConfig::default(),
+        MemStoreConfig::default(),
+        PrivateChannels,
+    );
+    h.connect(1, "alice");
+    h.join(1, "general");
+    h.drive();
+    let mut refuse = |json: &str| {
+        let err = decode_client(json.as_bytes()).unwrap_err();
+        let req = err.req().unwrap();
+        h.server.handle_decode_error(h.now(), ConnId(1), err);
+        h.drive();
+        h.nacked(1, req)
+    };
+    let send = |req: u64, channel: &str| {
+        format!(
+            r#"{{"type":"message:send","req":{req},"channelId":"{channel}","clientMsgId":"","body":1}}"#
+        )
+    };
+    assert_eq!(refuse(&send(50, "other")), ErrorCode::NotJoined);
+    assert_eq!(refuse(&send(51, "general")), ErrorCode::Invalid);
+    // A channel id that is not one is invalid, whatever else.
+    assert_eq!(refuse(&send(52, "not a channel")), ErrorCode::Invalid);
+    let join = |req: u64, channel: &str| {
+        format!(r#"{{"type":"channel:join","req":{req},"channelId":"{channel}","since":"x"}}"#)
+    };
+    assert_eq!(refuse(&join(53, "private:bob")), ErrorCode::Forbidden);
+    assert_eq!(refuse(&join(54, "private:alice")), ErrorCode::Invalid);
+    let typing = r#"{"type":"typing","req":55,"channelId":"other","active":"yes"}"#;
+    assert_eq!(refuse(typing), ErrorCode::NotJoined);
+    let history = r#"{"type":"channel:history","req":56,"channelId":"other","limit":-1}"#;
+    assert_eq!(refuse(history), ErrorCode::NotJoined);
+    let history = r#"{"type":"channel:history","req":57,"channelId":"general","limit":-1}"#;
+    assert_eq!(refuse(history), ErrorCode::Invalid);
+    for other in [
+        r#"{"type":"message:update","req":58,"channelId":"other","messageId":5,"body":1}"#,
+        r#"{"type":"message:delete","req":59,"channelId":"other","messageId":5}"#,
+        r#"{"type":"message:read","req":60,"channelId":"other","upTo":"x"}"#,
+    ] {
+        assert_eq!(refuse(other), ErrorCode::NotJoined, "{other}");
     }
 }
