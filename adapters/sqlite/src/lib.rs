@@ -1,7 +1,7 @@
 //! # lockstep-sqlite
 //!
 //! The embedded, durable store of `lockstep-server`: SQLite in WAL mode
-//! behind the async [`Store`](lockstep_tokio::server::Store) trait of the
+//! behind the async [`Store`] trait of the
 //! server driver. It keeps the store contract of `lockstep_core::store`
 //! rule for rule (the kit in `lockstep_tokio::server::contract` checks it,
 //! as it checks the memory store): one transaction per append assigns the seq, records the dedupe
