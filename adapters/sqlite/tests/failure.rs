@@ -3,39 +3,15 @@
 //! `unavailable` for that command, and its other entries are not stored.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
-use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
-use lockstep_core::store::{
-    AppendEntry, AppendOutcome, ReadFrom, StoreCommand, StoreError, StoreReply,
-};
-use lockstep_core::wire::Body;
+use common::{append, db, seqs};
+use lockstep_core::ids::Seq;
+use lockstep_core::store::{AppendOutcome, StoreError, StoreReply};
 use lockstep_sqlite::SqliteStore;
 use lockstep_tokio::server::Store;
-
-fn entry(cmid: &str) -> AppendEntry {
-    AppendEntry::Message {
-        author: UserId::new("alice").unwrap(),
-        client_msg_id: ClientMsgId::new(cmid).unwrap(),
-        body: Body::text(cmid),
-        ts: 1,
-    }
-}
-
-fn append(channel: &str, cmids: &[&str]) -> StoreCommand {
-    StoreCommand::Append {
-        channel: ChannelId::new(channel).unwrap(),
-        entries: cmids.iter().map(|c| entry(c)).collect(),
-    }
-}
-
-fn db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lockstep-sqlite-fail-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
 
 /// Stores `k1` in channel `c`, then damages its row behind the store's
 /// back (a negative seq), so a later duplicate of `k1` fails to decode
@@ -60,21 +36,6 @@ async fn store_with_a_poisoned_message(path: &PathBuf) -> SqliteStore {
     s
 }
 
-async fn seqs(s: &SqliteStore, channel: &str) -> Vec<u64> {
-    let page = s
-        .execute(StoreCommand::Read {
-            channel: ChannelId::new(channel).unwrap(),
-            from: ReadFrom::After(Seq(0)),
-            limit: 100,
-        })
-        .await
-        .unwrap();
-    let StoreReply::Events(page) = page else {
-        panic!("{page:?}")
-    };
-    page.events.iter().map(|e| e.seq().0).collect()
-}
-
 async fn assert_rolled_back(s: &SqliteStore) {
     assert_eq!(seqs(s, "c").await, vec![1], "k2 must not be stored");
     // k2 was never stored: appending it again is new, at seq 2.
@@ -87,7 +48,7 @@ async fn assert_rolled_back(s: &SqliteStore) {
 
 #[tokio::test]
 async fn a_lone_command_that_fails_half_way_stores_none_of_its_entries() {
-    let path = db("lone.db");
+    let path = db("fail-lone.db");
     let s = store_with_a_poisoned_message(&path).await;
     let failed = s.execute(append("c", &["k2", "k1"])).await;
     assert!(
@@ -99,7 +60,7 @@ async fn a_lone_command_that_fails_half_way_stores_none_of_its_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
-    let path = db("group.db");
+    let path = db("fail-group.db");
     let s = store_with_a_poisoned_message(&path).await;
     // Queued together, so the writer is likely to commit them in one
     // transaction; whatever the batching, each outcome is its own.
