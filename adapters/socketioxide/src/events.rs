@@ -51,10 +51,11 @@ pub fn decode_event(
     };
     fields.insert("type".into(), Value::String(event.to_owned()));
     fields.insert("req".into(), Value::from(req.0));
-    let fields = Value::Object(fields);
-    // From a reference, so a refusal can still name the channel (its
-    // checks come before the other fields').
-    ClientFrame::deserialize(&fields).map_err(|e| invalid(e.to_string(), fields.get("channelId")))
+    // Kept for a refusal, whose channel checks come before the other
+    // fields' (a short string; the frame itself is moved, not copied).
+    let channel_id = fields.get("channelId").cloned();
+    ClientFrame::deserialize(Value::Object(fields))
+        .map_err(|e| invalid(e.to_string(), channel_id.as_ref()))
 }
 
 /// What one server frame becomes on a Socket.IO connection. Payloads are
@@ -191,6 +192,25 @@ mod tests {
             let err = decode_event(event, payload, ReqId(3)).unwrap_err();
             assert_eq!(err.req(), Some(ReqId(3)), "{event}");
         }
+    }
+
+    #[test]
+    fn a_refusal_names_the_channel_when_its_id_is_valid() {
+        // The server checks the channel (policy, joined) before the field
+        // that failed, so the decoder keeps a valid channel id.
+        let channel = |payload| match decode_event("message:send", Some(payload), ReqId(4)) {
+            Err(DecodeError::Invalid { channel, .. }) => channel,
+            other => panic!("not invalid: {other:?}"),
+        };
+        assert_eq!(
+            channel(json!({"channelId": "room", "clientMsgId": "", "body": 1})),
+            Some(ChannelId::new("room").unwrap())
+        );
+        assert_eq!(
+            channel(json!({"channelId": "not a channel", "clientMsgId": "c", "body": 1})),
+            None
+        );
+        assert_eq!(channel(json!({"clientMsgId": "c", "body": 1})), None);
     }
 
     #[test]
