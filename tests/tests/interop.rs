@@ -7,7 +7,7 @@
 //! with a message saying how to install them (never green without running).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use lockstep_tests::js_dir;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,26 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// Longest a scenario may run.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
 /// Fails loudly when node or the pinned client is missing.
 fn require_node() {
-    let node = std::process::Command::new("node").arg("--version").output();
-    match node {
-        Ok(out) if out.status.success() => {}
-        _ => panic!(
-            "node is required for the Socket.IO interop tests but was not found on PATH; \
-             install Node.js 18+ and run scripts/js-setup"
-        ),
-    }
-    let client = js_dir().join("node_modules/socket.io-client/package.json");
-    assert!(
-        client.exists(),
-        "socket.io-client is not installed in {}; run scripts/js-setup (npm ci)",
-        js_dir().display()
-    );
+    lockstep_tests::require_node(&js_dir(), "socket.io-client");
 }
 
 /// Runs `scenario` against a server started with `flags` (after `--dev`)

@@ -13,34 +13,19 @@
 #[path = "../../adapters/tokio/tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
+use lockstep_tests::node_server_dir;
 use std::process::Stdio;
 
 use common::{App, WAIT, channel, fast_config, texts};
 use lockstep_socketio_client::SocketIoConnector;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Where the plain Node server lives, with its own `node_modules`.
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/node")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_transport_pipelines_against_a_node_socketio_server() {
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        node_ok,
-        "node is required but was not found on PATH; install Node.js 18+ and run scripts/js-setup"
-    );
-    assert!(
-        node_dir().join("node_modules/socket.io").exists(),
-        "socket.io is not installed; run scripts/js-setup (npm ci in benches/node)"
-    );
+    let node_dir = node_server_dir();
+    lockstep_tests::require_node(&node_dir, "socket.io");
     let mut server = tokio::process::Command::new("node")
-        .arg(node_dir().join("server.mjs"))
+        .arg(node_dir.join("server.mjs"))
         // Port 0: any free port, printed on its first line.
         .env_remove("PORT")
         .stdout(Stdio::piped())

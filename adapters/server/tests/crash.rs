@@ -8,10 +8,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use lockstep_tests::js_dir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -20,23 +21,8 @@ const MESSAGES: usize = 1_500;
 const KILL_AFTER: usize = 300;
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")
-}
-
 fn require_node() {
-    let ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "node is required for the crash test but was not found on PATH; install Node.js 18+ and run scripts/js-setup"
-    );
-    assert!(
-        js_dir().join("node_modules/socket.io-client").exists(),
-        "socket.io-client is not installed; run scripts/js-setup (npm ci in tests/js)"
-    );
+    lockstep_tests::require_node(&js_dir(), "socket.io-client");
 }
 
 /// Starts the server on `db`; returns it and its URL.
