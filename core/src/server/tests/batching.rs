@@ -23,10 +23,7 @@ fn appends_queued_behind_one_in_flight_commit_together_up_to_the_limit() {
         ..ServerConfig::default()
     };
     let mut h = Harness::with(config, MemStoreConfig::default(), crate::server::Open);
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.mode = StoreMode::Held;
     let mut sent = vec![h.say(1, "general", "a-1", "one")];
     h.note("a-1 is at the store; the rest queue behind it");
@@ -66,10 +63,7 @@ fn a_burst_of_sends_handed_over_before_polling_leaves_as_one_command() {
 #[test]
 fn a_failed_batch_refuses_every_entry_and_the_gate_names_the_earliest() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.mode = StoreMode::Held;
     let a1 = h.say(1, "general", "a-1", "one");
     let a2 = h.say(1, "general", "a-2", "two");

@@ -165,6 +165,15 @@ impl<P: AccessPolicy> Harness<P> {
         r
     }
 
+    /// The most common opening: alice on connection 1 and bob on 2, both
+    /// joined to `channel` (in that order, so traces read the same).
+    pub(crate) fn alice_and_bob_in(&mut self, channel: &str) {
+        self.connect(1, "alice");
+        self.connect(2, "bob");
+        self.join(1, channel);
+        self.join(2, channel);
+    }
+
     pub(crate) fn join(&mut self, conn: u64, channel: &str) -> ReqId {
         self.join_at(conn, channel, None, None)
     }

@@ -18,10 +18,7 @@ fn a_silent_connection_is_closed_and_its_user_leaves() {
         ..ServerConfig::default()
     };
     let mut h = Harness::with(config, MemStoreConfig::default(), crate::server::Open);
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.note("bob pings every 15 s; alice's transport went silent");
     for _ in 0..4 {
         h.advance(15_000);

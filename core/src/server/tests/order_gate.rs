@@ -80,10 +80,7 @@ fn a_send_queued_behind_a_failed_append_is_refused_not_stored_first() {
 #[test]
 fn a_retry_is_not_overtaken_by_a_later_send_queued_before_the_failure() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.mode = StoreMode::Held;
     let a1 = h.say(1, "general", "a-1", "one");
     h.say(2, "general", "b-1", "bob's");

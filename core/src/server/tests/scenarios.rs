@@ -129,10 +129,7 @@ fn reconnect_recovers_exactly_the_missed_events() {
 #[test]
 fn retried_send_is_stored_and_broadcast_once() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.mode = StoreMode::Held;
     h.note("first attempt, then a retry while it is in flight");
     let first = h.say(1, "general", "a-1", "hello");
@@ -160,10 +157,7 @@ fn retried_send_is_stored_and_broadcast_once() {
 #[test]
 fn same_client_msg_id_from_another_user_is_a_new_message() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     let a = h.say(1, "general", "same", "from alice");
     let b = h.say(2, "general", "same", "from bob");
     assert_eq!(send_ack(&h, 1, a).seq, Seq(1));

@@ -60,10 +60,7 @@ fn presence_join_leave_and_no_flap_on_quick_reconnect() {
 #[test]
 fn edit_and_delete_by_author_refused_for_others() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     let s = h.say(1, "general", "a-1", "typo");
     let id = send_ack(&h, 1, s).message_id;
     let unknown = MessageId::new("m9.9").unwrap();
@@ -91,10 +88,7 @@ fn edit_and_delete_by_author_refused_for_others() {
 #[test]
 fn read_watermarks_never_go_back() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     for i in 1..=3 {
         h.say(1, "general", &format!("a-{i}"), "x");
     }
@@ -181,10 +175,7 @@ fn typing_is_relayed_expires_and_clears_on_disconnect() {
 #[test]
 fn store_failure_answers_retryable_unavailable_and_broadcasts_nothing() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.store.set_fail_mode(FailMode::Next(1));
     let s = h.say(1, "general", "a-1", "lost?");
     let Some(ServerFrame::Nack { error, .. }) = h.reply(1, s) else {
@@ -210,10 +201,7 @@ fn store_failure_answers_retryable_unavailable_and_broadcasts_nothing() {
 #[test]
 fn out_of_order_store_completions_keep_per_sender_order() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.join(1, "random");
     h.mode = StoreMode::Held;
     let mut alice = Vec::new();
@@ -245,10 +233,7 @@ fn out_of_order_store_completions_keep_per_sender_order() {
 #[test]
 fn store_completion_for_a_closed_connection() {
     let mut h = Harness::new();
-    h.connect(1, "alice");
-    h.connect(2, "bob");
-    h.join(1, "general");
-    h.join(2, "general");
+    h.alice_and_bob_in("general");
     h.mode = StoreMode::Held;
     h.say(1, "general", "a-1", "sent just before closing");
     h.history(1, "general", None, None);
