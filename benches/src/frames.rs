@@ -36,7 +36,7 @@ pub fn message(seq: u64, author: &UserId, body: &Body) -> NewMessage {
         author_id: author.clone(),
         client_msg_id: ClientMsgId::new(format!("{author}-{seq}"))
             .unwrap_or_else(|_| unreachable!("valid client message id")),
-        body: body.clone(),
+        body: Some(body.clone()),
         ts: 1_700_000_000_000 + seq,
     }
 }

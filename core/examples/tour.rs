@@ -161,7 +161,12 @@ fn describe(event: &ClientEvent) -> String {
             channel,
             event: LogEvent::Message(m),
         } => {
-            format!("#{channel} {} {}: {}", m.seq, m.author_id, m.body.value())
+            format!(
+                "#{channel} {} {}: {}",
+                m.seq,
+                m.author_id,
+                m.body.as_ref().map_or("(deleted)", |b| b.json())
+            )
         }
         ClientEvent::Outcome { id, outcome, .. } => format!("outcome of {id:?}: {outcome:?}"),
         other => format!("{other:?}"),

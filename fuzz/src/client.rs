@@ -251,14 +251,14 @@ impl Event {
                 message_id,
                 author_id: self.author.id(),
                 client_msg_id: self.cmid.id(issued),
-                body: self.body.body(),
+                body: Some(self.body.body()),
                 ts: seq.0,
             }),
             1 => LogEvent::Updated(MessageUpdated {
                 channel_id,
                 seq,
                 message_id,
-                body: self.body.body(),
+                body: Some(self.body.body()),
             }),
             _ => LogEvent::Deleted(MessageDeleted {
                 channel_id,

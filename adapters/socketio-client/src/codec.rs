@@ -3,6 +3,7 @@
 //! and are refused.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Why a packet did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,25 +78,29 @@ pub fn parse_eio(text: &str) -> Result<EioPacket, CodecError> {
 }
 
 /// A Socket.IO packet of the main namespace.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum SioPacket {
     /// The namespace connection was accepted.
     Connect(Value),
     /// The namespace connection ended.
     Disconnect,
-    /// An event: `[name, ...args]`, with an ack id when a reply is asked.
+    /// An event: `[name, payload, ...]`, with an ack id when a reply is
+    /// asked.
     Event {
         /// The ack id the sender waits on.
         ack: Option<u64>,
-        /// The event name and arguments.
-        args: Vec<Value>,
+        /// The event name.
+        name: String,
+        /// The first argument as JSON text (`null` when there is none);
+        /// the contract's events carry one.
+        payload: Box<RawValue>,
     },
     /// The reply to our event `id`.
     Ack {
         /// The ack id answered.
         id: u64,
-        /// The reply's arguments.
-        args: Vec<Value>,
+        /// The reply's first argument as JSON text (`null` when none).
+        reply: Box<RawValue>,
     },
     /// The namespace connection was refused (`{ message }`).
     ConnectError(Value),
@@ -127,29 +132,42 @@ pub fn parse_sio(text: &str) -> Result<SioPacket, CodecError> {
                 .map_err(|e| CodecError::Data(e.to_string()))?,
         )
     };
+    let bad = |e: serde_json::Error| CodecError::Data(e.to_string());
     let data = || -> Result<Value, CodecError> {
         if json.is_empty() {
             Ok(Value::Null)
         } else {
-            serde_json::from_str(json).map_err(|e| CodecError::Data(e.to_string()))
+            serde_json::from_str(json).map_err(bad)
         }
     };
-    let args = || -> Result<Vec<Value>, CodecError> {
-        match data()? {
-            Value::Array(args) => Ok(args),
-            other => Err(CodecError::Data(format!("expected an array, got {other}"))),
-        }
+    // Arguments stay JSON text: a reply's bodies are never parsed into a
+    // tree here (the mapping reads them straight into frames).
+    let args = || -> Result<std::vec::IntoIter<Box<RawValue>>, CodecError> {
+        serde_json::from_str::<Vec<Box<RawValue>>>(json)
+            .map(Vec::into_iter)
+            .map_err(bad)
+    };
+    let first = |args: &mut std::vec::IntoIter<Box<RawValue>>| {
+        args.next().unwrap_or_else(|| RawValue::NULL.to_owned())
     };
     Ok(match kind {
         '0' => SioPacket::Connect(data()?),
         '1' => SioPacket::Disconnect,
-        '2' => SioPacket::Event {
-            ack: id,
-            args: args()?,
-        },
+        '2' => {
+            let mut args = args()?;
+            let name = args
+                .next()
+                .ok_or_else(|| CodecError::Data("an event without a name".into()))?;
+            let name = serde_json::from_str::<String>(name.get()).map_err(bad)?;
+            SioPacket::Event {
+                ack: id,
+                name,
+                payload: first(&mut args),
+            }
+        }
         '3' => SioPacket::Ack {
             id: id.ok_or_else(|| CodecError::Data("ack without an id".into()))?,
-            args: args()?,
+            reply: first(&mut args()?),
         },
         '4' => SioPacket::ConnectError(data()?),
         other => return Err(CodecError::UnknownType(other)),
@@ -162,13 +180,14 @@ pub fn encode_connect(auth: &Value) -> String {
     format!("40{auth}")
 }
 
-/// `42[id][event, payload]`: an event, with an ack id when a reply is asked.
+/// `42[id][event, payload]`: an event, with an ack id when a reply is
+/// asked; `payload` is JSON text, spliced as it is.
 #[must_use]
-pub fn encode_event(event: &str, payload: &Value, ack: Option<u64>) -> String {
-    let args = Value::Array(vec![Value::String(event.to_owned()), payload.clone()]);
+pub fn encode_event(event: &str, payload: &str, ack: Option<u64>) -> String {
+    let name = Value::String(event.to_owned());
     match ack {
-        Some(id) => format!("42{id}{args}"),
-        None => format!("42{args}"),
+        Some(id) => format!("42{id}[{name},{payload}]"),
+        None => format!("42[{name},{payload}]"),
     }
 }
 
@@ -205,47 +224,40 @@ mod tests {
 
     #[test]
     fn socketio_packets_parse_and_encode() {
+        assert!(
+            matches!(parse_sio(r#"0{"sid":"x"}"#).unwrap(), SioPacket::Connect(v) if v == json!({"sid": "x"}))
+        );
+        let event = |text| match parse_sio(text).unwrap() {
+            SioPacket::Event { ack, name, payload } => (ack, name, payload.get().to_owned()),
+            other => panic!("not an event: {other:?}"),
+        };
         assert_eq!(
-            parse_sio(r#"0{"sid":"x"}"#).unwrap(),
-            SioPacket::Connect(json!({"sid": "x"}))
+            event(r#"2["message:new",{"seq": 1}]"#),
+            (None, "message:new".into(), r#"{"seq": 1}"#.into())
         );
         assert_eq!(
-            parse_sio(r#"2["message:new",{"seq":1}]"#).unwrap(),
-            SioPacket::Event {
-                ack: None,
-                args: vec![json!("message:new"), json!({"seq": 1})]
-            }
+            event(r#"2/admin,12["e"]"#),
+            (Some(12), "e".into(), "null".into())
         );
-        assert_eq!(
-            parse_sio(r#"317[{"ok":true}]"#).unwrap(),
-            SioPacket::Ack {
-                id: 17,
-                args: vec![json!({"ok": true})]
-            }
-        );
-        assert_eq!(
-            parse_sio(r#"2/admin,12["e"]"#).unwrap(),
-            SioPacket::Event {
-                ack: Some(12),
-                args: vec![json!("e")]
-            }
-        );
-        assert_eq!(
+        match parse_sio(r#"317[{"ok":true}]"#).unwrap() {
+            SioPacket::Ack { id, reply } => assert_eq!((id, reply.get()), (17, r#"{"ok":true}"#)),
+            other => panic!("not an ack: {other:?}"),
+        }
+        assert!(parse_sio("2[]").is_err(), "an event needs a name");
+        assert!(parse_sio("2[1]").is_err(), "a name is a string");
+        assert!(matches!(
             parse_sio(r#"4{"message":"unauthorized"}"#).unwrap(),
-            SioPacket::ConnectError(json!({"message": "unauthorized"}))
-        );
-        assert_eq!(parse_sio("1").unwrap(), SioPacket::Disconnect);
-        assert_eq!(parse_sio("51-[]"), Err(CodecError::Binary));
+            SioPacket::ConnectError(v) if v == json!({"message": "unauthorized"})
+        ));
+        assert!(matches!(parse_sio("1").unwrap(), SioPacket::Disconnect));
+        assert!(matches!(parse_sio("51-[]"), Err(CodecError::Binary)));
         assert!(parse_sio("2{").is_err());
         assert!(parse_sio("3[]").is_err(), "an ack needs an id");
         assert_eq!(
-            encode_event("channel:join", &json!({"channelId": "a"}), Some(3)),
+            encode_event("channel:join", r#"{"channelId":"a"}"#, Some(3)),
             r#"423["channel:join",{"channelId":"a"}]"#
         );
-        assert_eq!(
-            encode_event("typing", &json!({}), None),
-            r#"42["typing",{}]"#
-        );
+        assert_eq!(encode_event("typing", "{}", None), r#"42["typing",{}]"#);
         assert_eq!(encode_connect(&json!({"token": "t"})), r#"40{"token":"t"}"#);
     }
 }

@@ -20,7 +20,7 @@ use tracing::debug;
 use crate::codec::{
     EIO_PONG, EioOpen, EioPacket, SioPacket, encode_connect, encode_event, parse_eio, parse_sio,
 };
-use crate::mapping::{Outgoing, ack_kind, incoming_ack, incoming_event, outgoing, refused};
+use lockstep_core::wire::socketio::{Emit, decode_reply, decode_server_event, emit, refused};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Incoming = Result<ServerFrame, TransportError>;
@@ -88,25 +88,25 @@ async fn run(
         tokio::select! {
             frame = frames.recv() => {
                 let Some(frame) = frame else { break None };
-                match outgoing(&frame) {
-                    Outgoing::Connect { token } => {
+                match emit(&frame) {
+                    Emit::Connect { token } => {
                         if let Err(e) = ws.send(Message::text(encode_connect(&json!({ "token": token })))).await {
                             break Some(ws_error(e));
                         }
                     }
-                    Outgoing::Pong { nonce } => {
+                    Emit::Pong { nonce } => {
                         if incoming.send(Ok(ServerFrame::Pong { nonce })).await.is_err() {
                             break None;
                         }
                     }
-                    Outgoing::Event { name, payload, req } => {
-                        if let (Some(req), Some(kind)) = (req, ack_kind(&name)) {
+                    Emit::Event { name, payload, req, kind } => {
+                        if let (Some(req), Some(kind)) = (req, kind) {
                             if pending.len() >= PENDING_MAX {
                                 break Some(io_error(io::ErrorKind::Other, "too many requests in flight"));
                             }
                             pending.insert(req.0, kind);
                         }
-                        let text = encode_event(&name, &payload, req.map(|r| r.0));
+                        let text = encode_event(name, &payload, req.map(|r| r.0));
                         if let Err(e) = ws.send(Message::text(text)).await {
                             break Some(ws_error(e));
                         }
@@ -137,11 +137,14 @@ async fn run(
                 let frame = match parse_sio(&packet) {
                     // The `session` event that follows stands for `welcome`.
                     Ok(SioPacket::Connect(_)) => continue,
-                    Ok(SioPacket::ConnectError(data)) => Ok(Some(refused(&data))),
+                    Ok(SioPacket::ConnectError(data)) => {
+                        let message = data.get("message").and_then(serde_json::Value::as_str);
+                        Ok(Some(refused(message.unwrap_or("connection refused"))))
+                    }
                     Ok(SioPacket::Disconnect) => break Some(io_error(io::ErrorKind::ConnectionReset, "namespace closed by the server")),
-                    Ok(SioPacket::Event { args, .. }) => incoming_event(args),
-                    Ok(SioPacket::Ack { id, args }) => match pending.remove(&id) {
-                        Some(kind) => incoming_ack(ReqId(id), kind, args).map(Some),
+                    Ok(SioPacket::Event { name, payload, .. }) => decode_server_event(&name, payload.get()),
+                    Ok(SioPacket::Ack { id, reply }) => match pending.remove(&id) {
+                        Some(kind) => decode_reply(ReqId(id), kind, reply.get()).map(Some),
                         None => {
                             debug!(id, "ack for no pending request: ignored");
                             continue;

@@ -11,7 +11,8 @@
 //! of a request is its `req`, unique per connection, so any number of
 //! requests can be in flight.
 //!
-//! The mapping: `hello` connects the namespace with `auth: { token }` (a
+//! The mapping (`lockstep_core::wire::socketio`, shared with the server
+//! front and the WebAssembly client): `hello` connects the namespace with `auth: { token }` (a
 //! `connect_error` becomes `refused`); the server's first event
 //! `session { userId, version }` becomes `welcome`; each request is an
 //! event with an ack and its reply becomes `ack` or `nack`; the contract's
@@ -36,7 +37,6 @@
 
 pub mod codec;
 mod connection;
-pub mod mapping;
 
 use std::time::Duration;
 

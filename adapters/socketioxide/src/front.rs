@@ -16,10 +16,10 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::events::{Outgoing, encode_frame};
 use crate::extract::{AckId, SocketHandle};
 use crate::link::{Link, Request};
 use crate::metrics;
+use lockstep_core::wire::socketio::{Outgoing, encode_frame};
 
 /// Settings of the Socket.IO front.
 #[derive(Debug, Clone)]

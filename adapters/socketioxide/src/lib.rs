@@ -22,7 +22,10 @@
 //!   verified identity, which lockstep's Rust Socket.IO transport waits for
 //!   and plain clients may ignore.
 //! - **Replies** answer the event's ack: `{ ok: true, ...fields }` or
-//!   `{ ok: false, error: { code, message, retryable } }`.
+//!   `{ ok: false, error: { code, message, retryable } }`. The mapping
+//!   itself (event names, payloads, ack bodies) is
+//!   `lockstep_core::wire::socketio`, shared with the Rust and WebAssembly
+//!   clients.
 //! - **Nothing is dropped silently.** socketioxide's per-socket packet
 //!   buffer is bounded and an emit into a full one fails. The front keeps
 //!   the frame and retries (backpressure: the driver's bounded queue for
@@ -49,7 +52,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod events;
 mod extract;
 mod front;
 mod link;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::decode_event;
+use lockstep_core::wire::socketio::decode_event;
 
 /// A request as queued: decoded, or the error that names its `req`.
 pub(crate) type Request = Result<ClientFrame, DecodeError>;

@@ -159,7 +159,7 @@ mod tests {
             message_id: MessageId::new(id("m")).unwrap(),
             author_id: UserId::new("al").unwrap(),
             client_msg_id: ClientMsgId::new(id("k")).unwrap(),
-            body: Body::new(serde_json::json!("hi")),
+            body: Some(Body::text("hi")),
             ts: 0,
         })
     }

@@ -180,7 +180,7 @@ impl Log {
                 message_id: id,
                 author_id: author,
                 client_msg_id,
-                body,
+                body: Some(body),
                 ts,
             }),
         )
@@ -223,7 +223,7 @@ impl Log {
                 channel_id: self.channel.clone(),
                 seq: self.head.next(),
                 message_id: target,
-                body,
+                body: Some(body),
             }),
         )
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use lockstep_socketio_client::codec::{SioPacket, parse_sio};
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::histogram::Histogram;
@@ -112,10 +111,9 @@ pub(crate) async fn publish(
             if !text.starts_with('3') {
                 continue;
             }
-            if let Ok(SioPacket::Ack { args, .. }) = parse_sio(&text) {
+            if let Ok(SioPacket::Ack { reply, .. }) = parse_sio(&text) {
                 in_flight = in_flight.saturating_sub(1);
-                if matches!(args.first(), Some(Value::Object(o)) if o.get("ok") == Some(&Value::Bool(true)))
-                {
+                if crate::sio::reply_ok(&reply) {
                     report.acked += 1;
                     report.last_ack = plan.origin.elapsed();
                     progress.acked.fetch_add(1, Ordering::SeqCst);
@@ -244,15 +242,15 @@ mod tests {
         let EioPacket::Message(sio) = parse_eio(&packet).unwrap() else {
             panic!("not a message: {packet}");
         };
-        let SioPacket::Event { ack, args } = parse_sio(&sio).unwrap() else {
+        let SioPacket::Event { ack, name, payload } = parse_sio(&sio).unwrap() else {
             panic!("not an event: {sio}");
         };
-        assert_eq!(ack, Some(17));
-        assert_eq!(args[0], json!("message:send"));
-        assert_eq!(args[1]["clientMsgId"], json!("p3-17"));
-        assert_eq!(serde_json::to_string(&args[1]["body"]).unwrap().len(), 200);
+        assert_eq!((ack, name.as_str()), (Some(17), "message:send"));
+        let fields: serde_json::Value = serde_json::from_str(payload.get()).unwrap();
+        assert_eq!(fields["clientMsgId"], json!("p3-17"));
+        assert_eq!(serde_json::to_string(&fields["body"]).unwrap().len(), 200);
         // Same framing as the codec's (its JSON orders keys differently).
-        let reencoded = encode_event("message:send", &args[1], Some(17));
+        let reencoded = encode_event("message:send", &fields.to_string(), Some(17));
         assert_eq!(packet.len(), reencoded.len());
         assert!(packet.starts_with(r#"4217["message:send",{"#));
         assert!(reencoded.starts_with(r#"4217["message:send",{"#));

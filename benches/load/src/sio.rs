@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use lockstep_socketio_client::codec::{
     EIO_PONG, EioPacket, SioPacket, encode_connect, encode_event, parse_eio, parse_sio,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -80,13 +80,18 @@ impl Socket {
                 _ => None,
             })
             .await?;
-        let join = encode_event("channel:join", &json!({ "channelId": channel }), Some(0));
+        let join = encode_event(
+            "channel:join",
+            &json!({ "channelId": channel }).to_string(),
+            Some(0),
+        );
         socket.send(&join).await?;
         socket
             .wait_for(|p| match p {
-                SioPacket::Ack { id: 0, args } => Some(match args.first() {
-                    Some(Value::Object(o)) if o.get("ok") == Some(&Value::Bool(true)) => Ok(()),
-                    other => Err(format!("join refused: {other:?}")),
+                SioPacket::Ack { id: 0, reply } => Some(if reply_ok(reply) {
+                    Ok(())
+                } else {
+                    Err(format!("join refused: {}", reply.get()))
                 }),
                 _ => None,
             })
@@ -153,4 +158,13 @@ impl Socket {
     pub(crate) async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// Whether an ack's reply says `ok: true`.
+pub(crate) fn reply_ok(reply: &serde_json::value::RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Ok {
+        ok: bool,
+    }
+    serde_json::from_str::<Ok>(reply.get()).is_ok_and(|r| r.ok)
 }

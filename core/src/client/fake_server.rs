@@ -99,7 +99,7 @@ impl FakeServer {
             message_id: message_id.clone(),
             author_id: author.clone(),
             client_msg_id: client_msg_id.clone(),
-            body,
+            body: Some(body),
             ts: 1_700_000_000_000 + seq.0,
         });
         log.push(event.clone());
@@ -286,7 +286,7 @@ impl FakeServer {
                 channel_id: channel.clone(),
                 seq,
                 message_id,
-                body,
+                body: Some(body),
             }),
             None => LogEvent::Deleted(MessageDeleted {
                 channel_id: channel.clone(),

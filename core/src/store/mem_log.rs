@@ -159,7 +159,7 @@ impl ChannelLog {
             message_id: message_id.clone(),
             author_id: author.clone(),
             client_msg_id: client_msg_id.clone(),
-            body,
+            body: Some(body),
             ts,
         });
         self.dedupe
@@ -201,7 +201,7 @@ impl ChannelLog {
             channel_id: self.channel.clone(),
             seq,
             message_id: target,
-            body,
+            body: Some(body),
         }))
     }
 

@@ -20,8 +20,12 @@ pub struct NewMessage {
     /// The sender's idempotency key; lets the sender match the broadcast to
     /// its optimistic entry.
     pub client_msg_id: ClientMsgId,
-    /// The application payload.
-    pub body: Body,
+    /// The application payload. Always present in a broadcast; absent in a
+    /// history or recovery replay once the message was deleted (the entry
+    /// stays as a tombstone: seq, id and author) or edited (the latest
+    /// `updated` entry holds the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
     /// Server clock at commit, milliseconds since the Unix epoch.
     pub ts: u64,
 }
@@ -36,8 +40,10 @@ pub struct MessageUpdated {
     pub seq: Seq,
     /// The edited message.
     pub message_id: MessageId,
-    /// The replacement body.
-    pub body: Body,
+    /// The replacement body. Always present in a broadcast; absent in a
+    /// replay once a later edit replaced it or the message was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
 }
 
 /// A deletion of an earlier message (`message:deleted`): a log event of its own.

@@ -9,8 +9,9 @@ mod codec;
 mod error;
 mod event;
 mod frame;
+pub mod socketio;
 
-pub use body::{Body, MAX_BODY_BYTES};
+pub use body::{Body, BodyError, MAX_BODY_BYTES};
 pub use codec::{
     DecodeError, MAX_FRAME_BYTES, decode_client, decode_server, encode_client, encode_server,
 };

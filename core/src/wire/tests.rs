@@ -18,7 +18,7 @@ fn new_message(seq: u64) -> NewMessage {
         message_id: MessageId::new(format!("m{seq}")).unwrap(),
         author_id: user("alice"),
         client_msg_id: ClientMsgId::new("c1-1").unwrap(),
-        body: Body::text("hi"),
+        body: Some(Body::text("hi")),
         ts: 1_700_000_000_000,
     }
 }
@@ -156,7 +156,7 @@ fn all_server_frames() -> Vec<ServerFrame> {
             channel_id: ch(),
             seq: Seq(3),
             message_id: MessageId::new("m1").unwrap(),
-            body: Body::text("edited"),
+            body: Some(Body::text("edited")),
         }),
         ServerFrame::MessageDeleted(MessageDeleted {
             channel_id: ch(),
@@ -303,7 +303,7 @@ fn a_log_event_kind_is_its_type_tag_on_the_wire() {
             channel_id: ch(),
             seq: Seq(2),
             message_id: MessageId::new("m1").unwrap(),
-            body: Body::text("edited"),
+            body: Some(Body::text("edited")),
         }),
         LogEvent::Deleted(MessageDeleted {
             channel_id: ch(),

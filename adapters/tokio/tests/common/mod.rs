@@ -224,7 +224,7 @@ impl App {
 pub fn texts(messages: &[NewMessage]) -> Vec<String> {
     messages
         .iter()
-        .map(|m| m.body.value().as_str().unwrap_or_default().to_string())
+        .map(|m| m.body.as_ref().and_then(Body::as_text).unwrap_or_default())
         .collect()
 }
 

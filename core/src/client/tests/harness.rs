@@ -58,7 +58,7 @@ pub(crate) fn msg(channel: &str, seq: u64, author: &str, cmid: &str, text: &str)
         message_id: MessageId::new(format!("m{seq}")).unwrap(),
         author_id: user(author),
         client_msg_id: ClientMsgId::new(cmid).unwrap(),
-        body: Body::text(text),
+        body: Some(Body::text(text)),
         ts: 1_700_000_000_000 + seq,
     })
 }
@@ -356,12 +356,18 @@ pub(crate) fn fmt_event(e: &ClientEvent) -> String {
         ClientEvent::Subscription { channel, state } => format!("sub {channel} {state:?}"),
         ClientEvent::Log { channel, event } => match event {
             LogEvent::Message(m) => format!(
-                "log {channel} {} message {} by {} ({}) {:?}",
-                m.seq, m.message_id, m.author_id, m.client_msg_id, m.body
+                "log {channel} {} message {} by {} ({}) {}",
+                m.seq,
+                m.message_id,
+                m.author_id,
+                m.client_msg_id,
+                body_text(m.body.as_ref())
             ),
             LogEvent::Updated(u) => format!(
-                "log {channel} {} updated {} {:?}",
-                u.seq, u.message_id, u.body
+                "log {channel} {} updated {} {}",
+                u.seq,
+                u.message_id,
+                body_text(u.body.as_ref())
             ),
             LogEvent::Deleted(d) => format!("log {channel} {} deleted {}", d.seq, d.message_id),
         },
@@ -389,4 +395,9 @@ pub(crate) fn fmt_event(e: &ClientEvent) -> String {
         } => format!("read {channel} {user} {up_to}"),
         ClientEvent::Protocol(err) => format!("protocol error: {err}"),
     }
+}
+
+/// A body as traces print it: its JSON, or `-` for a replay's tombstone.
+fn body_text(body: Option<&Body>) -> String {
+    body.map_or_else(|| "-".to_owned(), |b| format!("{b:?}"))
 }

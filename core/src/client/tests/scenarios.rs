@@ -384,7 +384,7 @@ fn messages_sent_offline_go_out_in_order_after_reconnect() {
         .log(&ch("general"))
         .iter()
         .map(|e| match e {
-            crate::wire::LogEvent::Message(m) => m.body.value().as_str().unwrap().to_owned(),
+            crate::wire::LogEvent::Message(m) => m.body.as_ref().and_then(Body::as_text).unwrap(),
             _ => String::new(),
         })
         .collect();

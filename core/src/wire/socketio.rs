@@ -1,0 +1,407 @@
+//! The contract on Socket.IO: event names, payload shapes and ack bodies,
+//! both ways, in one place.
+//!
+//! Frames map one to one to Socket.IO events (see `docs/PROTOCOL.md`): a
+//! request is an event whose payload is the frame's fields without `type`
+//! and `req`, emitted with an ack; its reply is the ack, `{ ok: true, …the
+//! answer's fields }` or `{ ok: false, error }`; server events are events
+//! with the broadcast's fields. The server front (socketioxide), the Rust
+//! Socket.IO client and the WebAssembly client all use these functions, so
+//! the mapping cannot drift between them.
+//!
+//! Pure functions over JSON text: bodies are spliced as text, never parsed
+//! into trees, so a reply costs what it weighs.
+
+use serde::de::{Deserialize, DeserializeOwned, IgnoredAny};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::ids::{Seq, UserId};
+use crate::wire::{
+    Ack, ClientFrame, DecodeError, ErrorBody, ErrorCode, MessageDeleted, MessageUpdated,
+    NewMessage, PresenceChange, ReadReceipt, ReqId, ServerFrame, TypingNotice,
+};
+
+/// The events a client may emit (each with an ack, `typing` optionally).
+/// Anything else is refused `invalid` as an unknown event.
+pub const CLIENT_EVENTS: [&str; 8] = [
+    "channel:join",
+    "channel:leave",
+    "message:send",
+    "message:update",
+    "message:delete",
+    "channel:history",
+    "message:read",
+    "typing",
+];
+
+/// The events the server emits besides [`SESSION_EVENT`].
+pub const SERVER_EVENTS: [&str; 7] = [
+    "message:new",
+    "message:updated",
+    "message:deleted",
+    "presence:join",
+    "presence:leave",
+    "typing",
+    "message:read",
+];
+
+/// The event the server emits first on every connection, `{ userId,
+/// version }`: the verified identity (the `welcome` of stream
+/// transports). Plain clients may ignore it; lockstep's clients wait for it.
+pub const SESSION_EVENT: &str = "session";
+
+/// The `connect_error` message of a handshake refused for its token. Every
+/// other refusal message (a connection cap, a server at its limit) is
+/// worth retrying later.
+pub const UNAUTHORIZED: &str = "unauthorized";
+
+// ---- server side --------------------------------------------------------
+
+/// Turns one received event into the frame the server machine understands:
+/// the payload's fields plus `type` (the event name) and `req` (the front's
+/// id for the ack). Untrusted input: every failure is a [`DecodeError`]
+/// that names `req`, so the machine refuses just this request with
+/// `invalid`.
+///
+/// # Errors
+///
+/// [`DecodeError::Invalid`] for an unknown event, a payload that is not an
+/// object, or a field of the wrong shape.
+pub fn decode_event(
+    event: &str,
+    payload: Option<Value>,
+    req: ReqId,
+) -> Result<ClientFrame, DecodeError> {
+    let invalid =
+        |message: String, channel_id| DecodeError::invalid(Some(req), event, message, channel_id);
+    if !CLIENT_EVENTS.contains(&event) {
+        return Err(invalid("unknown event".into(), None));
+    }
+    let Some(Value::Object(mut fields)) = payload else {
+        return Err(invalid("payload must be an object".into(), None));
+    };
+    fields.insert("type".into(), Value::String(event.to_owned()));
+    fields.insert("req".into(), Value::from(req.0));
+    // Kept for a refusal, whose channel checks come before the other
+    // fields' (a short string; the frame itself is moved, not copied).
+    let channel_id = fields.get("channelId").cloned();
+    ClientFrame::deserialize(Value::Object(fields))
+        .map_err(|e| invalid(e.to_string(), channel_id.as_ref()))
+}
+
+/// What one server frame becomes on a Socket.IO connection. Payloads are
+/// JSON text already: a broadcast is encoded once and each socket's emit
+/// copies the text.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Answer the ack of request `req` with `body`.
+    Reply {
+        /// The request answered.
+        req: ReqId,
+        /// `{ ok: true, ... }` or `{ ok: false, error }`.
+        body: Box<RawValue>,
+    },
+    /// Emit the event `name` with `payload`.
+    Event {
+        /// The contract's event name.
+        name: &'static str,
+        /// The event's payload.
+        payload: Box<RawValue>,
+    },
+    /// The server refused the session (e.g. connection limit): disconnect.
+    Refused(ErrorBody),
+    /// Nothing to send: Engine.IO has its own heartbeat (`pong`).
+    Nothing,
+}
+
+impl Outgoing {
+    /// Bytes of JSON this output puts on the wire (its payload or reply),
+    /// for byte budgets.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Reply { body, .. } => body.get().len(),
+            Outgoing::Event { payload, .. } => payload.get().len(),
+            Outgoing::Refused(_) | Outgoing::Nothing => 0,
+        }
+    }
+
+    /// True when nothing is written.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Maps a server frame to its Socket.IO form.
+#[must_use]
+pub fn encode_frame(frame: &ServerFrame) -> Outgoing {
+    let event = |name: &'static str, payload: Box<RawValue>| Outgoing::Event { name, payload };
+    match frame {
+        ServerFrame::Welcome { version, user_id } => {
+            event(SESSION_EVENT, to_raw(&Session::new(user_id, *version)))
+        }
+        ServerFrame::Pong { .. } => Outgoing::Nothing,
+        ServerFrame::Refused { error } => Outgoing::Refused(error.clone()),
+        ServerFrame::Ack { req, body } => Outgoing::Reply {
+            req: *req,
+            body: to_raw(&AckBody(body)),
+        },
+        ServerFrame::Nack { req, error } => Outgoing::Reply {
+            req: *req,
+            body: to_raw(&NackBody { ok: false, error }),
+        },
+        ServerFrame::MessageNew(m) => event("message:new", to_raw(m)),
+        ServerFrame::MessageUpdated(m) => event("message:updated", to_raw(m)),
+        ServerFrame::MessageDeleted(m) => event("message:deleted", to_raw(m)),
+        ServerFrame::PresenceJoin(p) => event("presence:join", to_raw(p)),
+        ServerFrame::PresenceLeave(p) => event("presence:leave", to_raw(p)),
+        ServerFrame::Typing(t) => event("typing", to_raw(t)),
+        ServerFrame::Read(r) => event("message:read", to_raw(r)),
+    }
+}
+
+/// `{ ok: true, ...fields }`: an answer's fields without its `kind` tag,
+/// written straight to text (bodies spliced, no tree).
+struct AckBody<'a>(&'a Ack);
+
+#[derive(Serialize)]
+struct OkBody<F: Serialize> {
+    ok: bool,
+    #[serde(flatten)]
+    fields: F,
+}
+
+impl<F: Serialize> OkBody<F> {
+    fn new(fields: F) -> Self {
+        OkBody { ok: true, fields }
+    }
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct SeqField {
+    seq: Seq,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpToField {
+    up_to: Seq,
+}
+
+#[derive(Serialize)]
+struct NoFields {}
+
+impl Serialize for AckBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Ack::Join(join) => OkBody::new(join).serialize(s),
+            Ack::Send(send) => OkBody::new(send).serialize(s),
+            Ack::History(page) => OkBody::new(page).serialize(s),
+            Ack::Update { seq } | Ack::Delete { seq } => {
+                OkBody::new(SeqField { seq: *seq }).serialize(s)
+            }
+            Ack::Read { up_to } => OkBody::new(UpToField { up_to: *up_to }).serialize(s),
+            Ack::Leave | Ack::Typing => OkBody::new(NoFields {}).serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NackBody<'a> {
+    ok: bool,
+    error: &'a ErrorBody,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Session {
+    user_id: UserId,
+    version: u32,
+}
+
+impl Session {
+    fn new(user_id: &UserId, version: u32) -> Self {
+        Session {
+            user_id: user_id.clone(),
+            version,
+        }
+    }
+}
+
+// Wire types hold only strings, numbers, bools and JSON text: they always
+// serialize, so the `null` fallback is never taken.
+fn to_raw<T: Serialize + ?Sized>(v: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+// ---- client side --------------------------------------------------------
+
+/// What a client frame becomes on a Socket.IO connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emit {
+    /// `hello`: connect the namespace with `auth: { token }`.
+    Connect {
+        /// The credentials.
+        token: String,
+    },
+    /// `ping`: answered at once by the transport itself, which keeps
+    /// Engine.IO's own heartbeat (a silent server ends the connection).
+    Pong {
+        /// The probe's nonce.
+        nonce: u64,
+    },
+    /// A request: an event, with the ack id `req` when a reply is asked.
+    Event {
+        /// The contract's event name.
+        name: &'static str,
+        /// The payload: the frame's fields without `type` and `req`, as
+        /// JSON text.
+        payload: String,
+        /// The request id; the reply is expected as this request's ack.
+        req: Option<ReqId>,
+        /// The kind of answer the reply carries (`join`, `send`, ...), for
+        /// [`decode_reply`]; `None` when no reply is asked.
+        kind: Option<&'static str>,
+    },
+}
+
+/// Maps a client frame to its Socket.IO form.
+#[must_use]
+pub fn emit(frame: &ClientFrame) -> Emit {
+    let (name, kind) = match frame {
+        ClientFrame::Hello { token, .. } => {
+            return Emit::Connect {
+                token: token.clone(),
+            };
+        }
+        ClientFrame::Ping { nonce } => return Emit::Pong { nonce: *nonce },
+        ClientFrame::Join { .. } => ("channel:join", "join"),
+        ClientFrame::Leave { .. } => ("channel:leave", "leave"),
+        ClientFrame::Send { .. } => ("message:send", "send"),
+        ClientFrame::Update { .. } => ("message:update", "update"),
+        ClientFrame::Delete { .. } => ("message:delete", "delete"),
+        ClientFrame::History { .. } => ("channel:history", "history"),
+        ClientFrame::Read { .. } => ("message:read", "read"),
+        ClientFrame::Typing { .. } => ("typing", "typing"),
+    };
+    let mut fields = match serde_json::to_value(frame) {
+        Ok(Value::Object(fields)) => fields,
+        _ => Map::new(),
+    };
+    fields.remove("type");
+    fields.remove("req");
+    let req = frame.req();
+    Emit::Event {
+        name,
+        payload: Value::Object(fields).to_string(),
+        req,
+        kind: req.map(|_| kind),
+    }
+}
+
+/// Turns the reply to request `req` (asked with an event whose answer is of
+/// `kind`, as [`Emit::Event`] said) into an `ack` or `nack` frame. `reply`
+/// is the ack's first argument as JSON text.
+///
+/// # Errors
+///
+/// [`DecodeError`] when the reply does not have the contract's shape.
+pub fn decode_reply(req: ReqId, kind: &str, reply: &str) -> Result<ServerFrame, DecodeError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        ok: Option<bool>,
+        #[serde(default)]
+        error: Option<ErrorBody>,
+    }
+    let bad = |message: String| DecodeError::invalid(Some(req), "ack", message, None);
+    let parse = |message| bad(format!("{message}"));
+    let envelope: Envelope = serde_json::from_str(reply).map_err(parse)?;
+    match envelope.ok {
+        Some(true) => {}
+        Some(false) => {
+            let error = envelope
+                .error
+                .ok_or_else(|| bad("a refusal without an error".into()))?;
+            return Ok(ServerFrame::Nack { req, error });
+        }
+        None => return Err(bad("the reply has no boolean `ok`".into())),
+    }
+    fn fields<T: DeserializeOwned>(reply: &str) -> Result<T, serde_json::Error> {
+        serde_json::from_str(reply)
+    }
+    let body = match kind {
+        "join" => fields(reply).map(Ack::Join),
+        "send" => fields(reply).map(Ack::Send),
+        "history" => fields(reply).map(Ack::History),
+        "update" => fields::<SeqField>(reply).map(|f| Ack::Update { seq: f.seq }),
+        "delete" => fields::<SeqField>(reply).map(|f| Ack::Delete { seq: f.seq }),
+        "read" => fields::<UpToField>(reply).map(|f| Ack::Read { up_to: f.up_to }),
+        "leave" => fields::<IgnoredAny>(reply).map(|_| Ack::Leave),
+        "typing" => fields::<IgnoredAny>(reply).map(|_| Ack::Typing),
+        other => return Err(bad(format!("no request kind {other:?}"))),
+    }
+    .map_err(parse)?;
+    Ok(ServerFrame::Ack { req, body })
+}
+
+/// Turns a server event into a frame; `None` for events outside the
+/// contract (ignored, as a plain client would). `payload` is the event's
+/// first argument as JSON text.
+///
+/// # Errors
+///
+/// [`DecodeError`] when a contract event has the wrong shape.
+pub fn decode_server_event(name: &str, payload: &str) -> Result<Option<ServerFrame>, DecodeError> {
+    fn parse<T: DeserializeOwned>(
+        name: &str,
+        payload: &str,
+        frame: impl FnOnce(T) -> ServerFrame,
+    ) -> Result<Option<ServerFrame>, DecodeError> {
+        serde_json::from_str(payload)
+            .map(|fields| Some(frame(fields)))
+            .map_err(|e| DecodeError::invalid(None, name, e.to_string(), None))
+    }
+    match name {
+        SESSION_EVENT => parse(name, payload, |s: Session| ServerFrame::Welcome {
+            version: s.version,
+            user_id: s.user_id,
+        }),
+        "message:new" => parse(name, payload, |m: NewMessage| ServerFrame::MessageNew(m)),
+        "message:updated" => parse(name, payload, |m: MessageUpdated| {
+            ServerFrame::MessageUpdated(m)
+        }),
+        "message:deleted" => parse(name, payload, |m: MessageDeleted| {
+            ServerFrame::MessageDeleted(m)
+        }),
+        "presence:join" => parse(name, payload, |p: PresenceChange| {
+            ServerFrame::PresenceJoin(p)
+        }),
+        "presence:leave" => parse(name, payload, |p: PresenceChange| {
+            ServerFrame::PresenceLeave(p)
+        }),
+        "typing" => parse(name, payload, |t: TypingNotice| ServerFrame::Typing(t)),
+        "message:read" => parse(name, payload, |r: ReadReceipt| ServerFrame::Read(r)),
+        _ => Ok(None),
+    }
+}
+
+/// The `refused` frame for a namespace `connect_error` with `message`:
+/// [`UNAUTHORIZED`] is permanent; anything else (a connection cap, a server
+/// at its limit) is worth retrying.
+#[must_use]
+pub fn refused(message: &str) -> ServerFrame {
+    let code = if message == UNAUTHORIZED {
+        ErrorCode::Unauthorized
+    } else {
+        ErrorCode::Unavailable
+    };
+    ServerFrame::Refused {
+        error: ErrorBody::new(code, message),
+    }
+}
+
+#[cfg(test)]
+mod tests;
