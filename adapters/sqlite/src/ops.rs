@@ -46,8 +46,9 @@ pub(crate) fn execute(
             channel,
             from,
             limit,
+            max_bytes,
         } => Ok(StoreReply::Events(
-            Log::touch(conn, next_epoch, &channel)?.read(conn, from, limit)?,
+            Log::touch(conn, next_epoch, &channel)?.read(conn, from, limit, max_bytes)?,
         )),
         StoreCommand::Head { channel } => {
             let log = Log::touch(conn, next_epoch, &channel)?;
@@ -283,36 +284,54 @@ impl Log {
         Ok(())
     }
 
-    fn read(&self, conn: &Connection, from: ReadFrom, limit: u64) -> OpResult<Page> {
+    fn read(
+        &self,
+        conn: &Connection,
+        from: ReadFrom,
+        limit: u64,
+        max_bytes: usize,
+    ) -> OpResult<Page> {
         let limit = limit.min(READ_LIMIT_MAX);
-        // Everything is retained: history starts at seq 1.
-        let start = match from {
-            ReadFrom::After(after) => after.0.saturating_add(1).max(1),
-            ReadFrom::Latest => (self.head.0 + 1).saturating_sub(limit.min(self.head.0)),
+        // Everything is retained: history starts at seq 1. The stored text
+        // is the event's compact JSON, so its length is its wire length:
+        // rows past the byte budget are measured, never parsed.
+        let (sql, bound) = match from {
+            ReadFrom::After(after) => (
+                "SELECT event FROM events WHERE channel = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                after.0,
+            ),
+            ReadFrom::Latest => (
+                "SELECT event FROM events WHERE channel = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT ?3",
+                self.head.0,
+            ),
         };
-        let available = (self.head.0 + 1).saturating_sub(start);
-        let n = available.min(limit);
-        let mut events = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-        if n > 0 {
-            let mut stmt = conn.prepare_cached(
-                "SELECT event FROM events WHERE channel = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(
-                params![self.channel.as_str(), to_i64(start)?, to_i64(n)?],
-                |r| r.get::<_, String>(0),
-            )?;
-            for row in rows {
-                let json = row?;
-                let event: LogEvent =
-                    serde_json::from_str(&json).map_err(|e| OpError::Corrupt(e.to_string()))?;
-                events.push(event);
+        let mut events = Vec::new();
+        let mut total = 0usize;
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![
+            self.channel.as_str(),
+            to_i64(bound)?,
+            to_i64(limit)?
+        ])?;
+        while let Some(row) = rows.next()? {
+            let json = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            total = total.saturating_add(json.len());
+            if !events.is_empty() && total > max_bytes {
+                break;
             }
+            let event: LogEvent =
+                serde_json::from_str(json).map_err(|e| OpError::Corrupt(e.to_string()))?;
+            events.push(event);
         }
+        if from == ReadFrom::Latest {
+            events.reverse();
+        }
+        let last = events.last().map_or(Seq::ZERO, LogEvent::seq);
         Ok(Page {
             epoch: self.epoch,
+            more: !events.is_empty() && last < self.head,
             events,
             head: self.head,
-            more: available > n,
             oldest_retained: Seq(1),
         })
     }

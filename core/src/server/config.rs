@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::wire::{HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, JOIN_EVENTS_MAX, MAX_BODY_BYTES};
+use crate::wire::{
+    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, JOIN_EVENTS_MAX, MAX_BODY_BYTES, REPLY_BYTES_MAX,
+};
 
 /// The server machine's limits and timers. Breaking a limit fails that one
 /// request with a typed error code; the connection stays usable.
@@ -43,6 +45,13 @@ pub struct ServerConfig {
     /// store returns at most [`READ_LIMIT_MAX`](crate::store::READ_LIMIT_MAX)
     /// per read, so larger values act as 1,000.
     pub join_events_max: u64,
+    /// Most bytes of events one join reply or history page carries
+    /// ([`LogEvent::wire_len`](crate::wire::LogEvent::wire_len)); a page cut
+    /// short says so as the contract allows (`recovered: false` for a join,
+    /// `more: true` for history), and the client pages the rest. Default
+    /// 1 MiB: about 16 maximal bodies, hundreds of chat-sized ones, while a
+    /// reply of 1,000 worst-case bodies would weigh 64 MiB.
+    pub reply_bytes_max: usize,
     /// Requests of one connection waiting for the store, else `unavailable`.
     /// Default 256: a full send window (32) many times over.
     pub max_pending_per_conn: usize,
@@ -95,6 +104,7 @@ impl Default for ServerConfig {
             history_limit_default: HISTORY_LIMIT_DEFAULT,
             history_limit_max: HISTORY_LIMIT_MAX,
             join_events_max: JOIN_EVENTS_MAX as u64,
+            reply_bytes_max: REPLY_BYTES_MAX,
             max_pending_per_conn: 256,
             max_pending_total: 65_536,
             max_append_batch: 64,

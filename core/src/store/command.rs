@@ -97,6 +97,12 @@ pub enum StoreCommand {
         from: ReadFrom,
         /// Most events to return (cut to [`READ_LIMIT_MAX`]).
         limit: u64,
+        /// Most bytes of events to return, measured as
+        /// [`LogEvent::wire_len`]: a page stops before the event that would
+        /// pass it (but holds at least one event when any is there), so a
+        /// reply of bodies built to weigh costs what the server allows,
+        /// whatever the event count.
+        max_bytes: usize,
     },
     /// The channel's epoch and head seq.
     Head {
@@ -127,6 +133,22 @@ impl StoreCommand {
     }
 }
 
+/// How many events of `sizes` (in page order, oldest first) fit `max_bytes`:
+/// at least one when there is one, so a page always makes progress.
+#[must_use]
+pub fn fitting(sizes: impl IntoIterator<Item = usize>, max_bytes: usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if n > 0 && total > max_bytes {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// A page of a channel log and where the log stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -136,7 +158,8 @@ pub struct Page {
     pub events: Vec<LogEvent>,
     /// The newest seq of the log (0 when empty).
     pub head: Seq,
-    /// True when events after the page's last one exist.
+    /// True when events after the page's last one exist (the page was cut
+    /// by its event limit or its byte budget).
     pub more: bool,
     /// The lowest seq still readable (`head + 1` when nothing is retained):
     /// a position below `oldest_retained - 1` cannot be recovered exactly.

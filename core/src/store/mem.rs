@@ -123,7 +123,10 @@ impl MemStore {
                 channel,
                 from,
                 limit,
-            } => Ok(StoreReply::Events(self.log_mut(channel).read(from, limit))),
+                max_bytes,
+            } => Ok(StoreReply::Events(
+                self.log_mut(channel).read(from, limit, max_bytes),
+            )),
             StoreCommand::Head { channel } => {
                 let log = self.log_mut(channel);
                 Ok(StoreReply::Head {

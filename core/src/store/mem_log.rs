@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::store::{
     AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
-    StoreReply,
+    StoreReply, fitting,
 };
 use crate::wire::{Body, LogEvent, MessageDeleted, MessageUpdated, NewMessage, SendAck};
 
@@ -83,27 +83,32 @@ impl ChannelLog {
         Seq(self.head.0 + 1 - self.events.len() as u64)
     }
 
-    pub(super) fn read(&self, from: ReadFrom, limit: u64) -> Page {
-        let limit = limit.min(READ_LIMIT_MAX);
+    pub(super) fn read(&self, from: ReadFrom, limit: u64, max_bytes: usize) -> Page {
+        let limit = usize::try_from(limit.min(READ_LIMIT_MAX)).unwrap_or(usize::MAX);
         let oldest = self.oldest_retained();
-        let start = match from {
-            ReadFrom::After(after) => after.0.saturating_add(1).max(oldest.0),
+        let events: Vec<LogEvent> = match from {
+            ReadFrom::After(after) => {
+                let start = after.0.saturating_add(1).max(oldest.0);
+                // `start >= oldest` here, so the index is inside the deque.
+                let skip = usize::try_from(start - oldest.0).unwrap_or(usize::MAX);
+                let window = self.events.iter().skip(skip).take(limit);
+                let n = fitting(window.clone().map(LogEvent::wire_len), max_bytes);
+                window.take(n).cloned().collect()
+            }
             ReadFrom::Latest => {
-                let n = limit.min(self.events.len() as u64);
-                self.head.0 + 1 - n
+                let window = self.events.iter().rev().take(limit);
+                let n = fitting(window.clone().map(LogEvent::wire_len), max_bytes);
+                let mut newest: Vec<LogEvent> = window.take(n).cloned().collect();
+                newest.reverse();
+                newest
             }
         };
-        let available = (self.head.0 + 1).saturating_sub(start);
-        let n = available.min(limit);
-        // `start >= oldest` here, so the index is inside the deque.
-        let skip = usize::try_from(start - oldest.0).unwrap_or(usize::MAX);
-        let take = usize::try_from(n).unwrap_or(usize::MAX);
-        let events: Vec<LogEvent> = self.events.iter().skip(skip).take(take).cloned().collect();
+        let last = events.last().map_or(Seq::ZERO, LogEvent::seq);
         Page {
             epoch: self.epoch,
+            more: !events.is_empty() && last < self.head,
             events,
             head: self.head,
-            more: available > n,
             oldest_retained: oldest,
         }
     }

@@ -27,8 +27,12 @@
 //!   Reading a channel that was never written still reports its epoch, and
 //!   that epoch stays the same when the first message is appended.
 //! - **Bounded reads.** A read returns at most [`READ_LIMIT_MAX`] events and
-//!   says whether more follow and where retained history begins, so the
-//!   server can say "recovered" or "truncated" and never hide a gap.
+//!   at most its `max_bytes` of them (by [`LogEvent::wire_len`], at least
+//!   one event), and says whether more follow and where retained history
+//!   begins, so the server can say "recovered" or "truncated" and never
+//!   hide a gap. A latest-first read keeps the newest events that fit.
+//!
+//! [`LogEvent::wire_len`]: crate::wire::LogEvent::wire_len
 //! - **Receipts are monotonic.** A read watermark only moves forward (max
 //!   wins) and never beyond the head.
 //! - **Failure is a reply.** A store that cannot serve answers
@@ -42,7 +46,7 @@ mod mem_log;
 
 pub use command::{
     AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
-    StoreCommand, StoreError, StoreOpId, StoreReply,
+    StoreCommand, StoreError, StoreOpId, StoreReply, fitting,
 };
 pub use mem::{FailMode, MemStore, MemStoreConfig};
 

@@ -54,6 +54,7 @@ fn read(store: &mut MemStore, c: &str, from: ReadFrom, limit: u64) -> Page {
             channel: ch(c),
             from,
             limit,
+            max_bytes: usize::MAX,
         })
         .unwrap()
     {

@@ -105,6 +105,17 @@ impl LogEvent {
         }
     }
 
+    /// Bytes of its compact JSON encoding, as it travels in a join or
+    /// history reply: what byte budgets count. Counted without allocating.
+    #[must_use]
+    pub fn wire_len(&self) -> usize {
+        let mut counter = ByteCounter(0);
+        // Writing into a counter cannot fail, and an event always
+        // serializes.
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
+    }
+
     /// The message the entry is about (created, edited or deleted).
     #[must_use]
     pub fn message_id(&self) -> &MessageId {
@@ -148,4 +159,18 @@ pub struct ReadReceipt {
     pub user_id: UserId,
     /// Everything up to and including this seq has been read.
     pub up_to: Seq,
+}
+
+/// Counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

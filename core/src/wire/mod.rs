@@ -29,6 +29,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// `recovered: false` and the client pages the rest with history.
 pub const JOIN_EVENTS_MAX: usize = 1_000;
 
+/// Default byte budget of one join reply or history page (1 MiB); a page
+/// cut by it says so (`recovered: false`, `more: true`).
+pub const REPLY_BYTES_MAX: usize = 1 << 20;
+
 /// History page size when the request names none.
 pub const HISTORY_LIMIT_DEFAULT: u64 = 100;
 

@@ -33,6 +33,7 @@ pub(crate) async fn seqs(s: &SqliteStore, channel: &str) -> Vec<u64> {
             channel: ChannelId::new(channel).unwrap(),
             from: ReadFrom::After(Seq(0)),
             limit: 100,
+            max_bytes: usize::MAX,
         })
         .await
         .unwrap();

@@ -58,6 +58,11 @@ pub async fn check_store<S: Store>(mut make: impl FnMut() -> S) {
     )
     .await;
     check(
+        "a_read_is_cut_to_its_byte_budget",
+        a_read_is_cut_to_its_byte_budget(make()),
+    )
+    .await;
+    check(
         "receipts_are_monotonic_and_bounded_by_head",
         receipts_are_monotonic_and_bounded_by_head(make()),
     )
@@ -135,12 +140,22 @@ async fn head<S: Store>(s: &S, c: &str) -> (Epoch, Seq) {
     }
 }
 async fn read<S: Store>(s: &S, c: &str, from: ReadFrom, limit: u64) -> Page {
+    read_bytes(s, c, from, limit, usize::MAX).await
+}
+async fn read_bytes<S: Store>(
+    s: &S,
+    c: &str,
+    from: ReadFrom,
+    limit: u64,
+    max_bytes: usize,
+) -> Page {
     match run(
         s,
         StoreCommand::Read {
             channel: ch(c),
             from,
             limit,
+            max_bytes,
         },
     )
     .await
@@ -323,6 +338,42 @@ async fn a_read_is_cut_to_the_store_limit<S: Store>(s: S) {
     assert_eq!((p.events.len(), p.more), (1_000, true));
     let p = read(&s, "big", ReadFrom::Latest, 5_000).await;
     assert_eq!(p.events.first().map(|e| e.seq().0), Some(6));
+}
+
+async fn a_read_is_cut_to_its_byte_budget<S: Store>(s: S) {
+    // Ten events of 1 KiB bodies (as a hostile client would store them to
+    // make replies heavy): a budget of 3.5 events' weight gives 3.
+    let heavy = |i: usize| AppendEntry::Message {
+        author: user("u"),
+        client_msg_id: ClientMsgId::new(format!("h{i}"))
+            .unwrap_or_else(|e| panic!("test client message id: {e}")),
+        body: Body::from_json(&format!("[{}0]", "0,".repeat(511)))
+            .unwrap_or_else(|e| panic!("test body: {e}")),
+        ts: 7,
+    };
+    append(&s, "heavy", (0..10).map(heavy).collect()).await;
+    let all = read(&s, "heavy", ReadFrom::After(Seq(0)), 100).await;
+    let one = all.events.first().map_or(0, LogEvent::wire_len);
+    assert!(one > 1_024, "an event weighs its body: {one} bytes");
+    let budget = one * 7 / 2;
+    let seqs = |p: &Page| p.events.iter().map(|e| e.seq().0).collect::<Vec<_>>();
+    let p = read_bytes(&s, "heavy", ReadFrom::After(Seq(0)), 100, budget).await;
+    assert_eq!((seqs(&p), p.more), (vec![1, 2, 3], true));
+    let weight: usize = p.events.iter().map(LogEvent::wire_len).sum();
+    assert!(
+        weight <= budget,
+        "{weight} bytes within a budget of {budget}"
+    );
+    let p = read_bytes(&s, "heavy", ReadFrom::After(Seq(8)), 100, budget).await;
+    assert_eq!((seqs(&p), p.more), (vec![9, 10], false));
+    // The newest that fit, oldest first.
+    let p = read_bytes(&s, "heavy", ReadFrom::Latest, 100, budget).await;
+    assert_eq!((seqs(&p), p.more), (vec![8, 9, 10], false));
+    // A budget below one event still makes progress: one event a page.
+    let p = read_bytes(&s, "heavy", ReadFrom::After(Seq(4)), 100, 1).await;
+    assert_eq!((seqs(&p), p.more), (vec![5], true));
+    let p = read_bytes(&s, "heavy", ReadFrom::Latest, 100, 1).await;
+    assert_eq!(seqs(&p), vec![10]);
 }
 
 async fn receipts_are_monotonic_and_bounded_by_head<S: Store>(s: S) {

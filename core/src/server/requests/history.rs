@@ -30,6 +30,7 @@ impl<P: AccessPolicy> Server<P> {
                 channel: channel.clone(),
                 from,
                 limit,
+                max_bytes: self.config.reply_bytes_max,
             },
             PendingOp::History { waiter: w, channel },
         );

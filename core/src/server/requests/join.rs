@@ -85,6 +85,7 @@ impl<P: AccessPolicy> Server<P> {
         step: JoinStep,
     ) -> StoreOpId {
         let max = self.config.join_events_max;
+        let max_bytes = self.config.reply_bytes_max;
         let cmd = match step {
             JoinStep::Head => StoreCommand::Head {
                 channel: channel.clone(),
@@ -93,11 +94,13 @@ impl<P: AccessPolicy> Server<P> {
                 channel: channel.clone(),
                 from: ReadFrom::After(since),
                 limit: max,
+                max_bytes,
             },
             JoinStep::Latest => StoreCommand::Read {
                 channel: channel.clone(),
                 from: ReadFrom::Latest,
                 limit: max,
+                max_bytes,
             },
         };
         self.issue(

@@ -494,6 +494,7 @@ fn describe_command(cmd: &StoreCommand) -> String {
             channel,
             from: ReadFrom::After(s),
             limit,
+            ..
         } => {
             format!("read {channel} after {s} limit {limit}")
         }
@@ -501,6 +502,7 @@ fn describe_command(cmd: &StoreCommand) -> String {
             channel,
             from: ReadFrom::Latest,
             limit,
+            ..
         } => {
             format!("read {channel} latest {limit}")
         }

@@ -9,7 +9,9 @@ use crate::Instant;
 use crate::ids::{Epoch, MessageId, Seq};
 use crate::server::{ConnId, Open, PrivateChannels, ServerConfig};
 use crate::store::{FailMode, MemStoreConfig, ModifyRule};
-use crate::wire::{Ack, DecodeError, ErrorCode, ReqId, ServerFrame, TypingNotice, decode_client};
+use crate::wire::{
+    Ack, Body, DecodeError, ErrorCode, ReqId, ServerFrame, TypingNotice, decode_client,
+};
 
 fn presence(h: &Harness, conn: u64) -> Vec<String> {
     h.inbox(conn)
@@ -373,6 +375,54 @@ fn history_paging_and_limits() {
     };
     assert_eq!((p.epoch, p.head_seq, p.more), (Epoch(1), Seq(7), false));
     assert_snapshot!(h.trace());
+}
+
+#[test]
+fn replies_are_cut_to_their_byte_budget_and_say_so() {
+    // Bodies built to be heavy: ten of about 2 KiB, under a 5 KiB budget.
+    let config = ServerConfig {
+        reply_bytes_max: 5 * 1_024,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::with(config, MemStoreConfig::default(), Open);
+    h.connect(1, "alice");
+    h.join(1, "general");
+    let heavy = Body::from_json(&format!("[{}0]", "0,".repeat(1_023))).unwrap();
+    for i in 1..=10 {
+        h.post(1, "general", &format!("a-{i}"), heavy.clone());
+    }
+    let seqs =
+        |events: &[crate::wire::LogEvent]| events.iter().map(|e| e.seq().0).collect::<Vec<_>>();
+    // History pages by bytes and says `more` until the end.
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = h.history(1, "general", Some(after), Some(100));
+        let Ack::History(p) = h.acked(1, r) else {
+            panic!()
+        };
+        let weight: usize = p.events.iter().map(crate::wire::LogEvent::wire_len).sum();
+        assert!(weight <= 5 * 1_024, "a page of {weight} bytes");
+        pages.push(seqs(&p.events));
+        after = p.events.last().map_or(after, |e| e.seq().0);
+        if !p.more {
+            break;
+        }
+    }
+    assert_eq!(pages.concat(), (1..=10).collect::<Vec<_>>());
+    assert!(pages.len() >= 4, "{pages:?}");
+    // A recovery heavier than the budget is not `recovered`: the newest
+    // that fit, and the client pages the rest with history.
+    h.connect(2, "bob");
+    let r = h.join_at(2, "general", Some(Epoch(1)), Some(0));
+    let a = join_ack(&h, 2, r);
+    assert!(!a.recovered);
+    assert_eq!(seqs(&a.events), vec![9, 10]);
+    // One that fits is exact.
+    let r = h.join_at(2, "general", Some(Epoch(1)), Some(9));
+    let a = join_ack(&h, 2, r);
+    assert!(a.recovered);
+    assert_eq!(seqs(&a.events), vec![10]);
 }
 
 #[test]
