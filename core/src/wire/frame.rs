@@ -337,7 +337,59 @@ impl From<LogEvent> for ServerFrame {
     }
 }
 
+/// What a frame's fixed fields weigh at most, beside its bodies, in
+/// [`ServerFrame::weight`]: two ids of 128 plain characters, a user id of
+/// 64, a client message id of 128 characters that may each need a 6-byte
+/// JSON escape, numbers and keys.
+const FIELDS_WEIGHT: usize = 1_536;
+/// What one member id of a join reply weighs at most.
+const MEMBER_WEIGHT: usize = 72;
+
+fn events_weight(events: &[LogEvent]) -> usize {
+    events.iter().map(LogEvent::weight).sum()
+}
+
+impl LogEvent {
+    /// An upper bound of its encoded size, without encoding it: its body's
+    /// length plus an allowance for the other fields.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        let body = match self {
+            LogEvent::Message(m) => m.body.as_ref(),
+            LogEvent::Updated(u) => u.body.as_ref(),
+            LogEvent::Deleted(_) => None,
+        };
+        FIELDS_WEIGHT + body.map_or(0, Body::encoded_len)
+    }
+}
+
 impl ServerFrame {
+    /// An upper bound of the frame's encoded size in bytes, computed
+    /// without encoding it (bodies know their length): what per-connection
+    /// byte budgets of outgoing queues count. A join reply or a history
+    /// page weighs its events; every other frame a few hundred bytes.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        let body = |b: &Option<Body>| b.as_ref().map_or(0, Body::encoded_len);
+        FIELDS_WEIGHT
+            + match self {
+                ServerFrame::Ack {
+                    body: Ack::Join(join),
+                    ..
+                } => join.members.len() * MEMBER_WEIGHT + events_weight(&join.events),
+                ServerFrame::Ack {
+                    body: Ack::History(page),
+                    ..
+                } => events_weight(&page.events),
+                ServerFrame::MessageNew(m) => body(&m.body),
+                ServerFrame::MessageUpdated(u) => body(&u.body),
+                ServerFrame::Refused { error } | ServerFrame::Nack { error, .. } => {
+                    error.message.len()
+                }
+                _ => 0,
+            }
+    }
+
     /// The log event carried by a `message:*` broadcast, if this is one.
     #[must_use]
     pub fn into_log_event(self) -> Option<LogEvent> {

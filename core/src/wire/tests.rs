@@ -316,3 +316,36 @@ fn a_log_event_kind_is_its_type_tag_on_the_wire() {
         assert_eq!(json["type"], event.kind(), "{json}");
     }
 }
+
+#[test]
+fn a_frame_weighs_at_least_its_encoding() {
+    // Queues budget bytes by weight without encoding: it must never
+    // undercount, even for a reply full of the longest ids.
+    let long = |n: usize| "x".repeat(n);
+    let heavy = NewMessage {
+        channel_id: ChannelId::new(long(128)).unwrap(),
+        message_id: MessageId::new(long(128)).unwrap(),
+        author_id: UserId::new(long(64)).unwrap(),
+        client_msg_id: ClientMsgId::new("\u{1}".repeat(128)).unwrap(),
+        seq: Seq(u64::MAX),
+        ts: u64::MAX,
+        body: Some(Body::text("é\"\n".repeat(1_000))),
+    };
+    let mut frames = all_server_frames();
+    frames.push(ServerFrame::MessageNew(heavy.clone()));
+    frames.push(ServerFrame::Ack {
+        req: ReqId(u64::MAX),
+        body: Ack::Join(JoinAck {
+            channel_id: heavy.channel_id.clone(),
+            epoch: Epoch(u64::MAX),
+            head_seq: Seq(u64::MAX),
+            members: vec![heavy.author_id.clone(); 50],
+            events: vec![LogEvent::Message(heavy); 20],
+            recovered: true,
+        }),
+    });
+    for frame in frames {
+        let len = encode_server(&frame).len();
+        assert!(frame.weight() >= len, "{} < {len}", frame.weight());
+    }
+}
