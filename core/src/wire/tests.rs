@@ -348,4 +348,12 @@ fn a_frame_weighs_at_least_its_encoding() {
         let len = encode_server(&frame).len();
         assert!(frame.weight() >= len, "{} < {len}", frame.weight());
     }
+    // And close to it for chat traffic, so a queue's byte budget holds
+    // about as many messages as it says.
+    let chat = ServerFrame::MessageNew(new_message(7));
+    let len = encode_server(&chat).len();
+    assert!(chat.weight() <= len + FRAME_WEIGHT_SLACK, "{} vs {len}", chat.weight());
 }
+
+/// How far a chat message's weight may exceed its encoding.
+const FRAME_WEIGHT_SLACK: usize = 256;
