@@ -9,8 +9,12 @@
 //                                           reads from seq 0 each, all pipelined;
 //                                           every request must be answered
 //   node hostile.mjs flood <url> <seconds>  as mallory: keeps 64 history reads of
-//                                           the heavy channel in flight until told
-//                                           to stop (stdin closes or time is up)
+//                                           the heavy channel in flight until the
+//                                           time is up (or it is killed)
+//   node hostile.mjs oversize <url> <n>     as mallory: n sends of a 960 KB body
+//                                           ([0,0,...], under the packet limit, over
+//                                           the body limit), 16 in flight: each is
+//                                           refused too_large
 //   node hostile.mjs bystander <url> <n>    as bob, in another channel: n sends one
 //                                           at a time; prints the ack latencies
 import { io } from "socket.io-client";
@@ -103,13 +107,10 @@ if (mode === "store") {
   const s = await connect("mallory");
   ok(await req(s, "channel:join", { channelId: CHANNEL }), "join");
   const until = Date.now() + seconds * 1_000;
-  let stop = false;
-  process.stdin.on("end", () => (stop = true));
-  process.stdin.resume();
   let answered = 0;
   let refused = 0;
   const worker = async () => {
-    while (!stop && Date.now() < until) {
+    while (Date.now() < until) {
       const r = await req(s, "channel:history", { channelId: CHANNEL, after: 0, limit: 500 });
       if (r.ok) answered++;
       else refused++;
@@ -119,6 +120,24 @@ if (mode === "store") {
   result({ answered, refused });
   s.close();
   process.exit(0);
+} else if (mode === "oversize") {
+  const n = Number(arg);
+  const s = await connect("mallory");
+  ok(await req(s, "channel:join", { channelId: CHANNEL }), "join");
+  const body = new Array(480_000).fill(0);
+  let next = 0;
+  let tooLarge = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const r = await req(s, "message:send", { channelId: CHANNEL, clientMsgId: `o${i}`, body });
+      if (!r.ok && r.error.code === "too_large") tooLarge++;
+      else throw new Error(`oversize ${i}: ${JSON.stringify(r)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  result({ n, tooLarge });
+  s.close();
 } else if (mode === "bystander") {
   const n = Number(arg);
   const s = await connect("bob");
