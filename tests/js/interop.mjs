@@ -41,9 +41,9 @@ function req(s, event, payload) {
   return s.timeout(WAIT_MS).emitWithAck(event, payload);
 }
 
-/** Waits until `pred()` holds (bounded). */
-async function until(what, pred) {
-  const deadline = Date.now() + WAIT_MS;
+/** Waits until `pred()` holds (bounded by `ms`). */
+async function until(what, pred, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
@@ -293,6 +293,54 @@ const scenarios = {
     assert.deepEqual(j.members, ["carol"], "the user id is the token's sub");
     for (const name of ["expired", "wrongSecret", "dev"]) {
       await assert.rejects(connectWith(tokens[name]), (err) => err.message === "unauthorized", name);
+    }
+    // A session ends when its token expires: the server disconnects it
+    // ("io server disconnect": socket.io-client does not retry by itself),
+    // and the app reconnects with a fresh token from its auth callback.
+    const issued = [tokens.shortLived, tokens.valid];
+    const dave = io(url, {
+      auth: (cb) => cb({ token: issued.shift() }),
+      transports: ["websocket"],
+      reconnection: false,
+      forceNew: true,
+    });
+    sockets.push(dave);
+    await new Promise((resolve, reject) => {
+      dave.once("connect", resolve);
+      dave.once("connect_error", reject);
+    });
+    let reason;
+    dave.once("disconnect", (r) => (reason = r));
+    await until("the expired session to be closed", () => reason !== undefined, 10_000);
+    assert.equal(reason, "io server disconnect");
+    const back = new Promise((resolve, reject) => {
+      dave.once("connect", resolve);
+      dave.once("connect_error", reject);
+    });
+    dave.connect();
+    await back;
+    ok(await req(dave, "channel:join", { channelId: "private:carol" }), "reconnected with a fresh token");
+  },
+
+  async connection_cap() {
+    // Started with --max-connections-per-user 2.
+    const first = await connect("alice");
+    await connect("alice");
+    await assert.rejects(connect("alice"), (err) => err.message === "too_many_connections");
+    await connect("bob");
+    // Closing one frees its slot (released when the server sees the
+    // disconnect: retried until then, bounded).
+    first.disconnect();
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      try {
+        await connect("alice");
+        break;
+      } catch (err) {
+        assert.equal(err.message, "too_many_connections");
+        if (Date.now() > deadline) throw new Error("the closed connection's slot was never freed");
+        await new Promise((r) => setTimeout(r, 10));
+      }
     }
   },
 

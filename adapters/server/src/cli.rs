@@ -34,12 +34,25 @@ pub enum Command {
 pub struct TokenArgs {
     /// The user id (the token's `sub`).
     pub user: String,
-    /// The HS256 secret the server verifies with.
+    /// The HS256 secret the server verifies with (prefer
+    /// `--jwt-secret-file`: a flag shows in `ps`).
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (trailing whitespace ignored).
+    #[arg(long, env = "LOCKSTEP_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// Lifetime in seconds (the token's `exp`).
     #[arg(long, env = "LOCKSTEP_TOKEN_TTL_SECS", default_value_t = 3_600)]
     pub ttl_secs: u64,
+    /// Not valid for this many seconds from now (the token's `nbf`).
+    #[arg(long)]
+    pub not_before_secs: Option<u64>,
+    /// The token's issuer (`iss`).
+    #[arg(long, env = "LOCKSTEP_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// The token's audience (`aud`).
+    #[arg(long, env = "LOCKSTEP_JWT_AUDIENCE")]
+    pub audience: Option<String>,
 }
 
 /// Log output format.
@@ -78,6 +91,11 @@ pub struct ServeArgs {
     /// printed as `listening on <addr>`).
     #[arg(long, env = "LOCKSTEP_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// Serve `/metrics` on this address instead of the main one (e.g. a
+    /// private interface; the bound address is printed as
+    /// `metrics on <addr>`).
+    #[arg(long, env = "LOCKSTEP_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// SQLite database file (created if missing).
     #[arg(long, env = "LOCKSTEP_DB", default_value = "./lockstep.db")]
     pub db: PathBuf,
@@ -87,12 +105,31 @@ pub struct ServeArgs {
     /// Keep everything in memory instead (lost on exit).
     #[arg(long, env = "LOCKSTEP_MEMORY")]
     pub memory: bool,
-    /// HS256 secret for JWT auth (`sub` = user id, `exp` honoured).
+    /// HS256 secret for JWT auth, at least 32 bytes (`sub` = user id; `exp`
+    /// ends the session). Prefer `--jwt-secret-file`: a flag shows in `ps`.
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (trailing whitespace ignored), so it
+    /// never shows in `ps` or the environment.
+    #[arg(long, env = "LOCKSTEP_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Required JWT issuer (`iss`); unchecked when unset.
+    #[arg(long, env = "LOCKSTEP_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience (`aud`); when unset, a token naming an
+    /// audience is refused.
+    #[arg(long, env = "LOCKSTEP_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    #[arg(long, env = "LOCKSTEP_JWT_LEEWAY_SECS", default_value_t = crate::jwt::DEFAULT_LEEWAY_SECS)]
+    pub jwt_leeway_secs: u64,
     /// INSECURE: accept `dev:<userId>` tokens, so anyone can be anyone.
-    #[arg(long, env = "LOCKSTEP_DEV", conflicts_with = "jwt_secret")]
+    /// Refuses a non-loopback `--addr` unless `--dev-allow-remote`.
+    #[arg(long, env = "LOCKSTEP_DEV", conflicts_with_all = ["jwt_secret", "jwt_secret_file"])]
     pub dev: bool,
+    /// With `--dev`, listen on a non-loopback address anyway.
+    #[arg(long, env = "LOCKSTEP_DEV_ALLOW_REMOTE", requires = "dev")]
+    pub dev_allow_remote: bool,
     /// Engine.IO ping interval, milliseconds.
     #[arg(long, env = "LOCKSTEP_PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,
@@ -128,6 +165,38 @@ pub struct ServeArgs {
     /// Open connections at once.
     #[arg(long, env = "LOCKSTEP_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Open connections of one user (rate limits are per connection: this
+    /// bounds what one token can claim).
+    #[arg(long, env = "LOCKSTEP_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
+    pub max_connections_per_user: usize,
+    /// Open TCP connections from one peer IP address, authenticated or not.
+    #[arg(
+        long,
+        env = "LOCKSTEP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_024
+    )]
+    pub max_connections_per_address: usize,
+    /// Engine.IO sessions still in their handshake (not yet authenticated),
+    /// server-wide.
+    #[arg(long, env = "LOCKSTEP_MAX_PENDING_HANDSHAKES", default_value_t = 1_024)]
+    pub max_pending_handshakes: usize,
+    /// Engine.IO sessions still in their handshake from one peer IP address.
+    #[arg(
+        long,
+        env = "LOCKSTEP_MAX_PENDING_HANDSHAKES_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub max_pending_handshakes_per_address: usize,
+    /// Longest a new Engine.IO session may take to authenticate before it
+    /// is closed, milliseconds.
+    #[arg(long, env = "LOCKSTEP_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_ms: u64,
+    /// Longest a client may take to send an HTTP request's headers
+    /// (from connecting, or from its previous request), milliseconds.
+    #[arg(long, env = "LOCKSTEP_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
     /// Channels one connection may join.
     #[arg(long, env = "LOCKSTEP_MAX_CHANNELS_PER_CONN", default_value_t = 256)]
     pub max_channels_per_conn: usize,
