@@ -22,7 +22,10 @@ pub struct AdmissionConfig {
     /// without this cap every extra connection would bring a fresh budget.
     pub per_user: usize,
     /// Open TCP connections from one peer address, counted at accept: it
-    /// bounds connections that never authenticate too.
+    /// bounds connections that never authenticate too. An IPv6 peer counts
+    /// by its /64 network (one subscriber's usual allocation, so a peer
+    /// cannot multiply its caps by changing addresses within it); an
+    /// IPv4-mapped IPv6 address counts as its IPv4 address.
     pub per_address: usize,
     /// Handshakes in progress (sessions not yet authenticated), server-wide.
     pub pending: usize,
@@ -160,6 +163,22 @@ impl Drop for Permit {
     }
 }
 
+/// The key an address is counted under: IPv4 as it is, IPv4-mapped IPv6
+/// as IPv4, other IPv6 by its /64 network.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
 /// Takes one from `key`'s count when it is under `cap`.
 fn take<K: Hash + Eq + Clone>(map: &mut HashMap<K, usize>, key: &K, cap: usize) -> bool {
     let count = map.entry(key.clone()).or_insert(0);
@@ -224,6 +243,7 @@ impl Admission {
     ///
     /// [`Refusal::TooManyConnectionsPerAddress`] at the cap.
     pub fn admit_address(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
+        let ip = address_key(ip);
         let admitted = take(&mut self.counts().addresses, &ip, self.config.per_address);
         self.permit(
             admitted,
@@ -240,6 +260,7 @@ impl Admission {
     /// [`Refusal::TooManyHandshakes`] or
     /// [`Refusal::TooManyHandshakesPerAddress`] at a cap.
     pub fn admit_handshake(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Permit, Refusal> {
+        let ip = ip.map(address_key);
         let mut counts = self.counts();
         if counts.pending_total >= self.config.pending {
             return Err(Refusal::TooManyHandshakes);
@@ -276,10 +297,11 @@ impl Admission {
         self.counts().users.get(user).copied().unwrap_or(0)
     }
 
-    /// TCP connections `ip` holds now.
+    /// TCP connections `ip` (its /64, for IPv6) holds now.
     #[must_use]
     pub fn connections_from(&self, ip: IpAddr) -> usize {
-        self.counts().addresses.get(&ip).copied().unwrap_or(0)
+        let key = address_key(ip);
+        self.counts().addresses.get(&key).copied().unwrap_or(0)
     }
 
     /// Handshakes in progress now, server-wide.
@@ -404,6 +426,27 @@ mod tests {
         drop(conns);
         assert_eq!(admission.connections_from(a), 0);
         assert_eq!(admission.counts().addresses.len(), 1, "only b is left");
+    }
+
+    #[test]
+    fn an_ipv6_peer_counts_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let admission = Admission::new(config(8, 8));
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let two: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = admission.admit_address(one).unwrap();
+        let _b = admission.admit_address(two).unwrap();
+        assert_eq!(
+            admission.admit_address(one).unwrap_err(),
+            Refusal::TooManyConnectionsPerAddress
+        );
+        let _c = admission.admit_address(other).unwrap();
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let _d = admission.admit_address(v4).unwrap();
+        let _e = admission.admit_address(mapped).unwrap();
+        assert_eq!(admission.connections_from(v4), 2);
+        assert!(admission.admit_address(v4).is_err());
     }
 
     #[test]
