@@ -140,4 +140,11 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::ShuttingDown)?;
         outcome.await.map_err(|_| StoreError::ShuttingDown)?
     }
+
+    /// The writer thread owns the receiving end of the job queue: the queue
+    /// is closed exactly when the thread is gone (it stops only when every
+    /// handle is dropped, so while one is alive, only by a panic).
+    fn is_alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
 }

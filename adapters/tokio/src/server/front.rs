@@ -141,6 +141,13 @@ impl Frontdoor {
         self.shutdown.cancelled().await;
     }
 
+    /// Whether the driver task is still running: its input queue closes
+    /// when the task ends, however it ends (shutdown or panic).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        !self.inputs.is_closed()
+    }
+
     /// Where fronts spawn their tasks, so shutdown can wait for them.
     #[must_use]
     pub fn tracker(&self) -> &TaskTracker {

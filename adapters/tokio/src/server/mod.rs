@@ -9,6 +9,7 @@
 //!                    └── per-connection bounded queues <─┘
 //! ```
 
+mod admission;
 mod auth;
 mod clock;
 #[cfg(any(test, feature = "store-contract"))]
@@ -26,7 +27,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::{AuthError, Authenticator, DevAuthenticator};
+pub use admission::{Admission, AdmissionConfig, Permit, Refusal, SUMMARY_EVERY};
+pub use auth::{
+    AuthError, Authenticator, DevAuthenticator, Identity, MAX_TOKEN_BYTES, SESSION_EXPIRED,
+};
 pub use clock::{Clock, TokioClock};
 pub use framed_front::{FramedFrontConfig, serve_framed};
 pub use front::{ConnInbound, ConnOutbound, Frontdoor, OutFrame, OutboundEnd, ServerStopped};
@@ -167,6 +171,14 @@ impl ServerHandle {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+
+    /// Whether the driver task is still running: false once it has ended
+    /// (shut down, or stopped by a panic), when no request can be served.
+    /// Readiness probes ask this.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.frontdoor.is_running()
     }
 
     /// Tasks still running (driver, fronts, connections): a leak check.
