@@ -11,6 +11,8 @@
 #    trees ([0,0,0,...]); then, on 4 connections at once, 20 joins and 20
 #    history reads from seq 0 each. Reported: resident memory before and at
 #    its peak (VmHWM), and the replies (all answered, each cut to 1 MiB).
+#    Then 200 sends of a 960 KB body (under the 1 MiB packet limit, over the
+#    body limit), 16 in flight: each refused too_large; memory again.
 # 2. bob sends one message at a time in another channel (20 ms apart):
 #    ack latency idle, then while mallory keeps 64 history reads in flight.
 set -euo pipefail
@@ -53,6 +55,8 @@ before=$(rss "$SERVER_PID" VmRSS)
 node tests/js/hostile.mjs store "$URL" "$BODIES"
 node tests/js/hostile.mjs replies "$URL" 4
 echo "memory: ${before} MiB before, $(rss "$SERVER_PID" VmHWM) MiB at peak"
+node tests/js/hostile.mjs oversize "$URL" 200
+echo "memory after oversized bodies: $(rss "$SERVER_PID" VmRSS) MiB, peak $(rss "$SERVER_PID" VmHWM) MiB"
 
 node tests/js/hostile.mjs bystander "$URL" "$SENDS" | sed 's/^result/idle   /'
 node tests/js/hostile.mjs flood "$URL" "$FLOOD_SECONDS" >"$WORK/flood" &

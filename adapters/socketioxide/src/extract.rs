@@ -30,6 +30,30 @@ impl FromMessageParts<LocalAdapter> for AckId {
     }
 }
 
+/// The first argument of the event being handled, as JSON text, never
+/// parsed into a tree here (the mapping reads the request's fields straight
+/// from it); `None` when there is none or the packet is binary.
+#[derive(Debug)]
+pub(crate) struct RawPayload(pub(crate) Option<Box<serde_json::value::RawValue>>);
+
+impl FromMessageParts<LocalAdapter> for RawPayload {
+    type Error = Infallible;
+    fn from_message_parts(
+        _: &Arc<Socket<LocalAdapter>>,
+        v: &mut Value,
+        _: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        // The packet's data is the event array `["name", payload, ...]`.
+        let payload = v.as_str().and_then(|data| {
+            serde_json::from_str::<Vec<&serde_json::value::RawValue>>(data.as_str())
+                .ok()?
+                .get(1)
+                .map(|raw| (*raw).to_owned())
+        });
+        Ok(RawPayload(payload))
+    }
+}
+
 /// The connected socket itself, for the connection's writer task.
 #[derive(Debug, Clone)]
 pub(crate) struct SocketHandle(pub(crate) Arc<Socket<LocalAdapter>>);

@@ -10,16 +10,16 @@ use lockstep_tokio::server::{
     Admission, Authenticator, ConnInbound, ConnOutbound, Frontdoor, OutboundEnd, Refusal,
     SESSION_EXPIRED,
 };
-use serde_json::Value;
+use serde_json::value::RawValue;
 use socketioxide::SocketIo;
-use socketioxide::extract::{Event, SocketRef, TryData};
+use socketioxide::extract::{Event, SocketRef};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::extract::{AckId, AuthToken, SocketHandle};
+use crate::extract::{AckId, AuthToken, RawPayload, SocketHandle};
 use crate::handshake::{PeerAddr, PendingHandshake, refused};
 use crate::link::{Link, Request};
 use crate::metrics;
@@ -145,7 +145,7 @@ fn authenticate(
         // async handler body would run in a task of its own, in any order).
         move |socket: SocketRef,
               Event(event): Event,
-              TryData(payload): TryData<Value>,
+              RawPayload(payload): RawPayload,
               AckId(ack): AckId|
               -> Ready<()> {
             if link.gone.is_cancelled() {
@@ -153,7 +153,7 @@ fn authenticate(
                 // disconnect and every unanswered request fails there.
                 return ready(());
             }
-            if let Err(flood) = link.push(&event, payload.ok(), ack) {
+            if let Err(flood) = link.push(&event, payload.as_deref().map(RawValue::get), ack) {
                 warn!(sid = %socket.id, user = %link.identity.user, %flood, "disconnecting a flooding client");
                 link.flooded
                     .store(true, std::sync::atomic::Ordering::Relaxed);

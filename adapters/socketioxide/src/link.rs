@@ -7,7 +7,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lockstep_core::wire::{ClientFrame, DecodeError, ReqId};
 use lockstep_tokio::server::{Identity, Permit};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -89,7 +88,7 @@ impl Link {
     pub(crate) fn push(
         &self,
         event: &str,
-        payload: Option<Value>,
+        payload: Option<&str>,
         ack: Option<i64>,
     ) -> Result<(), Flood> {
         let req = ReqId(self.next_req.fetch_add(1, Ordering::Relaxed));

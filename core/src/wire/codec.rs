@@ -55,13 +55,26 @@ impl DecodeError {
         message: impl Into<String>,
         channel_id: Option<&serde_json::Value>,
     ) -> Self {
+        let channel = channel_id
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| ChannelId::new(s).ok());
+        DecodeError::invalid_in(req, kind, message, channel)
+    }
+
+    /// A request whose envelope parsed but whose fields did not, about
+    /// `channel` when its id was valid.
+    #[must_use]
+    pub fn invalid_in(
+        req: Option<ReqId>,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+        channel: Option<ChannelId>,
+    ) -> Self {
         DecodeError::Invalid {
             req,
             kind: kind.into(),
             message: message.into(),
-            channel: channel_id
-                .and_then(serde_json::Value::as_str)
-                .and_then(|s| ChannelId::new(s).ok()),
+            channel,
         }
     }
 

@@ -12,10 +12,9 @@
 //! Pure functions over JSON text: bodies are spliced as text, never parsed
 //! into trees, so a reply costs what it weighs.
 
-use serde::de::{Deserialize, DeserializeOwned, IgnoredAny};
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::ids::{Seq, UserId};
 use crate::wire::{
@@ -61,9 +60,11 @@ pub const UNAUTHORIZED: &str = "unauthorized";
 
 /// Turns one received event into the frame the server machine understands:
 /// the payload's fields plus `type` (the event name) and `req` (the front's
-/// id for the ack). Untrusted input: every failure is a [`DecodeError`]
-/// that names `req`, so the machine refuses just this request with
-/// `invalid`.
+/// id for the ack). `payload` is the event's first argument as JSON text,
+/// read straight into the frame: a body becomes compact text without ever
+/// being a tree, whatever it weighs. Untrusted input: every failure is a
+/// [`DecodeError`] that names `req`, so the machine refuses just this
+/// request with `invalid`.
 ///
 /// # Errors
 ///
@@ -71,24 +72,260 @@ pub const UNAUTHORIZED: &str = "unauthorized";
 /// object, or a field of the wrong shape.
 pub fn decode_event(
     event: &str,
-    payload: Option<Value>,
+    payload: Option<&str>,
     req: ReqId,
 ) -> Result<ClientFrame, DecodeError> {
     let invalid =
-        |message: String, channel_id| DecodeError::invalid(Some(req), event, message, channel_id);
+        |message: String, channel| DecodeError::invalid_in(Some(req), event, message, channel);
     if !CLIENT_EVENTS.contains(&event) {
         return Err(invalid("unknown event".into(), None));
     }
-    let Some(Value::Object(mut fields)) = payload else {
+    let Some(payload) = payload.filter(|p| p.trim_start().starts_with('{')) else {
         return Err(invalid("payload must be an object".into(), None));
     };
-    fields.insert("type".into(), Value::String(event.to_owned()));
-    fields.insert("req".into(), Value::from(req.0));
-    // Kept for a refusal, whose channel checks come before the other
-    // fields' (a short string; the frame itself is moved, not copied).
-    let channel_id = fields.get("channelId").cloned();
-    ClientFrame::deserialize(Value::Object(fields))
-        .map_err(|e| invalid(e.to_string(), channel_id.as_ref()))
+    fields::request(event, payload, req).map_err(|e| {
+        // A refusal's channel checks come before the other fields', so a
+        // valid channel id is kept (read on its own, only on this path).
+        invalid(e.to_string(), fields::channel_of(payload))
+    })
+}
+
+/// The fields of each request as a Socket.IO payload carries them (the
+/// frame's fields without `type` and `req`), read with serde_json's own
+/// deserializer: no buffered tree, unlike an internally tagged frame.
+mod fields {
+    use serde::{Deserialize, Serialize};
+    use serde_json::value::RawValue;
+
+    use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq};
+    use crate::wire::{Body, ClientFrame, ReqId};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Join {
+        channel_id: ChannelId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<Epoch>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Seq>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Channel {
+        channel_id: ChannelId,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Send {
+        channel_id: ChannelId,
+        client_msg_id: ClientMsgId,
+        body: Body,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Update {
+        channel_id: ChannelId,
+        message_id: MessageId,
+        body: Body,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Delete {
+        channel_id: ChannelId,
+        message_id: MessageId,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct History {
+        channel_id: ChannelId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<Seq>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Read {
+        channel_id: ChannelId,
+        up_to: Seq,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Typing {
+        channel_id: ChannelId,
+        active: bool,
+    }
+
+    /// The frame of request `event` (one of `CLIENT_EVENTS`).
+    pub(super) fn request(
+        event: &str,
+        payload: &str,
+        req: ReqId,
+    ) -> Result<ClientFrame, serde_json::Error> {
+        fn parse<'a, T: Deserialize<'a>>(payload: &'a str) -> Result<T, serde_json::Error> {
+            serde_json::from_str(payload)
+        }
+        Ok(match event {
+            "channel:join" => {
+                let f: Join = parse(payload)?;
+                ClientFrame::Join {
+                    req,
+                    channel_id: f.channel_id,
+                    epoch: f.epoch,
+                    since: f.since,
+                }
+            }
+            "channel:leave" => {
+                let f: Channel = parse(payload)?;
+                ClientFrame::Leave {
+                    req,
+                    channel_id: f.channel_id,
+                }
+            }
+            "message:send" => {
+                let f: Send = parse(payload)?;
+                ClientFrame::Send {
+                    req,
+                    channel_id: f.channel_id,
+                    client_msg_id: f.client_msg_id,
+                    body: f.body,
+                }
+            }
+            "message:update" => {
+                let f: Update = parse(payload)?;
+                ClientFrame::Update {
+                    req,
+                    channel_id: f.channel_id,
+                    message_id: f.message_id,
+                    body: f.body,
+                }
+            }
+            "message:delete" => {
+                let f: Delete = parse(payload)?;
+                ClientFrame::Delete {
+                    req,
+                    channel_id: f.channel_id,
+                    message_id: f.message_id,
+                }
+            }
+            "channel:history" => {
+                let f: History = parse(payload)?;
+                ClientFrame::History {
+                    req,
+                    channel_id: f.channel_id,
+                    after: f.after,
+                    limit: f.limit,
+                }
+            }
+            "message:read" => {
+                let f: Read = parse(payload)?;
+                ClientFrame::Read {
+                    req,
+                    channel_id: f.channel_id,
+                    up_to: f.up_to,
+                }
+            }
+            _ => {
+                let f: Typing = parse(payload)?;
+                ClientFrame::Typing {
+                    req: Some(req),
+                    channel_id: f.channel_id,
+                    active: f.active,
+                }
+            }
+        })
+    }
+
+    /// The payload of a request frame (its fields without `type` and
+    /// `req`) as JSON text, bodies spliced as they are; `None` for `hello`
+    /// and `ping`, which are not events.
+    pub(super) fn payload(frame: &ClientFrame) -> Option<String> {
+        let text = match frame.clone() {
+            ClientFrame::Hello { .. } | ClientFrame::Ping { .. } => return None,
+            ClientFrame::Join {
+                channel_id,
+                epoch,
+                since,
+                ..
+            } => to_json(&Join {
+                channel_id,
+                epoch,
+                since,
+            }),
+            ClientFrame::Leave { channel_id, .. } => to_json(&Channel { channel_id }),
+            ClientFrame::Send {
+                channel_id,
+                client_msg_id,
+                body,
+                ..
+            } => to_json(&Send {
+                channel_id,
+                client_msg_id,
+                body,
+            }),
+            ClientFrame::Update {
+                channel_id,
+                message_id,
+                body,
+                ..
+            } => to_json(&Update {
+                channel_id,
+                message_id,
+                body,
+            }),
+            ClientFrame::Delete {
+                channel_id,
+                message_id,
+                ..
+            } => to_json(&Delete {
+                channel_id,
+                message_id,
+            }),
+            ClientFrame::History {
+                channel_id,
+                after,
+                limit,
+                ..
+            } => to_json(&History {
+                channel_id,
+                after,
+                limit,
+            }),
+            ClientFrame::Read {
+                channel_id, up_to, ..
+            } => to_json(&Read { channel_id, up_to }),
+            ClientFrame::Typing {
+                channel_id, active, ..
+            } => to_json(&Typing { channel_id, active }),
+        };
+        Some(text)
+    }
+
+    // Fields of ids, numbers, bools and JSON text always serialize.
+    fn to_json<T: Serialize>(fields: &T) -> String {
+        serde_json::to_string(fields).unwrap_or_default()
+    }
+
+    /// The payload's `channelId` when it is a valid channel id.
+    pub(super) fn channel_of(payload: &str) -> Option<ChannelId> {
+        #[derive(Deserialize)]
+        struct Field<'a> {
+            #[serde(rename = "channelId", borrow, default)]
+            channel_id: Option<&'a RawValue>,
+        }
+        let raw = serde_json::from_str::<Field<'_>>(payload)
+            .ok()?
+            .channel_id?;
+        let id: String = serde_json::from_str(raw.get()).ok()?;
+        ChannelId::new(id).ok()
+    }
 }
 
 /// What one server frame becomes on a Socket.IO connection. Payloads are
@@ -287,16 +524,11 @@ pub fn emit(frame: &ClientFrame) -> Emit {
         ClientFrame::Read { .. } => ("message:read", "read"),
         ClientFrame::Typing { .. } => ("typing", "typing"),
     };
-    let mut fields = match serde_json::to_value(frame) {
-        Ok(Value::Object(fields)) => fields,
-        _ => Map::new(),
-    };
-    fields.remove("type");
-    fields.remove("req");
+    let payload = fields::payload(frame).unwrap_or_default();
     let req = frame.req();
     Emit::Event {
         name,
-        payload: Value::Object(fields).to_string(),
+        payload,
         req,
         kind: req.map(|_| kind),
     }

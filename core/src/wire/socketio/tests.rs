@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId};
@@ -24,13 +24,18 @@ fn message(seq: u64, body: Option<Body>) -> NewMessage {
     }
 }
 
+/// [`decode_event`] of a payload given as a tree.
+fn decode(event: &str, payload: Option<Value>, req: ReqId) -> Result<ClientFrame, DecodeError> {
+    decode_event(event, payload.map(|p| p.to_string()).as_deref(), req)
+}
+
 fn json_of(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap()
 }
 
 #[test]
 fn a_contract_event_becomes_a_frame_with_the_front_s_req() {
-    let frame = decode_event(
+    let frame = decode(
         "message:send",
         Some(json!({"channelId": "room", "clientMsgId": "c1", "body": {"t": 1}, "req": 99})),
         ReqId(7),
@@ -42,7 +47,7 @@ fn a_contract_event_becomes_a_frame_with_the_front_s_req() {
     };
     assert_eq!(body.json(), r#"{"t":1}"#);
     // `null` in an optional field counts as absent.
-    let join = decode_event(
+    let join = decode(
         "channel:join",
         Some(json!({"channelId": "room", "epoch": null, "since": null})),
         ReqId(1),
@@ -68,8 +73,11 @@ fn bad_events_are_invalid_for_their_request_only() {
         ("message:send", Some(json!("text"))),
         ("message:send", Some(json!({"channelId": 5}))),
         ("message:read", Some(json!({"channelId": "a", "upTo": -1}))),
+        // A struct would accept a sequence: a payload must be an object.
+        ("channel:join", Some(json!(["room"]))),
+        ("message:send", Some(json!(null))),
     ] {
-        let err = decode_event(event, payload, ReqId(3)).unwrap_err();
+        let err = decode(event, payload, ReqId(3)).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -87,7 +95,7 @@ fn bad_events_are_invalid_for_their_request_only() {
 fn a_refusal_names_the_channel_when_its_id_is_valid() {
     // The server checks the channel (policy, joined) before the field that
     // failed, so the decoder keeps a valid channel id.
-    let channel = |payload| match decode_event("message:send", Some(payload), ReqId(4)) {
+    let channel = |payload| match decode("message:send", Some(payload), ReqId(4)) {
         Err(DecodeError::Invalid { channel, .. }) => channel,
         other => panic!("not invalid: {other:?}"),
     };
@@ -321,10 +329,7 @@ fn requests_become_events_acked_by_req() {
         json!({"channelId": "room", "clientMsgId": "c1", "body": "hi"})
     );
     // What a client emits, the server decodes back into the same frame.
-    assert_eq!(
-        decode_event(name, serde_json::from_str(&payload).ok(), ReqId(9)).unwrap(),
-        send
-    );
+    assert_eq!(decode_event(name, Some(&payload), ReqId(9)).unwrap(), send);
     let typing = ClientFrame::Typing {
         req: None,
         channel_id: ch(),
@@ -375,4 +380,68 @@ fn malformed_replies_and_events_are_errors() {
         refused("too_many_connections"),
         ServerFrame::Refused { ref error } if error.code == ErrorCode::Unavailable
     ));
+}
+
+#[test]
+fn every_request_a_client_emits_decodes_back_into_its_frame() {
+    // The server reads each request's fields on its own (no tree): the two
+    // directions of the mapping must agree for every kind of request.
+    let channel_id = ch();
+    let frames = [
+        ClientFrame::Join {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            epoch: Some(Epoch(3)),
+            since: Some(Seq(9)),
+        },
+        ClientFrame::Join {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            epoch: None,
+            since: None,
+        },
+        ClientFrame::Leave {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+        },
+        ClientFrame::Send {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            client_msg_id: ClientMsgId::new("c\"1").unwrap(),
+            body: Body::from_json(r#"{"b":[1,2.5,null],"a":"é"}"#).unwrap(),
+        },
+        ClientFrame::Update {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            message_id: MessageId::new("m1").unwrap(),
+            body: Body::text("edited"),
+        },
+        ClientFrame::Delete {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            message_id: MessageId::new("m1").unwrap(),
+        },
+        ClientFrame::History {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            after: Some(Seq(4)),
+            limit: Some(50),
+        },
+        ClientFrame::Read {
+            req: ReqId(1),
+            channel_id: channel_id.clone(),
+            up_to: Seq(4),
+        },
+        ClientFrame::Typing {
+            req: Some(ReqId(1)),
+            channel_id,
+            active: true,
+        },
+    ];
+    for frame in frames {
+        let Emit::Event { name, payload, .. } = emit(&frame) else {
+            panic!("not an event: {frame:?}");
+        };
+        assert_eq!(decode_event(name, Some(&payload), ReqId(1)).unwrap(), frame);
+    }
 }
