@@ -44,7 +44,8 @@ wait_port() {
 # position; the generator does not) and the run would measure that policy.
 LOCKSTEP_FLAGS=(--dev --addr "127.0.0.1:$PORT" --transports websocket
   --messages-per-sec 1000000 --messages-burst 1000000
-  --conn-queue 1048576 --socket-buffer 1048576)
+  --conn-queue 1048576 --socket-buffer 1048576
+  --conn-queue-bytes 4294967296 --user-queue-bytes 4294967296 --total-queue-bytes 17179869184)
 
 start() {
   local name="$1"

@@ -16,10 +16,11 @@
 //!   fault verbs (delay, loss, duplication, reordering, drops, partitions);
 //! - [`op`], [`swarm`], [`scenario`], [`strategy`]: the workload and fault
 //!   vocabulary, the per-seed swarm parameters, the generated scenario and a
-//!   proptest strategy that shrinks failures to few ops, clients and faults;
-//! - [`real`]: the turmoil harness, where the real tokio drivers run over
-//!   turmoil's simulated TCP under the same oracle (turmoil's virtual time
-//!   and a fixed seed; no wall clock).
+//!   proptest strategy that shrinks failures to few ops, clients and faults.
+//!
+//! The turmoil harness, where the real tokio drivers run over turmoil's
+//! simulated TCP under the same oracle, is its own crate
+//! (`lockstep-turmoil`, `sim/turmoil`), so the lab builds from core alone.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -27,7 +28,6 @@ pub mod net;
 pub mod op;
 pub mod oracle;
 pub mod queue;
-pub mod real;
 pub mod run;
 pub mod scenario;
 pub mod strategy;

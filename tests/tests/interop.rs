@@ -165,23 +165,39 @@ async fn every_error_code_of_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_tokens_name_the_user_and_bad_ones_are_unauthorized() {
-    use lockstep_server::jwt::mint;
-    let secret = "interop-secret-0123456789";
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let tokens = format!(
-        r#"{{"valid":"{}","expired":"{}","wrongSecret":"{}","dev":"dev:carol"}}"#,
-        mint(secret.as_bytes(), "carol", now + 600).unwrap(),
-        mint(secret.as_bytes(), "carol", now - 5).unwrap(),
-        mint(b"another-secret-0123456789", "carol", now + 600).unwrap(),
-    );
+    use lockstep_server::jwt::{MintClaims, Secret, mint, unix_now};
+    let secret = "interop-secret-0123456789-0123456789";
+    let key = Secret::load(Some(secret), None).unwrap();
+    let other = Secret::load(Some("another-secret-0123456789-0123456789"), None).unwrap();
+    let now = unix_now();
+    let carol = |key: &Secret, exp| mint(key, "carol", &MintClaims::until(exp)).unwrap();
+    let tokens = serde_json::json!({
+        "valid": carol(&key, now + 600),
+        "expired": carol(&key, now - 5),
+        "wrongSecret": carol(&other, now + 600),
+        "dev": "dev:carol",
+    })
+    .to_string();
+    // The scenario mints its own short-lived tokens with the secret (no
+    // leeway: it watches a session end when its token expires).
     scenario_env(
         "jwt_auth",
-        &["--jwt-secret", secret],
+        &["--jwt-secret", secret, "--jwt-leeway-secs", "0"],
         SharedMemStore::default(),
-        &[("LOCKSTEP_TEST_TOKENS", &tokens)],
+        &[
+            ("LOCKSTEP_TEST_TOKENS", &tokens),
+            ("LOCKSTEP_TEST_SECRET", secret),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_past_its_connection_cap_is_refused_too_many_connections() {
+    scenario_with(
+        "connection_cap",
+        &["--max-connections-per-user", "2"],
+        SharedMemStore::default(),
     )
     .await;
 }
@@ -223,7 +239,10 @@ async fn health_and_prometheus_metrics_are_served() {
     let (url, stop, server) = start_server(&[], SharedMemStore::default()).await;
     let health = http_get(&url, "/health").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
+    assert!(
+        health.ends_with(r#"{"mode":"dev","reasons":[],"status":"ok"}"#),
+        "{health}"
+    );
     let out = tokio::process::Command::new("node")
         .arg(js_dir().join("interop.mjs"))
         .args([url.as_str(), "join_send_broadcast"])
@@ -246,6 +265,7 @@ async fn health_and_prometheus_metrics_are_served() {
         "lockstep_delivery_latency_seconds_bucket",
         "lockstep_store_latency_seconds_bucket{command=\"append\"",
         "lockstep_events_stored_total",
+        "lockstep_dev_mode 1",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }

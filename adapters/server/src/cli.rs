@@ -34,12 +34,25 @@ pub enum Command {
 pub struct TokenArgs {
     /// The user id (the token's `sub`).
     pub user: String,
-    /// The HS256 secret the server verifies with.
+    /// The HS256 secret the server verifies with (prefer
+    /// `--jwt-secret-file`: a flag shows in `ps`).
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (trailing whitespace ignored).
+    #[arg(long, env = "LOCKSTEP_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// Lifetime in seconds (the token's `exp`).
     #[arg(long, env = "LOCKSTEP_TOKEN_TTL_SECS", default_value_t = 3_600)]
     pub ttl_secs: u64,
+    /// Not valid for this many seconds from now (the token's `nbf`).
+    #[arg(long)]
+    pub not_before_secs: Option<u64>,
+    /// The token's issuer (`iss`).
+    #[arg(long, env = "LOCKSTEP_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// The token's audience (`aud`).
+    #[arg(long, env = "LOCKSTEP_JWT_AUDIENCE")]
+    pub audience: Option<String>,
 }
 
 /// Log output format.
@@ -78,6 +91,11 @@ pub struct ServeArgs {
     /// printed as `listening on <addr>`).
     #[arg(long, env = "LOCKSTEP_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// Serve `/metrics` on this address instead of the main one (e.g. a
+    /// private interface; the bound address is printed as
+    /// `metrics on <addr>`).
+    #[arg(long, env = "LOCKSTEP_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// SQLite database file (created if missing).
     #[arg(long, env = "LOCKSTEP_DB", default_value = "./lockstep.db")]
     pub db: PathBuf,
@@ -87,12 +105,31 @@ pub struct ServeArgs {
     /// Keep everything in memory instead (lost on exit).
     #[arg(long, env = "LOCKSTEP_MEMORY")]
     pub memory: bool,
-    /// HS256 secret for JWT auth (`sub` = user id, `exp` honoured).
+    /// HS256 secret for JWT auth, at least 32 bytes (`sub` = user id; `exp`
+    /// ends the session). Prefer `--jwt-secret-file`: a flag shows in `ps`.
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (trailing whitespace ignored), so it
+    /// never shows in `ps` or the environment.
+    #[arg(long, env = "LOCKSTEP_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Required JWT issuer (`iss`); unchecked when unset.
+    #[arg(long, env = "LOCKSTEP_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience (`aud`); when unset, a token naming an
+    /// audience is refused.
+    #[arg(long, env = "LOCKSTEP_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    #[arg(long, env = "LOCKSTEP_JWT_LEEWAY_SECS", default_value_t = crate::jwt::DEFAULT_LEEWAY_SECS)]
+    pub jwt_leeway_secs: u64,
     /// INSECURE: accept `dev:<userId>` tokens, so anyone can be anyone.
-    #[arg(long, env = "LOCKSTEP_DEV", conflicts_with = "jwt_secret")]
+    /// Refuses a non-loopback `--addr` unless `--dev-allow-remote`.
+    #[arg(long, env = "LOCKSTEP_DEV", conflicts_with_all = ["jwt_secret", "jwt_secret_file"])]
     pub dev: bool,
+    /// With `--dev`, listen on a non-loopback address anyway.
+    #[arg(long, env = "LOCKSTEP_DEV_ALLOW_REMOTE", requires = "dev")]
+    pub dev_allow_remote: bool,
     /// Engine.IO ping interval, milliseconds.
     #[arg(long, env = "LOCKSTEP_PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,
@@ -114,6 +151,19 @@ pub struct ServeArgs {
     /// Frames queued per connection in the driver before a slow client is cut off.
     #[arg(long, env = "LOCKSTEP_CONN_QUEUE", default_value_t = 1_024)]
     pub conn_queue: usize,
+    /// Bytes queued per connection in the driver before a slow client is
+    /// cut off (a frame count bounds nothing when one frame can weigh a
+    /// megabyte).
+    #[arg(long, env = "LOCKSTEP_CONN_QUEUE_BYTES", default_value_t = 16 << 20)]
+    pub conn_queue_bytes: usize,
+    /// Bytes queued for all connections of one user together; past it,
+    /// its connections more than 1 MiB behind are cut off.
+    #[arg(long, env = "LOCKSTEP_USER_QUEUE_BYTES", default_value_t = 64 << 20)]
+    pub user_queue_bytes: usize,
+    /// Bytes queued for every connection together; past it, connections
+    /// more than 1 MiB behind are cut off.
+    #[arg(long, env = "LOCKSTEP_TOTAL_QUEUE_BYTES", default_value_t = 1 << 30)]
+    pub total_queue_bytes: usize,
     /// Requests of one socket queued for the server before a flooding
     /// client is cut off.
     #[arg(long, env = "LOCKSTEP_REQUEST_QUEUE", default_value_t = 256)]
@@ -128,6 +178,38 @@ pub struct ServeArgs {
     /// Open connections at once.
     #[arg(long, env = "LOCKSTEP_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Open connections of one user (rate limits are per connection: this
+    /// bounds what one token can claim).
+    #[arg(long, env = "LOCKSTEP_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
+    pub max_connections_per_user: usize,
+    /// Open TCP connections from one peer IP address, authenticated or not.
+    #[arg(
+        long,
+        env = "LOCKSTEP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_024
+    )]
+    pub max_connections_per_address: usize,
+    /// Engine.IO sessions still in their handshake (not yet authenticated),
+    /// server-wide.
+    #[arg(long, env = "LOCKSTEP_MAX_PENDING_HANDSHAKES", default_value_t = 1_024)]
+    pub max_pending_handshakes: usize,
+    /// Engine.IO sessions still in their handshake from one peer IP address.
+    #[arg(
+        long,
+        env = "LOCKSTEP_MAX_PENDING_HANDSHAKES_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub max_pending_handshakes_per_address: usize,
+    /// Longest a new Engine.IO session may take to authenticate before it
+    /// is closed, milliseconds.
+    #[arg(long, env = "LOCKSTEP_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_ms: u64,
+    /// Longest a client may take to send an HTTP request's headers
+    /// (from connecting, or from its previous request), milliseconds.
+    #[arg(long, env = "LOCKSTEP_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
     /// Channels one connection may join.
     #[arg(long, env = "LOCKSTEP_MAX_CHANNELS_PER_CONN", default_value_t = 256)]
     pub max_channels_per_conn: usize,
@@ -137,6 +219,60 @@ pub struct ServeArgs {
     /// Burst of messages above the sustained rate.
     #[arg(long, env = "LOCKSTEP_MESSAGES_BURST", default_value_t = 50)]
     pub messages_burst: u32,
+    /// Sustained typing notices per second per connection.
+    #[arg(long, env = "LOCKSTEP_TYPING_PER_SEC", default_value_t = 5)]
+    pub typing_per_sec: u32,
+    /// Burst of typing notices.
+    #[arg(long, env = "LOCKSTEP_TYPING_BURST", default_value_t = 10)]
+    pub typing_burst: u32,
+    /// Sustained joins per second per connection.
+    #[arg(long, env = "LOCKSTEP_JOINS_PER_SEC", default_value_t = 20)]
+    pub joins_per_sec: u32,
+    /// Burst of joins (a reconnect re-joins every channel at once).
+    #[arg(long, env = "LOCKSTEP_JOINS_BURST", default_value_t = 300)]
+    pub joins_burst: u32,
+    /// Sustained leaves per second per connection.
+    #[arg(long, env = "LOCKSTEP_LEAVES_PER_SEC", default_value_t = 20)]
+    pub leaves_per_sec: u32,
+    /// Burst of leaves.
+    #[arg(long, env = "LOCKSTEP_LEAVES_BURST", default_value_t = 300)]
+    pub leaves_burst: u32,
+    /// Sustained history pages per second per connection.
+    #[arg(long, env = "LOCKSTEP_HISTORY_PER_SEC", default_value_t = 10)]
+    pub history_per_sec: u32,
+    /// Burst of history pages.
+    #[arg(long, env = "LOCKSTEP_HISTORY_BURST", default_value_t = 30)]
+    pub history_burst: u32,
+    /// Sustained read receipts per second per connection.
+    #[arg(long, env = "LOCKSTEP_RECEIPTS_PER_SEC", default_value_t = 10)]
+    pub receipts_per_sec: u32,
+    /// Burst of read receipts.
+    #[arg(long, env = "LOCKSTEP_RECEIPTS_BURST", default_value_t = 30)]
+    pub receipts_burst: u32,
+    /// All of one user's connections together get this many times one
+    /// connection's rates and bursts (every request kind).
+    #[arg(long, env = "LOCKSTEP_USER_BUDGET_FACTOR", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub user_budget_factor: u32,
+    /// Most bytes of events in one join reply or history page; a page cut
+    /// short says so (`recovered: false`, `more: true`).
+    #[arg(long, env = "LOCKSTEP_REPLY_BYTES_MAX", default_value_t = 1 << 20)]
+    pub reply_bytes_max: usize,
+    /// Store reads (joins, history) of one user at the store at once; more
+    /// wait their turn.
+    #[arg(long, env = "LOCKSTEP_READS_IN_FLIGHT_PER_USER", default_value_t = 2)]
+    pub reads_in_flight_per_user: usize,
+    /// Store reads at the store at once, all users together (served
+    /// round-robin by user).
+    #[arg(long, env = "LOCKSTEP_READS_IN_FLIGHT_MAX", default_value_t = 16)]
+    pub reads_in_flight_max: usize,
+    /// Bytes of join replies and history pages one user may read per
+    /// second; over it, its reads wait (never refused).
+    #[arg(long, env = "LOCKSTEP_USER_REPLY_BYTES_PER_SEC", default_value_t = 4 << 20)]
+    pub user_reply_bytes_per_sec: usize,
+    /// Burst of reply bytes per user.
+    #[arg(long, env = "LOCKSTEP_USER_REPLY_BYTES_BURST", default_value_t = 16 << 20)]
+    pub user_reply_bytes_burst: usize,
     /// Most appends of one channel committed together (one store
     /// transaction, one `fsync`); 1 commits every message on its own.
     #[arg(long, env = "LOCKSTEP_APPEND_BATCH", default_value_t = 64,

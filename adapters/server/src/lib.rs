@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod health;
 pub mod jwt;
+mod listen;
 pub mod metered;
 pub mod serve;

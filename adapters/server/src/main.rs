@@ -3,10 +3,11 @@
 //! Serves the Socket.IO event contract (docs/PROTOCOL.md) on
 //! `127.0.0.1:3000` with the SQLite file `./lockstep.db`; every setting has
 //! a flag and an environment variable (`lockstep-server --help`). Auth is
-//! JWT HS256 with a secret from `--jwt-secret`/`LOCKSTEP_JWT_SECRET`
-//! (`lockstep-server token <user>` mints one), or the insecure `--dev`
-//! mode that accepts `dev:<userId>` tokens. SIGINT/SIGTERM shut it down
-//! gracefully. `GET /health` answers `{"status":"ok"}`.
+//! JWT HS256 with a secret from `--jwt-secret-file` (or `--jwt-secret`;
+//! `lockstep-server token <user>` mints one), or the insecure `--dev`
+//! mode that accepts `dev:<userId>` tokens (loopback only unless
+//! `--dev-allow-remote`). SIGINT/SIGTERM shut it down gracefully.
+//! `GET /health/live` and `GET /health/ready` are the probes.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -30,19 +31,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Token(args)) => {
-            let exp = unix_secs().saturating_add(args.ttl_secs);
-            match jwt::mint(args.jwt_secret.as_bytes(), &args.user, exp) {
-                Ok(token) => {
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
+        Some(Command::Token(args)) => match token(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         None => run(cli.serve),
     }
 }
@@ -112,8 +110,25 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Why `token` could not mint.
+#[derive(Debug, thiserror::Error)]
+enum TokenError {
+    /// The secret is unusable.
+    #[error(transparent)]
+    Secret(#[from] jwt::SecretError),
+    /// Minting failed.
+    #[error(transparent)]
+    Mint(#[from] jwt::MintError),
+}
+
+fn token(args: &cli::TokenArgs) -> Result<String, TokenError> {
+    let secret = jwt::Secret::load(args.jwt_secret.as_deref(), args.jwt_secret_file.as_deref())?;
+    let now = jwt::unix_now();
+    let claims = jwt::MintClaims {
+        exp: now.saturating_add(args.ttl_secs),
+        nbf: args.not_before_secs.map(|delay| now.saturating_add(delay)),
+        iss: args.issuer.clone(),
+        aud: args.audience.clone(),
+    };
+    Ok(jwt::mint(&secret, &args.user, &claims)?)
 }

@@ -1,12 +1,15 @@
 //! Store and exporter metrics: a [`Store`] wrapper that measures every
-//! command, and the Prometheus exporter behind `GET /metrics`.
+//! command (and feeds the readiness probe its outcomes), and the Prometheus
+//! exporter behind `GET /metrics`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use lockstep_core::store::{AppendOutcome, StoreCommand, StoreError, StoreReply};
 use lockstep_tokio::server::Store;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::health::StoreHealth;
 
 /// Seconds a store command took, by command (`append`, `read`, `head`, `receipt`).
 pub const STORE_LATENCY: &str = "lockstep_store_latency_seconds";
@@ -17,9 +20,36 @@ pub const STORED: &str = "lockstep_events_stored_total";
 /// Entries per append command: how much a busy channel's commits are shared.
 pub const APPEND_BATCH: &str = "lockstep_append_batch_entries";
 
-/// Wraps a store and reports each command's latency and outcome.
-#[derive(Debug, Clone)]
-pub struct Metered<S>(pub S);
+/// Wraps a store and reports each command's latency and outcome, to the
+/// metrics and to its [`StoreHealth`].
+#[derive(Debug)]
+pub struct Metered<S> {
+    store: Arc<S>,
+    health: Arc<StoreHealth>,
+}
+
+impl<S: Store> Metered<S> {
+    /// Wraps `store`.
+    pub fn new(store: S) -> Self {
+        Metered {
+            store: Arc::new(store),
+            health: Arc::new(StoreHealth::default()),
+        }
+    }
+
+    /// The outcomes seen so far, for the readiness probe.
+    #[must_use]
+    pub fn health(&self) -> Arc<StoreHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// Asks the wrapped store whether it is alive, from outside the driver
+    /// that owns the wrapper.
+    pub fn liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let store = Arc::clone(&self.store);
+        move || store.is_alive()
+    }
+}
 
 impl<S: Store> Store for Metered<S> {
     async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
@@ -30,7 +60,8 @@ impl<S: Store> Store for Metered<S> {
             StoreCommand::SetReceipt { .. } => "receipt",
         };
         let started = Instant::now();
-        let result = self.0.execute(cmd).await;
+        let result = self.store.execute(cmd).await;
+        self.health.record(result.is_ok());
         metrics::histogram!(STORE_LATENCY, "command" => kind)
             .record(started.elapsed().as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -44,6 +75,10 @@ impl<S: Store> Store for Metered<S> {
             metrics::histogram!(APPEND_BATCH).record(outcomes.len() as f64);
         }
         result
+    }
+
+    fn is_alive(&self) -> bool {
+        self.store.is_alive()
     }
 }
 

@@ -22,7 +22,7 @@ use crate::codec::{
 };
 use lockstep_core::wire::socketio::{Emit, decode_reply, decode_server_event, emit, refused};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Incoming = Result<ServerFrame, TransportError>;
 
 /// Frames queued each way between the driver and the connection task.

@@ -1,13 +1,16 @@
-//! Two small socketioxide extractors. socketioxide's own `AckSender` is
+//! Three small socketioxide extractors. socketioxide's own `AckSender` is
 //! consumed by a send that fails on a full buffer, which would lose the
 //! reply; keeping the raw ack id and the socket lets the writer rebuild it
-//! and try again once the buffer drains.
+//! and try again once the buffer drains. The handshake's token is read only
+//! from a small auth payload.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use lockstep_tokio::server::MAX_TOKEN_BYTES;
+use serde::Deserialize;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::AckSender;
+use socketioxide::extract::{AckSender, TryData};
 use socketioxide::handler::{FromConnectParts, FromMessageParts};
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
@@ -49,5 +52,53 @@ impl SocketHandle {
             Ok(sender) => sender,
             Err(never) => match never {},
         }
+    }
+}
+
+/// Largest `auth` payload of a handshake that is parsed at all: a token of
+/// [`MAX_TOKEN_BYTES`] plus room for its JSON wrapping and a few small
+/// fields. A larger one is refused unread.
+pub(crate) const MAX_AUTH_BYTES: usize = MAX_TOKEN_BYTES + 1_024;
+
+/// The token a handshake presents (`auth: { token }`).
+#[derive(Debug)]
+pub(crate) enum AuthToken {
+    /// No auth payload, or no string `token` in it.
+    Missing,
+    /// The auth payload (or the token) is larger than allowed, in bytes.
+    TooLong(usize),
+    /// The token, at most [`MAX_TOKEN_BYTES`] long.
+    Given(String),
+}
+
+#[derive(Deserialize)]
+struct AuthFields {
+    token: Option<String>,
+}
+
+impl FromConnectParts<LocalAdapter> for AuthToken {
+    type Error = Infallible;
+    fn from_connect_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        auth: &Option<Value>,
+    ) -> Result<Self, Infallible> {
+        let size = match auth {
+            None => 0,
+            Some(Value::Str(text, bins)) => {
+                text.len() + bins.iter().flatten().map(bytes::Bytes::len).sum::<usize>()
+            }
+            Some(Value::Bytes(bytes)) => bytes.len(),
+        };
+        if size > MAX_AUTH_BYTES {
+            return Ok(AuthToken::TooLong(size));
+        }
+        let TryData(fields) = TryData::<AuthFields>::from_connect_parts(s, auth)?;
+        Ok(match fields {
+            Ok(AuthFields { token: Some(token) }) if token.len() > MAX_TOKEN_BYTES => {
+                AuthToken::TooLong(token.len())
+            }
+            Ok(AuthFields { token: Some(token) }) => AuthToken::Given(token),
+            Ok(AuthFields { token: None }) | Err(_) => AuthToken::Missing,
+        })
     }
 }

@@ -6,7 +6,10 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep_tokio::server::{Authenticator, ConnInbound, ConnOutbound, Frontdoor, OutboundEnd};
+use lockstep_tokio::server::{
+    Admission, Authenticator, ConnInbound, ConnOutbound, Frontdoor, OutboundEnd, Refusal,
+    SESSION_EXPIRED,
+};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{Event, SocketRef, TryData};
@@ -16,7 +19,8 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::extract::{AckId, SocketHandle};
+use crate::extract::{AckId, AuthToken, SocketHandle};
+use crate::handshake::{PeerAddr, PendingHandshake, refused};
 use crate::link::{Link, Request};
 use crate::metrics;
 use lockstep_core::wire::socketio::{Outgoing, encode_frame};
@@ -29,6 +33,10 @@ pub struct SocketIoFrontConfig {
     pub request_queue: usize,
     /// Requests of one socket awaiting their reply; past it, the same.
     pub pending_max: usize,
+    /// The admission registry (shared with the server's other fronts and
+    /// its accept loop): its per-user cap is kept here, before a socket
+    /// counts as connected, and refusals go to its summary. `None`: no cap.
+    pub admission: Option<Arc<Admission>>,
 }
 
 impl Default for SocketIoFrontConfig {
@@ -36,15 +44,10 @@ impl Default for SocketIoFrontConfig {
         SocketIoFrontConfig {
             request_queue: 256,
             pending_max: 1_024,
+            admission: None,
         }
     }
 }
-
-/// The handshake was refused. Its text is the `connect_error` message the
-/// client sees, so it says only `unauthorized`.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("unauthorized")]
-pub struct Unauthorized;
 
 /// Longest a frame may wait for room in socketioxide's per-socket buffer
 /// before the client is cut off.
@@ -70,8 +73,8 @@ pub fn attach(
     auth: Arc<dyn Authenticator>,
     config: SocketIoFrontConfig,
 ) {
-    let middleware = move |socket: SocketRef, TryData(handshake): TryData<Value>| {
-        let verdict = authenticate(&socket, handshake.ok(), &*auth, &config);
+    let middleware = move |socket: SocketRef, token: AuthToken| {
+        let verdict = authenticate(&socket, token, &*auth, &config);
         async move { verdict }
     };
     let on_connect = move |socket: SocketHandle| {
@@ -81,35 +84,60 @@ pub fn attach(
     io.ns(path, on_connect.with(middleware));
 }
 
-/// Checks the token and, before the socket counts as connected, installs
-/// its handlers, so not even its first event can arrive unhandled.
+/// Checks the token and the user's connection cap and, before the socket
+/// counts as connected, installs its handlers, so not even its first event
+/// can arrive unhandled. A refusal's text is the `connect_error` message
+/// the client sees: `unauthorized` (whatever was wrong with the token) or
+/// `too_many_connections`.
 fn authenticate(
     socket: &SocketRef,
-    handshake: Option<Value>,
+    token: AuthToken,
     auth: &dyn Authenticator,
     config: &SocketIoFrontConfig,
-) -> Result<(), Unauthorized> {
-    let token = handshake
-        .as_ref()
-        .and_then(|h| h.get("token"))
-        .and_then(Value::as_str);
-    let refused = || {
-        ::metrics::counter!(metrics::HANDSHAKES, "outcome" => "unauthorized").increment(1);
-        Err(Unauthorized)
+) -> Result<(), Refusal> {
+    let parts = socket.req_parts();
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0);
+    let admission = config.admission.as_deref();
+    let refuse = |refusal: Refusal, detail: &dyn std::fmt::Display| {
+        refused(
+            admission,
+            refusal,
+            peer,
+            &format_args!("sid {}: {detail}", socket.id),
+        );
+        Err(refusal)
     };
-    let Some(token) = token else {
-        info!(sid = %socket.id, "handshake refused: no token");
-        return refused();
-    };
-    let user = match auth.authenticate(token) {
-        Ok(user) => user,
-        Err(error) => {
-            info!(sid = %socket.id, %error, "handshake refused");
-            return refused();
+    let identity = match token {
+        AuthToken::Missing => return refuse(Refusal::Unauthorized, &"no token"),
+        AuthToken::TooLong(bytes) => {
+            return refuse(
+                Refusal::Unauthorized,
+                &format_args!("token of {bytes} bytes refused unread"),
+            );
         }
+        AuthToken::Given(token) => match auth.authenticate(&token) {
+            Ok(identity) => identity,
+            Err(error) => return refuse(Refusal::Unauthorized, &error),
+        },
     };
+    let permit = match &config.admission {
+        Some(admission) => match admission.admit_user(&identity.user) {
+            Ok(permit) => Some(permit),
+            Err(refusal) => return refuse(refusal, &format_args!("user {}", identity.user)),
+        },
+        None => None,
+    };
+    // Authenticated: no longer a handshake in progress.
+    if let Some(pending) = parts.extensions.get::<PendingHandshake>() {
+        pending.release();
+    }
     ::metrics::counter!(metrics::HANDSHAKES, "outcome" => "accepted").increment(1);
-    let link = Arc::new(Link::new(user, config.request_queue, config.pending_max));
+    let link = Arc::new(Link::new(
+        identity,
+        permit,
+        config.request_queue,
+        config.pending_max,
+    ));
     let on_event = {
         let link = Arc::clone(&link);
         // A plain closure: it runs in socketioxide's receive path, one event
@@ -126,7 +154,7 @@ fn authenticate(
                 return ready(());
             }
             if let Err(flood) = link.push(&event, payload.ok(), ack) {
-                warn!(sid = %socket.id, user = %link.user, %flood, "disconnecting a flooding client");
+                warn!(sid = %socket.id, user = %link.identity.user, %flood, "disconnecting a flooding client");
                 link.flooded
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 link.gone.cancel();
@@ -139,8 +167,9 @@ fn authenticate(
     let on_disconnect = {
         let link = Arc::clone(&link);
         move |reason: DisconnectReason| -> Ready<()> {
-            debug!(user = %link.user, ?reason, "socket disconnected");
+            debug!(user = %link.identity.user, ?reason, "socket disconnected");
             link.gone.cancel();
+            link.release();
             ready(())
         }
     };
@@ -169,9 +198,10 @@ async fn serve(
     requests: mpsc::Receiver<Request>,
     frontdoor: Frontdoor,
 ) {
-    let user = link.user.clone();
+    let user = link.identity.user.clone();
     let Ok((inbound, outbound)) = frontdoor.open(user.clone()).await else {
         info!(sid = %socket.0.id, %user, "server shutting down: connection refused");
+        link.release();
         disconnect(SocketRef::from(socket.0)).await;
         return;
     };
@@ -188,9 +218,11 @@ async fn serve(
         }
         reason = pump(requests, &inbound) => (reason, true),
         reason = write(&socket, &link, outbound) => (reason, true),
+        () = link.identity.expired() => (SESSION_EXPIRED.to_owned(), true),
     };
     // Dropping `inbound` tells the driver the connection is over.
     drop(inbound);
+    link.release();
     info!(%conn, %user, %reason, "connection closed");
     metrics::closed(&reason);
     if close {

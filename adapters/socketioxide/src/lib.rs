@@ -9,9 +9,14 @@
 //! back into acks and events.
 //!
 //! - **Auth** runs in a connect middleware: `auth: { token }` goes to the
-//!   [`Authenticator`](lockstep_tokio::server::Authenticator); a missing or
-//!   rejected token gives the client `connect_error` with the message
-//!   `unauthorized`.
+//!   [`Authenticator`](lockstep_tokio::server::Authenticator) (a token over
+//!   [`MAX_TOKEN_BYTES`](lockstep_tokio::server::MAX_TOKEN_BYTES) is refused
+//!   unread); a missing or rejected token gives the client `connect_error`
+//!   with the message `unauthorized`, a user at its connection cap
+//!   `too_many_connections` (see [`handshake`] for the limits before
+//!   authentication). A session ends when its token expires: the server
+//!   disconnects it (`io server disconnect`), and the client reconnects with
+//!   a fresh token.
 //! - **Order.** socketioxide runs each async handler in a task of its own,
 //!   so two events of one socket may be handled out of order. The front
 //!   registers a plain closure (its body runs synchronously in the receive
@@ -54,7 +59,8 @@
 
 mod extract;
 mod front;
+pub mod handshake;
 mod link;
 pub mod metrics;
 
-pub use front::{SocketIoFrontConfig, Unauthorized, attach};
+pub use front::{SocketIoFrontConfig, attach};

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use lockstep_core::ids::UserId;
 use lockstep_core::wire::{ClientFrame, DecodeError, ReqId};
+use lockstep_tokio::server::{Identity, Permit};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,11 @@ pub(crate) enum Flood {
 /// arrival order, inside socketioxide's receive path) and the connection
 /// task (which feeds the driver and writes replies).
 pub(crate) struct Link {
-    pub(crate) user: UserId,
+    /// The verified token's identity: the user, and when the session ends.
+    pub(crate) identity: Identity,
+    /// The user's connection slot, released once: by the disconnect
+    /// handler, at the end of the connection task, or with the link.
+    permit: Mutex<Option<Permit>>,
     queue: mpsc::Sender<Request>,
     /// Taken once by the connection task.
     pending_queue: Mutex<Option<mpsc::Receiver<Request>>>,
@@ -53,17 +57,23 @@ pub(crate) struct Link {
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
-            .field("user", &self.user)
+            .field("user", &self.identity.user)
             .field("pending", &self.acks().len())
             .finish_non_exhaustive()
     }
 }
 
 impl Link {
-    pub(crate) fn new(user: UserId, queue_capacity: usize, pending_max: usize) -> Self {
+    pub(crate) fn new(
+        identity: Identity,
+        permit: Option<Permit>,
+        queue_capacity: usize,
+        pending_max: usize,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(queue_capacity.max(1));
         Link {
-            user,
+            identity,
+            permit: Mutex::new(permit),
             queue,
             pending_queue: Mutex::new(Some(rx)),
             next_req: AtomicU64::new(1),
@@ -101,6 +111,17 @@ impl Link {
                 })
             }
         }
+    }
+
+    /// Frees the user's connection slot (the first call does; the rest
+    /// find it gone).
+    pub(crate) fn release(&self) {
+        let permit = self
+            .permit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(permit);
     }
 
     /// The request queue's receiving end; `None` after the first call.

@@ -7,11 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lockstep_core::wire::{Ack, ServerFrame};
 use metrics::{Counter, Histogram};
 
-/// Handshakes by outcome (`accepted`, `unauthorized`).
+/// Handshakes by outcome: `accepted`, or the label of the refusal
+/// (`unauthorized`, `too_many_connections`, `too_many_connections_per_address`,
+/// `too_many_handshakes`, `too_many_handshakes_per_address`).
 pub const HANDSHAKES: &str = "lockstep_handshakes_total";
 /// Connections open now.
 pub const CONNECTIONS_OPEN: &str = "lockstep_connections_open";
-/// Connections closed, by reason (`client`, `server`, `slow_consumer`, `flood`, `other`).
+/// Connections closed, by reason (`client`, `server`, `slow_consumer`, `flood`,
+/// `expired`, `other`).
 pub const CONNECTIONS_CLOSED: &str = "lockstep_connections_closed_total";
 /// Request replies by request kind and outcome (`ok` or an error code).
 pub const REPLIES: &str = "lockstep_replies_total";
@@ -130,6 +133,8 @@ impl FrameMetrics {
 pub(crate) fn closed(reason: &str) {
     let label = if reason.starts_with("cut off: request flood") {
         "flood"
+    } else if reason == lockstep_tokio::server::SESSION_EXPIRED {
+        "expired"
     } else if reason.starts_with("closed by the client") {
         "client"
     } else if reason.starts_with("cut off") {

@@ -40,7 +40,7 @@
 //!   memory) or fail its `COMMIT`: the writer detects both and answers
 //!   every command as the database holds it, reading back what it wrote
 //!   when in doubt (see `writer.rs`). A dead writer fails every write at
-//!   once with `ShuttingDown`, and [`SqliteStore::is_alive`] says so.
+//!   once with `ShuttingDown`, and [`Store::is_alive`] says so.
 //! - **Retention** by count and age per channel ([`SqliteConfig::retain`],
 //!   [`SqliteConfig::retain_age`]): count on each append, age by a
 //!   periodic sweep of the writer, both in bounded steps. Reads report
@@ -245,15 +245,6 @@ impl SqliteStore {
         SqliteStore::start(Connection::open_in_memory()?, None, config)
     }
 
-    /// True while the writer thread and every reader thread run. A store
-    /// that is not alive fails writes at once (`ShuttingDown`); a server
-    /// should report itself not ready.
-    #[must_use]
-    pub fn is_alive(&self) -> bool {
-        self.health.writer.load(Ordering::SeqCst)
-            && self.health.readers.load(Ordering::SeqCst) == self.health.readers_started
-    }
-
     fn start(
         mut conn: Connection,
         path: Option<&Path>,
@@ -375,5 +366,15 @@ impl Store for SqliteStore {
                 .map_err(|_| StoreError::ShuttingDown)?,
         }
         outcome.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// True while the writer thread and every reader thread run (each
+    /// marks itself stopped as it ends, by return or panic; while a handle
+    /// exists they end only by a panic, or the writer when it cannot read
+    /// back a commit's outcome). A store that is not alive fails writes at
+    /// once (`ShuttingDown`); the server reports itself not ready.
+    fn is_alive(&self) -> bool {
+        self.health.writer.load(Ordering::SeqCst)
+            && self.health.readers.load(Ordering::SeqCst) == self.health.readers_started
     }
 }

@@ -21,7 +21,39 @@ async fn a_consumer_that_cannot_keep_up_is_disconnected() {
         machine: ServerConfig::default(),
         conn_queue: 4,
         inputs_capacity: 64,
+        ..ServerDriverConfig::default()
     };
+    let delivered =
+        cut_off_after_ten_messages(config, |i| Body::text(format!("message {i}"))).await;
+    assert!(
+        delivered < 10,
+        "only part of the stream was queued: {delivered}"
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_behind_in_bytes_is_disconnected_with_room_in_frames() {
+    // Room for a thousand frames, but 16 KiB: four 4 KiB messages.
+    let config = ServerDriverConfig {
+        conn_queue: 1_000,
+        conn_queue_bytes: 16 * 1_024,
+        ..ServerDriverConfig::default()
+    };
+    let heavy = |i| Body::text(format!("{i}{}", "x".repeat(4_000)));
+    let delivered = cut_off_after_ten_messages(config, heavy).await;
+    assert!(
+        delivered <= 4,
+        "at most 16 KiB were queued: {delivered} frames"
+    );
+}
+
+/// A slow member that never reads and a fast one that posts ten messages
+/// with `body(i)`: the slow one is cut off. Returns how many frames it got
+/// before the end.
+async fn cut_off_after_ten_messages(
+    config: ServerDriverConfig,
+    body: impl Fn(u64) -> Body,
+) -> usize {
     let store = SharedMemStore::default();
     let server = spawn_server(config, Open, store.clone(), TokioClock::starting_at(1_000));
     let door = server.frontdoor();
@@ -70,7 +102,7 @@ async fn a_consumer_that_cannot_keep_up_is_disconnected() {
                 req: ReqId(2 + i),
                 channel_id: general.clone(),
                 client_msg_id: ClientMsgId::new(format!("m{i}")).unwrap(),
-                body: Body::text(format!("message {i}")),
+                body: body(i),
             })
             .await
             .unwrap();
@@ -98,10 +130,6 @@ async fn a_consumer_that_cannot_keep_up_is_disconnected() {
         }
     };
     assert_eq!(end, OutboundEnd::Killed);
-    assert!(
-        delivered < 10,
-        "only part of the stream was queued: {delivered}"
-    );
     assert_eq!(
         store.lock().head(&general).map(|(e, s)| (e, s.0)),
         Some((Epoch(1), 10))
@@ -110,4 +138,5 @@ async fn a_consumer_that_cannot_keep_up_is_disconnected() {
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
     // Silence an unused-import lint in this test's copy of `common`.
     let _ = std::mem::size_of::<ClientEvent>();
+    delivered
 }

@@ -6,10 +6,10 @@ use tracing::warn;
 
 use crate::ids::{ChannelId, Seq};
 use crate::ids::{Epoch, UserId};
-use crate::server::conn::Membership;
+use crate::server::conn::{JoinAttempt, Membership};
 use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
 use crate::server::{AccessPolicy, Denied, Except, Server};
-use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
+use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreReply};
 use crate::wire::{
     Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
 };
@@ -204,7 +204,7 @@ impl<P: AccessPolicy> Server<P> {
         &mut self,
         w: Waiter,
         channel: ChannelId,
-        attempt: StoreOpId,
+        attempt: JoinAttempt,
         step: JoinStep,
         result: Result<StoreReply, StoreError>,
     ) {
@@ -252,7 +252,7 @@ impl<P: AccessPolicy> Server<P> {
         &mut self,
         w: Waiter,
         channel: ChannelId,
-        attempt: StoreOpId,
+        attempt: JoinAttempt,
         epoch: Epoch,
         head_seq: Seq,
         events: Vec<LogEvent>,
@@ -279,7 +279,7 @@ impl<P: AccessPolicy> Server<P> {
 
     /// A join whose log read failed is undone (if no newer attempt took over)
     /// so the server never keeps a membership the client was told failed.
-    fn fail_join(&mut self, w: Waiter, channel: &ChannelId, attempt: StoreOpId, denied: Denied) {
+    fn fail_join(&mut self, w: Waiter, channel: &ChannelId, attempt: JoinAttempt, denied: Denied) {
         if self.membership(w.conn, channel) == Some(Membership::Joining(attempt)) {
             if let Some(c) = self.conns.get_mut(&w.conn) {
                 c.channels.remove(channel);

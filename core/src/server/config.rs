@@ -36,6 +36,48 @@ pub struct ServerConfig {
     pub typing_per_sec: u32,
     /// Burst of typing frames. Default 10.
     pub typing_burst: u32,
+    /// Sustained joins per second per connection, else `rate_limited`
+    /// (retryable: clients back off and join again). Default 20.
+    pub joins_per_sec: u32,
+    /// Burst of joins. Default 300: a reconnecting client re-joins every
+    /// channel it had (at most `max_channels_per_conn`) at once.
+    pub joins_burst: u32,
+    /// Sustained leaves per second per connection, else `rate_limited`.
+    /// Default 20.
+    pub leaves_per_sec: u32,
+    /// Burst of leaves. Default 300 (an app closing every channel).
+    pub leaves_burst: u32,
+    /// Sustained history pages per second per connection, else
+    /// `rate_limited`. Default 10: a client scrolling back pages a few a
+    /// second.
+    pub history_per_sec: u32,
+    /// Burst of history pages. Default 30 (gap fills after a reconnect).
+    pub history_burst: u32,
+    /// Sustained read receipts per second per connection, else
+    /// `rate_limited`: each is a store write. Default 10.
+    pub receipts_per_sec: u32,
+    /// Burst of read receipts. Default 30.
+    pub receipts_burst: u32,
+    /// What all of one user's connections may do together, as a multiple of
+    /// one connection's rates and bursts (every kind above), so opening
+    /// more connections does not multiply a user's budget. Default 4: a few
+    /// busy tabs or devices at full speed.
+    pub user_budget_factor: u32,
+    /// Store reads (join and history) of one user at the store at once;
+    /// more wait their turn. Default 2.
+    pub reads_in_flight_per_user: usize,
+    /// Store reads at the store at once, all users together; waiting reads
+    /// are served round-robin by user, so no user's flood delays another's
+    /// join by more than a turn. Default 16.
+    pub reads_in_flight_max: usize,
+    /// Bytes of join replies and history pages one user may read per
+    /// second (sustained); a user over it waits (its reads are served
+    /// later, never refused), so one user's scrolling cannot take the store
+    /// and the CPU from everyone else. Default 4 MiB/s.
+    pub user_reply_bytes_per_sec: usize,
+    /// Burst of reply bytes per user. Default 16 MiB: a reconnect that
+    /// recovers dozens of busy channels at once.
+    pub user_reply_bytes_burst: usize,
     /// History page size when the request names none. Default 100.
     pub history_limit_default: u64,
     /// Largest history page; larger requests are cut to it. Default 500:
@@ -101,6 +143,19 @@ impl Default for ServerConfig {
             messages_burst: 50,
             typing_per_sec: 5,
             typing_burst: 10,
+            joins_per_sec: 20,
+            joins_burst: 300,
+            leaves_per_sec: 20,
+            leaves_burst: 300,
+            history_per_sec: 10,
+            history_burst: 30,
+            receipts_per_sec: 10,
+            receipts_burst: 30,
+            user_budget_factor: 4,
+            reads_in_flight_per_user: 2,
+            reads_in_flight_max: 16,
+            user_reply_bytes_per_sec: 4 << 20,
+            user_reply_bytes_burst: 16 << 20,
             history_limit_default: HISTORY_LIMIT_DEFAULT,
             history_limit_max: HISTORY_LIMIT_MAX,
             join_events_max: JOIN_EVENTS_MAX as u64,

@@ -5,17 +5,21 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, UserId};
 use crate::server::ServerConfig;
-use crate::server::rate::TokenBucket;
+use crate::server::limits::Budgets;
 use crate::server::resend_rounds::ResendRounds;
-use crate::store::StoreOpId;
 use crate::wire::{ErrorCode, ReqId};
+
+/// Names one join attempt, so a newer attempt of the same channel can take
+/// over from an older one still reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct JoinAttempt(pub(crate) u64);
 
 /// A connection's membership of one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Membership {
-    /// Registered (broadcasts reach it) while the join attempt started by
-    /// this store operation reads the log. Undone if that read fails.
-    Joining(StoreOpId),
+    /// Registered (broadcasts reach it) while this join attempt reads the
+    /// log. Undone if that read fails.
+    Joining(JoinAttempt),
     /// The join was acknowledged.
     Joined,
 }
@@ -43,8 +47,8 @@ pub(crate) struct OrderGate {
 pub(crate) struct Conn {
     pub(crate) user: UserId,
     pub(crate) channels: BTreeMap<ChannelId, Membership>,
-    pub(crate) messages: TokenBucket,
-    pub(crate) typing: TokenBucket,
+    /// Its request budgets (its user has a shared one too).
+    pub(crate) budgets: Budgets,
     /// Requests of this connection waiting for a store reply.
     pub(crate) awaiting: usize,
     /// Closed send-order gates, by channel (at most one per joined channel).
@@ -68,8 +72,7 @@ impl Conn {
         Conn {
             user,
             channels: BTreeMap::new(),
-            messages: TokenBucket::new(config.messages_per_sec, config.messages_burst, now),
-            typing: TokenBucket::new(config.typing_per_sec, config.typing_burst, now),
+            budgets: Budgets::new(config, 1, now),
             awaiting: 0,
             gates: BTreeMap::new(),
             arrivals: 0,

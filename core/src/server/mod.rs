@@ -6,11 +6,13 @@
 mod completions;
 mod config;
 mod conn;
+mod limits;
 mod ops;
 mod outputs;
 mod policy;
 mod presence;
 mod rate;
+mod reads;
 mod requests;
 mod resend_rounds;
 mod timers;
@@ -32,9 +34,11 @@ pub use config::ServerConfig;
 pub use outputs::{ConnId, Except, ServerOutput};
 pub use policy::{AccessPolicy, Open, PrivateChannels};
 
-use conn::{Conn, Membership};
+use conn::{Conn, JoinAttempt, Membership};
+use limits::{Budgets, Kind, UserLimits};
 use ops::{AppendQueues, PendingOp, SendKey, Waiter};
 use presence::{Joined, Left, Presence};
+use reads::{Next, QueuedRead, Reads};
 use timers::{TimerKey, Timers};
 use typing::Typing;
 
@@ -90,7 +94,12 @@ pub struct Server<P: AccessPolicy = Open> {
     /// Each waiter carries its arrival number on its connection, which
     /// orders it against the connection's send-order gate.
     sends: BTreeMap<SendKey, Vec<(Waiter, u64)>>,
+    /// Every user with an open connection: its share of the budgets.
+    users: BTreeMap<UserId, UserLimits>,
+    /// Store reads waiting for their turn or at the store.
+    reads: Reads,
     next_op: u64,
+    next_attempt: u64,
     outputs: VecDeque<ServerOutput>,
 }
 
@@ -127,7 +136,10 @@ impl<P: AccessPolicy> Server<P> {
             ops: BTreeMap::new(),
             appends: AppendQueues::default(),
             sends: BTreeMap::new(),
+            users: BTreeMap::new(),
+            reads: Reads::default(),
             next_op: 1,
+            next_attempt: 1,
             outputs: VecDeque::new(),
         }
     }
@@ -150,6 +162,11 @@ impl<P: AccessPolicy> Server<P> {
         }
         self.conns
             .insert(conn, Conn::new(user.clone(), &self.config, self.now));
+        let (config, now) = (&self.config, self.now);
+        self.users
+            .entry(user.clone())
+            .or_insert_with(|| UserLimits::new(config, now))
+            .conns += 1;
         if let Some(idle) = self.config.idle_timeout {
             let at = self.now.saturating_add(idle);
             self.timers.arm(at, TimerKey::Idle(conn));
@@ -183,6 +200,13 @@ impl<P: AccessPolicy> Server<P> {
         };
         if let Some(at) = state.idle_at {
             self.timers.cancel(at, TimerKey::Idle(conn));
+        }
+        self.reads.forget_conn(&state.user, conn);
+        if let Some(limits) = self.users.get_mut(&state.user) {
+            limits.conns = limits.conns.saturating_sub(1);
+            if limits.conns == 0 {
+                self.users.remove(&state.user);
+            }
         }
         self.drop_queued_sends_of(conn);
         for channel in state.channels.keys() {
@@ -231,6 +255,9 @@ impl<P: AccessPolicy> Server<P> {
             warn!(%op, "completion of an unknown store operation: ignored");
             return;
         };
+        if let Some(user) = self.reads.finished(op) {
+            self.charge_read(&user, &result);
+        }
         self.complete(pending, result);
     }
 
@@ -261,6 +288,7 @@ impl<P: AccessPolicy> Server<P> {
                     }
                 }
                 TimerKey::Idle(conn) => self.check_idle(conn),
+                TimerKey::ReadsResume => self.reads.resume_at = None,
             }
         }
     }
@@ -295,6 +323,7 @@ impl<P: AccessPolicy> Server<P> {
     pub fn poll_output(&mut self) -> Option<ServerOutput> {
         if self.outputs.is_empty() {
             self.pump();
+            self.pump_reads();
         }
         self.outputs.pop_front()
     }
@@ -356,10 +385,10 @@ impl<P: AccessPolicy> Server<P> {
     }
 
     /// Store operations issued and not completed, plus appends queued behind
-    /// them.
+    /// them and reads waiting for their turn.
     #[must_use]
     pub fn pending_store_ops(&self) -> usize {
-        self.ops.len() + self.appends.uncounted()
+        self.ops.len() + self.appends.uncounted() + self.reads.waiting()
     }
 
     /// Replies owed to open connections.
@@ -440,9 +469,87 @@ impl<P: AccessPolicy> Server<P> {
         Ok(())
     }
 
-    /// The id the next issued store command will get.
-    fn peek_op(&self) -> StoreOpId {
-        StoreOpId(self.next_op)
+    /// A fresh join attempt id.
+    fn new_attempt(&mut self) -> JoinAttempt {
+        let attempt = JoinAttempt(self.next_attempt);
+        self.next_attempt = self.next_attempt.saturating_add(1);
+        attempt
+    }
+
+    /// Takes a token of `kind` from the connection's budget and its user's,
+    /// else `rate_limited`.
+    fn take_token(&mut self, conn: ConnId, kind: Kind) -> Result<(), Denied> {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let allowed = match self.users.get_mut(&c.user) {
+            Some(user) => Budgets::take_both(&mut c.budgets, &mut user.budgets, kind, now),
+            // Unreachable: every open connection's user is listed.
+            None => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied::new(ErrorCode::RateLimited, kind.refusal()))
+        }
+    }
+
+    /// Queues a store read of `conn`'s user and starts it at once if its
+    /// turn allows (see `reads`).
+    fn issue_read(&mut self, conn: ConnId, cmd: StoreCommand, pending: PendingOp) {
+        let Some(user) = self.user_of(conn).cloned() else {
+            return;
+        };
+        self.reads.push(user, QueuedRead { conn, cmd, pending });
+        self.pump_reads();
+    }
+
+    /// Starts every waiting read whose turn has come; arms the resume timer
+    /// when only a user's byte debt holds reads back.
+    fn pump_reads(&mut self) {
+        loop {
+            let (per_user, total, now) = (
+                self.config.reads_in_flight_per_user,
+                self.config.reads_in_flight_max,
+                self.now,
+            );
+            let users = &mut self.users;
+            let next = self.reads.next(per_user, total, now, |user| {
+                users
+                    .get_mut(user)
+                    .map_or(now, |u| u.reply_bytes.ready_at(now))
+            });
+            match next {
+                Next::Start(user, read) => {
+                    let op = self.issue(read.cmd, read.pending);
+                    self.reads.started(op, user);
+                }
+                Next::WaitUntil(at) => {
+                    if self.reads.resume_at.is_none_or(|armed| at < armed) {
+                        if let Some(armed) = self.reads.resume_at.take() {
+                            self.timers.cancel(armed, TimerKey::ReadsResume);
+                        }
+                        self.timers.arm(at, TimerKey::ReadsResume);
+                        self.reads.resume_at = Some(at);
+                    }
+                    return;
+                }
+                Next::Idle => return,
+            }
+        }
+    }
+
+    /// Charges a finished read's reply to its user's byte budget.
+    fn charge_read(&mut self, user: &UserId, result: &Result<StoreReply, StoreError>) {
+        let bytes = match result {
+            Ok(StoreReply::Events(page)) => page.events.iter().map(|e| e.wire_len()).sum(),
+            _ => 0,
+        };
+        let now = self.now;
+        if let Some(limits) = self.users.get_mut(user) {
+            limits.reply_bytes.charge(now, bytes);
+        }
     }
 
     /// Issues a store command and remembers what its completion must do.

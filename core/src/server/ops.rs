@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::server::ConnId;
-use crate::store::{AppendEntry, ModifyRule, StoreOpId};
+use crate::server::conn::JoinAttempt;
+use crate::store::{AppendEntry, ModifyRule};
 use crate::wire::{Body, ReqId};
 
 /// The dedupe key of a send: (channel, author, client message id).
@@ -62,8 +63,8 @@ pub(crate) enum PendingOp {
     Join {
         waiter: Waiter,
         channel: ChannelId,
-        /// The op id of the attempt's first step (what `Membership::Joining` holds).
-        attempt: StoreOpId,
+        /// The attempt (what `Membership::Joining` holds).
+        attempt: JoinAttempt,
         step: JoinStep,
     },
     /// A history page.

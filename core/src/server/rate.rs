@@ -29,18 +29,83 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.as_millis().saturating_sub(self.last.as_millis());
-        self.last = self.last.max(now);
-        self.milli = self
-            .milli
-            .saturating_add(elapsed.saturating_mul(self.per_ms))
-            .min(self.cap);
+        self.refill(now);
         if self.milli >= 1000 {
             self.milli -= 1000;
             true
         } else {
             false
         }
+    }
+
+    /// Gives back a token taken by [`try_take`](Self::try_take) for a
+    /// request that another budget refused after all.
+    pub(crate) fn refund(&mut self) {
+        self.milli = self.milli.saturating_add(1000).min(self.cap);
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.as_millis().saturating_sub(self.last.as_millis());
+        self.last = self.last.max(now);
+        self.milli = self
+            .milli
+            .saturating_add(elapsed.saturating_mul(self.per_ms))
+            .min(self.cap);
+    }
+}
+
+/// A budget of bytes per second that may run into debt: work whose cost is
+/// known only once done (the size of a reply) is charged afterwards, and
+/// more work waits until the debt is paid back.
+#[derive(Debug, Clone)]
+pub(crate) struct ByteBucket {
+    /// Bytes available; negative while in debt.
+    bytes: i64,
+    cap: i64,
+    per_ms: i64,
+    last: Instant,
+}
+
+impl ByteBucket {
+    /// A full bucket: `burst` bytes at once, `per_sec` sustained.
+    pub(crate) fn new(per_sec: usize, burst: usize, now: Instant) -> Self {
+        let cap = i64::try_from(burst.max(1)).unwrap_or(i64::MAX);
+        ByteBucket {
+            bytes: cap,
+            cap,
+            per_ms: i64::try_from(per_sec / 1000).unwrap_or(i64::MAX).max(1),
+            last: now,
+        }
+    }
+
+    /// Charges `bytes` of work done.
+    pub(crate) fn charge(&mut self, now: Instant, bytes: usize) {
+        self.refill(now);
+        self.bytes = self
+            .bytes
+            .saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// When more work may start: `now` unless in debt, else the instant the
+    /// debt is paid back.
+    pub(crate) fn ready_at(&mut self, now: Instant) -> Instant {
+        self.refill(now);
+        if self.bytes > 0 {
+            return now;
+        }
+        let wait_ms = (1 - self.bytes).div_euclid(self.per_ms) + 1;
+        now.saturating_add(std::time::Duration::from_millis(
+            u64::try_from(wait_ms).unwrap_or(u64::MAX),
+        ))
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.as_millis().saturating_sub(self.last.as_millis());
+        self.last = self.last.max(now);
+        let gained = i64::try_from(elapsed)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(self.per_ms);
+        self.bytes = self.bytes.saturating_add(gained).min(self.cap);
     }
 }
 
@@ -62,5 +127,22 @@ mod tests {
         let later = Instant::from_millis(100_000);
         assert!((0..3).all(|_| b.try_take(later)));
         assert!(!b.try_take(later));
+        b.refund();
+        assert!(b.try_take(later));
+        assert!(!b.try_take(later));
+    }
+
+    #[test]
+    fn bytes_run_into_debt_and_work_waits_until_it_is_paid() {
+        let t0 = Instant::from_millis(0);
+        let mut b = ByteBucket::new(1_000_000, 2_000_000, t0);
+        assert_eq!(b.ready_at(t0), t0);
+        b.charge(t0, 1_500_000);
+        assert_eq!(b.ready_at(t0), t0, "still 500 kB left");
+        b.charge(t0, 1_500_000);
+        // 1 MB of debt at 1 MB/s: ready a second later, not before.
+        let ready = b.ready_at(t0);
+        assert!(ready > Instant::from_millis(1_000) && ready <= Instant::from_millis(1_002));
+        assert_eq!(b.ready_at(ready), ready);
     }
 }

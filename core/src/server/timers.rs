@@ -16,6 +16,8 @@ pub(crate) enum TimerKey {
     TypingExpire(ChannelId, UserId),
     /// Check whether the connection stayed silent for the idle timeout.
     Idle(ConnId),
+    /// A user's reply-byte debt is paid back: its waiting reads may start.
+    ReadsResume,
 }
 
 /// Armed timers by deadline. Each owner (presence, typing) keeps its own

@@ -337,7 +337,107 @@ impl From<LogEvent> for ServerFrame {
     }
 }
 
+/// What a frame's keys, punctuation and numbers weigh at most, beside its
+/// strings and bodies, in [`ServerFrame::weight`]: the longest frame's keys
+/// (`{"type":"message:new","channelId":…,"ts":…}`) and five 20-digit
+/// numbers.
+const FRAME_WEIGHT: usize = 256;
+
+/// What a string weighs at most once encoded: its quotes, its bytes, and
+/// five more for each byte JSON may escape (`\u00XX`).
+fn str_weight(s: &str) -> usize {
+    let escaped = s
+        .bytes()
+        .filter(|b| matches!(b, b'"' | b'\\') || *b < 0x20)
+        .count();
+    2 + s.len() + 5 * escaped
+}
+
+fn body_weight(body: Option<&Body>) -> usize {
+    body.map_or(0, Body::encoded_len)
+}
+
+fn message_weight(m: &NewMessage) -> usize {
+    str_weight(m.channel_id.as_str())
+        + str_weight(m.message_id.as_str())
+        + str_weight(m.author_id.as_str())
+        + str_weight(m.client_msg_id.as_str())
+        + body_weight(m.body.as_ref())
+}
+
+fn updated_weight(u: &MessageUpdated) -> usize {
+    str_weight(u.channel_id.as_str())
+        + str_weight(u.message_id.as_str())
+        + body_weight(u.body.as_ref())
+}
+
+fn deleted_weight(d: &MessageDeleted) -> usize {
+    str_weight(d.channel_id.as_str()) + str_weight(d.message_id.as_str())
+}
+
+impl LogEvent {
+    /// An upper bound of its encoded size, without encoding it: its
+    /// strings' and body's lengths plus an allowance for keys and numbers.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        FRAME_WEIGHT
+            + match self {
+                LogEvent::Message(m) => message_weight(m),
+                LogEvent::Updated(u) => updated_weight(u),
+                LogEvent::Deleted(d) => deleted_weight(d),
+            }
+    }
+}
+
+fn events_weight(events: &[LogEvent]) -> usize {
+    events.iter().map(|e| e.weight() + 1).sum()
+}
+
 impl ServerFrame {
+    /// An upper bound of the frame's encoded size in bytes, computed
+    /// without encoding it (bodies and ids know their length): what byte
+    /// budgets of outgoing queues count. Close to the real size for chat
+    /// traffic, never below it.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        FRAME_WEIGHT
+            + match self {
+                ServerFrame::Welcome { user_id, .. } => str_weight(user_id.as_str()),
+                ServerFrame::Refused { error } | ServerFrame::Nack { error, .. } => {
+                    str_weight(&error.message)
+                }
+                ServerFrame::Ack { body, .. } => match body {
+                    Ack::Join(join) => {
+                        str_weight(join.channel_id.as_str())
+                            + join
+                                .members
+                                .iter()
+                                .map(|m| str_weight(m.as_str()) + 1)
+                                .sum::<usize>()
+                            + events_weight(&join.events)
+                    }
+                    Ack::History(page) => {
+                        str_weight(page.channel_id.as_str()) + events_weight(&page.events)
+                    }
+                    Ack::Send(send) => str_weight(send.message_id.as_str()),
+                    _ => 0,
+                },
+                ServerFrame::MessageNew(m) => message_weight(m),
+                ServerFrame::MessageUpdated(u) => updated_weight(u),
+                ServerFrame::MessageDeleted(d) => deleted_weight(d),
+                ServerFrame::PresenceJoin(p) | ServerFrame::PresenceLeave(p) => {
+                    str_weight(p.channel_id.as_str()) + str_weight(p.user_id.as_str())
+                }
+                ServerFrame::Typing(t) => {
+                    str_weight(t.channel_id.as_str()) + str_weight(t.user_id.as_str())
+                }
+                ServerFrame::Read(r) => {
+                    str_weight(r.channel_id.as_str()) + str_weight(r.user_id.as_str())
+                }
+                ServerFrame::Pong { .. } => 0,
+            }
+    }
+
     /// The log event carried by a `message:*` broadcast, if this is one.
     #[must_use]
     pub fn into_log_event(self) -> Option<LogEvent> {

@@ -270,9 +270,31 @@ fn garbage_is_a_typed_error() {
         b"{\"type\":\"channel:join\"",
         &[b'['; 10_000],
     ];
+    // No envelope to read: malformed, with no request to answer.
     for bytes in cases {
-        assert!(decode_client(bytes).is_err());
-        assert!(decode_server(bytes).is_err());
+        for result in [
+            decode_client(bytes).map(|_| ()),
+            decode_server(bytes).map(|_| ()),
+        ] {
+            let err = result.unwrap_err();
+            assert!(matches!(err, DecodeError::Malformed(_)), "{err:?}");
+            assert_eq!(err.req(), None);
+        }
+    }
+    // An envelope with a request id: invalid, answerable on that request.
+    for (bytes, kind) in [
+        (&br#"{"type":"channel:join","req":3}"#[..], "channel:join"),
+        (br#"{"type":"nope","req":3,"x":[1]}"#, "nope"),
+        (
+            br#"{"req":3,"type":"message:send","channelId":"a","body":1}"#,
+            "message:send",
+        ),
+    ] {
+        let err = decode_client(bytes).unwrap_err();
+        assert!(
+            matches!(&err, DecodeError::Invalid { req: Some(ReqId(3)), kind: k, .. } if k == kind),
+            "{err:?}"
+        );
     }
     let big = vec![b' '; MAX_FRAME_BYTES + 1];
     assert!(matches!(
@@ -314,5 +336,76 @@ fn a_log_event_kind_is_its_type_tag_on_the_wire() {
     for event in &events {
         let json = serde_json::to_value(event).unwrap();
         assert_eq!(json["type"], event.kind(), "{json}");
+    }
+}
+
+#[test]
+fn a_frame_weighs_at_least_its_encoding() {
+    // Queues budget bytes by weight without encoding: it must never
+    // undercount, even for a reply full of the longest ids.
+    let long = |n: usize| "x".repeat(n);
+    let heavy = NewMessage {
+        channel_id: ChannelId::new(long(128)).unwrap(),
+        message_id: MessageId::new(long(128)).unwrap(),
+        author_id: UserId::new(long(64)).unwrap(),
+        client_msg_id: ClientMsgId::new("\u{1}".repeat(128)).unwrap(),
+        seq: Seq(u64::MAX),
+        ts: u64::MAX,
+        body: Some(Body::text("é\"\n".repeat(1_000))),
+    };
+    let mut frames = all_server_frames();
+    frames.push(ServerFrame::MessageNew(heavy.clone()));
+    frames.push(ServerFrame::Ack {
+        req: ReqId(u64::MAX),
+        body: Ack::Join(JoinAck {
+            channel_id: heavy.channel_id.clone(),
+            epoch: Epoch(u64::MAX),
+            head_seq: Seq(u64::MAX),
+            members: vec![heavy.author_id.clone(); 50],
+            events: vec![LogEvent::Message(heavy); 20],
+            recovered: true,
+        }),
+    });
+    for frame in frames {
+        let len = encode_server(&frame).len();
+        assert!(frame.weight() >= len, "{} < {len}", frame.weight());
+    }
+    // And close to it for chat traffic, so a queue's byte budget holds
+    // about as many messages as it says.
+    let chat = ServerFrame::MessageNew(new_message(7));
+    let len = encode_server(&chat).len();
+    assert!(
+        chat.weight() <= len + FRAME_WEIGHT_SLACK,
+        "{} vs {len}",
+        chat.weight()
+    );
+}
+
+/// How far a chat message's weight may exceed its encoding.
+const FRAME_WEIGHT_SLACK: usize = 256;
+
+#[test]
+fn body_numbers_survive_decode_and_encode() {
+    // Found by fuzzing (the `decode` target, regressions/decode/
+    // body-number-changes-on-reencode): a number in a body changed when a
+    // decoded frame was encoded and decoded again.
+    for number in [
+        "94999999999991999991",
+        "0.1",
+        "0.30000000000000004",
+        "2.2250738585072011e-308",
+        "1.7976931348623157e308",
+        "5e-324",
+        "-0.0",
+        "18446744073709551615",
+        "-9223372036854775808",
+    ] {
+        let text = format!(
+            r#"{{"type":"message:send","req":5,"channelId":"l","clientMsgId":"c","body":{number}}}"#
+        );
+        let first = decode_client(text.as_bytes()).unwrap();
+        let again = decode_client(&encode_client(&first)).unwrap();
+        assert_eq!(first, again, "{number}");
+        assert_eq!(encode_client(&first), encode_client(&again), "{number}");
     }
 }

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -30,11 +32,28 @@ const INPUT_BURST_MAX: usize = 64;
 type StoreFuture =
     Pin<Box<dyn Future<Output = (StoreOpId, Result<StoreReply, StoreError>)> + Send>>;
 
+/// A connection this far behind (bytes queued) is checked against its
+/// user's and the server's budgets too.
+const LAGGARD_BYTES: usize = 1 << 20;
+/// How long a sum of every connection's queue is reused before it is
+/// summed again.
+const TOTAL_REFRESH: Duration = Duration::from_millis(50);
+
+/// Byte budgets of the outgoing queues (see `ServerDriverConfig`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueBudgets {
+    pub(crate) conn: usize,
+    pub(crate) user: usize,
+    pub(crate) total: usize,
+}
+
 /// One open connection, as the driver sees it.
 #[derive(Debug)]
 struct Conn {
     user: UserId,
     outgoing: mpsc::Sender<Arc<OutFrame>>,
+    /// Bytes queued and not yet taken by the connection's writer.
+    queued: Arc<AtomicUsize>,
     kill: CancellationToken,
     rooms: BTreeSet<ChannelId>,
 }
@@ -49,6 +68,11 @@ pub(crate) struct Driver<P: AccessPolicy, S, K> {
     pub(crate) shutdown: CancellationToken,
     conns: BTreeMap<ConnId, Conn>,
     rooms: BTreeMap<ChannelId, BTreeSet<ConnId>>,
+    /// Each user's open connections, for its byte budget.
+    by_user: BTreeMap<UserId, BTreeSet<ConnId>>,
+    budgets: QueueBudgets,
+    /// The bytes queued for every connection, as last summed, and when.
+    total_queued: (usize, Option<tokio::time::Instant>),
     store_ops: FuturesUnordered<StoreFuture>,
 }
 
@@ -65,6 +89,7 @@ where
         inputs: mpsc::Receiver<Input>,
         closed: mpsc::UnboundedReceiver<ConnId>,
         shutdown: CancellationToken,
+        budgets: QueueBudgets,
     ) -> Self {
         Driver {
             server,
@@ -75,6 +100,9 @@ where
             shutdown,
             conns: BTreeMap::new(),
             rooms: BTreeMap::new(),
+            by_user: BTreeMap::new(),
+            budgets,
+            total_queued: (0, None),
             store_ops: FuturesUnordered::new(),
         }
     }
@@ -142,14 +170,17 @@ where
                 conn,
                 user,
                 outgoing,
+                queued,
                 kill,
             } => {
                 debug!(%conn, %user, "connection open");
+                self.by_user.entry(user.clone()).or_default().insert(conn);
                 self.conns.insert(
                     conn,
                     Conn {
                         user: user.clone(),
                         outgoing,
+                        queued,
                         kill,
                         rooms: BTreeSet::new(),
                     },
@@ -246,24 +277,88 @@ where
         }
     }
 
-    /// Queues a frame for one connection. A full queue means the client
+    /// Queues a frame for one connection. A full queue (in frames or in
+    /// bytes, its own or its user's, or the server's) means the client
     /// cannot keep up: it is cut off with a logged reason (it recovers by
     /// re-joining from its position), never silently skipped.
     fn deliver(&mut self, conn: ConnId, frame: &Arc<OutFrame>, cut: &mut Vec<ConnId>) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        let queued = c.queued.load(Ordering::Relaxed);
+        // A frame larger than the budget still goes to an empty queue: a
+        // reply is cut to fit long before that, and nothing may be dropped.
+        let over = if queued > 0 && queued.saturating_add(frame.weight) > self.budgets.conn {
+            Some(format!(
+                "outgoing queue over {} bytes: client too slow",
+                self.budgets.conn
+            ))
+        } else if queued >= LAGGARD_BYTES {
+            self.shared_budget_exceeded(&c.user.clone())
+        } else {
+            None
+        };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Some(reason) = over {
+            warn!(%conn, user = %c.user, queued, %reason, "disconnecting a slow client");
+            c.kill.cancel();
+            self.forget(conn);
+            cut.push(conn);
+            return;
+        }
+        c.queued.fetch_add(frame.weight, Ordering::Relaxed);
         match c.outgoing.try_send(Arc::clone(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                c.queued.fetch_sub(frame.weight, Ordering::Relaxed);
                 warn!(%conn, user = %c.user, "outgoing queue full: client too slow, disconnecting it");
                 c.kill.cancel();
                 self.forget(conn);
                 cut.push(conn);
             }
             // The writer is gone; the front's close is on its way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                c.queued.fetch_sub(frame.weight, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Why a connection far behind must go: its user's connections
+    /// together, or every connection together, hold more than their
+    /// budget. `None` while both are within it.
+    fn shared_budget_exceeded(&mut self, user: &UserId) -> Option<String> {
+        let of_user: usize = self
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.conns.get(c))
+            .map(|c| c.queued.load(Ordering::Relaxed))
+            .sum();
+        if of_user > self.budgets.user {
+            return Some(format!(
+                "this user's outgoing queues hold over {} bytes",
+                self.budgets.user
+            ));
+        }
+        let now = tokio::time::Instant::now();
+        let (mut total, at) = self.total_queued;
+        if at.is_none_or(|at| now.duration_since(at) > TOTAL_REFRESH) {
+            total = self
+                .conns
+                .values()
+                .map(|c| c.queued.load(Ordering::Relaxed))
+                .sum();
+            self.total_queued = (total, Some(now));
+        }
+        (total > self.budgets.total).then(|| {
+            format!(
+                "the server's outgoing queues hold over {} bytes",
+                self.budgets.total
+            )
+        })
     }
 
     /// Drops a connection's queue and room memberships; false if it was
@@ -272,6 +367,12 @@ where
         let Some(c) = self.conns.remove(&conn) else {
             return false;
         };
+        if let Some(conns) = self.by_user.get_mut(&c.user) {
+            conns.remove(&conn);
+            if conns.is_empty() {
+                self.by_user.remove(&c.user);
+            }
+        }
         for channel in &c.rooms {
             self.leave_room(conn, channel);
         }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
-use lockstep_core::ids::UserId;
 use lockstep_core::wire::{
     ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, ServerFrame, decode_client, encode_server,
 };
@@ -15,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
-use super::auth::Authenticator;
+use super::admission::{Admission, Permit, Refusal};
+use super::auth::{Authenticator, Identity, MAX_TOKEN_BYTES, SESSION_EXPIRED};
 use super::front::{ConnInbound, ConnOutbound, Frontdoor, OutboundEnd};
 use crate::framed::codec;
 
@@ -26,6 +26,9 @@ pub struct FramedFrontConfig {
     pub handshake_timeout: Duration,
     /// Most frames written before one flush.
     pub write_batch: usize,
+    /// The admission registry whose per-user cap this front keeps (shared
+    /// with the server's other fronts); `None`: no cap.
+    pub admission: Option<Arc<Admission>>,
 }
 
 impl Default for FramedFrontConfig {
@@ -33,6 +36,7 @@ impl Default for FramedFrontConfig {
         FramedFrontConfig {
             handshake_timeout: Duration::from_secs(10),
             write_batch: 64,
+            admission: None,
         }
     }
 }
@@ -97,16 +101,20 @@ async fn serve_connection<T>(
     let mut writer = FramedWrite::new(write, codec());
     let shaken = tokio::select! {
         shaken = handshake(&mut reader, &*auth, config.handshake_timeout) => shaken,
-        () = frontdoor.shutting_down() => Err(Refusal::Close("server shutting down".into())),
+        () = frontdoor.shutting_down() => Err(Unshaken::Close("server shutting down".into())),
     };
-    let user = match shaken {
-        Ok(user) => user,
-        Err(Refusal::Close(reason)) => {
-            warn!(%reason, "connection closed during handshake");
+    let admitted = shaken.and_then(|identity| admit(identity, config.admission.as_ref()));
+    let (identity, _permit) = match admitted {
+        Ok(admitted) => admitted,
+        Err(Unshaken::Close(reason)) => {
+            debug!(%reason, "connection closed during handshake");
             return;
         }
-        Err(Refusal::Refuse(error)) => {
-            warn!(code = %error.code, reason = %error.message, "handshake refused");
+        Err(Unshaken::Refuse(error, refusal)) => {
+            debug!(code = %error.code, reason = %error.message, "handshake refused");
+            if let (Some(admission), Some(refusal)) = (&config.admission, refusal) {
+                admission.refused(refusal);
+            }
             let refused = Bytes::from(encode_server(&ServerFrame::Refused { error }));
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                 let _ = writer.send(refused).await;
@@ -116,6 +124,7 @@ async fn serve_connection<T>(
             return;
         }
     };
+    let user = identity.user.clone();
     let Ok((inbound, outbound)) = frontdoor.open(user.clone()).await else {
         info!(%user, "server shutting down: connection closed");
         return;
@@ -124,15 +133,35 @@ async fn serve_connection<T>(
     let reason = tokio::select! {
         reason = read_loop(&mut reader, &inbound) => reason,
         reason = write_loop(&mut writer, outbound, config.write_batch) => reason,
+        () = identity.expired() => SESSION_EXPIRED.to_owned(),
     };
     info!(%conn, %user, %reason, "connection closed");
-    // Dropping `inbound` tells the driver.
+    // Dropping `inbound` tells the driver; dropping the permit frees the
+    // user's slot.
+}
+
+/// Takes the user's connection slot, if the front keeps a per-user cap.
+fn admit(
+    identity: Identity,
+    admission: Option<&Arc<Admission>>,
+) -> Result<(Identity, Option<Permit>), Unshaken> {
+    let Some(admission) = admission else {
+        return Ok((identity, None));
+    };
+    match admission.admit_user(&identity.user) {
+        Ok(permit) => Ok((identity, Some(permit))),
+        Err(refusal) => Err(Unshaken::Refuse(
+            ErrorBody::new(ErrorCode::Unavailable, refusal.label()),
+            Some(refusal),
+        )),
+    }
 }
 
 /// Why a handshake did not produce a user.
-enum Refusal {
-    /// Answer `refused` with this error, then close.
-    Refuse(ErrorBody),
+enum Unshaken {
+    /// Answer `refused` with this error, then close; the refusal is
+    /// counted in the admission summary when it is one of its kinds.
+    Refuse(ErrorBody, Option<Refusal>),
     /// Just close (timeout, broken stream).
     Close(String),
 }
@@ -141,18 +170,18 @@ async fn handshake<T: AsyncRead>(
     reader: &mut Reader<T>,
     auth: &dyn Authenticator,
     timeout: Duration,
-) -> Result<UserId, Refusal> {
+) -> Result<Identity, Unshaken> {
     let first = match tokio::time::timeout(timeout, reader.next()).await {
         Err(_) => {
-            return Err(Refusal::Close(
+            return Err(Unshaken::Close(
                 "no hello within the handshake timeout".into(),
             ));
         }
-        Ok(None) => return Err(Refusal::Close("closed before hello".into())),
-        Ok(Some(Err(e))) => return Err(Refusal::Close(format!("bad framing: {e}"))),
+        Ok(None) => return Err(Unshaken::Close("closed before hello".into())),
+        Ok(Some(Err(e))) => return Err(Unshaken::Close(format!("bad framing: {e}"))),
         Ok(Some(Ok(bytes))) => bytes,
     };
-    let invalid = |m: String| Refusal::Refuse(ErrorBody::new(ErrorCode::Invalid, m));
+    let invalid = |m: String| Unshaken::Refuse(ErrorBody::new(ErrorCode::Invalid, m), None);
     match decode_client(&first) {
         Ok(ClientFrame::Hello { version, token }) => {
             if version != PROTOCOL_VERSION {
@@ -160,9 +189,19 @@ async fn handshake<T: AsyncRead>(
                     "unsupported protocol version {version} (server speaks {PROTOCOL_VERSION})"
                 )));
             }
+            let unauthorized = || {
+                Unshaken::Refuse(
+                    ErrorBody::new(ErrorCode::Unauthorized, Refusal::Unauthorized.label()),
+                    Some(Refusal::Unauthorized),
+                )
+            };
+            if token.len() > MAX_TOKEN_BYTES {
+                debug!(bytes = token.len(), "token too long: refused unread");
+                return Err(unauthorized());
+            }
             auth.authenticate(&token).map_err(|e| {
                 debug!(error = %e, "authentication failed");
-                Refusal::Refuse(ErrorBody::new(ErrorCode::Unauthorized, "unauthorized"))
+                unauthorized()
             })
         }
         Ok(_) => Err(invalid("the first frame must be hello".into())),

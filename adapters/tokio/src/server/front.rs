@@ -3,7 +3,7 @@
 //! [`ConnInbound`] (frames in) and a [`ConnOutbound`] (frames out).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -27,6 +27,8 @@ pub struct ServerStopped;
 pub struct OutFrame {
     /// The frame, for fronts that map it to their own events.
     pub frame: ServerFrame,
+    /// Its [`ServerFrame::weight`]: what it counts against byte budgets.
+    pub weight: usize,
     json: OnceLock<Bytes>,
     front: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -36,6 +38,7 @@ impl OutFrame {
     #[must_use]
     pub fn new(frame: ServerFrame) -> Arc<OutFrame> {
         Arc::new(OutFrame {
+            weight: frame.weight(),
             frame,
             json: OnceLock::new(),
             front: OnceLock::new(),
@@ -70,6 +73,9 @@ pub(crate) enum Input {
         conn: ConnId,
         user: UserId,
         outgoing: mpsc::Sender<Arc<OutFrame>>,
+        /// Bytes (by weight) queued for the connection and not yet taken
+        /// by its writer.
+        queued: Arc<AtomicUsize>,
         kill: CancellationToken,
     },
     Frame(ConnId, ClientFrame),
@@ -103,11 +109,13 @@ impl Frontdoor {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (outgoing, frames) = mpsc::channel(self.queue_capacity.max(1));
         let kill = CancellationToken::new();
+        let queued = Arc::new(AtomicUsize::new(0));
         self.inputs
             .send(Input::Open {
                 conn,
                 user,
                 outgoing,
+                queued: Arc::clone(&queued),
                 kill: kill.clone(),
             })
             .await
@@ -122,6 +130,7 @@ impl Frontdoor {
             frames,
             kill,
             taken_at_once: 0,
+            queued,
         };
         Ok((inbound, outbound))
     }
@@ -130,6 +139,13 @@ impl Frontdoor {
     /// accepting.
     pub async fn shutting_down(&self) {
         self.shutdown.cancelled().await;
+    }
+
+    /// Whether the driver task is still running: its input queue closes
+    /// when the task ends, however it ends (shutdown or panic).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        !self.inputs.is_closed()
     }
 
     /// Where fronts spawn their tasks, so shutdown can wait for them.
@@ -207,6 +223,8 @@ pub struct ConnOutbound {
     kill: CancellationToken,
     /// Frames taken without waiting since the last wait (see `recv`).
     taken_at_once: u32,
+    /// Bytes (by weight) the driver queued and the writer has not taken.
+    queued: Arc<AtomicUsize>,
 }
 
 /// Frames [`ConnOutbound::recv`] takes straight from a busy queue before
@@ -238,14 +256,14 @@ impl ConnOutbound {
             }
             if let Ok(frame) = self.frames.try_recv() {
                 self.taken_at_once += 1;
-                return Ok(frame);
+                return Ok(self.taken(frame));
             }
         }
         self.taken_at_once = 0;
         tokio::select! {
             biased;
             () = self.kill.cancelled() => Err(OutboundEnd::Killed),
-            frame = self.frames.recv() => frame.ok_or(OutboundEnd::Closed),
+            frame = self.frames.recv() => frame.map(|f| self.taken(f)).ok_or(OutboundEnd::Closed),
         }
     }
 
@@ -254,7 +272,21 @@ impl ConnOutbound {
         if self.kill.is_cancelled() {
             return None;
         }
-        self.frames.try_recv().ok()
+        self.frames.try_recv().ok().map(|f| self.taken(f))
+    }
+
+    /// Bytes (by weight) queued for this connection, not yet taken.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// A frame leaves the queue: its weight no longer counts against the
+    /// connection's byte budget. (The driver adds it before queuing, so
+    /// this never goes below zero.)
+    fn taken(&self, frame: Arc<OutFrame>) -> Arc<OutFrame> {
+        self.queued.fetch_sub(frame.weight, Ordering::Relaxed);
+        frame
     }
 }
 

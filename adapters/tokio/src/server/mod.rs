@@ -9,6 +9,7 @@
 //!                    └── per-connection bounded queues <─┘
 //! ```
 
+mod admission;
 mod auth;
 mod clock;
 #[cfg(any(test, feature = "store-contract"))]
@@ -26,7 +27,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::{AuthError, Authenticator, DevAuthenticator};
+pub use admission::{Admission, AdmissionConfig, Permit, Refusal, SUMMARY_EVERY};
+pub use auth::{
+    AuthError, Authenticator, DevAuthenticator, Identity, MAX_TOKEN_BYTES, SESSION_EXPIRED,
+};
 pub use clock::{Clock, TokioClock};
 pub use framed_front::{FramedFrontConfig, serve_framed};
 pub use front::{ConnInbound, ConnOutbound, Frontdoor, OutFrame, OutboundEnd, ServerStopped};
@@ -42,6 +46,19 @@ pub struct ServerDriverConfig {
     /// Frames queued for one connection; a client that falls this far
     /// behind is disconnected with a logged reason.
     pub conn_queue: usize,
+    /// Bytes (by [`ServerFrame::weight`](lockstep_core::wire::ServerFrame::weight))
+    /// queued for one connection; past it, the same. A frame count bounds
+    /// nothing when one frame can be a 1 MiB reply. Default 16 MiB.
+    pub conn_queue_bytes: usize,
+    /// Bytes queued for all connections of one user together; past it, the
+    /// user's connections more than 1 MiB behind are cut off as frames
+    /// reach them, so opening more connections does not multiply what one
+    /// user can make the server hold. Default 64 MiB.
+    pub user_queue_bytes: usize,
+    /// Bytes queued for every connection together; past it, connections
+    /// more than 1 MiB behind are cut off as frames reach them. Default
+    /// 1 GiB.
+    pub total_queue_bytes: usize,
     /// Inputs (from every front) queued for the driver; readers wait while
     /// it is full.
     pub inputs_capacity: usize,
@@ -52,6 +69,9 @@ impl Default for ServerDriverConfig {
         ServerDriverConfig {
             machine: ServerConfig::default(),
             conn_queue: 1_024,
+            conn_queue_bytes: 16 << 20,
+            user_queue_bytes: 64 << 20,
+            total_queue_bytes: 1 << 30,
             inputs_capacity: 4_096,
         }
     }
@@ -83,6 +103,11 @@ where
     let (closed_tx, closed_rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let budgets = driver::QueueBudgets {
+        conn: config.conn_queue_bytes,
+        user: config.user_queue_bytes,
+        total: config.total_queue_bytes,
+    };
     let driver = Driver::new(
         Server::with_policy(config.machine, policy),
         Arc::new(store),
@@ -90,6 +115,7 @@ where
         inputs_rx,
         closed_rx,
         shutdown.clone(),
+        budgets,
     );
     tracker.spawn(driver.run());
     let frontdoor = Frontdoor {
@@ -145,6 +171,14 @@ impl ServerHandle {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+
+    /// Whether the driver task is still running: false once it has ended
+    /// (shut down, or stopped by a panic), when no request can be served.
+    /// Readiness probes ask this.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.frontdoor.is_running()
     }
 
     /// Tasks still running (driver, fronts, connections): a leak check.

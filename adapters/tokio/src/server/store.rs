@@ -25,6 +25,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         cmd: StoreCommand,
     ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send;
+
+    /// Whether the store can still execute commands at all (e.g. its
+    /// writer thread is alive). Readiness probes ask it; a store with no
+    /// such failure mode keeps the default, `true`.
+    fn is_alive(&self) -> bool {
+        true
+    }
 }
 
 /// A [`MemStore`] shared behind a mutex: clones share one store, so a test

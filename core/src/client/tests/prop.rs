@@ -173,6 +173,47 @@ impl Checker {
     }
 }
 
+/// Plays one op on the harness; true when it was an accepted send.
+fn apply(h: &mut Harness, op: Op) -> bool {
+    match op {
+        Op::Connect => h.act("connect", |c, now| c.connect(now)),
+        Op::Close => {
+            h.act("close", |c, now| c.close(now));
+            assert_eq!(h.client.poll_timeout(), None, "MUST 4");
+            assert_eq!(h.client.pending_requests(), 0, "MUST 4");
+        }
+        Op::Subscribe(i) => {
+            let _ = h.act("subscribe", |c, now| c.subscribe(now, ch(CHANNELS[i])));
+        }
+        Op::Unsubscribe(i) => h.act("unsubscribe", |c, now| c.unsubscribe(now, ch(CHANNELS[i]))),
+        Op::Send(i) => {
+            return h
+                .act("send", |c, now| {
+                    c.send(now, ch(CHANNELS[i]), Body::text("x"))
+                })
+                .is_ok();
+        }
+        Op::MarkRead(i, s) => h.act("read", |c, now| c.mark_read(now, ch(CHANNELS[i]), Seq(s))),
+        Op::Typing(i, a) => h.act("typing", |c, now| c.set_typing(now, ch(CHANNELS[i]), a)),
+        Op::NetDown => h.net_up = false,
+        Op::NetUp => h.net_up = true,
+        Op::DropTransport => h.drop_transport(),
+        Op::Advance(ms) => h.advance(ms),
+        Op::OtherPosts(i) => {
+            if let Some(f) = h
+                .server()
+                .post(&ch(CHANNELS[i]), &user("bob"), Body::text("hey"))
+            {
+                if h.net_up {
+                    h.reply(f);
+                }
+            }
+        }
+        Op::Bogus(k, r, s, c, f) => h.reply(bogus(k, r, s, c, f)),
+    }
+    false
+}
+
 fn run(ops: Vec<Op>) {
     let mut h = Harness::fake();
     let mut checker = Checker {
@@ -183,45 +224,8 @@ fn run(ops: Vec<Op>) {
     let mut sends = 0usize;
     let honest = !ops.iter().any(|o| matches!(o, Op::Bogus(..) | Op::Close));
     for op in ops {
-        match op {
-            Op::Connect => h.act("connect", |c, now| c.connect(now)),
-            Op::Close => {
-                h.act("close", |c, now| c.close(now));
-                assert_eq!(h.client.poll_timeout(), None, "MUST 4");
-                assert_eq!(h.client.pending_requests(), 0, "MUST 4");
-            }
-            Op::Subscribe(i) => {
-                let _ = h.act("subscribe", |c, now| c.subscribe(now, ch(CHANNELS[i])));
-            }
-            Op::Unsubscribe(i) => {
-                h.act("unsubscribe", |c, now| c.unsubscribe(now, ch(CHANNELS[i])))
-            }
-            Op::Send(i) => {
-                if h.act("send", |c, now| {
-                    c.send(now, ch(CHANNELS[i]), Body::text("x"))
-                })
-                .is_ok()
-                {
-                    sends += 1;
-                }
-            }
-            Op::MarkRead(i, s) => h.act("read", |c, now| c.mark_read(now, ch(CHANNELS[i]), Seq(s))),
-            Op::Typing(i, a) => h.act("typing", |c, now| c.set_typing(now, ch(CHANNELS[i]), a)),
-            Op::NetDown => h.net_up = false,
-            Op::NetUp => h.net_up = true,
-            Op::DropTransport => h.drop_transport(),
-            Op::Advance(ms) => h.advance(ms),
-            Op::OtherPosts(i) => {
-                if let Some(f) = h
-                    .server()
-                    .post(&ch(CHANNELS[i]), &user("bob"), Body::text("hey"))
-                {
-                    if h.net_up {
-                        h.reply(f);
-                    }
-                }
-            }
-            Op::Bogus(k, r, s, c, f) => h.reply(bogus(k, r, s, c, f)),
+        if apply(&mut h, op) {
+            sends += 1;
         }
         checker.check(&h);
     }
@@ -279,24 +283,14 @@ fn one_seed_one_trace() {
         Op::DropTransport,
         Op::Advance(5_000),
         Op::OtherPosts(0),
+        Op::MarkRead(0, 1),
+        Op::Typing(0, true),
+        Op::Bogus(3, 1, 2, 0, true),
     ];
     let trace = |ops: Vec<Op>| {
         let mut h = Harness::fake();
         for op in ops {
-            match op {
-                Op::Connect => h.act("connect", |c, now| c.connect(now)),
-                Op::Subscribe(i) => h.act("subscribe", |c, now| {
-                    c.subscribe(now, ch(CHANNELS[i])).unwrap()
-                }),
-                Op::Send(i) => {
-                    h.act("send", |c, now| {
-                        c.send(now, ch(CHANNELS[i]), Body::text("x")).unwrap()
-                    });
-                }
-                Op::DropTransport => h.drop_transport(),
-                Op::Advance(ms) => h.advance(ms),
-                _ => {}
-            }
+            apply(&mut h, op);
         }
         h.trace()
     };

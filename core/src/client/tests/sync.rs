@@ -306,3 +306,36 @@ fn unsubscribing_fails_queued_sends_but_lets_in_flight_ones_finish() {
     assert_eq!(h.client.armed_timers(), 0);
     assert_snapshot!(h.trace());
 }
+
+#[test]
+fn a_reply_carrying_another_channel_s_event_delivers_only_its_own() {
+    // Found by fuzzing (the `client` target, regressions/client/
+    // join-ack-event-of-another-channel): a join reply's events were
+    // delivered to the requested channel without checking theirs.
+    let mut h = Harness::scripted();
+    h.act("connect", |c, now| c.connect(now));
+    h.handshake();
+    h.act("subscribe", |c, now| {
+        c.subscribe(now, ch("general")).unwrap()
+    });
+    let req = h.take_req();
+    let events = vec![
+        msg("general", 1, "bob", "b1", "mine"),
+        msg("secret", 2, "eve", "e1", "slipped in"),
+    ];
+    h.reply(join_ack(req, "general", 1, 2, events, false));
+    assert_eq!(h.delivered("general"), vec![1]);
+    assert_eq!(h.delivered("secret"), Vec::<u64>::new());
+    let bad: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                crate::client::ClientEvent::Protocol(crate::client::ProtocolError::BadEvent { channel, .. })
+                    if *channel == ch("general")
+            )
+        })
+        .collect();
+    assert_eq!(bad.len(), 1, "the foreign event is reported once");
+}

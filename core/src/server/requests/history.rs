@@ -1,6 +1,7 @@
 //! `channel:history`: one bounded page of a joined channel's log.
 
 use crate::ids::{ChannelId, Seq};
+use crate::server::limits::Kind;
 use crate::server::ops::{PendingOp, Waiter};
 use crate::server::{AccessPolicy, Denied, Server};
 use crate::store::{ReadFrom, StoreCommand};
@@ -21,11 +22,13 @@ impl<P: AccessPolicy> Server<P> {
             Some(n) => n.min(self.config.history_limit_max),
         };
         self.check_capacity(w.conn, 1)?;
+        self.take_token(w.conn, Kind::History)?;
         if let Some(c) = self.conns.get_mut(&w.conn) {
             c.awaiting += 1;
         }
         let from = ReadFrom::After(after.unwrap_or(Seq::ZERO));
-        self.issue(
+        self.issue_read(
+            w.conn,
             StoreCommand::Read {
                 channel: channel.clone(),
                 from,

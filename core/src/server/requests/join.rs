@@ -2,10 +2,11 @@
 //! committed after the log read can be missed), then read the log and answer.
 
 use crate::ids::{ChannelId, Epoch, Seq};
-use crate::server::conn::Membership;
+use crate::server::conn::{JoinAttempt, Membership};
+use crate::server::limits::Kind;
 use crate::server::ops::{JoinStep, PendingOp, Waiter};
 use crate::server::{AccessPolicy, Denied, Server};
-use crate::store::{ReadFrom, StoreCommand, StoreOpId};
+use crate::store::{ReadFrom, StoreCommand};
 use crate::wire::ErrorCode;
 
 impl<P: AccessPolicy> Server<P> {
@@ -48,13 +49,13 @@ impl<P: AccessPolicy> Server<P> {
             ));
         }
         self.check_capacity(w.conn, 1)?;
+        self.take_token(w.conn, Kind::Join)?;
         let step = match (epoch, since) {
             (_, None) => JoinStep::Head,
             (Some(epoch), Some(since)) => JoinStep::Since { epoch, since },
             (None, Some(_)) => JoinStep::Latest,
         };
-        // The attempt is named by the op id its first step is about to get.
-        let attempt = self.peek_op();
+        let attempt = self.new_attempt();
         if let Some(c) = self.conns.get_mut(&w.conn) {
             c.awaiting += 1;
             match membership {
@@ -76,14 +77,15 @@ impl<P: AccessPolicy> Server<P> {
         Ok(())
     }
 
-    /// Issues one step of the join attempt `attempt`.
+    /// Issues one step of the join attempt `attempt` (a store read, in its
+    /// user's turn).
     pub(crate) fn issue_join_step(
         &mut self,
         waiter: Waiter,
         channel: ChannelId,
-        attempt: StoreOpId,
+        attempt: JoinAttempt,
         step: JoinStep,
-    ) -> StoreOpId {
+    ) {
         let max = self.config.join_events_max;
         let max_bytes = self.config.reply_bytes_max;
         let cmd = match step {
@@ -103,7 +105,8 @@ impl<P: AccessPolicy> Server<P> {
                 max_bytes,
             },
         };
-        self.issue(
+        self.issue_read(
+            waiter.conn,
             cmd,
             PendingOp::Join {
                 waiter,
@@ -111,6 +114,6 @@ impl<P: AccessPolicy> Server<P> {
                 attempt,
                 step,
             },
-        )
+        );
     }
 }

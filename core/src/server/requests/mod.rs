@@ -21,6 +21,7 @@ mod typing;
 use tracing::debug;
 
 use crate::ids::ChannelId;
+use crate::server::limits::Kind;
 use crate::server::ops::Waiter;
 use crate::server::{AccessPolicy, ConnId, Denied, Server};
 use crate::wire::{Ack, ClientFrame, DecodeError, ErrorCode, ServerFrame};
@@ -65,8 +66,14 @@ impl<P: AccessPolicy> Server<P> {
                 self.join(Waiter { conn, req }, channel_id, epoch, since),
             ),
             ClientFrame::Leave { req, channel_id } => {
-                self.leave(conn, req, &channel_id);
-                self.ack(Waiter { conn, req }, Ack::Leave);
+                let w = Waiter { conn, req };
+                match self.take_token(conn, Kind::Leave) {
+                    Ok(()) => {
+                        self.leave(conn, req, &channel_id);
+                        self.ack(w, Ack::Leave);
+                    }
+                    Err(denied) => self.nack(w, denied),
+                }
                 return;
             }
             ClientFrame::Send {

@@ -2,6 +2,7 @@
 //! beyond the head, both checked by the store).
 
 use crate::ids::{ChannelId, Seq};
+use crate::server::limits::Kind;
 use crate::server::ops::{PendingOp, Waiter};
 use crate::server::{AccessPolicy, Denied, Server};
 use crate::store::StoreCommand;
@@ -13,6 +14,7 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(());
         };
         self.check_capacity(w.conn, 1)?;
+        self.take_token(w.conn, Kind::Receipt)?;
         if let Some(c) = self.conns.get_mut(&w.conn) {
             c.awaiting += 1;
         }

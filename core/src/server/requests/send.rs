@@ -1,6 +1,7 @@
 //! `message:send`: validate, deduplicate in flight, queue the append.
 
 use crate::ids::{ChannelId, ClientMsgId};
+use crate::server::limits::Kind;
 use crate::server::ops::{PendingOp, QueuedAppend, SendKey, Waiter};
 use crate::server::{AccessPolicy, Denied, Server};
 use crate::store::StoreCommand;
@@ -84,21 +85,10 @@ impl<P: AccessPolicy> Server<P> {
         Ok(())
     }
 
-    /// `rate_limited` when the connection's message bucket is empty.
+    /// `rate_limited` when the message budget of the connection or of its
+    /// user is spent.
     pub(super) fn take_message_token(&mut self, w: Waiter) -> Result<(), Denied> {
-        let now = self.now;
-        let allowed = self
-            .conns
-            .get_mut(&w.conn)
-            .is_none_or(|c| c.messages.try_take(now));
-        if allowed {
-            Ok(())
-        } else {
-            Err(Denied::new(
-                ErrorCode::RateLimited,
-                "too many messages, slow down",
-            ))
-        }
+        self.take_token(w.conn, Kind::Message)
     }
 
     /// Issues one append command per channel that has appends waiting and

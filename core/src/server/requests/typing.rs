@@ -2,11 +2,12 @@
 //! expiring after the TTL; never stored.
 
 use crate::ids::ChannelId;
+use crate::server::limits::Kind;
 use crate::server::ops::Waiter;
 use crate::server::timers::TimerKey;
 use crate::server::typing::Typer;
 use crate::server::{AccessPolicy, ConnId, Denied, Except, Server};
-use crate::wire::{Ack, ErrorCode, ReqId, ServerFrame, TypingNotice};
+use crate::wire::{Ack, ReqId, ServerFrame, TypingNotice};
 
 impl<P: AccessPolicy> Server<P> {
     pub(super) fn typing(
@@ -34,17 +35,11 @@ impl<P: AccessPolicy> Server<P> {
         active: bool,
     ) -> Result<(), Denied> {
         self.require_joined(conn, channel)?;
+        self.take_token(conn, Kind::Typing)?;
         let now = self.now;
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(user) = self.user_of(conn).cloned() else {
             return Ok(());
         };
-        if !c.typing.try_take(now) {
-            return Err(Denied::new(
-                ErrorCode::RateLimited,
-                "too many typing notices",
-            ));
-        }
-        let user = c.user.clone();
         let key = TimerKey::TypingExpire(channel.clone(), user.clone());
         if active {
             let deadline = now.saturating_add(self.config.typing_ttl);

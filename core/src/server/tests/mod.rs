@@ -4,6 +4,7 @@
 mod batching;
 mod harness;
 mod idle;
+mod limits;
 mod order_gate;
 mod props;
 mod scenarios;

@@ -18,8 +18,8 @@ use lockstep_tokio::client::ClientHandle;
 use lockstep_tokio::server::SharedMemStore;
 
 use super::tap::{Tap, Tapped};
-use crate::net::ClientIx;
-use crate::oracle::{ClientView, Internals, Invariant, Oracle};
+use lockstep_sim::net::ClientIx;
+use lockstep_sim::oracle::{ClientView, Internals, Invariant, Oracle};
 
 /// How many recent events per client a failure report shows.
 const RECENT_MAX: usize = 40;

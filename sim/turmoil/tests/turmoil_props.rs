@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lockstep_core::sabotage::{Break, Sabotage};
 use lockstep_sim::oracle::Invariant;
-use lockstep_sim::real::{Action, Failure, FailureKind, Plan, Step, Tweaks, run, run_with};
+use lockstep_turmoil::{Action, Failure, FailureKind, Plan, Step, Tweaks, run, run_with};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -44,7 +44,7 @@ proptest! {
     /// at the head of every log it wants, every send resolved, presence
     /// true.
     #[test]
-    fn the_real_drivers_keep_every_promise_under_faults(plan in lockstep_sim::real::plan(30)) {
+    fn the_real_drivers_keep_every_promise_under_faults(plan in lockstep_turmoil::plan(30)) {
         match run(&plan) {
             Ok(report) => {
                 if std::env::var_os("TURMOIL_VERBOSE").is_some() {

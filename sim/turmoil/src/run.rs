@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::hosts::{self, SERVER};
 use super::lab::{AppCmd, Lab};
 use super::plan::{Action, CHANNELS, Plan, channel, host_name};
-use crate::oracle::Violation;
+use lockstep_sim::oracle::Violation;
 
 /// Turmoil's step: hosts run and the network moves this much virtual time
 /// per step.

@@ -1,3 +1,5 @@
+//! # lockstep-turmoil
+//!
 //! The turmoil harness: the REAL tokio drivers (`lockstep-tokio`) as
 //! turmoil hosts, over the framed transport on turmoil's simulated TCP,
 //! judged by the same oracle as the lab.
@@ -24,6 +26,9 @@
 //! is read; still, a tokio `select!` without `biased` draws from tokio's
 //! own RNG, so two runs of one plan are not promised to be identical. A
 //! failure prints the plan, which is what proptest shrinks.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod hosts;
 mod lab;
