@@ -107,7 +107,8 @@ pub struct SqliteConfig {
     pub read_queue: usize,
     /// Events kept per channel; older ones are deleted (a bounded step
     /// with each append), and a position before what is kept is answered
-    /// as truncated. Default [`RETAIN_EVENTS_DEFAULT`] (10,000).
+    /// as truncated. At least 1. Default [`RETAIN_EVENTS_DEFAULT`]
+    /// (10,000).
     pub retain: u64,
     /// How long an event is kept, by the writer's clock at its commit;
     /// older ones are deleted by a periodic sweep. `None` keeps events
@@ -115,8 +116,8 @@ pub struct SqliteConfig {
     pub retain_age: Option<Duration>,
     /// Messages remembered per channel for dedupe, edits and deletes,
     /// beyond retention: older ones' rows are deleted (a bounded step
-    /// with each append). The contract asks for at least 100,000.
-    /// Default [`REMEMBER_DEFAULT`] (100,000).
+    /// with each append). The contract asks for at least 100,000; at
+    /// least 1. Default [`REMEMBER_DEFAULT`] (100,000).
     pub remember: u64,
     /// Bytes of write-ahead log past which a checkpoint resets it (and the
     /// file is cut back to this size when reset). Default 64 MiB: large
