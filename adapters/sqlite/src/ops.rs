@@ -1,6 +1,6 @@
 //! One store command as SQL, inside the caller's transaction (a savepoint
-//! of the writer's group commit). Mirrors `MemStore` rule for rule; the
-//! contract tests run both.
+//! of the writer's group commit, or a reader's read transaction). Mirrors
+//! `MemStore` rule for rule; the contract tests run both.
 
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use lockstep_core::store::{
@@ -23,103 +23,212 @@ pub(crate) enum OpError {
 
 type OpResult<T> = Result<T, OpError>;
 
+/// Most old rows one command (or one sweep step) deletes from one channel:
+/// retention is applied in bounded steps, so lowering it on a large
+/// database never stalls a commit; appends catch up a step at a time.
+pub(crate) const PRUNE_STEP: u64 = 1_000;
+
+/// What the store keeps (see [`SqliteConfig`](crate::SqliteConfig)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    /// Most events kept per channel.
+    pub(crate) events: u64,
+    /// Most messages remembered per channel (dedupe, edits, deletes).
+    pub(crate) remember: u64,
+}
+
+/// What a write needs besides the command.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    /// The epoch of every channel (the database has no resets).
+    pub(crate) fresh_epoch: Epoch,
+    pub(crate) retention: Retention,
+    /// The writer's clock for this batch (Unix ms), stamped on each event
+    /// for age retention.
+    pub(crate) now_ms: u64,
+}
+
+/// A store command, sorted by what it needs: a read can be served by a
+/// reader connection, a write only by the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Command {
+    Read(ReadCommand),
+    Write(WriteCommand),
+}
+
+/// A command that only reads.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ReadCommand {
+    /// [`StoreCommand::Read`].
+    Read {
+        channel: ChannelId,
+        from: ReadFrom,
+        limit: u64,
+        max_bytes: usize,
+    },
+    /// [`StoreCommand::Head`].
+    Head { channel: ChannelId },
+}
+
+/// A command that may write.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WriteCommand {
+    /// [`StoreCommand::Append`].
+    Append {
+        channel: ChannelId,
+        entries: Vec<AppendEntry>,
+    },
+    /// [`StoreCommand::SetReceipt`].
+    SetReceipt {
+        channel: ChannelId,
+        user: UserId,
+        up_to: Seq,
+    },
+}
+
+impl From<StoreCommand> for Command {
+    fn from(cmd: StoreCommand) -> Self {
+        match cmd {
+            StoreCommand::Read {
+                channel,
+                from,
+                limit,
+                max_bytes,
+            } => Command::Read(ReadCommand::Read {
+                channel,
+                from,
+                limit,
+                max_bytes,
+            }),
+            StoreCommand::Head { channel } => Command::Read(ReadCommand::Head { channel }),
+            StoreCommand::Append { channel, entries } => {
+                Command::Write(WriteCommand::Append { channel, entries })
+            }
+            StoreCommand::SetReceipt {
+                channel,
+                user,
+                up_to,
+            } => Command::Write(WriteCommand::SetReceipt {
+                channel,
+                user,
+                up_to,
+            }),
+        }
+    }
+}
+
 /// Executes one command on `conn`, which is inside a transaction.
-pub(crate) fn execute(
-    conn: &Connection,
-    next_epoch: &mut u64,
-    cmd: StoreCommand,
-) -> OpResult<StoreReply> {
+pub(crate) fn execute(conn: &Connection, ctx: &Ctx, cmd: Command) -> OpResult<StoreReply> {
     match cmd {
-        StoreCommand::Append { channel, entries } => {
-            let mut log = Log::touch(conn, next_epoch, &channel)?;
-            let head = log.head;
+        Command::Read(read) => execute_read(conn, ctx.fresh_epoch, read),
+        Command::Write(WriteCommand::Append { channel, entries }) => {
+            let mut log = Log::load(conn, ctx.fresh_epoch, &channel)?;
+            let before = (log.head, log.messages);
             let outcomes = entries
                 .into_iter()
-                .map(|entry| log.append(conn, entry))
+                .map(|entry| log.append(conn, ctx.now_ms, entry))
                 .collect::<OpResult<Vec<_>>>()?;
-            if log.head != head {
-                log.save_head(conn)?;
+            // Nothing appended (all refused or duplicates): nothing written,
+            // not even the channel's row.
+            if (log.head, log.messages) != before {
+                log.forget_beyond(conn, ctx.retention)?;
+                log.save(conn)?;
             }
             Ok(StoreReply::Appended(outcomes))
         }
-        StoreCommand::Read {
+        Command::Write(WriteCommand::SetReceipt {
+            channel,
+            user,
+            up_to,
+        }) => Log::load(conn, ctx.fresh_epoch, &channel)?.set_receipt(conn, &user, up_to),
+    }
+}
+
+/// Executes a read on `conn`, inside a read transaction (one snapshot).
+pub(crate) fn execute_read(
+    conn: &Connection,
+    fresh_epoch: Epoch,
+    cmd: ReadCommand,
+) -> OpResult<StoreReply> {
+    match cmd {
+        ReadCommand::Read {
             channel,
             from,
             limit,
             max_bytes,
         } => Ok(StoreReply::Events(
-            Log::touch(conn, next_epoch, &channel)?.read(conn, from, limit, max_bytes)?,
+            Log::load(conn, fresh_epoch, &channel)?.read(conn, from, limit, max_bytes)?,
         )),
-        StoreCommand::Head { channel } => {
-            let log = Log::touch(conn, next_epoch, &channel)?;
+        ReadCommand::Head { channel } => {
+            let log = Log::load(conn, fresh_epoch, &channel)?;
             Ok(StoreReply::Head {
                 epoch: log.epoch,
                 head: log.head,
             })
         }
-        StoreCommand::SetReceipt {
-            channel,
-            user,
-            up_to,
-        } => Log::touch(conn, next_epoch, &channel)?.set_receipt(conn, &user, up_to),
     }
 }
 
-/// A channel's row: its identity and head.
+/// A channel's row: its identity, head and how many messages it remembers.
+/// A channel nobody wrote to has no row: it reads as an empty log with the
+/// database's fresh epoch, and gets its row with its first append.
 struct Log {
     channel: ChannelId,
     epoch: Epoch,
     head: Seq,
+    /// Rows of `messages` for this channel (dedupe memory).
+    messages: u64,
 }
 
 impl Log {
-    /// Loads the channel, creating it (with the next epoch) on first touch
-    /// so its epoch is fixed from the first read on.
-    fn touch(conn: &Connection, next_epoch: &mut u64, channel: &ChannelId) -> OpResult<Log> {
-        let row: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT epoch, head FROM channels WHERE channel = ?1")?
-            .query_row([channel.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+    /// Loads the channel; one that was never written is empty, with the
+    /// fresh epoch. Writes nothing.
+    fn load(conn: &Connection, fresh_epoch: Epoch, channel: &ChannelId) -> OpResult<Log> {
+        let row: Option<(i64, i64, i64)> = conn
+            .prepare_cached("SELECT epoch, head, messages FROM channels WHERE channel = ?1")?
+            .query_row([channel.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
-        if let Some((epoch, head)) = row {
-            return Ok(Log {
-                channel: channel.clone(),
-                epoch: Epoch(to_u64(epoch)?),
-                head: Seq(to_u64(head)?),
-            });
-        }
-        let epoch = *next_epoch;
-        conn.prepare_cached("INSERT INTO channels (channel, epoch, head) VALUES (?1, ?2, 0)")?
-            .execute(params![channel.as_str(), to_i64(epoch)?])?;
-        conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_epoch'")?
-            .execute([to_i64(epoch.saturating_add(1))?])?;
-        *next_epoch = epoch.saturating_add(1);
+        let (epoch, head, messages) = match row {
+            Some((epoch, head, messages)) => {
+                (Epoch(to_u64(epoch)?), to_u64(head)?, to_u64(messages)?)
+            }
+            None => (fresh_epoch, 0, 0),
+        };
         Ok(Log {
             channel: channel.clone(),
-            epoch: Epoch(epoch),
-            head: Seq::ZERO,
+            epoch,
+            head: Seq(head),
+            messages,
         })
     }
 
     /// Appends one entry and moves the head past it when committed.
-    fn append(&mut self, conn: &Connection, entry: AppendEntry) -> OpResult<AppendOutcome> {
+    fn append(
+        &mut self,
+        conn: &Connection,
+        at: u64,
+        entry: AppendEntry,
+    ) -> OpResult<AppendOutcome> {
         let outcome = match entry {
             AppendEntry::Message {
                 author,
                 client_msg_id,
                 body,
                 ts,
-            } => self.append_message(conn, author, client_msg_id, body, ts),
+            } => self.append_message(conn, at, author, client_msg_id, body, ts),
             AppendEntry::Update {
                 target,
                 actor,
                 rule,
                 body,
-            } => self.append_update(conn, target, &actor, rule, body),
+            } => self.append_update(conn, at, target, &actor, rule, body),
             AppendEntry::Delete {
                 target,
                 actor,
                 rule,
-            } => self.append_delete(conn, target, &actor, rule),
+            } => self.append_delete(conn, at, target, &actor, rule),
         }?;
         if let AppendOutcome::Appended(event) = &outcome {
             self.head = event.seq();
@@ -128,8 +237,9 @@ impl Log {
     }
 
     fn append_message(
-        &self,
+        &mut self,
         conn: &Connection,
+        at: u64,
         author: UserId,
         client_msg_id: ClientMsgId,
         body: Body,
@@ -141,8 +251,8 @@ impl Log {
         // common case) costs one index probe, not two.
         let inserted = conn
             .prepare_cached(
-                "INSERT INTO messages (channel, message_id, author, client_msg_id, seq, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO messages (channel, message_id, author, client_msg_id, seq, ts, body_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)
                  ON CONFLICT (channel, author, client_msg_id) DO NOTHING",
             )?
             .execute(params![
@@ -173,8 +283,10 @@ impl Log {
                 ts: to_u64(ts)?,
             })));
         }
+        self.messages += 1;
         self.commit(
             conn,
+            at,
             LogEvent::Message(NewMessage {
                 channel_id: self.channel.clone(),
                 seq,
@@ -187,42 +299,67 @@ impl Log {
         )
     }
 
-    /// The target's author and deletion seq, if the message exists.
-    fn target(
-        &self,
-        conn: &Connection,
-        target: &MessageId,
-    ) -> OpResult<Option<(String, Option<i64>)>> {
-        Ok(conn
+    /// The target's author, and where its latest body is (`None` once it
+    /// is deleted, with the deletion's seq), if the message is remembered.
+    fn target(&self, conn: &Connection, target: &MessageId) -> OpResult<Option<Target>> {
+        let row: Option<(String, Option<i64>, Option<i64>)> = conn
             .prepare_cached(
-                "SELECT author, deleted_seq FROM messages WHERE channel = ?1 AND message_id = ?2",
+                "SELECT author, deleted_seq, body_seq FROM messages
+                 WHERE channel = ?1 AND message_id = ?2",
             )?
             .query_row(params![self.channel.as_str(), target.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
-            .optional()?)
+            .optional()?;
+        let Some((author, deleted, body)) = row else {
+            return Ok(None);
+        };
+        let state = match (deleted, body) {
+            (Some(seq), _) => TargetState::Deleted(Seq(to_u64(seq)?)),
+            (None, Some(seq)) => TargetState::Live {
+                body: Seq(to_u64(seq)?),
+            },
+            (None, None) => return Err(OpError::Corrupt(format!("message {target} has no body"))),
+        };
+        Ok(Some(Target { author, state }))
     }
 
     fn append_update(
         &self,
         conn: &Connection,
+        at: u64,
         target: MessageId,
         actor: &UserId,
         rule: ModifyRule,
         body: Body,
     ) -> OpResult<AppendOutcome> {
         // Existence (and not deleted) is checked before authorship.
-        let Some((author, None)) = self.target(conn, &target)? else {
+        let Some(Target {
+            author,
+            state: TargetState::Live { body: superseded },
+        }) = self.target(conn, &target)?
+        else {
             return Ok(AppendOutcome::Refused(Refusal::NotFound));
         };
         if !allowed(rule, &author, actor) {
             return Ok(AppendOutcome::Refused(Refusal::Forbidden));
         }
+        let seq = self.head.next();
+        self.drop_body(conn, superseded)?;
+        conn.prepare_cached(
+            "UPDATE messages SET body_seq = ?3 WHERE channel = ?1 AND message_id = ?2",
+        )?
+        .execute(params![
+            self.channel.as_str(),
+            target.as_str(),
+            to_i64(seq.0)?
+        ])?;
         self.commit(
             conn,
+            at,
             LogEvent::Updated(MessageUpdated {
                 channel_id: self.channel.clone(),
-                seq: self.head.next(),
+                seq,
                 message_id: target,
                 body: Some(body),
             }),
@@ -232,24 +369,28 @@ impl Log {
     fn append_delete(
         &self,
         conn: &Connection,
+        at: u64,
         target: MessageId,
         actor: &UserId,
         rule: ModifyRule,
     ) -> OpResult<AppendOutcome> {
-        let Some((author, deleted)) = self.target(conn, &target)? else {
+        let Some(Target { author, state }) = self.target(conn, &target)? else {
             return Ok(AppendOutcome::Refused(Refusal::NotFound));
         };
         if !allowed(rule, &author, actor) {
             return Ok(AppendOutcome::Refused(Refusal::Forbidden));
         }
-        if let Some(seq) = deleted {
-            return Ok(AppendOutcome::Duplicate(Existing::Deletion {
-                seq: Seq(to_u64(seq)?),
-            }));
-        }
+        let superseded = match state {
+            TargetState::Deleted(seq) => {
+                return Ok(AppendOutcome::Duplicate(Existing::Deletion { seq }));
+            }
+            TargetState::Live { body } => body,
+        };
         let seq = self.head.next();
+        self.drop_body(conn, superseded)?;
         conn.prepare_cached(
-            "UPDATE messages SET deleted_seq = ?3 WHERE channel = ?1 AND message_id = ?2",
+            "UPDATE messages SET deleted_seq = ?3, body_seq = NULL
+             WHERE channel = ?1 AND message_id = ?2",
         )?
         .execute(params![
             self.channel.as_str(),
@@ -258,6 +399,7 @@ impl Log {
         ])?;
         self.commit(
             conn,
+            at,
             LogEvent::Deleted(MessageDeleted {
                 channel_id: self.channel.clone(),
                 seq,
@@ -266,21 +408,74 @@ impl Log {
         )
     }
 
-    /// Records `event` at `head + 1`; the caller moves the head (once per
-    /// command, with [`Log::save_head`]).
-    fn commit(&self, conn: &Connection, event: LogEvent) -> OpResult<AppendOutcome> {
+    /// Makes the entry at `seq` a tombstone, if it is still retained: a
+    /// later edit or the deletion superseded the body it holds.
+    fn drop_body(&self, conn: &Connection, seq: Seq) -> OpResult<()> {
+        let seq = to_i64(seq.0)?;
+        let json: Option<String> = conn
+            .prepare_cached("SELECT event FROM events WHERE channel = ?1 AND seq = ?2")?
+            .query_row(params![self.channel.as_str(), seq], |r| r.get(0))
+            .optional()?;
+        let Some(json) = json else {
+            return Ok(());
+        };
+        let mut event: LogEvent =
+            serde_json::from_str(&json).map_err(|e| OpError::Corrupt(e.to_string()))?;
+        event.drop_body();
+        let json = serde_json::to_string(&event).map_err(|e| OpError::Corrupt(e.to_string()))?;
+        conn.prepare_cached("UPDATE events SET event = ?3 WHERE channel = ?1 AND seq = ?2")?
+            .execute(params![self.channel.as_str(), seq, json])?;
+        Ok(())
+    }
+
+    /// Records `event` at `head + 1`, stamped `at` (the writer's clock);
+    /// the caller moves the head (once per command, with [`Log::save`]).
+    fn commit(&self, conn: &Connection, at: u64, event: LogEvent) -> OpResult<AppendOutcome> {
         let seq = to_i64(event.seq().0)?;
         let json = serde_json::to_string(&event).map_err(|e| OpError::Corrupt(e.to_string()))?;
-        conn.prepare_cached("INSERT INTO events (channel, seq, event) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.channel.as_str(), seq, json])?;
+        conn.prepare_cached(
+            "INSERT INTO events (channel, seq, at, event) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![self.channel.as_str(), seq, to_i64(at)?, json])?;
         Ok(AppendOutcome::Appended(event))
     }
 
-    /// Stores the head reached by the appends of one command: one row
-    /// update per batch instead of one per event.
-    fn save_head(&self, conn: &Connection) -> OpResult<()> {
-        conn.prepare_cached("UPDATE channels SET head = ?2 WHERE channel = ?1")?
-            .execute(params![self.channel.as_str(), to_i64(self.head.0)?])?;
+    /// Drops what falls out of retention after an append, a bounded step
+    /// at a time: the oldest events beyond the newest `retention.events`,
+    /// and the oldest messages' rows beyond the newest `retention.remember`.
+    fn forget_beyond(&mut self, conn: &Connection, retention: Retention) -> OpResult<()> {
+        if let Some(cut) = self.head.0.checked_sub(retention.events) {
+            delete_events_through(conn, &self.channel, cut, PRUNE_STEP)?;
+        }
+        if let Some(excess) = self.messages.checked_sub(retention.remember) {
+            let forgotten = conn
+                .prepare_cached(
+                    "DELETE FROM messages WHERE channel = ?1 AND seq IN
+                     (SELECT seq FROM messages WHERE channel = ?1 ORDER BY seq LIMIT ?2)",
+                )?
+                .execute(params![
+                    self.channel.as_str(),
+                    to_i64(excess.min(PRUNE_STEP))?
+                ])?;
+            self.messages -= forgotten as u64;
+        }
+        Ok(())
+    }
+
+    /// Stores the head and message count reached by one command's appends
+    /// (creating the channel's row on its first append): one row write
+    /// per command instead of one per event.
+    fn save(&self, conn: &Connection) -> OpResult<()> {
+        conn.prepare_cached(
+            "INSERT INTO channels (channel, epoch, head, messages) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (channel) DO UPDATE SET head = excluded.head, messages = excluded.messages",
+        )?
+        .execute(params![
+            self.channel.as_str(),
+            to_i64(self.epoch.0)?,
+            to_i64(self.head.0)?,
+            to_i64(self.messages)?
+        ])?;
         Ok(())
     }
 
@@ -292,9 +487,16 @@ impl Log {
         max_bytes: usize,
     ) -> OpResult<Page> {
         let limit = limit.min(READ_LIMIT_MAX);
-        // Everything is retained: history starts at seq 1. The stored text
-        // is the event's compact JSON, so its length is its wire length:
-        // rows past the byte budget are measured, never parsed.
+        // Retained history starts at the oldest row (rows go oldest first).
+        let oldest: Option<i64> = conn
+            .prepare_cached("SELECT min(seq) FROM events WHERE channel = ?1")?
+            .query_row([self.channel.as_str()], |r| r.get(0))?;
+        let oldest_retained = match oldest {
+            Some(seq) => Seq(to_u64(seq)?),
+            None => self.head.next(),
+        };
+        // The stored text is the event's compact JSON, so its length is its
+        // wire length: rows past the byte budget are measured, never parsed.
         let (sql, bound) = match from {
             ReadFrom::After(after) => (
                 "SELECT event FROM events WHERE channel = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -332,7 +534,7 @@ impl Log {
             more: !events.is_empty() && last < self.head,
             events,
             head: self.head,
-            oldest_retained: Seq(1),
+            oldest_retained,
         })
     }
 
@@ -346,6 +548,8 @@ impl Log {
             .optional()?;
         let current = Seq(current.map(to_u64).transpose()?.unwrap_or(0));
         if up_to <= current {
+            // Nothing to write (and for a channel nobody wrote to, up_to
+            // is 0 here: nothing is created).
             return Ok(StoreReply::Receipt {
                 up_to: current,
                 advanced: false,
@@ -367,6 +571,40 @@ impl Log {
     }
 }
 
+/// What the store remembers of an edit or delete target.
+struct Target {
+    author: String,
+    state: TargetState,
+}
+
+enum TargetState {
+    /// Not deleted; `body` is the entry holding its latest body.
+    Live { body: Seq },
+    /// Deleted by the entry at this seq.
+    Deleted(Seq),
+}
+
+/// Deletes the oldest events of `channel` up to seq `through`, at most
+/// `step` of them (retained history stays contiguous: it only loses its
+/// oldest rows). Returns how many went.
+pub(crate) fn delete_events_through(
+    conn: &Connection,
+    channel: &ChannelId,
+    through: u64,
+    step: u64,
+) -> OpResult<usize> {
+    let oldest: Option<i64> = conn
+        .prepare_cached("SELECT min(seq) FROM events WHERE channel = ?1")?
+        .query_row([channel.as_str()], |r| r.get(0))?;
+    let Some(oldest) = oldest else {
+        return Ok(0);
+    };
+    let last = through.min(to_u64(oldest)?.saturating_add(step - 1));
+    Ok(conn
+        .prepare_cached("DELETE FROM events WHERE channel = ?1 AND seq <= ?2")?
+        .execute(params![channel.as_str(), to_i64(last)?])?)
+}
+
 fn allowed(rule: ModifyRule, author: &str, actor: &UserId) -> bool {
     match rule {
         ModifyRule::AuthorOnly => author == actor.as_str(),
@@ -378,10 +616,10 @@ fn message_id(s: String) -> OpResult<MessageId> {
     MessageId::new(s).map_err(|e| OpError::Corrupt(e.to_string()))
 }
 
-fn to_u64(v: i64) -> OpResult<u64> {
+pub(crate) fn to_u64(v: i64) -> OpResult<u64> {
     u64::try_from(v).map_err(|_| OpError::Corrupt(format!("negative number {v}")))
 }
 
-fn to_i64(v: u64) -> OpResult<i64> {
+pub(crate) fn to_i64(v: u64) -> OpResult<i64> {
     i64::try_from(v).map_err(|_| OpError::Corrupt(format!("number {v} beyond sqlite's range")))
 }

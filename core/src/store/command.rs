@@ -1,6 +1,7 @@
 //! Store commands, replies and errors: plain data any engine can execute.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::wire::{Body, LogEvent, SendAck};
@@ -8,6 +9,23 @@ use crate::wire::{Body, LogEvent, SendAck};
 /// The most events one [`StoreCommand::Read`] returns, whatever it asks:
 /// enough for a full join recovery page, small enough to bound one reply.
 pub const READ_LIMIT_MAX: u64 = 1_000;
+
+/// Events a store keeps per channel by default: ten full join recoveries
+/// (1,000 events each), far more than a chat view scrolls back, and at
+/// most about 640 MiB of the largest bodies in one channel. A position
+/// older than what is kept is answered as truncated (`recovered: false`).
+pub const RETAIN_EVENTS_DEFAULT: u64 = 10_000;
+
+/// How long a store keeps an event by default: ninety days. History is
+/// read in the days after it was written; ninety days is what hosted chats
+/// commonly keep on their free plans, and it empties a channel nobody
+/// writes to any more.
+pub const RETAIN_AGE_DEFAULT: Duration = Duration::from_secs(90 * 24 * 3_600);
+
+/// Messages a store remembers per channel for dedupe, edits and deletes,
+/// by default: the contract's minimum (the module docs), so a retry of
+/// any of them is still recognised long after its event was dropped.
+pub const REMEMBER_DEFAULT: u64 = 100_000;
 
 /// Correlates a store command with its completion. Assigned by the server
 /// machine, increasing from 1; the driver hands it back unchanged.

@@ -1,10 +1,14 @@
 //! [`MemStore`]: the reference store, in memory, synchronous.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::ids::{ChannelId, Epoch, Seq};
-use crate::store::mem_log::ChannelLog;
-use crate::store::{StoreCommand, StoreError, StoreReply};
+use crate::store::mem_log::{ChannelLog, Limits};
+use crate::store::{
+    REMEMBER_DEFAULT, RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, StoreCommand, StoreError,
+    StoreReply,
+};
 use crate::wire::LogEvent;
 
 /// Limits and identities of a [`MemStore`].
@@ -12,13 +16,24 @@ use crate::wire::LogEvent;
 pub struct MemStoreConfig {
     /// Events kept per channel; older ones are dropped, and a position
     /// before them can no longer be recovered exactly (joins say
-    /// `recovered: false`, history pages start later). Default 10,000.
+    /// `recovered: false`, history pages start later). Default
+    /// [`RETAIN_EVENTS_DEFAULT`] (10,000).
     pub retain: usize,
+    /// How long an event is kept, by the append clock (the `ts` of the
+    /// messages appended): older events are dropped when the channel is
+    /// next appended to (the memory store has no clock of its own, so an
+    /// idle channel keeps its events until then). `None` keeps events
+    /// whatever their age. Default [`RETAIN_AGE_DEFAULT`] (90 days).
+    pub retain_age: Option<Duration>,
     /// Messages remembered per channel for dedupe, edits and deletes
-    /// (the protocol promises at least 100,000). Default 100,000.
+    /// (the protocol promises at least 100,000). Default
+    /// [`REMEMBER_DEFAULT`] (100,000).
     pub remember: usize,
-    /// The epoch given to the first channel log; each new log (a first touch
-    /// or a reset) takes the next number, so epochs never repeat. Default 1.
+    /// The epoch of every channel log that was never reset: one number for
+    /// the whole store, so a channel nobody wrote to needs no log to have
+    /// an epoch (reading it creates nothing), and that epoch stays when the
+    /// first message is appended. Each reset takes the next number above
+    /// it, so a channel's epochs never repeat. Default 1.
     pub first_epoch: Epoch,
     /// Deliberate bugs for the simulator's oracle tests (unstable,
     /// test-only; see [`crate::sabotage`]). Default: none.
@@ -29,8 +44,9 @@ pub struct MemStoreConfig {
 impl Default for MemStoreConfig {
     fn default() -> Self {
         MemStoreConfig {
-            retain: 10_000,
-            remember: 100_000,
+            retain: usize::try_from(RETAIN_EVENTS_DEFAULT).unwrap_or(usize::MAX),
+            retain_age: Some(RETAIN_AGE_DEFAULT),
+            remember: usize::try_from(REMEMBER_DEFAULT).unwrap_or(usize::MAX),
             first_epoch: Epoch(1),
             #[cfg(feature = "sabotage")]
             sabotage: crate::sabotage::Sabotage::default(),
@@ -56,7 +72,8 @@ pub enum FailMode {
 
 /// The in-memory reference implementation of the store contract (see the
 /// [module docs](crate::store)): per-channel logs with contiguous seqs from
-/// 1, one epoch per log, bounded retention and bounded dedupe memory.
+/// 1, one epoch per log, bounded retention and bounded dedupe memory. A
+/// channel gets a log on its first append (or reset), never on a read.
 ///
 /// It is synchronous and deterministic, so the simulator and the tests run it
 /// inline; the server driver wraps it like any other store.
@@ -64,6 +81,7 @@ pub enum FailMode {
 pub struct MemStore {
     config: MemStoreConfig,
     channels: BTreeMap<ChannelId, ChannelLog>,
+    /// The epoch the next reset takes.
     next_epoch: u64,
     fail: FailMode,
 }
@@ -72,7 +90,7 @@ impl MemStore {
     /// An empty store with the given limits.
     #[must_use]
     pub fn new(config: MemStoreConfig) -> Self {
-        let next_epoch = config.first_epoch.0;
+        let next_epoch = config.first_epoch.0.saturating_add(1);
         MemStore {
             config,
             channels: BTreeMap::new(),
@@ -125,20 +143,25 @@ impl MemStore {
                 limit,
                 max_bytes,
             } => Ok(StoreReply::Events(
-                self.log_mut(channel).read(from, limit, max_bytes),
+                self.with_log(channel, |log| log.read(from, limit, max_bytes)),
             )),
-            StoreCommand::Head { channel } => {
-                let log = self.log_mut(channel);
-                Ok(StoreReply::Head {
-                    epoch: log.epoch(),
-                    head: log.head(),
-                })
-            }
+            StoreCommand::Head { channel } => Ok(self.with_log(channel, |log| StoreReply::Head {
+                epoch: log.epoch(),
+                head: log.head(),
+            })),
             StoreCommand::SetReceipt {
                 channel,
                 user,
                 up_to,
-            } => Ok(self.log_mut(channel).set_receipt(user, up_to)),
+            } => {
+                let (epoch, limits) = (self.config.first_epoch, self.limits());
+                Ok(match self.channels.get_mut(&channel) {
+                    Some(log) => log.set_receipt(user, up_to),
+                    // Nothing was written: its head is 0, so no watermark
+                    // can advance; the empty log it stands for answers.
+                    None => ChannelLog::new(channel, epoch, limits).set_receipt(user, up_to),
+                })
+            }
         }
     }
 
@@ -157,16 +180,12 @@ impl MemStore {
     /// lost: clients holding a position in the old epoch start over.
     pub fn reset_channel(&mut self, channel: &ChannelId) {
         let epoch = self.take_epoch();
-        let log = ChannelLog::new(
-            channel.clone(),
-            epoch,
-            self.config.retain,
-            self.config.remember,
-        );
+        let log = ChannelLog::new(channel.clone(), epoch, self.limits());
         self.channels.insert(channel.clone(), log);
     }
 
-    /// The epoch and head of a channel the store has seen, for oracles.
+    /// The epoch and head of a channel the store has a log for (one that
+    /// was appended to or reset), for oracles.
     #[must_use]
     pub fn head(&self, channel: &ChannelId) -> Option<(Epoch, Seq)> {
         self.channels.get(channel).map(|l| (l.epoch(), l.head()))
@@ -205,16 +224,38 @@ impl MemStore {
         e
     }
 
-    /// A channel's log, created on first touch so its epoch is fixed from the
-    /// first read on.
+    fn limits(&self) -> Limits {
+        Limits {
+            retain: self.config.retain,
+            retain_age_ms: self
+                .config
+                .retain_age
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            remember: self.config.remember,
+        }
+    }
+
+    /// A channel's log for an append, created on the first one with the
+    /// store's fresh epoch.
     fn log_mut(&mut self, channel: ChannelId) -> &mut ChannelLog {
-        let next = &mut self.next_epoch;
-        let config = &self.config;
-        self.channels.entry(channel).or_insert_with_key(|c| {
-            let epoch = Epoch(*next);
-            *next = next.saturating_add(1);
-            ChannelLog::new(c.clone(), epoch, config.retain, config.remember)
-        })
+        let (epoch, limits) = (self.config.first_epoch, self.limits());
+        self.channels
+            .entry(channel)
+            .or_insert_with_key(|c| ChannelLog::new(c.clone(), epoch, limits))
+    }
+
+    /// Answers a read from the channel's log, or from the empty log a
+    /// channel nobody wrote to stands for (created for the answer only, so
+    /// a read writes nothing).
+    fn with_log<T>(&self, channel: ChannelId, read: impl FnOnce(&ChannelLog) -> T) -> T {
+        match self.channels.get(&channel) {
+            Some(log) => read(log),
+            None => read(&ChannelLog::new(
+                channel,
+                self.config.first_epoch,
+                self.limits(),
+            )),
+        }
     }
 }
 

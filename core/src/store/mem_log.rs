@@ -1,5 +1,7 @@
 //! One channel's log inside [`MemStore`](super::MemStore): events, message
-//! metadata, dedupe keys and read watermarks, all bounded.
+//! metadata, dedupe keys and read watermarks, all bounded. An edit or a
+//! deletion turns the entry that held the message's body into a tombstone,
+//! so only the latest body of a live message is kept.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -23,8 +25,30 @@ struct MessageMeta {
 
 #[derive(Debug, Clone, Copy)]
 enum MessageState {
-    Live,
+    /// Not deleted; `body` is the entry holding its latest body (the
+    /// message itself, or its latest edit).
+    Live { body: Seq },
+    /// Deleted by the entry at `seq`.
     Deleted { seq: Seq },
+}
+
+/// A channel log's bounds (see [`MemStoreConfig`](super::MemStoreConfig)).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Most events kept.
+    pub(super) retain: usize,
+    /// Oldest event kept, in ms behind the newest append time.
+    pub(super) retain_age_ms: Option<u64>,
+    /// Most messages remembered for dedupe, edits and deletes.
+    pub(super) remember: usize,
+}
+
+/// A retained event and the append time it was committed at (the `ts` of
+/// the latest message appended), which age retention measures.
+#[derive(Debug, Clone)]
+struct Stored {
+    at: u64,
+    event: LogEvent,
 }
 
 /// A channel log with bounded retention and bounded dedupe memory.
@@ -33,28 +57,29 @@ pub(super) struct ChannelLog {
     channel: ChannelId,
     epoch: Epoch,
     head: Seq,
-    /// The newest `retain` events; contiguous, ending at `head`.
-    events: VecDeque<LogEvent>,
-    retain: usize,
+    /// The newest retained events; contiguous, ending at `head`.
+    events: VecDeque<Stored>,
+    limits: Limits,
+    /// The append clock: the newest `ts` of a message appended.
+    now: u64,
     /// The newest `remember` messages by id, with their creation order.
     messages: BTreeMap<MessageId, MessageMeta>,
     message_order: VecDeque<MessageId>,
-    remember: usize,
     dedupe: BTreeMap<(UserId, ClientMsgId), MessageId>,
     receipts: BTreeMap<UserId, Seq>,
 }
 
 impl ChannelLog {
-    pub(super) fn new(channel: ChannelId, epoch: Epoch, retain: usize, remember: usize) -> Self {
+    pub(super) fn new(channel: ChannelId, epoch: Epoch, limits: Limits) -> Self {
         ChannelLog {
             channel,
             epoch,
             head: Seq::ZERO,
             events: VecDeque::new(),
-            retain,
+            limits,
+            now: 0,
             messages: BTreeMap::new(),
             message_order: VecDeque::new(),
-            remember,
             dedupe: BTreeMap::new(),
             receipts: BTreeMap::new(),
         }
@@ -68,14 +93,21 @@ impl ChannelLog {
         self.head
     }
 
-    pub(super) fn events(&self) -> impl Iterator<Item = &LogEvent> {
-        self.events.iter()
+    pub(super) fn events(&self) -> impl DoubleEndedIterator<Item = &LogEvent> + Clone {
+        self.events.iter().map(|s| &s.event)
     }
 
     /// The retained event at `seq`, if any.
     pub(super) fn event(&self, seq: Seq) -> Option<&LogEvent> {
+        self.events.get(self.index(seq)?).map(|s| &s.event)
+    }
+
+    /// Where the event at `seq` sits in `events`, if it is retained.
+    fn index(&self, seq: Seq) -> Option<usize> {
         let offset = seq.0.checked_sub(self.oldest_retained().0)?;
-        self.events.get(usize::try_from(offset).ok()?)
+        usize::try_from(offset)
+            .ok()
+            .filter(|i| *i < self.events.len())
     }
 
     /// The lowest readable seq; `head + 1` when nothing is retained.
@@ -91,12 +123,12 @@ impl ChannelLog {
                 let start = after.0.saturating_add(1).max(oldest.0);
                 // `start >= oldest` here, so the index is inside the deque.
                 let skip = usize::try_from(start - oldest.0).unwrap_or(usize::MAX);
-                let window = self.events.iter().skip(skip).take(limit);
+                let window = self.events().skip(skip).take(limit);
                 let n = fitting(window.clone().map(LogEvent::wire_len), max_bytes);
                 window.take(n).cloned().collect()
             }
             ReadFrom::Latest => {
-                let window = self.events.iter().rev().take(limit);
+                let window = self.events().rev().take(limit);
                 let n = fitting(window.clone().map(LogEvent::wire_len), max_bytes);
                 let mut newest: Vec<LogEvent> = window.take(n).cloned().collect();
                 newest.reverse();
@@ -176,11 +208,12 @@ impl ChannelLog {
                 client_msg_id,
                 seq,
                 ts,
-                state: MessageState::Live,
+                state: MessageState::Live { body: seq },
             },
         );
         self.message_order.push_back(message_id);
         self.forget_beyond_memory();
+        self.now = self.now.max(ts);
         self.commit(event)
     }
 
@@ -191,17 +224,19 @@ impl ChannelLog {
         rule: ModifyRule,
         body: Body,
     ) -> AppendOutcome {
+        let seq = self.head.next();
         // Existence (and not deleted) is checked before authorship.
-        let Some(meta) = self.messages.get(&target) else {
+        let Some(meta) = self.messages.get_mut(&target) else {
             return AppendOutcome::Refused(Refusal::NotFound);
         };
-        if let MessageState::Deleted { .. } = meta.state {
+        let MessageState::Live { body: superseded } = meta.state else {
             return AppendOutcome::Refused(Refusal::NotFound);
-        }
+        };
         if !allowed(rule, &meta.author, actor) {
             return AppendOutcome::Refused(Refusal::Forbidden);
         }
-        let seq = self.head.next();
+        meta.state = MessageState::Live { body: seq };
+        self.drop_body(superseded);
         self.commit(LogEvent::Updated(MessageUpdated {
             channel_id: self.channel.clone(),
             seq,
@@ -223,10 +258,14 @@ impl ChannelLog {
         if !allowed(rule, &meta.author, actor) {
             return AppendOutcome::Refused(Refusal::Forbidden);
         }
-        if let MessageState::Deleted { seq } = meta.state {
-            return AppendOutcome::Duplicate(Existing::Deletion { seq });
-        }
+        let superseded = match meta.state {
+            MessageState::Deleted { seq } => {
+                return AppendOutcome::Duplicate(Existing::Deletion { seq });
+            }
+            MessageState::Live { body } => body,
+        };
         meta.state = MessageState::Deleted { seq };
+        self.drop_body(superseded);
         self.commit(LogEvent::Deleted(MessageDeleted {
             channel_id: self.channel.clone(),
             seq,
@@ -238,14 +277,17 @@ impl ChannelLog {
         if up_to > self.head {
             return StoreReply::Refused(Refusal::BeyondHead { head: self.head });
         }
-        let current = self.receipts.entry(user).or_insert(Seq::ZERO);
-        let advanced = up_to > *current;
-        if advanced {
-            *current = up_to;
+        let current = self.receipts.get(&user).copied().unwrap_or(Seq::ZERO);
+        if up_to <= current {
+            return StoreReply::Receipt {
+                up_to: current,
+                advanced: false,
+            };
         }
+        self.receipts.insert(user, up_to);
         StoreReply::Receipt {
-            up_to: *current,
-            advanced,
+            up_to,
+            advanced: true,
         }
     }
 
@@ -255,18 +297,36 @@ impl ChannelLog {
         self.dedupe.clear();
     }
 
-    /// Records `event` at `head + 1` and drops what falls out of retention.
+    /// Records `event` at `head + 1` and drops what falls out of retention
+    /// (by count, and by age on the append clock).
     fn commit(&mut self, event: LogEvent) -> AppendOutcome {
         self.head = event.seq();
-        self.events.push_back(event.clone());
-        while self.events.len() > self.retain {
+        self.events.push_back(Stored {
+            at: self.now,
+            event: event.clone(),
+        });
+        let cutoff = self
+            .limits
+            .retain_age_ms
+            .map_or(0, |age| self.now.saturating_sub(age));
+        while self.events.len() > self.limits.retain
+            || self.events.front().is_some_and(|s| s.at < cutoff)
+        {
             self.events.pop_front();
         }
         AppendOutcome::Appended(event)
     }
 
+    /// Makes the retained entry at `seq` a tombstone: a later edit or the
+    /// deletion superseded the body it holds.
+    fn drop_body(&mut self, seq: Seq) {
+        if let Some(stored) = self.index(seq).and_then(|i| self.events.get_mut(i)) {
+            stored.event.drop_body();
+        }
+    }
+
     fn forget_beyond_memory(&mut self) {
-        while self.message_order.len() > self.remember {
+        while self.message_order.len() > self.limits.remember {
             let Some(old) = self.message_order.pop_front() else {
                 break;
             };

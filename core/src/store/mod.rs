@@ -23,9 +23,24 @@
 //!   message's id, seq and ts. The memory covers at least the last 100,000
 //!   messages of a channel.
 //! - **Epochs.** A channel's log has an identity ([`Epoch`](crate::ids::Epoch))
-//!   that changes only when the log is reset; seqs restart at 1 in a new epoch.
-//!   Reading a channel that was never written still reports its epoch, and
-//!   that epoch stays the same when the first message is appended.
+//!   that changes only when the log is reset; seqs restart at 1 in a new epoch,
+//!   and a channel's epochs never repeat. Reading a channel that was never
+//!   written still reports its epoch, and that epoch stays the same when the
+//!   first message is appended. Channels may share an epoch (the stores here
+//!   give every never-reset log one per-store number).
+//! - **Reads write nothing.** A read, a head query or a receipt that cannot
+//!   advance changes nothing and creates nothing, whatever channel it names:
+//!   joining a million names costs no storage.
+//! - **Edits and deletes supersede bodies.** Only the latest body of a live
+//!   message is kept: an edit turns the entry that held the body (the message,
+//!   or the previous edit) into a tombstone, and a deletion does so too, so a
+//!   replay no longer carries what was replaced or deleted. A tombstone keeps
+//!   everything but the body (seq, message id, author, client message id,
+//!   ts); the append's own outcome (the broadcast) always carries its body.
+//! - **Retention.** A store may drop a channel's oldest events (by count or
+//!   age); what it keeps is contiguous and ends at the head, and every read
+//!   says where it begins (`oldest_retained`). Dedupe, edit and delete
+//!   memory outlives the events (see above).
 //! - **Bounded reads.** A read returns at most [`READ_LIMIT_MAX`] events and
 //!   at most its `max_bytes` of them (by [`LogEvent::wire_len`], at least
 //!   one event), and says whether more follow and where retained history
@@ -35,18 +50,22 @@
 //! [`LogEvent::wire_len`]: crate::wire::LogEvent::wire_len
 //! - **Receipts are monotonic.** A read watermark only moves forward (max
 //!   wins) and never beyond the head.
-//! - **Failure is a reply.** A store that cannot serve answers
-//!   [`StoreError`]; the server turns it into a retryable `unavailable`.
-//!   Slowness is not modelled here: the caller simply delays handing the
-//!   completion back.
+//! - **Failure is a reply, and the truth.** A store that cannot serve answers
+//!   [`StoreError`]; the server turns it into a retryable `unavailable`. An
+//!   error means nothing of the command was committed, and an answer means
+//!   all of it was: a store that cannot tell (its engine rolled a shared
+//!   transaction back, or a commit failed half-way) finds out what is on
+//!   disk before it answers. Slowness is not modelled here: the caller
+//!   simply delays handing the completion back.
 
 mod command;
 mod mem;
 mod mem_log;
 
 pub use command::{
-    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
-    StoreCommand, StoreError, StoreOpId, StoreReply, fitting,
+    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, REMEMBER_DEFAULT,
+    RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, ReadFrom, Refusal, StoreCommand, StoreError,
+    StoreOpId, StoreReply, fitting,
 };
 pub use mem::{FailMode, MemStore, MemStoreConfig};
 

@@ -124,7 +124,7 @@ fn injected_failures_change_nothing() {
     assert!(s.execute(cmd.clone()).is_ok());
     s.set_fail_mode(FailMode::Always);
     assert!(s.execute(cmd.clone()).is_err());
-    assert!(s.channels().count() == 1);
+    assert_eq!(s.channels().count(), 0, "a head query writes nothing");
     s.set_fail_mode(FailMode::Never);
     assert_eq!(appended_seq(&send(&mut s, "g", "u", "1")), 1);
 }
@@ -159,4 +159,134 @@ fn reset_gives_a_new_epoch_and_fresh_ids() {
         s.events(&ch("g")).next(),
         Some(LogEvent::Message(_))
     ));
+}
+
+#[test]
+fn reads_of_a_never_written_channel_create_no_log() {
+    let mut s = MemStore::default();
+    let reads = [
+        StoreCommand::Head { channel: ch("x") },
+        StoreCommand::Read {
+            channel: ch("x"),
+            from: ReadFrom::Latest,
+            limit: 10,
+            max_bytes: usize::MAX,
+        },
+        StoreCommand::SetReceipt {
+            channel: ch("x"),
+            user: user("u"),
+            up_to: Seq(0),
+        },
+    ];
+    for cmd in reads {
+        s.execute(cmd).unwrap();
+    }
+    assert_eq!(s.channels().count(), 0);
+    assert_eq!(s.head(&ch("x")), None);
+    send(&mut s, "x", "u", "1");
+    assert_eq!(s.head(&ch("x")), Some((Epoch(1), Seq(1))));
+}
+
+#[test]
+fn a_reset_takes_an_epoch_no_log_of_the_store_had() {
+    let mut s = MemStore::new(MemStoreConfig {
+        first_epoch: Epoch(7),
+        ..MemStoreConfig::default()
+    });
+    send(&mut s, "a", "u", "1");
+    send(&mut s, "b", "u", "1");
+    assert_eq!(s.head(&ch("a")), Some((Epoch(7), Seq(1))));
+    s.reset_channel(&ch("a"));
+    s.reset_channel(&ch("never-written"));
+    s.reset_channel(&ch("a"));
+    assert_eq!(s.head(&ch("a")), Some((Epoch(10), Seq(0))));
+    assert_eq!(s.head(&ch("never-written")), Some((Epoch(9), Seq(0))));
+    assert_eq!(s.head(&ch("b")), Some((Epoch(7), Seq(1))));
+}
+
+fn message_at(cmid: &str, ts: u64) -> AppendEntry {
+    AppendEntry::Message {
+        author: user("u"),
+        client_msg_id: ClientMsgId::new(cmid).unwrap(),
+        body: Body::text(cmid),
+        ts,
+    }
+}
+
+#[test]
+fn age_retention_follows_the_append_clock() {
+    let mut s = MemStore::new(MemStoreConfig {
+        retain_age: Some(std::time::Duration::from_secs(1)),
+        ..MemStoreConfig::default()
+    });
+    let first = message_id(&append_one(&mut s, "g", message_at("a", 10_000)));
+    append_one(&mut s, "g", message_at("b", 10_500));
+    // An edit is stamped with the clock of the latest append (10,500).
+    append_one(
+        &mut s,
+        "g",
+        AppendEntry::Update {
+            target: first.clone(),
+            actor: user("u"),
+            rule: ModifyRule::AuthorOnly,
+            body: Body::text("a2"),
+        },
+    );
+    assert_eq!(s.oldest_retained(&ch("g")), Some(Seq(1)));
+    // 11,200: the event of 10,000 is over a second old, those of 10,500
+    // are not.
+    append_one(&mut s, "g", message_at("c", 11_200));
+    let p = read(&mut s, "g", ReadFrom::After(Seq(0)), 10);
+    assert_eq!(
+        (
+            p.oldest_retained,
+            p.events.iter().map(|e| e.seq().0).collect::<Vec<_>>()
+        ),
+        (Seq(2), vec![2, 3, 4])
+    );
+    // A message whose event is gone is still remembered: deleting it works.
+    let deleted = append_one(
+        &mut s,
+        "g",
+        AppendEntry::Delete {
+            target: first,
+            actor: user("u"),
+            rule: ModifyRule::AuthorOnly,
+        },
+    );
+    assert_eq!(appended_seq(&deleted), 5);
+    // The edit's body went with the deletion.
+    assert_eq!(s.event(&ch("g"), Seq(3)).and_then(LogEvent::body), None);
+    // Without an age limit nothing goes by age.
+    let mut keep = MemStore::new(MemStoreConfig {
+        retain_age: None,
+        ..MemStoreConfig::default()
+    });
+    append_one(&mut keep, "g", message_at("a", 0));
+    append_one(&mut keep, "g", message_at("b", u64::MAX));
+    assert_eq!(keep.oldest_retained(&ch("g")), Some(Seq(1)));
+}
+
+#[test]
+fn a_tombstone_outside_retention_is_no_error() {
+    let mut s = MemStore::new(MemStoreConfig {
+        retain: 2,
+        ..MemStoreConfig::default()
+    });
+    let first = message_id(&send(&mut s, "g", "u", "a"));
+    send(&mut s, "g", "u", "b");
+    send(&mut s, "g", "u", "c");
+    // The message's own event was dropped; the edit still commits, and
+    // carries the body until the next edit.
+    let edit = |body: &str| AppendEntry::Update {
+        target: first.clone(),
+        actor: user("u"),
+        rule: ModifyRule::AuthorOnly,
+        body: Body::text(body),
+    };
+    assert_eq!(appended_seq(&append_one(&mut s, "g", edit("a2"))), 4);
+    assert_eq!(appended_seq(&append_one(&mut s, "g", edit("a3"))), 5);
+    let p = read(&mut s, "g", ReadFrom::After(Seq(0)), 10);
+    let bodies: Vec<Option<&Body>> = p.events.iter().map(LogEvent::body).collect();
+    assert_eq!(bodies, [None, Some(&Body::text("a3"))]);
 }

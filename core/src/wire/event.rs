@@ -116,6 +116,30 @@ impl LogEvent {
         counter.0
     }
 
+    /// The body the entry carries: a message's or an edit's, while no later
+    /// edit or deletion of the message superseded it (then it is a
+    /// tombstone and carries none); a deletion never has one.
+    #[must_use]
+    pub fn body(&self) -> Option<&Body> {
+        match self {
+            LogEvent::Message(m) => m.body.as_ref(),
+            LogEvent::Updated(u) => u.body.as_ref(),
+            LogEvent::Deleted(_) => None,
+        }
+    }
+
+    /// Turns the entry into a tombstone: a store calls it on the entries of
+    /// a message whose body a later edit or deletion superseded, so a
+    /// replay no longer carries what the author replaced or deleted.
+    /// Everything but the body stays.
+    pub fn drop_body(&mut self) {
+        match self {
+            LogEvent::Message(m) => m.body = None,
+            LogEvent::Updated(u) => u.body = None,
+            LogEvent::Deleted(_) => {}
+        }
+    }
+
     /// The message the entry is about (created, edited or deleted).
     #[must_use]
     pub fn message_id(&self) -> &MessageId {

@@ -17,7 +17,7 @@ use lockstep_core::client::{
 };
 use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
 use lockstep_core::store::MemStore;
-use lockstep_core::wire::{LogEvent, ReqId, ServerFrame};
+use lockstep_core::wire::{Body, LogEvent, ReqId, ServerFrame};
 
 pub use invariant::Invariant;
 pub use view::{ClientView, Internals};
@@ -32,6 +32,11 @@ pub struct Oracle {
     checks: u64,
     /// Invariant 2: the dedupe keys of every message appended, per channel.
     keys: BTreeMap<ChannelId, BTreeSet<(UserId, ClientMsgId)>>,
+    /// Invariant 1: the body each message or edit was committed with, by
+    /// channel and seq (the latest epoch's), to check the copy a member
+    /// got once a later edit or deletion left only a tombstone in the
+    /// store. Filled by `on_append` as commits happen.
+    bodies: BTreeMap<(ChannelId, Seq), Body>,
     /// Invariant 3: the last seq each client delivered per channel, in the
     /// client's current incarnation and subscription.
     positions: BTreeMap<(ClientIx, ChannelId), Seq>,
@@ -111,8 +116,12 @@ impl Oracle {
         }
     }
 
-    /// The store committed `event` (invariant 2).
+    /// The store committed `event` (invariants 1 and 2).
     pub fn on_append(&mut self, now: Instant, event: &LogEvent) {
+        if let Some(body) = event.body() {
+            self.bodies
+                .insert((event.channel_id().clone(), event.seq()), body.clone());
+        }
         if let LogEvent::Message(m) = event {
             let fresh = self
                 .keys
@@ -294,13 +303,28 @@ impl Oracle {
         event: &LogEvent,
     ) {
         let seq = event.seq();
-        // 1: what a member sees was committed, exactly as stored.
+        // 1: what a member sees was committed, exactly as stored; or, once
+        // a later edit or deletion left a tombstone in the store, exactly
+        // as stored but for the body, which is the one committed.
         let stored = store.event(channel, seq);
         let retained = store
             .oldest_retained(channel)
             .is_some_and(|oldest| seq >= oldest);
+        let superseded = stored.is_some_and(|s| {
+            s.body().is_none()
+                && event.body().is_some_and(|body| {
+                    let mut tomb = event.clone();
+                    tomb.drop_body();
+                    &tomb == s
+                        && self
+                            .bodies
+                            .get(&(channel.clone(), seq))
+                            .is_none_or(|committed| committed == body)
+                })
+        });
         self.check(
             stored == Some(event)
+                || superseded
                 || (!retained && store.head(channel).is_some_and(|(_, h)| seq <= h)),
             Invariant::AckedIsStored,
             now,

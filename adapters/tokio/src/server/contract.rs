@@ -11,10 +11,12 @@
 //! ```
 //!
 //! Enabled by the `store-contract` feature (a dev-dependency feature: it
-//! panics on the first broken rule, naming it). What is configuration
-//! specific (retention and dedupe-memory limits, failure injection) is not
-//! part of it; a fresh store must retain at least the 1,005 events one
-//! check writes, and cut reads at `READ_LIMIT_MAX`.
+//! panics on the first broken rule, naming it). A fresh store must retain
+//! at least the 1,005 events one check writes, and cut reads at
+//! `READ_LIMIT_MAX`. Retention has its own entry, [`check_retention`], for
+//! a store configured to keep few events; what else is configuration
+//! specific (dedupe-memory limits, failure injection) is left to the
+//! store's own tests.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -65,6 +67,38 @@ pub async fn check_store<S: Store>(mut make: impl FnMut() -> S) {
     check(
         "receipts_are_monotonic_and_bounded_by_head",
         receipts_are_monotonic_and_bounded_by_head(make()),
+    )
+    .await;
+    check(
+        "a_never_written_channel_reads_as_empty_and_keeps_its_epoch",
+        a_never_written_channel_reads_as_empty_and_keeps_its_epoch(make()),
+    )
+    .await;
+    check(
+        "edits_and_deletes_leave_tombstones",
+        edits_and_deletes_leave_tombstones(make()),
+    )
+    .await;
+}
+
+/// Checks the retention rules against a fresh store from `make` that keeps
+/// `retain` events per channel (at least 2, at most 500; its age limit, if
+/// any, must not apply within the check): what is kept is contiguous and
+/// ends at the head, reads say where it begins (`oldest_retained`, so a
+/// join from an older position is answered truncated), and dedupe, edit
+/// and delete memory outlives the dropped events.
+///
+/// # Panics
+///
+/// On the first broken rule, with the rule's name and what differed.
+pub async fn check_retention<S: Store>(mut make: impl FnMut() -> S, retain: u64) {
+    assert!(
+        (2..=500).contains(&retain),
+        "check_retention needs 2..=500 retained events, not {retain}"
+    );
+    check(
+        "retention_drops_the_oldest_and_says_so",
+        retention_drops_the_oldest_and_says_so(make(), retain),
     )
     .await;
 }
@@ -189,7 +223,7 @@ async fn modify<S: Store>(
 }
 
 async fn seqs_are_contiguous_per_channel_and_epochs_fixed<S: Store>(s: S) {
-    // A read before any write fixes the epoch.
+    // A read before any write already tells the epoch.
     let (epoch_a, h) = head(&s, "a").await;
     assert_eq!(h, Seq(0));
     assert_eq!(appended_seq(&send(&s, "a", "u", "1").await), 1);
@@ -198,7 +232,8 @@ async fn seqs_are_contiguous_per_channel_and_epochs_fixed<S: Store>(s: S) {
     assert_eq!(head(&s, "a").await, (epoch_a, Seq(2)));
     let (epoch_b, h) = head(&s, "b").await;
     assert_eq!(h, Seq(1));
-    assert_ne!(epoch_a, epoch_b, "each log has its own identity");
+    assert_eq!(appended_seq(&send(&s, "b", "u", "2").await), 2);
+    assert_eq!(head(&s, "b").await, (epoch_b, Seq(2)), "b's epoch holds");
 }
 
 async fn dedupe_returns_the_original_and_consumes_no_seq<S: Store>(s: S) {
@@ -402,6 +437,181 @@ async fn receipts_are_monotonic_and_bounded_by_head<S: Store>(s: S) {
     assert_eq!(rc(2).await, receipt(2, false));
 }
 
+async fn a_never_written_channel_reads_as_empty_and_keeps_its_epoch<S: Store>(s: S) {
+    let (epoch, h) = head(&s, "fresh").await;
+    assert_eq!(h, Seq(0));
+    for from in [
+        ReadFrom::After(Seq(0)),
+        ReadFrom::After(Seq(5)),
+        ReadFrom::Latest,
+    ] {
+        let p = read(&s, "fresh", from, 10).await;
+        assert_eq!(
+            (p.epoch, p.head, p.oldest_retained, p.more, p.events.len()),
+            (epoch, Seq(0), Seq(1), false, 0),
+            "an empty page from {from:?}"
+        );
+    }
+    let rc = |up_to| StoreCommand::SetReceipt {
+        channel: ch("fresh"),
+        user: user("bob"),
+        up_to: Seq(up_to),
+    };
+    assert_eq!(
+        run(&s, rc(1)).await,
+        StoreReply::Refused(Refusal::BeyondHead { head: Seq(0) })
+    );
+    assert_eq!(
+        run(&s, rc(0)).await,
+        StoreReply::Receipt {
+            up_to: Seq(0),
+            advanced: false
+        }
+    );
+    // An append of which nothing commits leaves the channel unwritten.
+    let unknown = MessageId::new("nope").unwrap_or_else(|e| panic!("test message id: {e}"));
+    let refused = append(
+        &s,
+        "fresh",
+        vec![AppendEntry::Delete {
+            target: unknown,
+            actor: user("u"),
+            rule: ModifyRule::Anyone,
+        }],
+    )
+    .await;
+    assert_eq!(refused, vec![AppendOutcome::Refused(Refusal::NotFound)]);
+    assert_eq!(head(&s, "fresh").await, (epoch, Seq(0)), "reads kept it");
+    // The first message keeps the epoch every read reported.
+    let first = send(&s, "fresh", "u", "1").await;
+    assert_eq!(appended_seq(&first), 1);
+    assert_eq!(head(&s, "fresh").await, (epoch, Seq(1)));
+    let p = read(&s, "fresh", ReadFrom::After(Seq(0)), 10).await;
+    assert_eq!((p.epoch, p.events.len()), (epoch, 1));
+}
+
+async fn edits_and_deletes_leave_tombstones<S: Store>(s: S) {
+    let body = |text: &str| Some(Body::text(text));
+    let edit = |target: &MessageId, text: &str| AppendEntry::Update {
+        target: target.clone(),
+        actor: user("alice"),
+        rule: ModifyRule::AuthorOnly,
+        body: Body::text(text),
+    };
+    let kept = send(&s, "g", "alice", "kept").await; // 1
+    let edited = message_id(&send(&s, "g", "alice", "edited").await); // 2
+    let deleted = message_id(&send(&s, "g", "alice", "deleted").await); // 3
+    // The append outcomes (what is broadcast) carry their bodies.
+    for (text, seq) in [("edit 1", 4), ("edit 2", 5)] {
+        let outcome = append(&s, "g", vec![edit(&edited, text)]).await.remove(0);
+        assert_eq!(appended_seq(&outcome), seq);
+        assert_eq!(appended(&outcome).body(), body(text).as_ref(), "broadcast");
+    }
+    // An edit, then the deletion, in one command.
+    let outcomes = append(
+        &s,
+        "g",
+        vec![
+            edit(&deleted, "edit 3"),
+            AppendEntry::Delete {
+                target: deleted.clone(),
+                actor: user("alice"),
+                rule: ModifyRule::AuthorOnly,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(appended(&outcomes[0]).body(), body("edit 3").as_ref());
+    assert_eq!(appended_seq(&outcomes[1]), 7);
+    // A replay keeps only the latest body of each live message.
+    let page = read(&s, "g", ReadFrom::After(Seq(0)), 10).await;
+    let shape: Vec<(u64, &str, Option<&Body>)> = page
+        .events
+        .iter()
+        .map(|e| (e.seq().0, e.kind(), e.body()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, "message", body("kept").as_ref()),
+            (2, "message", None),
+            (3, "message", None),
+            (4, "updated", None),
+            (5, "updated", body("edit 2").as_ref()),
+            (6, "updated", None),
+            (7, "deleted", None),
+        ]
+    );
+    // A tombstone keeps everything but the body.
+    let LogEvent::Message(tomb) = &page.events[2] else {
+        panic!("not a message: {:?}", page.events[2])
+    };
+    assert_eq!(
+        (
+            tomb.seq,
+            &tomb.message_id,
+            tomb.author_id.as_str(),
+            tomb.client_msg_id.as_str(),
+            tomb.ts
+        ),
+        (Seq(3), &deleted, "alice", "deleted", 7)
+    );
+    assert_eq!(page.events[0], *appended(&kept), "an untouched message");
+    // Latest-first reads show the same, and dedupe still knows the deleted
+    // message.
+    let latest = read(&s, "g", ReadFrom::Latest, 3).await;
+    assert_eq!(latest.events, page.events[4..]);
+    let retry = send(&s, "g", "alice", "deleted").await;
+    assert!(
+        matches!(&retry, AppendOutcome::Duplicate(Existing::Message(a)) if a.seq == Seq(3) && a.message_id == deleted),
+        "{retry:?}"
+    );
+}
+
+async fn retention_drops_the_oldest_and_says_so<S: Store>(s: S, retain: u64) {
+    let first = message_id(&send(&s, "g", "u", "c0").await);
+    let total = retain + 5;
+    for i in 1..total {
+        send(&s, "g", "u", &format!("c{i}")).await;
+    }
+    let seqs = |p: &Page| p.events.iter().map(|e| e.seq().0).collect::<Vec<_>>();
+    let p = read(&s, "g", ReadFrom::After(Seq(0)), 1_000).await;
+    let oldest = p.oldest_retained.0;
+    assert!(
+        oldest > 1 && oldest <= total - retain + 1,
+        "keeping {retain} of {total} events, the oldest retained is {oldest}"
+    );
+    assert_eq!(p.head, Seq(total));
+    assert_eq!(
+        (seqs(&p), p.more),
+        ((oldest..=total).collect::<Vec<_>>(), false),
+        "what is kept is contiguous up to the head, and a read from a dropped position starts there"
+    );
+    let p = read(&s, "g", ReadFrom::After(Seq(oldest - 1)), 2).await;
+    assert_eq!(
+        (seqs(&p), p.more),
+        (vec![oldest, oldest + 1], oldest + 1 < total)
+    );
+    let p = read(&s, "g", ReadFrom::Latest, 1_000).await;
+    assert_eq!(
+        (p.oldest_retained.0, seqs(&p).first().copied()),
+        (oldest, Some(oldest))
+    );
+    // Dedupe, edits and deletes remember what was dropped.
+    assert!(
+        matches!(send(&s, "g", "u", "c0").await, AppendOutcome::Duplicate(Existing::Message(a)) if a.seq == Seq(1)),
+        "a retry of a dropped message is still a duplicate"
+    );
+    let deleted = modify(&s, &first, "u", true, ModifyRule::AuthorOnly).await;
+    assert_eq!(appended_seq(&deleted), total + 1);
+    let p = read(&s, "g", ReadFrom::After(Seq(0)), 1_000).await;
+    assert_eq!(p.events.last().map(LogEvent::kind), Some("deleted"));
+    assert!(
+        p.oldest_retained.0 >= oldest,
+        "retention moves forward only"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +620,24 @@ mod tests {
     #[tokio::test]
     async fn the_memory_store_keeps_the_contract() {
         check_store(SharedMemStore::default).await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_the_retention_rules() {
+        for retain in [2, 7, 100] {
+            check_retention(
+                || {
+                    SharedMemStore::new(lockstep_core::store::MemStore::new(
+                        lockstep_core::store::MemStoreConfig {
+                            retain,
+                            ..lockstep_core::store::MemStoreConfig::default()
+                        },
+                    ))
+                },
+                retain as u64,
+            )
+            .await;
+        }
     }
 
     /// A store that forgets dedupe keys: the kit must catch it.

@@ -63,8 +63,10 @@ fn a_send_queued_behind_a_failed_append_is_refused_not_stored_first() {
         "a-2 waited behind a-1 and may not pass it"
     );
     assert_eq!(
-        h.store.head(&super::harness::ch("general")).map(|x| x.1.0),
-        Some(0)
+        h.store
+            .head(&super::harness::ch("general"))
+            .map_or(0, |x| x.1.0),
+        0
     );
     h.mode = StoreMode::Immediate;
     let a = h.say(1, "general", "a-1", "one");
@@ -126,8 +128,10 @@ fn a_closed_connection_leaves_no_queued_send_behind() {
     h.deliver(false);
     assert_eq!(h.server.pending_store_ops(), 0, "a-2 was never issued");
     assert_eq!(
-        h.store.head(&super::harness::ch("general")).map(|x| x.1.0),
-        Some(0)
+        h.store
+            .head(&super::harness::ch("general"))
+            .map_or(0, |x| x.1.0),
+        0
     );
     h.note("alice resends both on a new connection, in order");
     h.connect(2, "alice");

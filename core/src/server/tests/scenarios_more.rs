@@ -170,7 +170,10 @@ fn typing_is_relayed_expires_and_clears_on_disconnect() {
         (h.server.typing_indicators(), h.server.armed_timers()),
         (0, 0)
     );
-    assert_eq!(h.store.channels().count(), 1, "typing touched no store");
+    assert!(
+        h.store.channels().all(|c| c != &ch("other")),
+        "typing touched no store"
+    );
     assert_snapshot!(h.trace());
 }
 
