@@ -102,6 +102,24 @@ pub struct ServeArgs {
     /// SQLite durability of each commit.
     #[arg(long, env = "LOCKSTEP_SQLITE_SYNC", value_enum, default_value_t = Sync::Full)]
     pub sqlite_sync: Sync,
+    /// Events kept per channel; older ones are dropped, and a recovery
+    /// from before them is reported as truncated (`recovered: false`).
+    #[arg(long, env = "LOCKSTEP_RETAIN_COUNT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_count: u64,
+    /// Days an event is kept (0: no age limit).
+    #[arg(long, env = "LOCKSTEP_RETAIN_DAYS", default_value_t = 90)]
+    pub retain_days: u64,
+    /// SQLite reader threads: joins and history are read beside the
+    /// writer, so reads never queue behind commits.
+    #[arg(long, env = "LOCKSTEP_SQLITE_READERS", default_value_t = 2)]
+    pub sqlite_readers: usize,
+    /// Reads queued for the SQLite readers; callers wait while it is full.
+    #[arg(long, env = "LOCKSTEP_SQLITE_READ_QUEUE", default_value_t = 1_024)]
+    pub sqlite_read_queue: usize,
+    /// Size in MiB past which the SQLite WAL is checkpointed and cut back.
+    #[arg(long, env = "LOCKSTEP_SQLITE_WAL_LIMIT_MB", default_value_t = 64)]
+    pub sqlite_wal_limit_mb: u64,
     /// Keep everything in memory instead (lost on exit).
     #[arg(long, env = "LOCKSTEP_MEMORY")]
     pub memory: bool,

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lockstep_core::server::{PrivateChannels, ServerConfig};
+use lockstep_core::store::{MemStore, MemStoreConfig};
 use lockstep_socketioxide::handshake::admit_session;
 use lockstep_socketioxide::{SocketIoFrontConfig, attach};
 use lockstep_sqlite::{Durability, SqliteConfig, SqliteStore};
@@ -108,7 +109,12 @@ pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
     check_auth(&args)?;
     if args.memory {
         warn!("in-memory store: every message is lost when the server stops");
-        bind_with_store(args, SharedMemStore::default()).await
+        let store = MemStore::new(MemStoreConfig {
+            retain: usize::try_from(args.retain_count).unwrap_or(usize::MAX),
+            retain_age: retain_age(&args),
+            ..MemStoreConfig::default()
+        });
+        bind_with_store(args, SharedMemStore::new(store)).await
     } else {
         let durability = match args.sqlite_sync {
             crate::cli::Sync::Full => Durability::Full,
@@ -116,6 +122,11 @@ pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
         };
         let config = SqliteConfig {
             durability,
+            readers: args.sqlite_readers,
+            read_queue: args.sqlite_read_queue,
+            retain: args.retain_count,
+            retain_age: retain_age(&args),
+            wal_limit: args.sqlite_wal_limit_mb.saturating_mul(1 << 20),
             ..SqliteConfig::default()
         };
         let store = SqliteStore::open_with(&args.db, config).map_err(|source| StartError::Db {
@@ -448,6 +459,11 @@ fn authenticator(args: &ServeArgs) -> Result<Arc<dyn Authenticator>, StartError>
         leeway_secs: args.jwt_leeway_secs,
     };
     Ok(Arc::new(JwtAuthenticator::new(&secret(args)?, &checks)))
+}
+
+/// `--retain-days` as a duration; `None` for 0 (no age limit).
+fn retain_age(args: &ServeArgs) -> Option<Duration> {
+    (args.retain_days > 0).then(|| Duration::from_secs(args.retain_days.saturating_mul(86_400)))
 }
 
 fn machine_config(args: &ServeArgs) -> ServerConfig {

@@ -3,26 +3,37 @@
 //! in-memory duplex).
 //!
 //! Each frame is a 4-byte big-endian length followed by the frame's compact
-//! JSON. A length above [`MAX_FRAME_BYTES`] is a transport violation: the
-//! reader fails and the connection closes.
+//! JSON. A client frame above [`MAX_FRAME_BYTES`] (a server frame above
+//! [`MAX_SERVER_FRAME_BYTES`], which leaves room for the largest join
+//! reply) is a transport violation: the reader fails and the connection
+//! closes.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
-use lockstep_core::wire::{MAX_FRAME_BYTES, decode_server, encode_client};
+use lockstep_core::wire::{MAX_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, decode_server, encode_client};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::transport::{Connection, Connector, TransportError};
 
-/// The codec both sides use: 4-byte length prefix, frames up to
-/// [`MAX_FRAME_BYTES`].
+/// The codec of client frames (what a client writes and a server reads):
+/// 4-byte length prefix, frames up to [`MAX_FRAME_BYTES`].
 #[must_use]
-pub fn codec() -> LengthDelimitedCodec {
+pub fn client_frames() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// The codec of server frames (what a server writes and a client reads):
+/// frames up to [`MAX_SERVER_FRAME_BYTES`].
+#[must_use]
+pub fn server_frames() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_SERVER_FRAME_BYTES)
         .new_codec()
 }
 
@@ -33,10 +44,10 @@ where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let sink = FramedWrite::new(write, codec()).with(|frame| async move {
+    let sink = FramedWrite::new(write, client_frames()).with(|frame| async move {
         Ok::<Bytes, TransportError>(Bytes::from(encode_client(&frame)))
     });
-    let stream = FramedRead::new(read, codec()).map(|item| match item {
+    let stream = FramedRead::new(read, server_frames()).map(|item| match item {
         Ok(bytes) => decode_server(&bytes).map_err(TransportError::Undecodable),
         Err(e) => Err(TransportError::Io(e)),
     });

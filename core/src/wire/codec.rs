@@ -9,10 +9,15 @@ use serde::Deserialize;
 use crate::ids::ChannelId;
 use crate::wire::{ClientFrame, ReqId, ServerFrame};
 
-/// The largest frame accepted on a transport, in bytes. Larger frames are a
+/// The largest frame a client may send, in bytes. Larger frames are a
 /// transport-level violation (the connection closes), unlike large bodies,
 /// which are refused per request.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// The largest frame a server may send, in bytes: a join reply carries up
+/// to `reply_bytes_max` (1 MiB) of events plus its member list, so the
+/// server's frames get room to spare beyond a client's.
+pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why bytes could not be decoded into a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,11 +104,11 @@ struct Envelope<'a> {
     channel_id: Option<serde_json::Value>,
 }
 
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
-    if bytes.len() > MAX_FRAME_BYTES {
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, DecodeError> {
+    if bytes.len() > max {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
-            max: MAX_FRAME_BYTES,
+            max,
         });
     }
     match serde_json::from_slice::<T>(bytes) {
@@ -122,12 +127,12 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
 
 /// Decodes a frame a client sent. Untrusted input: returns a typed error.
 pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
-    decode(bytes)
+    decode(bytes, MAX_FRAME_BYTES)
 }
 
 /// Decodes a frame a server sent. Untrusted input: returns a typed error.
 pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
-    decode(bytes)
+    decode(bytes, MAX_SERVER_FRAME_BYTES)
 }
 
 /// Encodes a client frame as compact JSON.

@@ -13,7 +13,8 @@ pub mod socketio;
 
 pub use body::{Body, BodyError, MAX_BODY_BYTES};
 pub use codec::{
-    DecodeError, MAX_FRAME_BYTES, decode_client, decode_server, encode_client, encode_server,
+    DecodeError, MAX_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, decode_client, decode_server,
+    encode_client, encode_server,
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::admission::{Admission, Permit, Refusal};
 use super::auth::{Authenticator, Identity, MAX_TOKEN_BYTES, SESSION_EXPIRED};
 use super::front::{ConnInbound, ConnOutbound, Frontdoor, OutboundEnd};
-use crate::framed::codec;
+use crate::framed::{client_frames, server_frames};
 
 /// Settings of the framed front.
 #[derive(Debug, Clone)]
@@ -97,8 +97,8 @@ async fn serve_connection<T>(
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let mut reader = FramedRead::new(read, codec());
-    let mut writer = FramedWrite::new(write, codec());
+    let mut reader = FramedRead::new(read, client_frames());
+    let mut writer = FramedWrite::new(write, server_frames());
     let shaken = tokio::select! {
         shaken = handshake(&mut reader, &*auth, config.handshake_timeout) => shaken,
         () = frontdoor.shutting_down() => Err(Unshaken::Close("server shutting down".into())),
