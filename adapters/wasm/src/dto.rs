@@ -200,6 +200,16 @@ pub enum AppEvent {
         /// The event.
         event: LogOut,
     },
+    /// Like `log`, for an event that came in the same `events` call: the
+    /// `index`-th `[name, payload]` pair of that call's array is the event
+    /// (the driver already holds it, so it is not encoded again).
+    #[serde(rename_all = "camelCase")]
+    LogRef {
+        /// The channel.
+        channel_id: String,
+        /// Which pair of the call's array.
+        index: u32,
+    },
     /// Seqs `from..=to` are gone from the server; the stream goes on.
     #[serde(rename_all = "camelCase")]
     Truncated {

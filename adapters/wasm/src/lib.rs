@@ -167,6 +167,12 @@ impl WasmClient {
         json(&self.machine.event(now, generation, name, payload_json))
     }
 
+    /// Several events of socket `generation`: a JSON array of `[name,
+    /// payload]` pairs, in arrival order.
+    pub fn events(&mut self, now: f64, generation: f64, batch_json: &str) -> String {
+        json(&self.machine.events(now, generation, batch_json))
+    }
+
     /// The ack of request `req` (of `kind`) arrived on socket `generation`.
     pub fn ack(
         &mut self,

@@ -10,12 +10,17 @@ use lockstep_core::client::{
 };
 use lockstep_core::ids::{ChannelId, Epoch, MessageId, Seq};
 use lockstep_core::wire::socketio::{decode_reply, decode_server_event, refused};
-use lockstep_core::wire::{Body, DecodeError, MAX_FRAME_BYTES, ReqId, ServerFrame};
+use lockstep_core::wire::{Body, DecodeError, LogEvent, MAX_FRAME_BYTES, ReqId, ServerFrame};
+use serde_json::value::RawValue;
 
 use crate::config::{ConfigError, WebConfig};
 use crate::dto::{
     AppEvent, Batch, CommandError, CommandOut, CommandResult, Inspection, TransmitOut, entry_id,
 };
+
+/// Most events one [`Machine::events`] call takes; the rest of a longer
+/// array is dropped (the driver flushes far more often).
+pub const EVENTS_PER_CALL_MAX: usize = 4_096;
 
 /// The largest integer a JavaScript number holds exactly.
 const JS_SAFE_MAX: f64 = 9_007_199_254_740_991.0;
@@ -39,6 +44,9 @@ pub struct Machine {
     outbox_max: usize,
     /// Events of this call that come before the machine's own.
     early: Vec<AppEvent>,
+    /// The log events of the current `events` call with their index in
+    /// its array, so a delivery of one of them is sent back as a reference.
+    arrivals: Vec<(LogEvent, u32)>,
 }
 
 impl Machine {
@@ -57,6 +65,7 @@ impl Machine {
             held: Vec::new(),
             outbox_max,
             early: Vec::new(),
+            arrivals: Vec::new(),
         })
     }
 
@@ -314,6 +323,45 @@ impl Machine {
         })
     }
 
+    /// Several events of socket `generation` at once, in arrival order:
+    /// `batch_json` is a JSON array of `[name, payload]` pairs (at most
+    /// [`EVENTS_PER_CALL_MAX`]). One call and one batch for a burst, which
+    /// is what lets a recovery or a busy channel keep up.
+    pub fn events(&mut self, now: f64, generation: f64, batch_json: &str) -> Batch {
+        let now = self.at(now);
+        let Some(generation) = to_u64(generation) else {
+            return self.drain(None);
+        };
+        let items: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
+            match serde_json::from_str(batch_json) {
+                Ok(items) => items,
+                Err(e) => {
+                    let error = DecodeError::Malformed(format!("event batch: {e}"));
+                    self.client
+                        .handle_transport(now, TransportEvent::Undecodable { generation, error });
+                    return self.drain(None);
+                }
+            };
+        for (index, (name, payload)) in (0u32..).zip(items.iter().take(EVENTS_PER_CALL_MAX)) {
+            let payload = payload.get();
+            let event = match checked_len(payload).and_then(|()| decode_server_event(name, payload))
+            {
+                Ok(Some(frame)) => {
+                    if let Some(log) = frame.clone().into_log_event() {
+                        self.arrivals.push((log, index));
+                    }
+                    TransportEvent::Frame { generation, frame }
+                }
+                Ok(None) => continue,
+                Err(error) => TransportEvent::Undecodable { generation, error },
+            };
+            self.client.handle_transport(now, event);
+        }
+        let batch = self.drain(None);
+        self.arrivals.clear();
+        batch
+    }
+
     /// The ack of request `req` (whose answer is of `kind`, as the emit
     /// said) arrived on socket `generation`, its first argument as JSON.
     pub fn ack(
@@ -465,7 +513,24 @@ impl Machine {
                 batch.transmits.push(t);
             }
         }
+        // Arrivals are usually delivered in arrival order: look from where
+        // the last one was found.
+        let mut cursor = 0;
         while let Some(e) = self.client.poll_event() {
+            if let ClientEvent::Log { channel, event } = &e {
+                let found = (cursor..self.arrivals.len())
+                    .chain(0..cursor)
+                    .find(|&i| self.arrivals.get(i).is_some_and(|(a, _)| a == event));
+                if let Some((i, (_, index))) = found.and_then(|i| Some((i, self.arrivals.get(i)?)))
+                {
+                    batch.events.push(AppEvent::LogRef {
+                        channel_id: channel.to_string(),
+                        index: *index,
+                    });
+                    cursor = i + 1;
+                    continue;
+                }
+            }
             let client = &self.client;
             batch.events.push(AppEvent::from_event(e, |channel| {
                 client.channel(channel).map_or((None, 0), |view| {

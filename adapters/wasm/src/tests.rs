@@ -536,3 +536,54 @@ fn the_session_event_is_the_welcome() {
     let r = w.call(|m, now| m.event(now, 1.0, SESSION_EVENT, r#"{"userId":"zoe","version":1}"#));
     assert_eq!(r["events"][0]["state"]["userId"], "zoe");
 }
+
+#[test]
+fn a_burst_of_events_is_one_call_in_order() {
+    let mut w = World::new();
+    w.connected();
+    let msg = |seq: u64| {
+        json!(["message:new", {"channelId": "general", "seq": seq, "messageId": format!("m{seq}"),
+            "authorId": "bob", "clientMsgId": format!("b{seq}"), "body": seq, "ts": 1}])
+    };
+    let burst = json!([msg(2), msg(1), ["not:ours", {}], msg(3)]).to_string();
+    let r = w.call(|m, now| m.events(now, 1.0, &burst));
+    // Each delivery names the pair of the array it was: #1 (index 1), then
+    // the early #2 (index 0), then #3 (index 3).
+    assert_eq!(
+        r["events"],
+        json!([
+            {"type": "logRef", "channelId": "general", "index": 1},
+            {"type": "logRef", "channelId": "general", "index": 0},
+            {"type": "logRef", "channelId": "general", "index": 3},
+        ])
+    );
+    // Delivered from the buffer of an earlier call: encoded in full.
+    let early = json!([msg(5)]).to_string();
+    let r = w.call(|m, now| m.events(now, 1.0, &early));
+    assert!(
+        r["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["type"] != "logRef")
+    );
+    let r = w.call(|m, now| m.events(now, 1.0, &json!([msg(4)]).to_string()));
+    let kinds: Vec<&str> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.ends_with(&["logRef", "log"]), "{kinds:?}");
+    assert_eq!(
+        r["events"].as_array().unwrap().last().unwrap()["event"]["seq"],
+        5
+    );
+    let r = w.call(|m, now| m.events(now, 1.0, "[1, 2"));
+    assert_eq!(r["events"][0]["type"], "protocol");
+    let r = w.call(|m, now| m.events(now, 7.0, &burst));
+    assert!(
+        r["events"].as_array().unwrap().is_empty(),
+        "a stale socket's burst is ignored"
+    );
+}

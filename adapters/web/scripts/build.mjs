@@ -19,13 +19,16 @@ const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(here, "..");
 const root = join(pkg, "..", "..");
 const gen = join(pkg, "gen");
-const WASM_BINDGEN_VERSION = "0.2.129";
+// The one pin: adapters/wasm/Cargo.toml's exact wasm-bindgen version.
+const WASM_BINDGEN_VERSION = /^wasm-bindgen = \{ version = "=([0-9.]+)"/m
+  .exec(readFileSync(join(root, "adapters", "wasm", "Cargo.toml"), "utf8"))?.[1];
 
 function run(cmd, args, cwd) {
   execFileSync(cmd, args, { cwd, stdio: "inherit" });
 }
 
 function buildWasm() {
+  if (WASM_BINDGEN_VERSION === undefined) throw new Error("no exact wasm-bindgen pin in adapters/wasm/Cargo.toml");
   const version = execFileSync("wasm-bindgen", ["--version"], { encoding: "utf8" }).trim();
   if (!version.endsWith(` ${WASM_BINDGEN_VERSION}`)) {
     throw new Error(`wasm-bindgen ${WASM_BINDGEN_VERSION} is required (found "${version}"); run scripts/web-setup`);

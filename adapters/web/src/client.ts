@@ -7,7 +7,7 @@
  * work, app events, the next deadline. Nothing else decides anything.
  */
 import type { ManagerOptions, SocketOptions } from "socket.io-client";
-import type { AckRef, Batch, Inspection, OutcomeOut, StateOut, WasmClient, WebConfig } from "../gen/lockstep_wasm.js";
+import type { AckRef, Batch, Inspection, LogOut, OutcomeOut, StateOut, WasmClient, WebConfig } from "../gen/lockstep_wasm.js";
 import { LockstepError, errorKind } from "./errors.js";
 import { IndexedDbOutboxStorage, type LockManagerLike, Ownership, type OutboxStorage, defaultLocks } from "./storage.js";
 import { Store } from "./store.js";
@@ -28,6 +28,9 @@ void allConfigKeys;
 
 /** The machine's default connect timeout (ms), for the socket's own timer. */
 const CONNECT_TIMEOUT_DEFAULT = 10_000;
+/** Events of one socket coalesced into one machine call, at most (and at most this many bytes). */
+const BURST_EVENTS_MAX = 256;
+const BURST_BYTES_MAX = 1 << 20;
 /** Panics survived within a minute before the client gives up. */
 const REBUILDS_PER_MINUTE_DEFAULT = 5;
 
@@ -124,6 +127,8 @@ export interface ClientInspection {
 }
 
 type Call = (m: WasmClient, now: number) => string;
+/** Rewrites a batch before it is applied (resolves `logRef` events). */
+type Fix = (batch: Batch) => void;
 
 interface PageTarget {
   addEventListener(type: string, listener: () => void): void;
@@ -143,8 +148,13 @@ export class LockstepClient {
   private closed = false;
   private closing = false;
   private applying = false;
-  private readonly queue: Call[] = [];
+  private readonly queue: Array<[Call, Fix | undefined]> = [];
+  /** Server events not yet handed to the machine: one call per burst (flushed before any other input). */
+  private burst: { generation: number; items: string[]; pairs: Array<[string, unknown]>; bytes: number } | null = null;
+  private burstQueued = false;
   private readonly ticker: Ticker;
+  /** The deadline the ticker is armed for (`null`: disarmed), so an unchanged one is not re-armed. */
+  private armedFor: number | null = null;
   private transport: Transport;
   private readonly ownership: Ownership | undefined;
   private readonly storage: OutboxStorage | null;
@@ -179,7 +189,10 @@ export class LockstepClient {
     } catch (e) {
       throw new LockstepError("invalid", e instanceof Error ? e.message : String(e), { cause: e });
     }
-    this.ticker = makeTicker(options.timer ?? "worker", () => this.input((m, now) => m.tick(now)));
+    this.ticker = makeTicker(options.timer ?? "worker", () => {
+      this.armedFor = null;
+      this.input((m, now) => m.tick(now));
+    });
     this.transport = this.makeTransport();
     this.storage = options.storage === undefined
       ? (typeof globalThis.indexedDB === "undefined" ? null : new IndexedDbOutboxStorage())
@@ -236,6 +249,7 @@ export class LockstepClient {
       ? m.subscribe(now, channelId)
       : m.subscribeFrom(now, channelId, position.epoch, position.lastSeq));
     this.desired.add(channelId);
+    this.store.ensure(channelId);
   }
 
   /** No longer wants `channelId`; its unsent entries fail (`unsubscribed`). */
@@ -338,17 +352,17 @@ export class LockstepClient {
   }
 
   /** An input from a socket or the timer; queued while a batch is applied. */
-  private input(call: Call): void {
+  private input(call: Call, fix?: Fix): void {
     if (this.closed) return;
     if (this.applying) {
-      this.queue.push(call);
+      this.queue.push([call, fix]);
       return;
     }
-    this.run(call);
+    this.run(call, fix);
   }
 
   /** One call in, one batch out, applied; then the inputs that came meanwhile. */
-  private run(call: Call): Batch | null {
+  private run(call: Call, fix?: Fix): Batch | null {
     let batch: Batch;
     try {
       batch = this.instance.call((m) => call(m, performance.now()));
@@ -356,10 +370,11 @@ export class LockstepClient {
       this.recover(e);
       return null;
     }
+    fix?.(batch);
     this.apply(batch);
     while (!this.applying && this.queue.length > 0 && !this.closed) {
       const next = this.queue.shift();
-      if (next !== undefined) this.run(next);
+      if (next !== undefined) this.run(next[0], next[1]);
     }
     return batch;
   }
@@ -389,7 +404,10 @@ export class LockstepClient {
       }
       if (batch.events.length > 0) for (const l of this.eventListeners) l(batch.events);
       if (outbox) this.persist();
-      this.ticker.arm(batch.deadline === null ? null : batch.deadline - performance.now());
+      if (batch.deadline !== this.armedFor) {
+        this.armedFor = batch.deadline;
+        this.ticker.arm(batch.deadline === null ? null : batch.deadline - performance.now());
+      }
     } finally {
       this.applying = false;
     }
@@ -488,21 +506,64 @@ export class LockstepClient {
   private sink(incarnation: number): TransportSink {
     const live = () => incarnation === this.instances;
     const feed = (call: Call) => {
-      if (live()) this.input(call);
+      if (!live()) return;
+      // Events that came first go to the machine first.
+      this.flushBurst();
+      this.input(call);
     };
     return {
       opened: (g, token) => feed((m, now) => m.opened(now, g, token)),
       closed: (g, reason) => feed((m, now) => m.closed(now, g, reason)),
       connectError: (g, message) => feed((m, now) => m.connectError(now, g, message)),
       event: (g, name, payload) => {
-        const text = json(payload ?? null);
-        feed((m, now) => m.event(now, g, name, text));
+        if (live()) this.coalesce(g, name, payload ?? null);
       },
       ack: (g, ack: AckRef, reply) => {
         const text = json(reply ?? null);
         feed((m, now) => m.ack(now, g, ack.req, ack.kind, text));
       },
     };
+  }
+
+  /**
+   * Queues a server event for one machine call per burst: the events a
+   * socket delivers in one task go in together.
+   */
+  private coalesce(generation: number, name: string, payload: unknown): void {
+    if (this.burst !== null && this.burst.generation !== generation) this.flushBurst();
+    const burst = this.burst ?? { generation, items: [], pairs: [], bytes: 0 };
+    this.burst = burst;
+    const item = json([name, payload]);
+    burst.items.push(item);
+    burst.pairs.push([name, payload]);
+    burst.bytes += item.length;
+    if (burst.items.length >= BURST_EVENTS_MAX || burst.bytes >= BURST_BYTES_MAX) {
+      this.flushBurst();
+    } else if (!this.burstQueued) {
+      this.burstQueued = true;
+      queueMicrotask(() => {
+        this.burstQueued = false;
+        this.flushBurst();
+      });
+    }
+  }
+
+  private flushBurst(): void {
+    const burst = this.burst;
+    if (burst === null) return;
+    this.burst = null;
+    const text = `[${burst.items.join(",")}]`;
+    this.input((m, now) => m.events(now, burst.generation, text), (batch) => {
+      // A delivery of an event of this burst comes back as a reference:
+      // the payload (checked by the machine) is the event.
+      const events = batch.events;
+      for (let i = 0; i < events.length; i++) {
+        const e = events[i];
+        if (e?.type !== "logRef") continue;
+        const pair = burst.pairs[e.index];
+        if (pair !== undefined) events[i] = { type: "log", channelId: e.channelId, event: logOf(pair[0], pair[1]) };
+      }
+    });
   }
 
   private async token(): Promise<string> {
@@ -573,6 +634,7 @@ export class LockstepClient {
     this.report(new LockstepError("panic", `the client machine panicked (rebuilt from the outbox): ${why}`, { cause: error }));
     this.transport.closeAll();
     this.ticker.arm(null);
+    this.armedFor = null;
     if (this.closing) return;
     const now = performance.now();
     while (this.rebuilds.length > 0 && (this.rebuilds[0] ?? 0) < now - 60_000) this.rebuilds.shift();
@@ -586,6 +648,7 @@ export class LockstepClient {
     this.instance = new Instance(this.module, this.optionsJson);
     this.instances += 1;
     this.queue.length = 0;
+    this.burst = null;
     this.transport = this.makeTransport();
     const snapshot = this.lastExport;
     const connect = this.wantConnected;
@@ -626,6 +689,25 @@ export class LockstepClient {
     add(g, "online");
     add(g, "pageshow");
     add(g.document, "visibilitychange");
+  }
+}
+
+/** The log event a checked `message:*` payload is (its fields, without extras). */
+function logOf(name: string, payload: unknown): LogOut {
+  const p = payload as { seq: number; messageId: string; authorId: string; clientMsgId: string; body?: unknown; ts: number };
+  switch (name) {
+    case "message:new": {
+      const m: LogOut = { type: "message", seq: p.seq, messageId: p.messageId, authorId: p.authorId, clientMsgId: p.clientMsgId, ts: p.ts };
+      if (p.body !== undefined) m.body = p.body;
+      return m;
+    }
+    case "message:updated": {
+      const u: LogOut = { type: "updated", seq: p.seq, messageId: p.messageId };
+      if (p.body !== undefined) u.body = p.body;
+      return u;
+    }
+    default:
+      return { type: "deleted", seq: p.seq, messageId: p.messageId };
   }
 }
 

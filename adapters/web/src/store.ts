@@ -128,6 +128,8 @@ interface ChannelState {
   reads: Map<string, number>;
   epoch: string | null;
   lastSeq: number;
+  /** Keys of `stored`, for O(1) "shown already?" checks. */
+  storedKeys: Set<string>;
   /** messageId → key of stored messages, for edits and deletes. */
   byMessage: Map<string, string>;
   resets: number;
@@ -203,6 +205,14 @@ export class Store {
     if (ch.unsent.length !== before) this.touch(ch);
   }
 
+  /** Shows a channel the app wants, before anything happened in it. */
+  ensure(channelId: string): void {
+    if (this.channels.has(channelId)) return;
+    this.channel(channelId);
+    this.snapshot = undefined;
+    this.queueNotify();
+  }
+
   /** Forgets a channel the app left. */
   forget(channelId: string): void {
     if (this.channels.delete(channelId)) {
@@ -238,6 +248,7 @@ export class Store {
         reads: new Map(),
         epoch: null,
         lastSeq: 0,
+        storedKeys: new Set(),
         byMessage: new Map(),
         resets: 0,
         snapshot: undefined,
@@ -298,8 +309,10 @@ export class Store {
         ch.resets += 1;
         ch.epoch = e.epoch;
         ch.lastSeq = 0;
-        ch.stored = [{ kind: "reset", key: `r:${ch.resets}:${e.epoch}`, epoch: e.epoch }];
+        ch.stored = [];
+        ch.storedKeys.clear();
         ch.byMessage.clear();
+        this.insertStored(ch, { kind: "reset", key: `r:${ch.resets}:${e.epoch}`, epoch: e.epoch });
         return;
       case "pending":
         this.onPending(ch, e.channelId, e.id, e.command);
@@ -339,7 +352,7 @@ export class Store {
     if (command.kind !== "send") return;
     const key = `c:${id}`;
     // Restored again after a rebuild, or already stored: shown once.
-    if (ch.unsent.some((m) => m.key === key) || ch.stored.some((m) => m.key === key)) return;
+    if (ch.storedKeys.has(key) || ch.unsent.some((m) => m.key === key)) return;
     ch.unsent.push({
       kind: "message", key, status: "pending", seq: null, messageId: null, authorId: this.userId,
       clientMsgId: id, body: command.body, ts: null, mine: true, edited: false, deleted: false, error: null,
@@ -382,14 +395,14 @@ export class Store {
       case "message": {
         const own = `c:${event.clientMsgId}`;
         const mine = (this.userId !== null && event.authorId === this.userId)
-          || ch.unsent.some((m) => m.key === own) || ch.stored.some((m) => m.key === own);
+          || ch.storedKeys.has(own) || ch.unsent.some((m) => m.key === own);
         const key = mine ? own : `m:${event.messageId}`;
         const item: MessageItem = {
           kind: "message", key, status: "sent", seq: event.seq, messageId: event.messageId,
           authorId: event.authorId, clientMsgId: event.clientMsgId, body: event.body, ts: event.ts,
           mine, edited: false, deleted: false, error: null,
         };
-        if (mine) ch.unsent = ch.unsent.filter((m) => m.key !== own);
+        if (mine && ch.unsent.length > 0) ch.unsent = ch.unsent.filter((m) => m.key !== own);
         ch.byMessage.set(event.messageId, key);
         this.insertStored(ch, item);
         return;
@@ -431,10 +444,13 @@ export class Store {
       }
       i -= 1;
     }
-    stored.splice(i, 0, item);
+    if (i === stored.length) stored.push(item);
+    else stored.splice(i, 0, item);
+    ch.storedKeys.add(item.key);
     const max = this.limits.maxMessagesPerChannel;
     if (stored.length > max + Math.ceil(max / 4)) {
       for (const gone of stored.splice(0, stored.length - max)) {
+        ch.storedKeys.delete(gone.key);
         if (gone.kind === "message" && gone.messageId !== null) ch.byMessage.delete(gone.messageId);
       }
     }
