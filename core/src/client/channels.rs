@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::Instant;
-use crate::ids::{ChannelId, UserId};
+use crate::ids::{ChannelId, Epoch, Seq, UserId};
 use crate::wire::{Ack, ClientFrame, JoinAck, LogEvent, ReqId};
 
 use super::channel::{Channel, LocalTyping, Sub};
@@ -25,6 +25,31 @@ impl Client {
     /// until `unsubscribe`. Works in any connection state; a channel that
     /// failed for good is tried again.
     pub fn subscribe(&mut self, now: Instant, channel: ChannelId) -> Result<(), SubscribeError> {
+        self.subscribe_at(now, channel, None)
+    }
+
+    /// Like [`subscribe`](Client::subscribe), resuming from a position the
+    /// app already has: every event of log `epoch` up to `last` was
+    /// delivered before (by an earlier machine, rebuilt after a crash, or
+    /// kept across a restart), so the join asks for exactly what follows
+    /// and nothing is delivered twice. A channel the client already follows
+    /// keeps its own position, which is at least as recent.
+    pub fn subscribe_from(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        epoch: Epoch,
+        last: Seq,
+    ) -> Result<(), SubscribeError> {
+        self.subscribe_at(now, channel, Some((epoch, last)))
+    }
+
+    fn subscribe_at(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        from: Option<(Epoch, Seq)>,
+    ) -> Result<(), SubscribeError> {
         if self.state == ConnectionState::Closed {
             return Err(SubscribeError::Closed);
         }
@@ -40,7 +65,11 @@ impl Client {
                 if wanted >= self.config.max_channels {
                     return Err(SubscribeError::TooManyChannels(self.config.max_channels));
                 }
-                self.channels.insert(channel.clone(), Channel::new());
+                let mut ch = Channel::new();
+                if let Some((epoch, last)) = from {
+                    ch.inbox.resume(epoch, last);
+                }
+                self.channels.insert(channel.clone(), ch);
             }
         }
         self.reconcile(now, &channel);

@@ -83,6 +83,12 @@ impl Inbox {
         self.buffer.len()
     }
 
+    /// Follows `epoch` from `last`: everything up to it was delivered
+    /// before (by an earlier machine), so only what follows is wanted.
+    pub(crate) fn resume(&mut self, epoch: Epoch, last: Seq) {
+        self.start(epoch, last, 0);
+    }
+
     /// Starts following `epoch` at `head`, skipping to the recent `backlog`.
     fn start(&mut self, epoch: Epoch, head: Seq, backlog: u64) {
         self.buffer.clear();

@@ -157,6 +157,14 @@ impl Client {
         }
     }
 
+    /// Replaces the credentials the next `hello` carries. Tokens expire: a
+    /// driver fetches a fresh one before each connection attempt (on
+    /// [`Transmit::Open`]) and hands it over before reporting the
+    /// transport opened. The session already open keeps its identity.
+    pub fn set_token(&mut self, token: String) {
+        self.token = Token(token);
+    }
+
     /// The next thing the driver must do on a transport.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

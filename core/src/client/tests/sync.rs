@@ -339,3 +339,61 @@ fn a_reply_carrying_another_channel_s_event_delivers_only_its_own() {
         .collect();
     assert_eq!(bad.len(), 1, "the foreign event is reported once");
 }
+
+#[test]
+fn a_channel_subscribed_from_a_known_position_gets_exactly_what_followed() {
+    let mut h = Harness::fake();
+    for i in 1..=10 {
+        h.server()
+            .post(&ch("general"), &user("bob"), Body::text(format!("m{i}")));
+    }
+    h.act("connect and subscribe from e1 #7", |c, now| {
+        c.connect(now);
+        c.subscribe_from(now, ch("general"), Epoch(1), Seq(7))
+            .unwrap();
+    });
+    // Not the fresh backlog (1..=10): only what followed #7.
+    assert_eq!(h.delivered("general"), vec![8, 9, 10]);
+    h.act("subscribe from an older position: ignored", |c, now| {
+        c.subscribe_from(now, ch("general"), Epoch(1), Seq(2))
+            .unwrap();
+    });
+    let live = h
+        .server()
+        .post(&ch("general"), &user("bob"), Body::text("live"))
+        .unwrap();
+    h.reply(live);
+    assert_eq!(h.delivered("general"), vec![8, 9, 10, 11]);
+}
+
+#[test]
+fn a_position_from_another_epoch_is_reset_not_trusted() {
+    let mut h = Harness::fake();
+    for i in 1..=3 {
+        h.server()
+            .post(&ch("general"), &user("bob"), Body::text(format!("m{i}")));
+    }
+    h.act("connect and subscribe from e9 #2", |c, now| {
+        c.connect(now);
+        c.subscribe_from(now, ch("general"), Epoch(9), Seq(2))
+            .unwrap();
+    });
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Reset { epoch, .. } if *epoch == Epoch(1)
+    )));
+    assert_eq!(h.delivered("general"), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_new_token_goes_out_with_the_next_hello() {
+    let mut h = Harness::scripted();
+    h.act("connect", |c, now| c.connect(now));
+    h.opened();
+    assert!(matches!(h.take(), ClientFrame::Hello { token, .. } if token == "dev:alice"));
+    h.drop_transport();
+    h.act("refresh the token", |c, _| c.set_token("fresh".into()));
+    h.advance(2_000);
+    h.opened();
+    assert!(matches!(h.take(), ClientFrame::Hello { token, .. } if token == "fresh"));
+}

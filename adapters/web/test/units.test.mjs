@@ -1,0 +1,143 @@
+// Unit tests without a server: the store's merging rules, the worker
+// timer's protocol, outbox ownership among tabs, and the config check.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { LockstepError, MemoryOutboxStorage, Store, WorkerTicker, createClient } from "../dist/index.js";
+
+const limits = { maxMessagesPerChannel: 5, maxResolvedSends: 10 };
+const msg = (seq, author, cmid, body) => ({
+  type: "log", channelId: "c", event: { type: "message", seq, messageId: `m${seq}`, authorId: author, clientMsgId: cmid, body, ts: seq },
+});
+const connected = { type: "state", state: { name: "connected", generation: 1, userId: "me" } };
+const items = (store) => store.getSnapshot().channels.get("c").items;
+
+test("an own message is shown once whether its ack or its broadcast comes first", () => {
+  for (const ackFirst of [true, false]) {
+    const s = new Store(limits);
+    s.apply([connected, { type: "pending", channelId: "c", id: "x1", command: { kind: "send", body: "hi" } }]);
+    assert.deepEqual(items(s).map((i) => [i.key, i.status]), [["c:x1", "pending"]]);
+    const ack = { type: "outcome", channelId: "c", id: "x1", outcome: { status: "sent", seq: 2, messageId: "m2" } };
+    const steps = ackFirst ? [ack, msg(1, "bob", "b1", "before"), msg(2, "me", "x1", "hi")]
+      : [msg(1, "bob", "b1", "before"), msg(2, "me", "x1", "hi"), ack];
+    for (const e of steps) s.apply([e]);
+    assert.deepEqual(items(s).map((i) => [i.key, i.seq, i.status]), [["m:m1", 1, "sent"], ["c:x1", 2, "sent"]]);
+    assert.equal(s.getSnapshot().sends.get("x1").status, "sent");
+  }
+});
+
+test("a failed send stays visible until dismissed; a restored duplicate is not shown twice", () => {
+  const s = new Store(limits);
+  const pending = { type: "pending", channelId: "c", id: "x1", command: { kind: "send", body: "hi" } };
+  s.apply([connected, pending, pending]);
+  assert.equal(items(s).length, 1);
+  s.apply([{ type: "outcome", channelId: "c", id: "x1", outcome: { status: "failed", reason: "refused", code: "too_large", message: "refused: too_large" } }]);
+  assert.equal(items(s)[0].status, "failed");
+  assert.equal(items(s)[0].error.code, "too_large");
+  s.dismiss("c", "x1");
+  assert.equal(items(s).length, 0);
+});
+
+test("gaps and resets are visible, edits and deletes apply in place, the view is bounded", () => {
+  const s = new Store(limits);
+  s.apply([connected, msg(1, "bob", "b1", "one"), { type: "truncated", channelId: "c", from: 2, to: 4 }, msg(5, "bob", "b5", "five")]);
+  assert.deepEqual(items(s).map((i) => i.kind), ["message", "truncated", "message"]);
+  s.apply([{ type: "log", channelId: "c", event: { type: "updated", seq: 6, messageId: "m5", body: "FIVE" } }]);
+  s.apply([{ type: "log", channelId: "c", event: { type: "deleted", seq: 7, messageId: "m1" } }]);
+  assert.deepEqual(items(s).filter((i) => i.kind === "message").map((i) => [i.body, i.edited, i.deleted]), [[undefined, false, true], ["FIVE", true, false]]);
+  s.apply([{ type: "reset", channelId: "c", epoch: "9" }]);
+  assert.deepEqual(items(s).map((i) => i.kind), ["reset"]);
+  assert.equal(s.getSnapshot().channels.get("c").epoch, "9");
+  for (let seq = 1; seq <= 20; seq++) s.apply([msg(seq, "bob", `b${seq}`, seq)]);
+  assert.equal(items(s).length, limits.maxMessagesPerChannel);
+  assert.equal(items(s).at(-1).seq, 20);
+});
+
+test("members, typing and read watermarks follow their events; listeners hear once per burst", async () => {
+  const s = new Store(limits);
+  let heard = 0;
+  const stop = s.subscribe(() => heard++);
+  s.apply([{ type: "members", channelId: "c", members: ["bob", "me"] }, { type: "memberJoined", channelId: "c", userId: "zoe" }]);
+  s.apply([{ type: "typing", channelId: "c", userId: "zoe", active: true }, { type: "read", channelId: "c", userId: "bob", upTo: 4 }]);
+  s.apply([{ type: "read", channelId: "c", userId: "bob", upTo: 2 }, { type: "memberLeft", channelId: "c", userId: "zoe" }]);
+  await Promise.resolve();
+  assert.equal(heard, 1);
+  const ch = s.getSnapshot().channels.get("c");
+  assert.deepEqual(ch.members, ["bob", "me"]);
+  assert.deepEqual(ch.typing, []);
+  assert.equal(ch.reads.get("bob"), 4, "max wins");
+  stop();
+  assert.equal(s.listenerCount(), 0);
+});
+
+test("the worker timer arms, re-arms and disarms by message, and fires only when armed", () => {
+  const posted = [];
+  let worker;
+  let fired = 0;
+  const ticker = new WorkerTicker(() => fired++, () => {
+    worker = { postMessage: (m) => posted.push(m), terminate: () => posted.push("terminated"), onmessage: null };
+    return worker;
+  });
+  ticker.arm(250);
+  ticker.arm(100);
+  assert.equal(ticker.armed(), 1);
+  worker.onmessage({ data: 0 });
+  assert.equal(fired, 1);
+  assert.equal(ticker.armed(), 0);
+  worker.onmessage({ data: 0 });
+  assert.equal(fired, 1, "a stale message does not fire a disarmed timer");
+  ticker.arm(null);
+  ticker.dispose();
+  assert.deepEqual(posted, [250, 100, -1, "terminated"]);
+});
+
+/** A minimal `navigator.locks`: exclusive, `ifAvailable`, a queue, abort. */
+function fakeLocks() {
+  const held = new Map();
+  return {
+    request(name, opts, cb) {
+      const q = held.get(name);
+      if (q === undefined) {
+        held.set(name, []);
+        return cb({ name }).finally(() => {
+          const next = held.get(name).shift();
+          if (next === undefined) held.delete(name);
+          else next();
+        });
+      }
+      if (opts.ifAvailable) return cb(null);
+      return new Promise((resolve, reject) => {
+        opts.signal?.addEventListener("abort", () => reject(new Error("aborted")));
+        q.push(() => resolve(cb({ name }).finally(() => {
+          const next = held.get(name).shift();
+          if (next === undefined) held.delete(name);
+          else next();
+        })));
+      });
+    },
+  };
+}
+
+test("one tab owns the outbox; the next takes it over, restoring what the first left", async () => {
+  const locks = fakeLocks();
+  const storage = new MemoryOutboxStorage();
+  const base = { url: "http://127.0.0.1:9", token: "dev:me", autoConnect: false, timer: "main", storage, locks, channels: ["c"] };
+  const first = await createClient(base);
+  const sent = first.send("c", "unsent");
+  assert.match(await storage.load("default"), new RegExp(sent.id));
+  const second = await createClient(base);
+  assert.equal(second.store.getSnapshot().channels.get("c").items.length, 0, "not the owner: nothing restored");
+  await first.close();
+  const { until } = await import("./helpers.mjs");
+  await until("the second tab restored the entry", () =>
+    second.store.getSnapshot().channels.get("c").items.some((i) => i.key === `c:${sent.id}`));
+  await second.close();
+});
+
+test("options out of range and missing tokens are typed errors", async () => {
+  await assert.rejects(createClient({ url: "http://x" }), (e) => e instanceof LockstepError && e.kind === "invalid");
+  await assert.rejects(
+    createClient({ url: "http://x", token: "t", storage: null, outboxMax: 0, autoConnect: false }),
+    (e) => e instanceof LockstepError && e.kind === "invalid" && /outboxMax/.test(e.message),
+  );
+});
