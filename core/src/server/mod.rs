@@ -6,6 +6,7 @@
 mod completions;
 mod config;
 mod conn;
+mod gate;
 mod limits;
 mod ops;
 mod outputs;
@@ -14,7 +15,6 @@ mod presence;
 mod rate;
 mod reads;
 mod requests;
-mod resend_rounds;
 mod timers;
 mod typing;
 
