@@ -15,15 +15,15 @@ mod client_host;
 mod converge;
 mod store_host;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use lockstep_core::client::{
     Client, ClientConfig, ClientEvent, EntryId, Outcome, Transmit, TransportEvent,
 };
-use lockstep_core::ids::{ChannelId, UserId};
+use lockstep_core::ids::UserId;
 use lockstep_core::server::{
-    ConnId as ServerConn, Except, PrivateChannels, Server, ServerConfig, ServerOutput,
+    ConnId as ServerConn, PrivateChannels, Rooms, Server, ServerConfig, ServerOutput,
 };
 use lockstep_core::store::{AppendOutcome, MemStore, MemStoreConfig, StoreError, StoreReply};
 use lockstep_core::wire::{
@@ -96,14 +96,6 @@ impl WorldConfig {
     }
 }
 
-/// A connection as the server side of the world knows it.
-#[derive(Debug)]
-struct Link {
-    net: ConnId,
-    /// The verified user, once `hello` was accepted.
-    user: Option<UserId>,
-}
-
 /// Counters for the explorer's summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorldStats {
@@ -128,8 +120,12 @@ pub struct World {
     server_config: ServerConfig,
     incarnation: u64,
     server_deadline: Option<Instant>,
-    links: BTreeMap<u64, Link>,
-    rooms: BTreeMap<ChannelId, BTreeSet<u64>>,
+    /// The server's end of each open network connection, by serial (the
+    /// server machine's connection id).
+    links: BTreeMap<u64, ConnId>,
+    /// Who is open as whom (once `hello` was accepted) and in which rooms:
+    /// production's own room code.
+    rooms: Rooms,
     store: StoreHost,
     oracle: Oracle,
     trace: Trace,
@@ -182,7 +178,7 @@ impl World {
             incarnation: 0,
             server_deadline: None,
             links: BTreeMap::new(),
-            rooms: BTreeMap::new(),
+            rooms: Rooms::new(),
             store: StoreHost::new(config.store, rng.fork()),
             oracle: Oracle::default(),
             trace,
@@ -603,12 +599,9 @@ impl World {
                         } else {
                             frame
                         };
-                        let _ = self.net.send(
-                            now,
-                            link.net,
-                            Dir::ToClient,
-                            Packet::Down(Rc::new(frame)),
-                        );
+                        let _ =
+                            self.net
+                                .send(now, *link, Dir::ToClient, Packet::Down(Rc::new(frame)));
                     }
                 }
                 ServerOutput::Broadcast {
@@ -621,35 +614,19 @@ impl World {
                     } else {
                         frame
                     });
-                    let Some(members) = self.rooms.get(&channel) else {
-                        continue;
-                    };
-                    for serial in members {
-                        let Some(link) = self.links.get(serial) else {
-                            continue;
-                        };
-                        let skip = match &except {
-                            Except::Nobody => false,
-                            Except::Conn(c) => c.0 == *serial,
-                            Except::User(u) => link.user.as_ref() == Some(u),
-                        };
-                        if !skip {
+                    for member in self.rooms.recipients(&channel, &except) {
+                        if let Some(link) = self.links.get(&member.0) {
                             let _ = self.net.send(
                                 now,
-                                link.net,
+                                *link,
                                 Dir::ToClient,
                                 Packet::Down(frame.clone()),
                             );
                         }
                     }
                 }
-                ServerOutput::RoomJoin { conn, channel } => {
-                    self.rooms.entry(channel).or_default().insert(conn.0);
-                }
-                ServerOutput::RoomLeave { conn, channel } => {
-                    if let Some(room) = self.rooms.get_mut(&channel) {
-                        room.remove(&conn.0);
-                    }
+                ServerOutput::RoomJoin { .. } | ServerOutput::RoomLeave { .. } => {
+                    self.rooms.apply(&out);
                 }
                 ServerOutput::Store { op, cmd } => {
                     self.store.submit(now, self.incarnation, op, cmd);
@@ -657,12 +634,10 @@ impl World {
                 ServerOutput::Close { conn, reason } => {
                     if let Some(link) = self.links.remove(&conn.0) {
                         self.trace
-                            .line(now, || format!("server closes {}: {reason}", link.net));
-                        self.net.close(now, link.net, CloseReason::ServerClosed);
+                            .line(now, || format!("server closes {link}: {reason}"));
+                        self.net.close(now, link, CloseReason::ServerClosed);
                     }
-                    for room in self.rooms.values_mut() {
-                        room.remove(&conn.0);
-                    }
+                    self.rooms.close(conn);
                 }
             }
         }
@@ -702,13 +677,7 @@ impl World {
                     self.net.close(now, conn, CloseReason::ServerClosed);
                     return;
                 }
-                self.links.insert(
-                    conn.serial(),
-                    Link {
-                        net: conn,
-                        user: None,
-                    },
-                );
+                self.links.insert(conn.serial(), conn);
             }
             Delivery::Frame {
                 conn,
@@ -726,13 +695,10 @@ impl World {
                 dir: Dir::ToServer,
                 ..
             } => {
-                let Some(link) = self.links.remove(&conn.serial()) else {
+                if self.links.remove(&conn.serial()).is_none() {
                     return;
-                };
-                for room in self.rooms.values_mut() {
-                    room.remove(&conn.serial());
                 }
-                if link.user.is_some() {
+                if self.rooms.close(ServerConn(conn.serial())).is_some() {
                     if let Some(server) = &mut self.server {
                         server.handle_disconnect(now, ServerConn(conn.serial()));
                         self.drain_server();
@@ -772,11 +738,11 @@ impl World {
         let Some(server) = &mut self.server else {
             return;
         };
-        let Some(link) = self.links.get_mut(&conn.serial()) else {
+        if !self.links.contains_key(&conn.serial()) {
             return;
-        };
+        }
         let sconn = ServerConn(conn.serial());
-        if link.user.is_some() {
+        if self.rooms.is_open(sconn) {
             server.handle_frame(now, sconn, frame);
         } else if let ClientFrame::Hello { token, .. } = &frame {
             // The lab's authenticator: `dev:<user>`, the user must exist.
@@ -786,7 +752,7 @@ impl World {
                 .filter(|u| self.clients.iter().any(|c| &c.user == u));
             match user {
                 Some(user) => {
-                    link.user = Some(user.clone());
+                    self.rooms.open(sconn, user.clone());
                     server.handle_connect(now, sconn, user);
                 }
                 None => {
