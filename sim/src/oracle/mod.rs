@@ -51,8 +51,8 @@ pub struct Oracle {
     /// Numbers joins and leaves, so a leave's ack knows whether a join was
     /// asked for after it.
     membership_requests: u64,
-    /// Invariant 9: each client's last connection state name.
-    states: BTreeMap<ClientIx, &'static str>,
+    /// Invariant 9: each client's last connection state.
+    states: BTreeMap<ClientIx, ConnectionState>,
 }
 
 /// Whether `user` may see `channel` under the lab's access policy
@@ -401,14 +401,17 @@ impl Oracle {
         state: &ConnectionState,
     ) {
         let to = state.name();
-        let from = self.states.insert(ix, to).unwrap_or("idle");
+        let from = self
+            .states
+            .insert(ix, state.clone())
+            .unwrap_or(ConnectionState::Idle);
         self.check(
-            transition_allowed(from, to),
+            state.may_follow(&from),
             Invariant::StateChart,
             now,
             Some(ix),
             None,
-            || format!("{from} -> {to} is not in the state chart"),
+            || format!("{} -> {to} is not in the state chart", from.name()),
         );
         // 8 needs the machine as of this event; a lagging view cannot say.
         let Some(internals) = client.internals() else {
@@ -448,28 +451,4 @@ impl Oracle {
             },
         );
     }
-}
-
-/// The client connection state chart (docs/PROTOCOL.md), as allowed
-/// transitions between state names.
-#[must_use]
-pub fn transition_allowed(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("idle", "connecting" | "closed")
-            | (
-                "connecting",
-                "connecting" | "connected" | "reconnecting" | "suspended" | "failed" | "closed"
-            )
-            | (
-                "connected",
-                "reconnecting" | "connecting" | "failed" | "closed"
-            )
-            | (
-                "reconnecting",
-                "reconnecting" | "connecting" | "suspended" | "failed" | "closed"
-            )
-            | ("suspended", "suspended" | "connecting" | "closed")
-            | ("failed", "connecting" | "closed")
-    )
 }
