@@ -14,6 +14,7 @@
 //! - [`net`]: a sans-IO virtual network (VOPR-style packet simulator) with a
 //!   stream model (TCP / WebSocket / Socket.IO) and a datagram model, and
 //!   fault verbs (delay, loss, duplication, reordering, drops, partitions);
+//! - [`fault`]: the fault vocabulary the lab and the turmoil harness share;
 //! - [`op`], [`swarm`], [`scenario`], [`strategy`]: the workload and fault
 //!   vocabulary, the per-seed swarm parameters, the generated scenario and a
 //!   proptest strategy that shrinks failures to few ops, clients and faults.
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fault;
 pub mod net;
 pub mod op;
 pub mod oracle;

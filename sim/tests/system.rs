@@ -450,7 +450,7 @@ fn read_watermarks_never_go_back() {
     // The lagging device reads what it has seen: #1, behind user-0's #3.
     w.apply(&read(c(2)));
     run_to(&mut w, 900);
-    w.apply(&Op::Heal);
+    w.apply(&Op::Repair);
     run_to(&mut w, 2_000);
 
     assert_eq!(lines_with(&w, &["c2 -> read room-0", "up to #1"]).len(), 1);

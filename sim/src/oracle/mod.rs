@@ -21,7 +21,7 @@ use lockstep_core::wire::{LogEvent, ReqId, ServerFrame};
 
 pub use invariant::Invariant;
 pub use view::{ClientView, Internals};
-pub use violation::Violation;
+pub use violation::{Failure, Violation};
 
 use crate::net::ClientIx;
 
@@ -78,7 +78,7 @@ impl Oracle {
         self.checks
     }
 
-    /// Records a violation.
+    /// Records a broken invariant.
     pub fn violate(
         &mut self,
         invariant: Invariant,
@@ -87,8 +87,20 @@ impl Oracle {
         channel: Option<&ChannelId>,
         detail: impl Into<String>,
     ) {
+        self.fail(Failure::Broken(invariant), at, client, channel, detail);
+    }
+
+    /// Records a failure of any kind.
+    pub fn fail(
+        &mut self,
+        failure: Failure,
+        at: Instant,
+        client: Option<ClientIx>,
+        channel: Option<&ChannelId>,
+        detail: impl Into<String>,
+    ) {
         self.violations.push(Violation {
-            invariant,
+            failure,
             at,
             client,
             channel: channel.cloned(),

@@ -147,8 +147,8 @@ fn ops_reference_only_existing_clients_and_channels() {
 #[test]
 fn check_refuses_malformed_scenarios() {
     let mut s = gen_default(5);
-    s.ops.insert(0, (10, Op::Heal));
-    s.ops.insert(1, (5, Op::Heal));
+    s.ops.insert(0, (10, Op::Repair));
+    s.ops.insert(1, (5, Op::Repair));
     assert!(matches!(
         s.check(),
         Err(ScenarioError::Unordered { index: 1, .. })

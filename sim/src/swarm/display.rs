@@ -100,11 +100,11 @@ impl fmt::Display for SwarmParams {
         }
         writeln!(
             f,
-            "; <={} ms), clogs {} (<={} ms), server crashes {} (<={} ms down), \
+            "; <={} ms), holds {} (<={} ms), server crashes {} (<={} ms down), \
              store failures {} (<={} ms), store latency changes {} (<={} ms), app restarts {}",
             fx.partition_ms_max,
-            fx.clogs_per_min,
-            fx.clog_ms_max,
+            fx.holds_per_min,
+            fx.hold_ms_max,
             fx.crashes_per_min,
             fx.crash_ms_max,
             fx.store_fails_per_min,

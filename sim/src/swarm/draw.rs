@@ -137,7 +137,7 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
     let stream_partition = if rng.below(3) == 0 {
         StreamPartition::Stall
     } else {
-        StreamPartition::Hold
+        StreamPartition::Resume
     };
     // A small buffer now and then provokes the slow-consumer cut-off.
     let stream_buffer_frames_max = if rng.below(4) == 0 {
@@ -166,8 +166,8 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
     let store_latency_changes_per_min = maybe(rng, 1, 6);
     let store_latency_ms_max = between(rng, 1, 200);
     let app_restarts_per_min = maybe(rng, 1, 6);
-    let clogs_per_min = maybe(rng, 1, 10);
-    let clog_ms_max = between(rng, 10, 5_000);
+    let holds_per_min = maybe(rng, 1, 10);
+    let hold_ms_max = between(rng, 10, 5_000);
     FaultMix {
         delay_ms_min,
         delay_ms_max,
@@ -181,8 +181,8 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
         partitions_per_min,
         partition_kinds,
         partition_ms_max,
-        clogs_per_min,
-        clog_ms_max,
+        holds_per_min,
+        hold_ms_max,
         crashes_per_min,
         crash_ms_max,
         store_fails_per_min,

@@ -66,12 +66,12 @@ pub struct FaultMix {
     pub partitions_per_min: u32,
     /// The partition kinds drawn from (not empty).
     pub partition_kinds: Vec<PartitionKind>,
-    /// Longest partition before its heal.
+    /// Longest partition before its repair.
     pub partition_ms_max: u64,
-    /// Link clogs per minute.
-    pub clogs_per_min: u32,
-    /// Longest clog.
-    pub clog_ms_max: u64,
+    /// Link holds per minute (each released after at most `hold_ms_max`).
+    pub holds_per_min: u32,
+    /// Longest hold before its release.
+    pub hold_ms_max: u64,
     /// Server crashes per minute.
     pub crashes_per_min: u32,
     /// Longest server downtime before its restart.
@@ -99,14 +99,14 @@ impl FaultMix {
             dup_permille: 0,
             reorder_permille: 0,
             reorder_ms_max: 0,
-            stream_partition: StreamPartition::Hold,
+            stream_partition: StreamPartition::Resume,
             stream_buffer_frames_max: 256,
             drops_per_min: 0,
             partitions_per_min: 0,
             partition_kinds: vec![PartitionKind::Symmetric],
             partition_ms_max: 0,
-            clogs_per_min: 0,
-            clog_ms_max: 0,
+            holds_per_min: 0,
+            hold_ms_max: 0,
             crashes_per_min: 0,
             crash_ms_max: 0,
             store_fails_per_min: 0,

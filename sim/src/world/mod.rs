@@ -36,7 +36,7 @@ use crate::net::{
     ClientIx, CloseReason, ConnId, Delivery, Dir, Network, SendOutcome, TransportKind,
 };
 use crate::op::Op;
-use crate::oracle::{Invariant, Oracle};
+use crate::oracle::{Failure, Oracle};
 use crate::swarm::SwarmParams;
 use crate::trace::{self, Trace};
 
@@ -409,13 +409,16 @@ impl World {
                 self.net.drop_connection(now, *client);
             }
             Op::Partition { clients, kind } => self.net.partition(clients, *kind),
-            Op::Heal => self.net.heal_all(now),
-            Op::Clog {
+            Op::Repair => self.net.repair_all(now),
+            Op::Hold {
                 client,
                 duration_ms,
-            } => self.net.clog(now, *client, *duration_ms),
-            Op::ServerCrash => self.crash_server(),
-            Op::ServerRestart => self.restart_server(),
+            } => self.net.hold(now, *client, *duration_ms),
+            Op::Crash => self.crash_server(),
+            Op::Bounce => {
+                self.crash_server();
+                self.restart_server();
+            }
             Op::StoreFail { duration_ms } => {
                 self.store.fail_until =
                     now.saturating_add(std::time::Duration::from_millis(*duration_ms));
@@ -433,7 +436,7 @@ impl World {
     pub fn heal_everything(&mut self) {
         let now = self.now;
         self.trace.line(now, || "heal everything".into());
-        self.net.heal_all(now);
+        self.net.repair_all(now);
         self.restart_server();
         self.store.fail_until = now;
         self.store.latency_ms = self.store.latency_ms.min(20);
@@ -517,7 +520,10 @@ impl World {
                     return;
                 }
                 let frame = if self.wire {
-                    self.roundtrip_client(frame)
+                    let channel = frame.channel_id().cloned();
+                    roundtrip(&mut self.oracle, now, channel.as_ref(), frame, |f| {
+                        decode_client(&encode_client(f))
+                    })
                 } else {
                     frame
                 };
@@ -595,7 +601,7 @@ impl World {
                 ServerOutput::Send { conn, frame } => {
                     if let Some(link) = self.links.get(&conn.0) {
                         let frame = if self.wire {
-                            roundtrip_server(frame)
+                            roundtrip_server(&mut self.oracle, now, frame)
                         } else {
                             frame
                         };
@@ -610,7 +616,7 @@ impl World {
                     except,
                 } => {
                     let frame = Rc::new(if self.wire {
-                        roundtrip_server(frame)
+                        roundtrip_server(&mut self.oracle, now, frame)
                     } else {
                         frame
                     });
@@ -807,22 +813,6 @@ impl World {
         self.drain_client(i);
     }
 
-    fn roundtrip_client(&mut self, frame: ClientFrame) -> ClientFrame {
-        match decode_client(&encode_client(&frame)) {
-            Ok(back) if back == frame => back,
-            other => {
-                self.oracle.violate(
-                    Invariant::AckedIsStored,
-                    self.now,
-                    None,
-                    frame.channel_id(),
-                    format!("client frame does not survive its encoding: {frame:?} -> {other:?}"),
-                );
-                frame
-            }
-        }
-    }
-
     /// Outbox entries not resolved yet, over all clients that want to be
     /// online: the backlog the liveness phase must drain.
     #[must_use]
@@ -840,10 +830,34 @@ impl World {
     }
 }
 
-fn roundtrip_server(frame: ServerFrame) -> ServerFrame {
-    // A server frame that does not survive its encoding shows up as a
-    // delivery the oracle rejects (content differs from the store's).
-    decode_server(&encode_server(&frame)).unwrap_or(frame)
+/// A frame through its wire encoding and back (`there_and_back`); one that
+/// does not come back equal is a codec failure, and travels as it was.
+fn roundtrip<F: PartialEq + std::fmt::Debug>(
+    oracle: &mut Oracle,
+    now: Instant,
+    channel: Option<&lockstep_core::ids::ChannelId>,
+    frame: F,
+    there_and_back: impl FnOnce(&F) -> Result<F, lockstep_core::wire::DecodeError>,
+) -> F {
+    match there_and_back(&frame) {
+        Ok(back) if back == frame => back,
+        other => {
+            oracle.fail(
+                Failure::CodecRoundTrip,
+                now,
+                None,
+                channel,
+                format!("{frame:?} does not survive its encoding: {other:?}"),
+            );
+            frame
+        }
+    }
+}
+
+fn roundtrip_server(oracle: &mut Oracle, now: Instant, frame: ServerFrame) -> ServerFrame {
+    roundtrip(oracle, now, None, frame, |f| {
+        decode_server(&encode_server(f))
+    })
 }
 
 fn event_digest(e: &ClientEvent) -> u64 {
@@ -884,5 +898,27 @@ fn fmt_client_event(e: &ClientEvent) -> String {
             }
         }
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame that comes back different from its encoding is a codec
+    /// failure, not a broken invariant, and travels as it was.
+    #[test]
+    fn a_frame_that_does_not_survive_its_encoding_is_a_codec_failure() {
+        let mut oracle = Oracle::default();
+        let frame = ServerFrame::Pong { nonce: 7 };
+        let back = roundtrip(&mut oracle, Instant::ZERO, None, frame.clone(), |_| {
+            Ok(ServerFrame::Pong { nonce: 8 })
+        });
+        assert_eq!(back, frame);
+        let failures: Vec<Failure> = oracle.violations().iter().map(|v| v.failure).collect();
+        assert_eq!(failures, [Failure::CodecRoundTrip]);
+        let same = roundtrip_server(&mut oracle, Instant::ZERO, frame.clone());
+        assert_eq!(same, frame);
+        assert_eq!(oracle.violations().len(), 1, "a faithful codec passes");
     }
 }
