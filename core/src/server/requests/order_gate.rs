@@ -50,10 +50,7 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(arrival);
         }
         let settled = settled(self);
-        let (now, until) = (
-            self.now,
-            self.now.saturating_add(self.config.order_gate_ttl),
-        );
+        let (now, ttl) = (self.now, self.config.order_gate_ttl);
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(arrival);
         };
@@ -61,10 +58,10 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(arrival);
         };
         let verdict = if settled {
-            gate.admitted(id);
+            gate.admitted(id, now);
             Verdict::Pass { place: arrival }
         } else {
-            gate.judge(id, arrival, now, until)
+            gate.judge(id, arrival, now, ttl)
         };
         if gate.is_empty() {
             c.gates.remove(channel);
@@ -82,11 +79,12 @@ impl<P: AccessPolicy> Server<P> {
         channel: &ChannelId,
         id: &ClientMsgId,
     ) {
+        let now = self.now;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if let Some(gate) = c.gates.get_mut(channel) {
-            gate.admitted(id);
+            gate.admitted(id, now);
             if gate.is_empty() {
                 c.gates.remove(channel);
             }
@@ -132,14 +130,22 @@ impl<P: AccessPolicy> Server<P> {
         if !code.retryable() || sabotaged!(self.config, ServerIgnoresOrderGate) {
             return;
         }
-        let until = self.now.saturating_add(self.config.order_gate_ttl);
+        let now = self.now;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if !c.channels.contains_key(channel) {
+            // The connection left the channel (its client failed the
+            // sends still waiting): an append failing after that holds
+            // nothing back. A gate left behind would hold the channel's
+            // next sends for messages no one resends (found by the lab:
+            // seed 2156, streams, store failures and unsubscribes).
+            return;
+        }
         c.gates
             .entry(channel.clone())
             .or_insert_with(OrderGate::default)
-            .refused(id, place, code, until);
+            .refused(id, place, code, now);
         self.refuse_queued_after(conn, channel, place, code);
     }
 
@@ -153,7 +159,7 @@ impl<P: AccessPolicy> Server<P> {
         place: u64,
         code: ErrorCode,
     ) {
-        let until = self.now.saturating_add(self.config.order_gate_ttl);
+        let now = self.now;
         let mut waiting = Vec::new();
         for key in self.appends.queued_sends(channel) {
             let Some(waiters) = self.sends.get_mut(&key) else {
@@ -189,7 +195,7 @@ impl<P: AccessPolicy> Server<P> {
             .and_then(|c| c.gates.get_mut(channel))
         {
             for (id, p) in &waiting {
-                gate.refused(id, *p, code, until);
+                gate.refused(id, *p, code, now);
             }
         }
     }

@@ -234,3 +234,28 @@ fn a_send_refused_by_the_user_budget_closes_the_gate_too() {
     assert_eq!(send_ack(&h, 1, a1).seq.0, 3);
     assert_eq!(send_ack(&h, 1, a2).seq.0, 4);
 }
+
+/// Found by the lab: seed 2156 (streams, store failures, unsubscribes).
+/// Sends at the store when their connection left the channel failed there
+/// afterwards; the gate they closed outlived the membership and held the
+/// channel's next sends, after a re-join, for messages the client had
+/// already given up (an app that leaves a channel fails what it had not
+/// sent). A failure after the leave holds nothing back.
+#[test]
+fn sends_failing_after_their_connection_left_the_channel_hold_nothing_back() {
+    let mut h = Harness::new();
+    h.connect(1, "alice");
+    h.join(1, "general");
+    h.mode = StoreMode::Held;
+    h.say(1, "general", "a-1", "one");
+    h.note("the app leaves the channel while a-1 is at the store; the store fails");
+    h.leave(1, "general");
+    h.store.set_fail_mode(FailMode::Next(1));
+    h.run_store();
+    h.deliver(false);
+    h.mode = StoreMode::Immediate;
+    h.note("back in the channel, the next message goes through");
+    h.join(1, "general");
+    let next = h.say(1, "general", "a-2", "two");
+    assert_eq!(send_ack(&h, 1, next).seq.0, 1);
+}
