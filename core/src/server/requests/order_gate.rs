@@ -162,6 +162,15 @@ impl<P: AccessPolicy> Server<P> {
         let now = self.now;
         let mut waiting = Vec::new();
         for key in self.appends.queued_sends(channel) {
+            if self.was_committed(conn, channel, &key.client_msg_id) {
+                // A retry of a message already stored holds no place: the
+                // store answers it with the original, and a refusal would
+                // leave it waiting in the gate for a resend its client, who
+                // has its outcome, never sends (found by the lab: seed 298,
+                // mixed, an app restart resending what had just been
+                // committed).
+                continue;
+            }
             let Some(waiters) = self.sends.get_mut(&key) else {
                 continue;
             };

@@ -259,3 +259,41 @@ fn sends_failing_after_their_connection_left_the_channel_hold_nothing_back() {
     let next = h.say(1, "general", "a-2", "two");
     assert_eq!(send_ack(&h, 1, next).seq.0, 1);
 }
+
+/// Found by the lab: seed 298 (mixed, an app restart resending what had
+/// just been committed). A retry of a stored message, queued as a
+/// duplicate, was refused when an earlier send failed behind it, and left
+/// waiting in the gate: its client, which had its outcome, never resent
+/// it, and every later send was held until the gate gave up on it. A retry
+/// of a stored message holds no place.
+#[test]
+fn a_retry_of_a_stored_message_is_not_held_in_the_gate() {
+    let config = ServerConfig {
+        messages_per_sec: 1,
+        messages_burst: 2,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::with(config, MemStoreConfig::default(), crate::server::Open);
+    h.alice_and_bob_in("general");
+    let stored = h.say_burst(1, "general", &["a-1", "a-2", "a-3"]);
+    assert_eq!(send_ack(&h, 1, stored[0]).seq.0, 1);
+    assert_eq!(h.nacked(1, stored[2]), ErrorCode::RateLimited, "a-3 waits");
+    h.note("bob's send is at the store; alice's retry of a-1 queues behind it");
+    h.mode = StoreMode::Held;
+    h.say(2, "general", "b-1", "bob's");
+    h.advance(1_000);
+    let retry = h.say(1, "general", "a-1", "a-1");
+    h.note("a-3 comes again and is refused again: the retry of a-1 is not behind it");
+    let again = h.say(1, "general", "a-3", "a-3");
+    assert_eq!(h.nacked(1, again), ErrorCode::RateLimited);
+    h.mode = StoreMode::Immediate;
+    h.run_store();
+    h.deliver(false);
+    h.drive();
+    assert_eq!(send_ack(&h, 1, retry).seq.0, 1, "the original answer");
+    h.advance(1_000);
+    let a3 = h.say(1, "general", "a-3", "a-3");
+    h.advance(1_000);
+    let a4 = h.say(1, "general", "a-4", "a-4");
+    assert!(send_ack(&h, 1, a3).seq < send_ack(&h, 1, a4).seq);
+}
