@@ -210,6 +210,7 @@ fn build(
         safety_ms: Some(end_ms.saturating_add(1_000).min(SAFETY_MS_MAX)),
         transport: config.transport,
         calm: !config.faults,
+        kinds: None,
     };
     let mut params = match SwarmParams::draw(seed, &overrides) {
         Ok(p) => p,

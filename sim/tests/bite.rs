@@ -16,7 +16,9 @@ use lockstep_sim::op::Op;
 use lockstep_sim::oracle::{Failure, Invariant};
 use lockstep_sim::run::{self, RunReport};
 use lockstep_sim::scenario::Scenario;
-use lockstep_sim::swarm::{FaultMix, OpWeights, SwarmParams, TransportPolicy};
+use lockstep_sim::swarm::{
+    ClientKind, ClientPolicy, FaultMix, OpWeights, SwarmParams, TransportPolicy,
+};
 use lockstep_sim::world::{World, WorldConfig};
 
 const C0: ClientIx = ClientIx(0);
@@ -43,6 +45,8 @@ fn params(clients: u32, transport: TransportKind, faults: FaultMix) -> SwarmPara
             TransportKind::Datagram => TransportPolicy::AllDatagram,
         },
         transports: vec![transport; clients as usize],
+        kind_policy: ClientPolicy::AllMachine,
+        kinds: vec![ClientKind::Machine; clients as usize],
         faults,
         weights: OpWeights {
             connect: 0,

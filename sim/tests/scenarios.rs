@@ -139,7 +139,11 @@ fn run_reconnect_recovery() -> World {
     run_to(&mut w, 700);
     send(&mut w, c(0), "room-0", 10);
     run_to(&mut w, 800);
-    assert_eq!(w.client(c(1)).outbox().count(), 1, "held while offline");
+    assert_eq!(
+        w.client(c(1)).expect("a client machine").outbox().count(),
+        1,
+        "held while offline"
+    );
     heal_and_converge(&mut w);
 
     assert_eq!(head(&w, "room-0").0, 6);
@@ -242,7 +246,10 @@ fn run_server_restart() -> World {
     assert_everyone_at_head(&w, &[(0, "room-0"), (1, "room-0"), (2, "room-0")]);
     for i in 0..3 {
         assert_eq!(delivered(&w, c(i), "room-0"), seqs(4), "c{i}");
-        assert_eq!(w.client(c(i)).outbox().count(), 0);
+        assert_eq!(
+            w.client(c(i)).expect("a client machine").outbox().count(),
+            0
+        );
     }
     assert!(
         lines_with(&w, &["app:", "failed"]).is_empty(),

@@ -70,9 +70,15 @@ fn overrides_replace_one_value_and_keep_the_rest() {
         safety_ms: Some(1_234),
         transport: Some(TransportPolicy::AllDatagram),
         calm: false,
+        kinds: Some(crate::swarm::ClientPolicy::AllPlain),
     };
     let p = SwarmParams::draw(7, &o).unwrap();
     assert_eq!(p.clients, 40);
+    assert!(
+        p.kinds
+            .iter()
+            .all(|k| *k == crate::swarm::ClientKind::Plain)
+    );
     assert_eq!(p.safety_ms, 1_234);
     assert!(p.transports.iter().all(|k| *k == TransportKind::Datagram));
     assert_eq!(p.faults, base.faults, "the fault mix does not move");

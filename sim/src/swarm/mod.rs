@@ -40,6 +40,27 @@ pub enum TransportPolicy {
     Mixed,
 }
 
+/// Which client an app runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ClientKind {
+    /// lockstep's client machine (`lockstep_core::client::Client`).
+    Machine,
+    /// A plain socket.io-client app following the protocol's guidance
+    /// ([`crate::plain::PlainClient`]).
+    Plain,
+}
+
+/// How client kinds are assigned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ClientPolicy {
+    /// Every client runs the client machine.
+    AllMachine,
+    /// Every client is a plain app.
+    AllPlain,
+    /// Each client draws its own.
+    Mixed,
+}
+
 /// Faults of one seed. Rates are expected events per virtual minute over
 /// the whole world; 0 disables a fault.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -163,6 +184,8 @@ pub struct SwarmOverrides {
     pub transport: Option<TransportPolicy>,
     /// Replace the drawn fault mix with [`FaultMix::calm`].
     pub calm: bool,
+    /// Client kind assignment.
+    pub kinds: Option<ClientPolicy>,
 }
 
 /// Why overrides were refused.
@@ -203,6 +226,10 @@ pub struct SwarmParams {
     pub transport_policy: TransportPolicy,
     /// One transport per client.
     pub transports: Vec<TransportKind>,
+    /// How client kinds were assigned.
+    pub kind_policy: ClientPolicy,
+    /// One kind per client.
+    pub kinds: Vec<ClientKind>,
     /// Network and process faults.
     pub faults: FaultMix,
     /// Workload op mix.
@@ -214,6 +241,15 @@ pub struct SwarmParams {
 }
 
 impl SwarmParams {
+    /// The kind of client `client` runs (the machine if unlisted).
+    #[must_use]
+    pub fn kind_of(&self, client: ClientIx) -> ClientKind {
+        self.kinds
+            .get(client.index())
+            .copied()
+            .unwrap_or(ClientKind::Machine)
+    }
+
     /// The user a client belongs to, as a validated id `user-<n>`.
     #[must_use]
     pub fn user_of(&self, client: ClientIx) -> UserId {

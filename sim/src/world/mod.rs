@@ -14,6 +14,7 @@
 mod client_host;
 mod converge;
 mod store_host;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -26,21 +27,19 @@ use lockstep_core::server::{
     ConnId as ServerConn, PrivateChannels, Rooms, Server, ServerConfig, ServerOutput,
 };
 use lockstep_core::store::{AppendOutcome, MemStore, MemStoreConfig, StoreError, StoreReply};
-use lockstep_core::wire::{
-    Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame, decode_client, decode_server,
-    encode_client, encode_server,
-};
+use lockstep_core::wire::{Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame};
 use lockstep_core::{Instant, Rng};
 
 use crate::net::{
     ClientIx, CloseReason, ConnId, Delivery, Dir, Network, SendOutcome, TransportKind,
 };
 use crate::op::Op;
-use crate::oracle::{Failure, Oracle};
-use crate::swarm::SwarmParams;
+use crate::oracle::{ClientView, Oracle};
+use crate::plain::{PlainClient, PlainConfig};
+use crate::swarm::{ClientKind, SwarmParams};
 use crate::trace::{self, Trace};
 
-use client_host::ClientHost;
+use client_host::{ClientHost, Machine, Recipe};
 pub use converge::Pending;
 use store_host::{InFlight, StoreHost};
 
@@ -61,6 +60,9 @@ pub struct WorldConfig {
     pub params: SwarmParams,
     /// Every client machine's configuration.
     pub client: ClientConfig,
+    /// Every plain app's configuration (on a stream; datagram clients get
+    /// [`PlainConfig::datagram`]'s window, timeouts and resync).
+    pub plain: PlainConfig,
     /// The server machine's configuration.
     pub server: ServerConfig,
     /// The store's retention and dedupe memory.
@@ -88,6 +90,7 @@ impl WorldConfig {
         WorldConfig {
             params,
             client,
+            plain: PlainConfig::stream(),
             server,
             store: MemStoreConfig::default(),
             wire: false,
@@ -150,8 +153,11 @@ impl World {
         let clients = (0..config.params.clients)
             .map(|i| {
                 let ix = ClientIx(i);
+                let datagram =
+                    config.params.transports.get(ix.index()) == Some(&TransportKind::Datagram);
                 let mut client = config.client.clone();
-                if config.params.transports.get(ix.index()) == Some(&TransportKind::Datagram) {
+                let mut plain = config.plain.clone();
+                if datagram {
                     // Datagrams reorder: one send in flight keeps the
                     // sender's order (see `ClientConfig::send_window`). They
                     // also lose frames: a periodic refresh brings back a lost
@@ -162,8 +168,18 @@ impl World {
                     client.resync_interval = Some(std::time::Duration::from_secs(5));
                     client.request_timeout = std::time::Duration::from_secs(2);
                     client.join_timeout = std::time::Duration::from_secs(2);
+                    let lossy = PlainConfig::datagram();
+                    plain.window = lossy.window;
+                    plain.unacked_max = lossy.unacked_max;
+                    plain.resync_interval = lossy.resync_interval;
+                    plain.request_timeout = lossy.request_timeout;
+                    plain.join_timeout = lossy.join_timeout;
                 }
-                ClientHost::new(ix, config.params.user_of(ix), client, rng.fork())
+                let recipe = match config.params.kind_of(ix) {
+                    ClientKind::Machine => Recipe::Lockstep(Box::new(client)),
+                    ClientKind::Plain => Recipe::Plain(plain),
+                };
+                ClientHost::new(ix, config.params.user_of(ix), recipe, rng.fork())
             })
             .collect();
         let mut trace = Trace::new(config.trace_lines);
@@ -201,10 +217,32 @@ impl World {
         &self.params
     }
 
-    /// A client's machine.
+    /// A client's machine; `None` for a plain app.
     #[must_use]
-    pub fn client(&self, ix: ClientIx) -> &Client {
-        &self.clients[ix.index()].machine
+    pub fn client(&self, ix: ClientIx) -> Option<&Client> {
+        self.clients[ix.index()].machine.lockstep()
+    }
+
+    /// What client `ix` shows of `channel`, whichever kind it is.
+    #[must_use]
+    pub fn view(
+        &self,
+        ix: ClientIx,
+        channel: &lockstep_core::ids::ChannelId,
+    ) -> Option<lockstep_core::client::ChannelView> {
+        ClientView::channel(&self.clients[ix.index()].machine, channel)
+    }
+
+    /// Whether client `ix` is connected, whichever kind it is.
+    #[must_use]
+    pub fn is_connected(&self, ix: ClientIx) -> bool {
+        self.clients[ix.index()].machine.is_connected()
+    }
+
+    /// A plain app; `None` for a client machine.
+    #[must_use]
+    pub fn plain(&self, ix: ClientIx) -> Option<&PlainClient> {
+        self.clients[ix.index()].machine.plain()
     }
 
     /// The user a client belongs to.
@@ -327,7 +365,13 @@ impl World {
             Op::Connect { client } => {
                 let host = &mut self.clients[client.index()];
                 host.app.online = true;
-                if *host.machine.state() == lockstep_core::client::ConnectionState::Closed {
+                let closed = host
+                    .machine
+                    .lockstep()
+                    .is_some_and(|c| *c.state() == lockstep_core::client::ConnectionState::Closed);
+                if closed {
+                    // The client machine is done for good once closed: the
+                    // app starts a new one.
                     self.restart_app(client.index());
                 } else {
                     host.machine.connect(now);
@@ -338,12 +382,13 @@ impl World {
                 self.clients[i].app.online = false;
                 self.clients[i].machine.close(now);
                 self.drain_client(i);
-                self.oracle
-                    .on_client_closed(now, *client, &self.clients[i].machine);
+                if let Some(machine) = self.clients[i].machine.lockstep() {
+                    self.oracle.on_client_closed(now, *client, machine);
+                }
             }
             Op::Subscribe { client, channel } => {
                 let host = &mut self.clients[client.index()];
-                if host.machine.subscribe(now, channel.clone()).is_ok() {
+                if host.machine.subscribe(now, channel.clone()) {
                     host.app.desired.insert(channel.clone());
                 }
             }
@@ -360,7 +405,7 @@ impl World {
             } => {
                 let len = (*body_len as usize).saturating_sub(2);
                 let body = Body::text("x".repeat(len));
-                if let Ok(id) =
+                if let Some(id) =
                     self.clients[client.index()]
                         .machine
                         .send(now, channel.clone(), body)
@@ -382,17 +427,17 @@ impl World {
                 let mine: Vec<_> = host.app.own.iter().filter(|(c, _)| c == channel).collect();
                 if !mine.is_empty() {
                     let target = mine[*pick as usize % mine.len()].1.clone();
-                    let _ = if matches!(op, Op::Edit { .. }) {
+                    if matches!(op, Op::Edit { .. }) {
                         host.machine
-                            .update(now, channel.clone(), target, Body::text("edited"))
+                            .update(now, channel.clone(), target, Body::text("edited"));
                     } else {
-                        host.machine.delete(now, channel.clone(), target)
-                    };
+                        host.machine.delete(now, channel.clone(), target);
+                    }
                 }
             }
             Op::Read { client, channel } => {
                 let host = &mut self.clients[client.index()];
-                if let Some(view) = host.machine.channel(channel) {
+                if let Some(view) = ClientView::channel(&host.machine, channel) {
                     host.machine.mark_read(now, channel.clone(), view.last_seq);
                 }
             }
@@ -467,8 +512,7 @@ impl World {
     fn restart_app(&mut self, i: usize) {
         let now = self.now;
         self.stats.app_restarts += 1;
-        let saved = self.clients[i].machine.export_outbox();
-        if let Some((_, conn)) = self.clients[i].rebuild(now, saved) {
+        if let Some((_, conn)) = self.clients[i].rebuild(now) {
             self.net.close(now, conn, CloseReason::ClientClosed);
         }
         self.oracle.on_client_restart(ClientIx(i as u32));
@@ -521,9 +565,11 @@ impl World {
                 }
                 let frame = if self.wire {
                     let channel = frame.channel_id().cloned();
-                    roundtrip(&mut self.oracle, now, channel.as_ref(), frame, |f| {
-                        decode_client(&encode_client(f))
-                    })
+                    let codec = match self.clients[i].machine {
+                        Machine::Lockstep(_) => wire::client_json,
+                        Machine::Plain(_) => wire::client_socketio,
+                    };
+                    wire::roundtrip(&mut self.oracle, now, channel.as_ref(), frame, codec)
                 } else {
                     frame
                 };
@@ -601,7 +647,7 @@ impl World {
                 ServerOutput::Send { conn, frame } => {
                     if let Some(link) = self.links.get(&conn.0) {
                         let frame = if self.wire {
-                            roundtrip_server(&mut self.oracle, now, frame)
+                            wire::roundtrip(&mut self.oracle, now, None, frame, wire::server_both)
                         } else {
                             frame
                         };
@@ -616,7 +662,7 @@ impl World {
                     except,
                 } => {
                     let frame = Rc::new(if self.wire {
-                        roundtrip_server(&mut self.oracle, now, frame)
+                        wire::roundtrip(&mut self.oracle, now, None, frame, wire::server_both)
                     } else {
                         frame
                     });
@@ -820,7 +866,7 @@ impl World {
         self.clients
             .iter()
             .filter(|c| c.app.online)
-            .map(|c| c.machine.outbox().count())
+            .map(|c| c.machine.unresolved())
             .sum()
     }
 
@@ -828,36 +874,6 @@ impl World {
     pub(crate) fn oracle_mut(&mut self) -> &mut Oracle {
         &mut self.oracle
     }
-}
-
-/// A frame through its wire encoding and back (`there_and_back`); one that
-/// does not come back equal is a codec failure, and travels as it was.
-fn roundtrip<F: PartialEq + std::fmt::Debug>(
-    oracle: &mut Oracle,
-    now: Instant,
-    channel: Option<&lockstep_core::ids::ChannelId>,
-    frame: F,
-    there_and_back: impl FnOnce(&F) -> Result<F, lockstep_core::wire::DecodeError>,
-) -> F {
-    match there_and_back(&frame) {
-        Ok(back) if back == frame => back,
-        other => {
-            oracle.fail(
-                Failure::CodecRoundTrip,
-                now,
-                None,
-                channel,
-                format!("{frame:?} does not survive its encoding: {other:?}"),
-            );
-            frame
-        }
-    }
-}
-
-fn roundtrip_server(oracle: &mut Oracle, now: Instant, frame: ServerFrame) -> ServerFrame {
-    roundtrip(oracle, now, None, frame, |f| {
-        decode_server(&encode_server(f))
-    })
 }
 
 fn event_digest(e: &ClientEvent) -> u64 {
@@ -904,6 +920,7 @@ fn fmt_client_event(e: &ClientEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::Failure;
 
     /// A frame that comes back different from its encoding is a codec
     /// failure, not a broken invariant, and travels as it was.
@@ -911,13 +928,19 @@ mod tests {
     fn a_frame_that_does_not_survive_its_encoding_is_a_codec_failure() {
         let mut oracle = Oracle::default();
         let frame = ServerFrame::Pong { nonce: 7 };
-        let back = roundtrip(&mut oracle, Instant::ZERO, None, frame.clone(), |_| {
+        let back = wire::roundtrip(&mut oracle, Instant::ZERO, None, frame.clone(), |_| {
             Ok(ServerFrame::Pong { nonce: 8 })
         });
         assert_eq!(back, frame);
         let failures: Vec<Failure> = oracle.violations().iter().map(|v| v.failure).collect();
         assert_eq!(failures, [Failure::CodecRoundTrip]);
-        let same = roundtrip_server(&mut oracle, Instant::ZERO, frame.clone());
+        let same = wire::roundtrip(
+            &mut oracle,
+            Instant::ZERO,
+            None,
+            frame.clone(),
+            wire::server_both,
+        );
         assert_eq!(same, frame);
         assert_eq!(oracle.violations().len(), 1, "a faithful codec passes");
     }
