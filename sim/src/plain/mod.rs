@@ -471,6 +471,13 @@ impl PlainClient {
         matches!(self.link, Link::Open { .. })
     }
 
+    /// Whether it is not trying to connect: the app disconnected it (or
+    /// never connected), or its token was refused.
+    #[must_use]
+    pub fn is_off(&self) -> bool {
+        matches!(self.link, Link::Off | Link::Refused)
+    }
+
     /// A short name of the socket's state, for traces and reports.
     #[must_use]
     pub fn state_name(&self) -> &'static str {

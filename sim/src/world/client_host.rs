@@ -173,7 +173,7 @@ impl Machine {
                 c.state(),
                 ConnectionState::Closed | ConnectionState::Failed { .. }
             ),
-            Machine::Plain(p) => matches!(p.state_name(), "off" | "refused"),
+            Machine::Plain(p) => p.is_off(),
         }
     }
 
