@@ -455,12 +455,12 @@ fn trace_of_a_partition_a_heal_and_a_drop() {
 }
 
 #[test]
-fn clog_delays_everything_and_loses_nothing() {
+fn a_hold_delays_everything_and_loses_nothing() {
     for kind in [TransportKind::Stream, TransportKind::Datagram] {
         let mut n = net(jittery(kind), 12);
         let conn = n.open(t(0), C0).unwrap();
         let _ = drain(&mut n);
-        // In flight before the clog, and sent during it.
+        // In flight before the hold, and sent during it.
         for i in 0..10u32 {
             n.send(t(1_000), conn, Dir::ToServer, i);
         }
