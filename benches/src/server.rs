@@ -1,15 +1,15 @@
-//! A server machine with a [`MemStore`] and a minimal driver: rooms mirrored
-//! from `RoomJoin`/`RoomLeave`, per-connection outbound queues, and a
-//! broadcast that encodes its frame once and hands the same bytes to every
+//! A server machine with a [`MemStore`] and a minimal driver: rooms kept by
+//! [`Rooms`] as every driver keeps them, per-connection outbound queues, and
+//! a broadcast that encodes its frame once and hands the same bytes to every
 //! member.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lockstep_core::Instant;
-use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, Seq, UserId};
-use lockstep_core::server::{ConnId, Except, Server, ServerConfig, ServerOutput};
+use lockstep_core::ids::{ClientMsgId, Epoch, Seq, UserId};
+use lockstep_core::server::{ConnId, Rooms, Server, ServerConfig, ServerOutput};
 use lockstep_core::store::{MemStore, StoreCommand, StoreError, StoreOpId, StoreReply};
 use lockstep_core::wire::{Body, ClientFrame, ReqId, encode_server};
 
@@ -25,10 +25,8 @@ pub struct Driver {
     pub server: Server,
     /// The store its commands run against.
     pub store: MemStore,
-    /// Room membership as the driver mirrors it.
-    pub rooms: BTreeMap<ChannelId, Vec<ConnId>>,
-    /// Each connection's user, for `Except::User`.
-    pub users: BTreeMap<ConnId, UserId>,
+    /// Room membership, as every driver keeps it.
+    pub rooms: Rooms,
     /// Each connection's outbound queue, indexed by connection id.
     pub outbound: Vec<Outbound>,
     /// The time the fixture runs at.
@@ -62,8 +60,7 @@ impl Driver {
         let mut d = Driver {
             server: Server::new(unthrottled()),
             store: MemStore::default(),
-            rooms: BTreeMap::new(),
-            users: BTreeMap::new(),
+            rooms: Rooms::new(),
             outbound: Vec::new(),
             now: Instant::from_millis(1_000),
             next_req: 1,
@@ -91,7 +88,7 @@ impl Driver {
 
     /// Opens `conn` as `user` and routes the welcome.
     pub fn connect(&mut self, conn: ConnId, user: UserId) {
-        self.users.insert(conn, user.clone());
+        self.rooms.open(conn, user.clone());
         self.server.handle_connect(self.now, conn, user);
         self.run();
     }
@@ -99,10 +96,7 @@ impl Driver {
     /// Closes `conn`.
     pub fn disconnect(&mut self, conn: ConnId) {
         self.server.handle_disconnect(self.now, conn);
-        for members in self.rooms.values_mut() {
-            members.retain(|c| *c != conn);
-        }
-        self.users.remove(&conn);
+        self.rooms.close(conn);
         self.run();
     }
 
@@ -197,39 +191,16 @@ impl Driver {
                     return;
                 }
                 let bytes: Arc<[u8]> = encode_server(&frame).into();
-                let Some(members) = self.rooms.get(&channel) else {
-                    return;
-                };
-                for &conn in members {
-                    let skip = match &except {
-                        Except::Nobody => false,
-                        Except::Conn(c) => *c == conn,
-                        Except::User(u) => self.users.get(&conn) == Some(u),
-                    };
-                    if !skip {
-                        let idx = usize::try_from(conn.0).unwrap_or(usize::MAX);
-                        if let Some(q) = self.outbound.get_mut(idx) {
-                            q.push_back(Arc::clone(&bytes));
-                        }
+                for conn in self.rooms.recipients(&channel, &except) {
+                    let idx = usize::try_from(conn.0).unwrap_or(usize::MAX);
+                    if let Some(q) = self.outbound.get_mut(idx) {
+                        q.push_back(Arc::clone(&bytes));
                     }
                 }
             }
-            ServerOutput::RoomJoin { conn, channel } => {
-                let members = self.rooms.entry(channel).or_default();
-                if !members.contains(&conn) {
-                    members.push(conn);
-                }
-            }
-            ServerOutput::RoomLeave { conn, channel } => {
-                if let Some(members) = self.rooms.get_mut(&channel) {
-                    members.retain(|c| *c != conn);
-                }
-            }
-            ServerOutput::Close { conn, .. } => {
-                for members in self.rooms.values_mut() {
-                    members.retain(|c| *c != conn);
-                }
-            }
+            ServerOutput::RoomJoin { .. }
+            | ServerOutput::RoomLeave { .. }
+            | ServerOutput::Close { .. } => self.rooms.apply(&out),
             ServerOutput::Store { .. } => {}
         }
     }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use lockstep_sim::run::{RunOptions, RunReport, run};
 use lockstep_sim::scenario::Scenario;
-use lockstep_sim::swarm::{SwarmOverrides, TransportPolicy};
+use lockstep_sim::swarm::{ClientKind, ClientPolicy, SwarmOverrides, TransportPolicy};
 
 /// The lockstep lab: deterministic worlds of clients, a server and a store,
 /// with faults, every invariant checked after every step.
@@ -65,12 +65,25 @@ struct WorldArgs {
     /// Transport model of the clients (default: drawn per seed).
     #[arg(long, value_enum)]
     transport: Option<Transport>,
+    /// Which client the apps run (default: drawn per seed).
+    #[arg(long, value_enum)]
+    kinds: Option<Kinds>,
     /// Round-trip every frame through its JSON encoding.
     #[arg(long)]
     wire: bool,
     /// No faults: a calm network, server and store.
     #[arg(long)]
     calm: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Kinds {
+    /// Every app runs lockstep's client machine.
+    Machine,
+    /// Every app is a plain socket.io-client app (the protocol's guidance).
+    Plain,
+    /// Each client draws its own.
+    Mixed,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +107,11 @@ impl WorldArgs {
                 Transport::Mixed => TransportPolicy::Mixed,
             }),
             calm: self.calm,
+            kinds: self.kinds.map(|k| match k {
+                Kinds::Machine => ClientPolicy::AllMachine,
+                Kinds::Plain => ClientPolicy::AllPlain,
+                Kinds::Mixed => ClientPolicy::Mixed,
+            }),
         }
     }
 
@@ -115,6 +133,13 @@ impl WorldArgs {
                 Transport::Stream => " --transport stream",
                 Transport::Datagram => " --transport datagram",
                 Transport::Mixed => " --transport mixed",
+            };
+        }
+        if let Some(k) = self.kinds {
+            s += match k {
+                Kinds::Machine => " --kinds machine",
+                Kinds::Plain => " --kinds plain",
+                Kinds::Mixed => " --kinds mixed",
             };
         }
         if self.wire {
@@ -201,6 +226,7 @@ fn explore(seeds: u64, from: u64, world: WorldArgs, verbose: bool, keep_going: b
     );
     let (mut events, mut faults, mut checks, mut virtual_ms, mut runs) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut clients, mut plain, mut plain_seeds) = (0u64, 0u64, 0u64);
     let mut failing = Vec::new();
     for seed in from..from.saturating_add(seeds) {
         let (scenario, report) = match one(seed, world, false) {
@@ -212,6 +238,15 @@ fn explore(seeds: u64, from: u64, world: WorldArgs, verbose: bool, keep_going: b
             }
         };
         runs += 1;
+        let p = scenario
+            .params
+            .kinds
+            .iter()
+            .filter(|k| **k == ClientKind::Plain)
+            .count() as u64;
+        clients += u64::from(scenario.params.clients);
+        plain += p;
+        plain_seeds += u64::from(p > 0);
         events += report.stats.events;
         faults += report.stats.faults;
         checks += report.checks;
@@ -240,6 +275,9 @@ fn explore(seeds: u64, from: u64, world: WorldArgs, verbose: bool, keep_going: b
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     println!("lockstep-sim explore: seeds {from}..{}", from + runs);
     println!("  seeds run          {runs}");
+    println!(
+        "  clients            {clients} ({plain} plain socket.io apps, in {plain_seeds} seeds)"
+    );
     println!("  virtual time       {:.1} s", virtual_ms as f64 / 1000.0);
     println!("  events             {events}");
     println!("  faults injected    {faults}");

@@ -14,6 +14,9 @@
 //! - [`net`]: a sans-IO virtual network (VOPR-style packet simulator) with a
 //!   stream model (TCP / WebSocket / Socket.IO) and a datagram model, and
 //!   fault verbs (delay, loss, duplication, reordering, drops, partitions);
+//! - [`fault`]: the fault vocabulary the lab and the turmoil harness share;
+//! - [`plain`]: a model of a plain socket.io-client app that follows the
+//!   protocol's guidance, mixed into the worlds beside the client machine;
 //! - [`op`], [`swarm`], [`scenario`], [`strategy`]: the workload and fault
 //!   vocabulary, the per-seed swarm parameters, the generated scenario and a
 //!   proptest strategy that shrinks failures to few ops, clients and faults.
@@ -24,9 +27,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fault;
 pub mod net;
 pub mod op;
 pub mod oracle;
+pub mod plain;
 pub mod queue;
 pub mod run;
 pub mod scenario;

@@ -11,6 +11,7 @@ use std::fmt;
 
 use lockstep_core::ids::ChannelId;
 
+use crate::fault::Fault;
 use crate::net::{ClientIx, PartitionKind};
 
 /// One step of a scenario.
@@ -99,23 +100,25 @@ pub enum Op {
         /// Which directions.
         kind: PartitionKind,
     },
-    /// Fault repair: every partition heals.
-    Heal,
-    /// Fault: the client's link delivers nothing for a while, then
-    /// everything at once; nothing is lost. Provokes timeouts racing slow
-    /// but successful replies (spurious retries, stale replies).
-    Clog {
+    /// Fault repair: every partition ends.
+    Repair,
+    /// Fault: the client's link is held (delivers nothing) for a while,
+    /// then released (everything at once); nothing is lost. Provokes
+    /// timeouts racing slow but successful replies (spurious retries, stale
+    /// replies).
+    Hold {
         /// Whose link.
         client: ClientIx,
-        /// How long, in virtual ms.
+        /// How long until the release, in virtual ms.
         duration_ms: u64,
     },
     /// Fault: the server process dies; its memory is lost, the store kept.
     /// Provokes recovery from the store, dedupe across restarts, presence
     /// rebuilt.
-    ServerCrash,
-    /// The crashed server starts again (no-op if it runs).
-    ServerRestart,
+    Crash,
+    /// The server starts again: a crashed one comes back, a running one is
+    /// crashed and restarted at once (turmoil's bounce).
+    Bounce,
     /// Fault: every store operation fails for a while. Provokes `unavailable`
     /// errors and client retries; nothing unacknowledged may be lost.
     StoreFail {
@@ -137,21 +140,35 @@ pub enum Op {
 }
 
 impl Op {
+    /// The fault this op injects or repairs, `None` for workload.
+    #[must_use]
+    pub fn fault(&self) -> Option<Fault> {
+        Some(match self {
+            Op::DropConnection { .. } => Fault::Drop,
+            Op::Partition { .. } => Fault::Partition,
+            Op::Repair => Fault::Repair,
+            Op::Hold { .. } => Fault::Hold,
+            Op::Crash => Fault::Crash,
+            Op::Bounce => Fault::Bounce,
+            Op::StoreFail { .. } => Fault::StoreFail,
+            Op::StoreLatency { .. } => Fault::StoreLatency,
+            Op::AppRestart { .. } => Fault::AppRestart,
+            Op::Connect { .. }
+            | Op::Disconnect { .. }
+            | Op::Subscribe { .. }
+            | Op::Unsubscribe { .. }
+            | Op::Send { .. }
+            | Op::Edit { .. }
+            | Op::Delete { .. }
+            | Op::Read { .. }
+            | Op::Typing { .. } => return None,
+        })
+    }
+
     /// True for fault injections and repairs, false for workload.
     #[must_use]
     pub fn is_fault(&self) -> bool {
-        matches!(
-            self,
-            Op::DropConnection { .. }
-                | Op::Partition { .. }
-                | Op::Clog { .. }
-                | Op::Heal
-                | Op::ServerCrash
-                | Op::ServerRestart
-                | Op::StoreFail { .. }
-                | Op::StoreLatency { .. }
-                | Op::AppRestart { .. }
-        )
+        self.fault().is_some()
     }
 
     /// The single client the op acts for, if it names one.
@@ -168,12 +185,12 @@ impl Op {
             | Op::Read { client, .. }
             | Op::Typing { client, .. }
             | Op::DropConnection { client }
-            | Op::Clog { client, .. }
+            | Op::Hold { client, .. }
             | Op::AppRestart { client } => Some(*client),
             Op::Partition { .. }
-            | Op::Heal
-            | Op::ServerCrash
-            | Op::ServerRestart
+            | Op::Repair
+            | Op::Crash
+            | Op::Bounce
             | Op::StoreFail { .. }
             | Op::StoreLatency { .. } => None,
         }
@@ -227,9 +244,11 @@ impl fmt::Display for Op {
                 let what = if *active { "on" } else { "off" };
                 write!(f, "{client} typing {channel} {what}")
             }
-            Op::DropConnection { client } => write!(f, "FAULT drop connection of {client}"),
+            Op::DropConnection { client } => {
+                write!(f, "FAULT {} {client}'s connection", Fault::Drop)
+            }
             Op::Partition { clients, kind } => {
-                f.write_str("FAULT partition [")?;
+                write!(f, "FAULT {} [", Fault::Partition)?;
                 for (i, c) in clients.iter().enumerate() {
                     if i > 0 {
                         f.write_str(" ")?;
@@ -238,17 +257,32 @@ impl fmt::Display for Op {
                 }
                 write!(f, "] {kind}")
             }
-            Op::Heal => f.write_str("FAULT heal all partitions"),
-            Op::Clog {
+            Op::Repair => write!(f, "FAULT {} every partition", Fault::Repair),
+            Op::Hold {
                 client,
                 duration_ms,
-            } => write!(f, "FAULT clog {client} for {duration_ms} ms"),
-            Op::ServerCrash => f.write_str("FAULT server crash (memory lost, store kept)"),
-            Op::ServerRestart => f.write_str("FAULT server restart"),
-            Op::StoreFail { duration_ms } => write!(f, "FAULT store fails for {duration_ms} ms"),
-            Op::StoreLatency { ms } => write!(f, "FAULT store latency {ms} ms"),
+            } => write!(
+                f,
+                "FAULT {} {client} | server, {} after {duration_ms} ms",
+                Fault::Hold,
+                Fault::Release
+            ),
+            Op::Crash => write!(
+                f,
+                "FAULT {} the server (memory lost, store kept)",
+                Fault::Crash
+            ),
+            Op::Bounce => write!(f, "FAULT {} the server", Fault::Bounce),
+            Op::StoreFail { duration_ms } => {
+                write!(f, "FAULT {} for {duration_ms} ms", Fault::StoreFail)
+            }
+            Op::StoreLatency { ms } => write!(f, "FAULT {} {ms} ms", Fault::StoreLatency),
             Op::AppRestart { client } => {
-                write!(f, "FAULT app restart {client} (outbox restored)")
+                write!(
+                    f,
+                    "FAULT {} {client} (unsent messages restored)",
+                    Fault::AppRestart
+                )
             }
         }
     }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use lockstep_core::Instant;
 
-use crate::oracle::{Invariant, Violation};
+use crate::oracle::{Failure, Violation};
 use crate::scenario::Scenario;
 use crate::world::{World, WorldConfig, WorldError, WorldStats};
 
@@ -86,11 +86,19 @@ pub fn world_for(scenario: &Scenario, options: RunOptions) -> Result<World, Worl
 /// Runs `scenario` in `world` (built by [`world_for`], or adjusted by a
 /// test): ops at their times, then heal and wait for convergence.
 #[must_use]
-pub fn run_in(mut world: World, scenario: &Scenario) -> RunReport {
+pub fn run_in(world: World, scenario: &Scenario) -> RunReport {
+    run_bounded(world, scenario, EVENTS_MAX)
+}
+
+/// [`run_in`] with another livelock bound: more than `events_max` events
+/// between two ops (or two convergence checks) is reported as
+/// [`Failure::Livelock`].
+#[must_use]
+pub fn run_bounded(mut world: World, scenario: &Scenario, events_max: u64) -> RunReport {
     let mut violation = None;
     'safety: for (at_ms, op) in &scenario.ops {
-        if !world.run_until(Instant::from_millis(*at_ms), EVENTS_MAX) {
-            violation = Some(livelock(&world));
+        if !world.run_until(Instant::from_millis(*at_ms), events_max) {
+            violation = Some(livelock(&world, events_max));
             break 'safety;
         }
         if !world.oracle().violations().is_empty() {
@@ -100,8 +108,8 @@ pub fn run_in(mut world: World, scenario: &Scenario) -> RunReport {
     }
     if violation.is_none() && world.oracle().violations().is_empty() {
         let end = Instant::from_millis(scenario.params.safety_ms.max(world.now().as_millis()));
-        if !world.run_until(end, EVENTS_MAX) {
-            violation = Some(livelock(&world));
+        if !world.run_until(end, events_max) {
+            violation = Some(livelock(&world, events_max));
         }
     }
     let mut converged_at_ms = None;
@@ -120,21 +128,21 @@ pub fn run_in(mut world: World, scenario: &Scenario) -> RunReport {
             };
             if world.now().as_millis() >= deadline {
                 let now = world.now();
-                world.oracle_mut().violate(
-                    pending.invariant,
+                world.oracle_mut().fail(
+                    Failure::NotConverged {
+                        invariant: pending.invariant,
+                        allowed_ms,
+                    },
                     now,
                     pending.client,
                     pending.channel.as_ref(),
-                    format!(
-                        "not converged {} ms after healing: {}",
-                        LIVENESS_MS_MAX, pending.what
-                    ),
+                    pending.what,
                 );
                 break;
             }
             let next = Instant::from_millis(world.now().as_millis() + CONVERGENCE_CHECK_MS);
-            if !world.run_until(next, EVENTS_MAX) {
-                violation = Some(livelock(&world));
+            if !world.run_until(next, events_max) {
+                violation = Some(livelock(&world, events_max));
                 break;
             }
         }
@@ -157,12 +165,12 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunReport, WorldE
     Ok(run_in(world_for(scenario, options)?, scenario))
 }
 
-fn livelock(world: &World) -> Violation {
+fn livelock(world: &World, events_max: u64) -> Violation {
     Violation {
-        invariant: Invariant::NoLeaks,
+        failure: Failure::Livelock { events_max },
         at: world.now(),
         client: None,
         channel: None,
-        detail: format!("more than {EVENTS_MAX} events: a timer or message loop never settles"),
+        detail: "a timer or message loop never settles".into(),
     }
 }

@@ -60,10 +60,10 @@ enum Raw {
     Disconnect(u32),
     Drop(u32),
     Partition(Vec<u32>, PartitionKind),
-    Heal,
-    Clog(u32, u64),
+    Repair,
+    Hold(u32, u64),
     Crash,
-    Restart,
+    Bounce,
     StoreFail(u64),
     StoreLatency(u64),
     AppRestart(u32),
@@ -102,10 +102,10 @@ fn raw_op(faults: bool) -> BoxedStrategy<Raw> {
     let fault = prop_oneof![
         3 => n().prop_map(Raw::Drop),
         2 => (vec(n(), 1..=3), partition_kind()).prop_map(|(cs, k)| Raw::Partition(cs, k)),
-        2 => Just(Raw::Heal),
-        1 => (n(), 1u64..=5_000).prop_map(|(c, ms)| Raw::Clog(c, ms)),
+        2 => Just(Raw::Repair),
+        1 => (n(), 1u64..=5_000).prop_map(|(c, ms)| Raw::Hold(c, ms)),
         1 => Just(Raw::Crash),
-        1 => Just(Raw::Restart),
+        1 => Just(Raw::Bounce),
         1 => (1u64..=3_000).prop_map(Raw::StoreFail),
         1 => (0u64..=200).prop_map(Raw::StoreLatency),
         1 => n().prop_map(Raw::AppRestart),
@@ -160,13 +160,13 @@ fn fit(raw: Raw, params: &SwarmParams) -> Op {
             clients.dedup();
             Op::Partition { clients, kind }
         }
-        Raw::Heal => Op::Heal,
-        Raw::Clog(c, duration_ms) => Op::Clog {
+        Raw::Repair => Op::Repair,
+        Raw::Hold(c, duration_ms) => Op::Hold {
             client: client(c),
             duration_ms,
         },
-        Raw::Crash => Op::ServerCrash,
-        Raw::Restart => Op::ServerRestart,
+        Raw::Crash => Op::Crash,
+        Raw::Bounce => Op::Bounce,
         Raw::StoreFail(duration_ms) => Op::StoreFail { duration_ms },
         Raw::StoreLatency(ms) => Op::StoreLatency { ms },
         Raw::AppRestart(c) => Op::AppRestart { client: client(c) },
@@ -210,6 +210,7 @@ fn build(
         safety_ms: Some(end_ms.saturating_add(1_000).min(SAFETY_MS_MAX)),
         transport: config.transport,
         calm: !config.faults,
+        kinds: None,
     };
     let mut params = match SwarmParams::draw(seed, &overrides) {
         Ok(p) => p,
@@ -220,7 +221,7 @@ fn build(
     f.dup_permille = dup_permille;
     f.drops_per_min = 0;
     f.partitions_per_min = 0;
-    f.clogs_per_min = 0;
+    f.holds_per_min = 0;
     f.crashes_per_min = 0;
     f.store_fails_per_min = 0;
     f.store_latency_changes_per_min = 0;

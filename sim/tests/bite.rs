@@ -13,10 +13,12 @@ use lockstep_core::ids::ChannelId;
 use lockstep_core::sabotage::{Break, Sabotage};
 use lockstep_sim::net::{ClientIx, PartitionKind, TransportKind};
 use lockstep_sim::op::Op;
-use lockstep_sim::oracle::Invariant;
+use lockstep_sim::oracle::{Failure, Invariant};
 use lockstep_sim::run::{self, RunReport};
 use lockstep_sim::scenario::Scenario;
-use lockstep_sim::swarm::{FaultMix, OpWeights, SwarmParams, TransportPolicy};
+use lockstep_sim::swarm::{
+    ClientKind, ClientPolicy, FaultMix, OpWeights, SwarmParams, TransportPolicy,
+};
 use lockstep_sim::world::{World, WorldConfig};
 
 const C0: ClientIx = ClientIx(0);
@@ -43,6 +45,8 @@ fn params(clients: u32, transport: TransportKind, faults: FaultMix) -> SwarmPara
             TransportKind::Datagram => TransportPolicy::AllDatagram,
         },
         transports: vec![transport; clients as usize],
+        kind_policy: ClientPolicy::AllMachine,
+        kinds: vec![ClientKind::Machine; clients as usize],
         faults,
         weights: OpWeights {
             connect: 0,
@@ -126,8 +130,8 @@ fn bites(scenario: &Scenario, brk: Break, expected: Invariant) -> RunReport {
     };
     eprintln!("{brk:?} caught: {violation}");
     assert_eq!(
-        violation.invariant,
-        expected,
+        violation.invariant(),
+        Some(expected),
         "{brk:?} must first break {expected}: {broken}\n{}",
         trace(&broken)
     );
@@ -159,7 +163,7 @@ fn invariant_2_bites_when_the_store_does_not_dedupe() {
         },
     ));
     ops.push((1_000, send(C0)));
-    ops.push((12_000, Op::Heal));
+    ops.push((12_000, Op::Repair));
     let s = scenario(params(1, TransportKind::Stream, FaultMix::calm()), ops);
     bites(&s, Break::StoreSkipsDedupe, Invariant::NoDuplicates);
 }
@@ -201,7 +205,7 @@ fn invariant_4_bites_when_the_outbox_forgets_to_resend() {
     ));
     ops.push((1_000, send(C0)));
     ops.push((2_000, Op::DropConnection { client: C0 }));
-    ops.push((2_000, Op::Heal));
+    ops.push((2_000, Op::Repair));
     let s = scenario(params(1, TransportKind::Stream, FaultMix::calm()), ops);
     let broken = bites(&s, Break::OutboxForgetsResend, Invariant::OneOutcome);
     assert!(broken.converged_at_ms.is_none());
@@ -235,6 +239,33 @@ fn invariant_6_bites_when_the_server_never_announces_a_leave() {
     let s = scenario(params(2, TransportKind::Stream, FaultMix::calm()), ops);
     let broken = bites(&s, Break::ServerKeepsPresence, Invariant::Convergence);
     assert!(broken.converged_at_ms.is_none());
+    // A liveness failure says so, with the time this run allowed.
+    let failure = broken.violation.as_ref().map(|v| v.failure);
+    assert_eq!(
+        failure,
+        Some(Failure::NotConverged {
+            invariant: Invariant::Convergence,
+            allowed_ms: run::LIVENESS_MS_MAX,
+        })
+    );
+}
+
+/// A world that does not settle between two ops is reported as a livelock,
+/// not as a broken invariant.
+#[test]
+fn a_loop_that_never_settles_is_a_livelock() {
+    let s = scenario(
+        params(2, TransportKind::Stream, FaultMix::calm()),
+        online(2),
+    );
+    let config = WorldConfig::new(s.params.clone());
+    let report = run::run_bounded(World::new(config).unwrap(), &s, 5);
+    let v = report
+        .violation
+        .expect("five events cannot reach the end of the run");
+    assert_eq!(v.failure, Failure::Livelock { events_max: 5 });
+    assert_eq!(v.invariant(), None);
+    assert!(v.to_string().starts_with("livelock"), "{v}");
 }
 
 #[test]

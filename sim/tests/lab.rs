@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use lockstep_sim::run::{RunOptions, run};
 use lockstep_sim::scenario::Scenario;
 use lockstep_sim::strategy::{StrategyConfig, scenario};
-use lockstep_sim::swarm::{SwarmOverrides, TransportPolicy};
+use lockstep_sim::swarm::{ClientPolicy, SwarmOverrides, TransportPolicy};
 
 fn overrides(transport: TransportPolicy) -> SwarmOverrides {
     SwarmOverrides {
@@ -20,12 +20,23 @@ fn overrides(transport: TransportPolicy) -> SwarmOverrides {
     }
 }
 
-fn assert_clean(seed: u64, transport: TransportPolicy) {
-    let scenario = Scenario::generate(seed, &overrides(transport)).expect("valid overrides");
+/// Runs `seed` on `transport`, with `kinds` fixed (the seeds found before
+/// plain apps joined the lab ran only the client machine) or drawn.
+fn assert_clean_with(seed: u64, transport: TransportPolicy, kinds: Option<ClientPolicy>) {
+    let o = SwarmOverrides {
+        kinds,
+        ..overrides(transport)
+    };
+    let scenario = Scenario::generate(seed, &o).expect("valid overrides");
     let report = run(&scenario, RunOptions::default()).expect("valid world");
     if let Some(v) = report.violation {
+        let kinds = if kinds.is_some() {
+            " --kinds machine"
+        } else {
+            ""
+        };
         panic!(
-            "seed {seed} ({transport:?}) violates: {v}\n  reproduce with: cargo run --release -p lockstep-sim -- replay --seed {seed} --transport {} --trace",
+            "seed {seed} ({transport:?}) violates: {v}\n  reproduce with: cargo run --release -p lockstep-sim -- replay --seed {seed} --transport {}{kinds} --trace",
             flag(transport)
         );
     }
@@ -33,6 +44,10 @@ fn assert_clean(seed: u64, transport: TransportPolicy) {
         report.converged_at_ms.is_some(),
         "seed {seed} never converged"
     );
+}
+
+fn assert_clean(seed: u64, transport: TransportPolicy) {
+    assert_clean_with(seed, transport, None);
 }
 
 fn flag(t: TransportPolicy) -> &'static str {
@@ -70,6 +85,15 @@ fn seeds_that_found_bugs_stay_fixed() {
         (10125, AllStream),  // a gate expiring mid-round passed to an older round's send
         (10367, Mixed),      // a window-1 sender's gate kept passing to a given-up send
         (30397, AllStream),  // sends refused from the queue were missing from the gate's order
+    ];
+    for (seed, transport) in regressions {
+        assert_clean_with(seed, transport, Some(ClientPolicy::AllMachine));
+    }
+    // Found with plain socket.io apps in the worlds (kinds drawn per seed).
+    let regressions = [
+        (792, AllStream),  // a message held behind earlier refused ones expired in the gate
+        (2156, AllStream), // a gate outlived its connection's membership of the channel
+        (298, Mixed),      // a stored message's queued retry was left waiting in the gate
     ];
     for (seed, transport) in regressions {
         assert_clean(seed, transport);

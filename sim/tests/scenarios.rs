@@ -139,7 +139,11 @@ fn run_reconnect_recovery() -> World {
     run_to(&mut w, 700);
     send(&mut w, c(0), "room-0", 10);
     run_to(&mut w, 800);
-    assert_eq!(w.client(c(1)).outbox().count(), 1, "held while offline");
+    assert_eq!(
+        w.client(c(1)).expect("a client machine").outbox().count(),
+        1,
+        "held while offline"
+    );
     heal_and_converge(&mut w);
 
     assert_eq!(head(&w, "room-0").0, 6);
@@ -190,7 +194,7 @@ fn run_partition_heal() -> World {
     assert!(!is_connected(&w, c(1)));
     assert!(!lines_with(&w, &["c1 app: state reconnecting"]).is_empty());
     assert!(lines_with(&w, &["c1 transport"]).is_empty(), "nobody told");
-    w.apply(&Op::Heal);
+    w.apply(&Op::Repair);
     heal_and_converge(&mut w);
 
     assert_eq!(head(&w, "room-0").0, 4);
@@ -225,7 +229,7 @@ fn run_server_restart() -> World {
     w.apply(&Op::StoreLatency { ms: 300 });
     send(&mut w, c(1), "room-0", 10);
     run_to(&mut w, 700);
-    w.apply(&Op::ServerCrash);
+    w.apply(&Op::Crash);
     run_to(&mut w, 1_000);
     // The others keep trying while the server is down.
     send(&mut w, c(2), "room-0", 10);
@@ -234,7 +238,7 @@ fn run_server_restart() -> World {
     run_to(&mut w, 6_000);
     assert!(w.server().is_none());
     assert!((0..3).all(|i| !is_connected(&w, c(i))));
-    w.apply(&Op::ServerRestart);
+    w.apply(&Op::Bounce);
     heal_and_converge(&mut w);
 
     assert_eq!(head(&w, "room-0").0, 4, "every message once");
@@ -242,7 +246,10 @@ fn run_server_restart() -> World {
     assert_everyone_at_head(&w, &[(0, "room-0"), (1, "room-0"), (2, "room-0")]);
     for i in 0..3 {
         assert_eq!(delivered(&w, c(i), "room-0"), seqs(4), "c{i}");
-        assert_eq!(w.client(c(i)).outbox().count(), 0);
+        assert_eq!(
+            w.client(c(i)).expect("a client machine").outbox().count(),
+            0
+        );
     }
     assert!(
         lines_with(&w, &["app:", "failed"]).is_empty(),
@@ -262,7 +269,7 @@ fn run_retried_send() -> World {
     // c0's link delivers nothing for 12 s, then everything at once: the
     // send outlives the 10 s request timeout and is resent with the same
     // client message id while the original is still on its way.
-    w.apply(&Op::Clog {
+    w.apply(&Op::Hold {
         client: c(0),
         duration_ms: 12_000,
     });

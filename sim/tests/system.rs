@@ -37,7 +37,11 @@ fn two_clients_chat() {
     for i in 0..2 {
         assert_eq!(delivered(&w, c(i), "room-0"), seqs(2), "c{i}");
         assert_eq!(view(&w, c(i), "room-0").last_seq.0, 2);
-        assert_eq!(w.client(c(i)).outbox().count(), 0, "c{i} outbox empty");
+        assert_eq!(
+            w.client(c(i)).expect("a client machine").outbox().count(),
+            0,
+            "c{i} outbox empty"
+        );
     }
     // Each sender got exactly one outcome, and its own broadcast did not
     // show the message twice (delivered once, above).
@@ -185,7 +189,10 @@ fn a_send_before_joining_is_refused_or_waits_for_the_join() {
     send(&mut w, c(0), "room-1", 10);
     run_to(&mut w, 1_000);
     assert!(lines_with(&w, &["c0 -> send"]).is_empty());
-    assert_eq!(w.client(c(0)).outbox().count(), 0);
+    assert_eq!(
+        w.client(c(0)).expect("a client machine").outbox().count(),
+        0
+    );
     assert_eq!(head(&w, "room-1").0, 0);
 
     // Subscribing and sending at once, before the join is acked: the
@@ -195,7 +202,10 @@ fn a_send_before_joining_is_refused_or_waits_for_the_join() {
         channel: ch("room-1"),
     });
     send(&mut w, c(0), "room-1", 10);
-    assert_eq!(w.client(c(0)).outbox().count(), 1);
+    assert_eq!(
+        w.client(c(0)).expect("a client machine").outbox().count(),
+        1
+    );
     run_to(&mut w, 1_500);
     let lines = w.trace().lines();
     let join_ack = lines
@@ -223,7 +233,12 @@ fn a_flood_hits_the_rate_limit_and_the_connection_keeps_working() {
     for _ in 0..80 {
         send(&mut w, c(0), "room-0", 10);
     }
-    let sent_ids: Vec<_> = w.client(c(0)).outbox().map(|e| e.command.id()).collect();
+    let sent_ids: Vec<_> = w
+        .client(c(0))
+        .expect("a client machine")
+        .outbox()
+        .map(|e| e.command.id())
+        .collect();
     assert_eq!(sent_ids.len(), 80);
     let flood_at = w.now().as_millis();
     let done = converge(&mut w);
@@ -387,6 +402,7 @@ fn a_retried_send_is_stored_once_and_broadcast_once() {
     run_to(&mut w, 10_600);
     let cm = w
         .client(c(0))
+        .expect("a client machine")
         .outbox()
         .next()
         .map(|e| e.command.id())
@@ -450,7 +466,7 @@ fn read_watermarks_never_go_back() {
     // The lagging device reads what it has seen: #1, behind user-0's #3.
     w.apply(&read(c(2)));
     run_to(&mut w, 900);
-    w.apply(&Op::Heal);
+    w.apply(&Op::Repair);
     run_to(&mut w, 2_000);
 
     assert_eq!(lines_with(&w, &["c2 -> read room-0", "up to #1"]).len(), 1);
@@ -487,7 +503,11 @@ fn a_store_failure_answers_retryable_and_broadcasts_nothing() {
     assert!(!lines_with(&w, &["c0 <- nack", "unavailable"]).is_empty());
     assert!(lines_with(&w, &["c1 <- message:new"]).is_empty());
     assert_eq!(head(&w, "room-0").0, 0);
-    assert_eq!(w.client(c(0)).outbox().count(), 1, "kept for a retry");
+    assert_eq!(
+        w.client(c(0)).expect("a client machine").outbox().count(),
+        1,
+        "kept for a retry"
+    );
 
     // The store recovers; the retry is stored once and broadcast once.
     let done = converge(&mut w);

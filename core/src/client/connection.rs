@@ -223,24 +223,27 @@ impl Client {
     }
 
     /// The live transport failed (closed, timed out, refused retryably):
-    /// tear down what belonged to it and schedule the next attempt.
+    /// tear down what belonged to it and schedule the next attempt. A lost
+    /// connection is always retried at least once (`connected` is followed
+    /// by `reconnecting`, whatever `suspend_after` and
+    /// `max_connect_attempts` say); failed attempts count against them.
     fn connection_lost(&mut self, now: Instant) {
-        let next = match self.state {
-            ConnectionState::Connecting { attempt, .. } => attempt.saturating_add(1),
-            ConnectionState::Connected { .. } => 1,
+        let (next, was_connected) = match self.state {
+            ConnectionState::Connecting { attempt, .. } => (attempt.saturating_add(1), false),
+            ConnectionState::Connected { .. } => (1, true),
             _ => return,
         };
         self.drop_connection(now);
         self.timers.cancel(&TimerKey::Connect);
         if let Some(max) = self.config.max_connect_attempts {
-            if next > max {
+            if next > max && !was_connected {
                 self.fail(now, FailReason::AttemptsExhausted { attempts: max });
                 return;
             }
         }
         let since = *self.offline_since.get_or_insert(now);
         self.attempt = next;
-        if now.saturating_since(since) >= self.config.suspend_after {
+        if now.saturating_since(since) >= self.config.suspend_after && !was_connected {
             let retry_at = now.saturating_add(self.config.suspended_retry);
             self.timers.arm(TimerKey::Reconnect, retry_at);
             self.set_state(ConnectionState::Suspended { retry_at });

@@ -17,6 +17,7 @@ mod outbox;
 mod presence;
 mod requests;
 mod sending;
+mod state_chart;
 mod timers;
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! committed. A completion whose connection closed still has its effect on
 //! the room (a committed message is broadcast); only the reply is dropped.
 
+use std::collections::BTreeMap;
+
 use tracing::warn;
 
 use crate::ids::{ChannelId, Seq};
 use crate::ids::{Epoch, UserId};
 use crate::server::conn::{JoinAttempt, Membership};
 use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
-use crate::server::{AccessPolicy, Denied, Except, Server};
+use crate::server::{AccessPolicy, ConnId, Denied, Except, Server};
 use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreReply};
 use crate::wire::{
     Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
@@ -125,17 +127,18 @@ impl<P: AccessPolicy> Server<P> {
             self.answer(w, one);
         }
         if let Err(Denied(code, _)) = &answer {
-            for (w, arrival) in &gated {
+            // The send waits again, at its place on each connection that
+            // sent it: its earliest attempt's there.
+            let mut places: BTreeMap<ConnId, u64> = BTreeMap::new();
+            for (w, place) in &gated {
+                let p = places.entry(w.conn).or_insert(*place);
+                *p = (*p).min(*place);
+            }
+            for (conn, place) in places {
                 // A retry of a message this connection already had committed
                 // holds no place in the order (lab seed 12942).
-                if !self.was_committed(w.conn, &key.channel, &key.client_msg_id) {
-                    self.close_order_gate(
-                        w.conn,
-                        *arrival,
-                        &key.channel,
-                        &key.client_msg_id,
-                        *code,
-                    );
+                if !self.was_committed(conn, &key.channel, &key.client_msg_id) {
+                    self.close_order_gate(conn, place, &key.channel, &key.client_msg_id, *code);
                 }
             }
         }

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, UserId};
 use crate::server::ServerConfig;
+use crate::server::gate::OrderGate;
 use crate::server::limits::Budgets;
-use crate::server::resend_rounds::ResendRounds;
-use crate::wire::{ErrorCode, ReqId};
+use crate::wire::ReqId;
 
 /// Names one join attempt, so a newer attempt of the same channel can take
 /// over from an older one still reading.
@@ -24,24 +24,6 @@ pub(crate) enum Membership {
     Joined,
 }
 
-/// A closed send-order gate: `blocked_by` failed with a retryable `code`,
-/// so later sends of this connection to the channel are refused until it is
-/// retried (or the gate expires), keeping the sender's order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OrderGate {
-    pub(crate) blocked_by: ClientMsgId,
-    /// The failed send's arrival number: only sends that arrived after it
-    /// are held back.
-    pub(crate) arrival: u64,
-    pub(crate) code: ErrorCode,
-    pub(crate) until: Instant,
-    /// The sender's order as the refused sends show it. When the gate
-    /// expires (the failed send was given up) it is handed to the sender's
-    /// oldest message still waiting, so the expiry cannot let a later
-    /// message overtake it.
-    pub(crate) rounds: ResendRounds,
-}
-
 /// An open connection with a verified identity.
 #[derive(Debug, Clone)]
 pub(crate) struct Conn {
@@ -51,9 +33,11 @@ pub(crate) struct Conn {
     pub(crate) budgets: Budgets,
     /// Requests of this connection waiting for a store reply.
     pub(crate) awaiting: usize,
-    /// Closed send-order gates, by channel (at most one per joined channel).
+    /// Send-order gates holding sends back, by channel (at most one per
+    /// joined channel).
     pub(crate) gates: BTreeMap<ChannelId, OrderGate>,
-    /// Sends received so far on this connection: each send's arrival number.
+    /// Sends received so far on this connection: each send's arrival
+    /// number, its place in the sender's order the first time it comes.
     pub(crate) arrivals: u64,
     /// When the connection last sent a frame (for the idle timeout).
     pub(crate) last_seen: Instant,

@@ -6,6 +6,7 @@
 mod completions;
 mod config;
 mod conn;
+mod gate;
 mod limits;
 mod ops;
 mod outputs;
@@ -14,7 +15,7 @@ mod presence;
 mod rate;
 mod reads;
 mod requests;
-mod resend_rounds;
+mod rooms;
 mod timers;
 mod typing;
 
@@ -33,6 +34,7 @@ use crate::wire::{
 pub use config::ServerConfig;
 pub use outputs::{ConnId, Except, ServerOutput};
 pub use policy::{AccessPolicy, Open, PrivateChannels};
+pub use rooms::Rooms;
 
 use conn::{Conn, JoinAttempt, Membership};
 use limits::{Budgets, Kind, UserLimits};

@@ -40,7 +40,8 @@ pub enum ServerOutput {
         /// What to send.
         frame: ServerFrame,
     },
-    /// Send `frame` to every connection joined to `channel`, except as said.
+    /// Send `frame` to every connection joined to `channel`, except as said
+    /// ([`Rooms::recipients`](crate::server::Rooms::recipients) lists them).
     /// One value for all members so the driver encodes it once.
     Broadcast {
         /// The room.

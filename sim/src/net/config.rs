@@ -5,9 +5,9 @@ use std::fmt;
 /// What a partition does to a stream connection's frames.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum StreamPartition {
-    /// Frames wait at the cut and are delivered, in order, after the heal:
-    /// TCP retransmission across a short outage.
-    Hold,
+    /// Frames wait at the cut and are delivered, in order, after the
+    /// repair: TCP retransmission across a short outage.
+    Resume,
     /// The cut direction stalls for good, the connection stays "open" and
     /// nobody is told: a half-open socket (turmoil's behaviour). Only the
     /// client's heartbeat, or the buffer filling up, ends it.
@@ -17,7 +17,7 @@ pub enum StreamPartition {
 impl fmt::Display for StreamPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            StreamPartition::Hold => "hold",
+            StreamPartition::Resume => "resume",
             StreamPartition::Stall => "stall",
         })
     }
@@ -76,7 +76,7 @@ impl NetConfig {
             reorder_ms_max: 0,
             stream_buffer_frames_max: 256,
             datagram_buffer_frames_max: 1024,
-            stream_partition: StreamPartition::Hold,
+            stream_partition: StreamPartition::Resume,
         }
     }
 

@@ -9,7 +9,7 @@ use super::{ConnId, TransportKind};
 pub(crate) enum LaneState {
     /// Frames are delivered as they come due.
     Flowing,
-    /// A partition holds the frames; a heal releases them in order.
+    /// A partition stops the frames; its repair resumes them in order.
     Parked,
     /// Half-open: nothing is ever delivered again on this direction.
     Stalled,

@@ -6,14 +6,15 @@
 //! - [`TransportKind::Stream`]: FIFO per direction even under jitter, no loss
 //!   and no duplication; frames in flight die with the connection; a bounded
 //!   buffer per direction whose overflow closes the connection with a reason;
-//!   partitions hold frames until the heal, or stall the direction for good
-//!   (half-open), per [`StreamPartition`].
+//!   partitions stop frames until the repair, or stall the direction for
+//!   good (half-open), per [`StreamPartition`].
 //! - [`TransportKind::Datagram`]: independent delay per frame (so
 //!   reordering), loss, duplication; partitions drop.
 //!
-//! Fault verbs on [`Network`]: `drop_connection`, `partition` / `heal` /
-//! `heal_all`, `clog` (a slow link that loses nothing), plus the per-config
-//! delay, jitter, loss, duplication and reordering.
+//! Fault verbs on [`Network`] (the vocabulary of [`crate::fault`]):
+//! `drop_connection`, `partition` / `repair` / `repair_all`, `hold` (with its
+//! release: a slow link that loses nothing), plus the per-config delay,
+//! jitter, loss, duplication and reordering.
 //!
 //! The network is generic over the payload `P`, so the lab can pass frames as
 //! values or as encoded bytes.

@@ -58,8 +58,8 @@ struct Link<P> {
     kind: TransportKind,
     /// Directions cut by a partition, indexed by `Dir::ix`.
     cut: [bool; 2],
-    /// Per direction: nothing arrives before this time (a clog), in ms.
-    clog_until_ms: [u64; 2],
+    /// Per direction: nothing arrives before this time (a hold), in ms.
+    hold_until_ms: [u64; 2],
     /// The client's current connection, if open.
     conn: Option<Conn<P>>,
 }
@@ -106,7 +106,7 @@ impl<P: Clone> Network<P> {
             .map(|&kind| Link {
                 kind,
                 cut: [false; 2],
-                clog_until_ms: [0; 2],
+                hold_until_ms: [0; 2],
                 conn: None,
             })
             .collect();
@@ -206,7 +206,7 @@ impl<P: Clone> Network<P> {
             TransportKind::Stream => {
                 let ready_ms = now_ms
                     .saturating_add(self.draw_delay_ms())
-                    .max(self.clog_ms(client, Dir::ToServer));
+                    .max(self.hold_ms(client, Dir::ToServer));
                 let lane = &mut conn.lanes[Dir::ToServer.ix()];
                 lane.queue.push_back((ready_ms, LaneItem::Opened));
                 lane.last_ready_ms = ready_ms;
@@ -218,7 +218,7 @@ impl<P: Clone> Network<P> {
                 // overtake its own handshake.
                 let ready_ms = now_ms
                     .saturating_add(self.config.delay_ms_min)
-                    .max(self.clog_ms(client, Dir::ToServer));
+                    .max(self.hold_ms(client, Dir::ToServer));
                 self.push(ready_ms, id, Dir::ToServer, Flight::DatagramOpened);
             }
         }
@@ -257,7 +257,7 @@ impl<P: Clone> Network<P> {
                 let ready_ms = now
                     .as_millis()
                     .saturating_add(self.draw_delay_ms())
-                    .max(self.clog_ms(conn.client(), dir));
+                    .max(self.hold_ms(conn.client(), dir));
                 self.push(ready_ms, conn, dir, Flight::Notice(reason));
             }
         }
@@ -284,7 +284,7 @@ impl<P: Clone> Network<P> {
     fn send_stream(&mut self, now: Instant, conn: ConnId, dir: Dir, payload: P) -> SendOutcome {
         let cap = self.config.stream_buffer_frames_max;
         let delay_ms = self.draw_delay_ms();
-        let clog_ms = self.clog_ms(conn.client(), dir);
+        let hold_ms = self.hold_ms(conn.client(), dir);
         let Some(lane) = self.lane_mut(conn, dir) else {
             return SendOutcome::NotOpen;
         };
@@ -299,7 +299,7 @@ impl<P: Clone> Network<P> {
             .as_millis()
             .saturating_add(delay_ms)
             .max(lane.last_ready_ms)
-            .max(clog_ms);
+            .max(hold_ms);
         lane.last_ready_ms = ready_ms;
         lane.queue.push_back((ready_ms, LaneItem::Frame(payload)));
         lane.frames += 1;
@@ -350,7 +350,7 @@ impl<P: Clone> Network<P> {
         if self.draw(self.config.reorder_permille) {
             delay_ms = delay_ms.saturating_add(self.rng.below(self.config.reorder_ms_max + 1));
         }
-        let clog_ms = self.clog_ms(conn.client(), dir);
+        let hold_ms = self.hold_ms(conn.client(), dir);
         let Some(lane) = self.lane_mut(conn, dir) else {
             return;
         };
@@ -358,7 +358,7 @@ impl<P: Clone> Network<P> {
         lane.sent += 1;
         lane.frames += 1;
         self.in_flight += 1;
-        let ready_ms = now.as_millis().saturating_add(delay_ms).max(clog_ms);
+        let ready_ms = now.as_millis().saturating_add(delay_ms).max(hold_ms);
         self.push(ready_ms, conn, dir, Flight::Datagram { payload, sent });
     }
 
@@ -383,10 +383,10 @@ impl<P: Clone> Network<P> {
             flight,
             ..
         } = entry;
-        let clog_ms = self.clog_ms(conn.client(), dir);
-        if ready_ms < clog_ms {
-            // Clogged after it was sent: it waits for the clog to clear.
-            self.delay_for_clog(conn, dir, flight, clog_ms);
+        let hold_ms = self.hold_ms(conn.client(), dir);
+        if ready_ms < hold_ms {
+            // Held after it was sent: it waits for the release.
+            self.delay_for_hold(conn, dir, flight, hold_ms);
             return None;
         }
         let cut = self.is_cut(conn.client(), dir);
@@ -443,7 +443,7 @@ impl<P: Clone> Network<P> {
         lane.armed = false;
         if cut {
             lane.state = match mode {
-                StreamPartition::Hold => LaneState::Parked,
+                StreamPartition::Resume => LaneState::Parked,
                 StreamPartition::Stall => LaneState::Stalled,
             };
             if mode == StreamPartition::Stall {
@@ -492,7 +492,8 @@ impl<P: Clone> Network<P> {
     }
 
     /// Cuts the directions `kind` names between each client and the server,
-    /// on top of any cut already there. Streams hold or stall (per config),
+    /// on top of any cut already there. Streams resume on the repair or stall
+    /// (per config),
     /// datagrams and close notices are dropped. Provokes timeouts, half-open
     /// detection by heartbeat, acks lost after a commit (to-client only) and
     /// requests that never arrive (to-server only).
@@ -506,40 +507,41 @@ impl<P: Clone> Network<P> {
         }
     }
 
-    /// Repairs every cut of the named clients. Held stream frames resume, in
+    /// Repairs every cut of the named clients. Stopped stream frames resume, in
     /// order, one fresh one-way delay from now (a retransmission); stalled
     /// directions stay stalled. Provokes the burst of late frames after an
     /// outage: stale replies, duplicate resends, recovery racing live events.
-    pub fn heal(&mut self, now: Instant, clients: &[ClientIx]) {
+    pub fn repair(&mut self, now: Instant, clients: &[ClientIx]) {
         for &client in clients {
-            self.heal_one(now, client);
+            self.repair_one(now, client);
         }
     }
 
     /// Repairs every cut of every client (the start of the liveness phase).
-    pub fn heal_all(&mut self, now: Instant) {
+    pub fn repair_all(&mut self, now: Instant) {
         for i in 0..self.links.len() {
-            self.heal_one(now, ClientIx(i as u32));
+            self.repair_one(now, ClientIx(i as u32));
         }
     }
 
-    /// Clogs both directions of the client's link for `duration_ms`: nothing
-    /// is lost, everything (frames, handshakes, close notices) waits until the
-    /// clog clears, then streams resume in order and datagrams arrive. Provokes
+    /// Holds both directions of the client's link for `duration_ms`, then
+    /// releases them (turmoil's hold and release): nothing is lost,
+    /// everything (frames, handshakes, close notices) waits until the
+    /// release, then streams resume in order and datagrams arrive. Provokes
     /// timeouts racing slow but successful replies: spurious retries that
     /// dedupe must absorb, and stale replies to superseded attempts.
-    pub fn clog(&mut self, now: Instant, client: ClientIx, duration_ms: u64) {
+    pub fn hold(&mut self, now: Instant, client: ClientIx, duration_ms: u64) {
         if let Some(link) = self.links.get_mut(client.index()) {
             let until_ms = now.as_millis().saturating_add(duration_ms);
-            for slot in &mut link.clog_until_ms {
+            for slot in &mut link.hold_until_ms {
                 *slot = (*slot).max(until_ms);
             }
-            self.stats.clogs += 1;
+            self.stats.holds += 1;
         }
     }
 
-    /// Puts a clogged entry back at the time the clog clears.
-    fn delay_for_clog(&mut self, conn: ConnId, dir: Dir, flight: Flight<P>, clog_ms: u64) {
+    /// Puts a held entry back at the time of the release.
+    fn delay_for_hold(&mut self, conn: ConnId, dir: Dir, flight: Flight<P>, hold_ms: u64) {
         match flight {
             Flight::StreamHead => {
                 let Some(lane) = self.lane_mut(conn, dir) else {
@@ -550,9 +552,9 @@ impl<P: Clone> Network<P> {
                     return;
                 }
                 for (ready_ms, _) in &mut lane.queue {
-                    *ready_ms = (*ready_ms).max(clog_ms);
+                    *ready_ms = (*ready_ms).max(hold_ms);
                 }
-                lane.last_ready_ms = lane.last_ready_ms.max(clog_ms);
+                lane.last_ready_ms = lane.last_ready_ms.max(hold_ms);
                 let head = lane.queue.front().map(|(ms, _)| *ms);
                 lane.armed = head.is_some();
                 if let Some(head_ms) = head {
@@ -560,12 +562,12 @@ impl<P: Clone> Network<P> {
                 }
             }
             Flight::Datagram { .. } | Flight::DatagramOpened | Flight::Notice(_) => {
-                self.push(clog_ms, conn, dir, flight);
+                self.push(hold_ms, conn, dir, flight);
             }
         }
     }
 
-    fn heal_one(&mut self, now: Instant, client: ClientIx) {
+    fn repair_one(&mut self, now: Instant, client: ClientIx) {
         let Some(link) = self.links.get_mut(client.index()) else {
             return;
         };
@@ -580,7 +582,7 @@ impl<P: Clone> Network<P> {
             {
                 continue;
             }
-            // The retransmission: one fresh one-way delay from the heal.
+            // The retransmission: one fresh one-way delay from the repair.
             let floor_ms = now.as_millis().saturating_add(self.draw_delay_ms());
             let Some(lane) = self.lane_mut(id, dir) else {
                 continue;
@@ -602,11 +604,11 @@ impl<P: Clone> Network<P> {
 
     // ---- helpers -----------------------------------------------------------
 
-    /// Until when `dir` is clogged for `client` (0: never clogged).
-    fn clog_ms(&self, client: ClientIx, dir: Dir) -> u64 {
+    /// Until when `dir` is held for `client` (0: never held).
+    fn hold_ms(&self, client: ClientIx, dir: Dir) -> u64 {
         self.links
             .get(client.index())
-            .map_or(0, |l| l.clog_until_ms[dir.ix()])
+            .map_or(0, |l| l.hold_until_ms[dir.ix()])
     }
 
     fn push(&mut self, ready_ms: u64, conn: ConnId, dir: Dir, flight: Flight<P>) {

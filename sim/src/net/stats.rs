@@ -25,7 +25,7 @@ pub struct NetStats {
     pub frames_duplicated: u64,
     /// Datagrams delivered after one sent later on the same direction.
     pub frames_reordered: u64,
-    /// Stream frames held by a partition and released by a heal.
+    /// Stream frames stopped by a partition that resumed on its repair.
     pub frames_held: u64,
     /// Connections opened.
     pub connections_opened: u64,
@@ -37,8 +37,8 @@ pub struct NetStats {
     pub stalls: u64,
     /// Close notices that could not cross a partition.
     pub notices_lost: u64,
-    /// Clogs applied.
-    pub clogs: u64,
+    /// Holds applied.
+    pub holds: u64,
 }
 
 impl fmt::Display for NetStats {
@@ -46,7 +46,7 @@ impl fmt::Display for NetStats {
         write!(
             f,
             "frames sent {} delivered {} lost {} (random {}, partition {}, buffer {}, on close {}) \
-             dup {} reordered {} held {}; conns opened {} closed {} dropped {} stalls {} notices lost {} clogs {}",
+             dup {} reordered {} held {}; conns opened {} closed {} dropped {} stalls {} notices lost {} holds {}",
             self.frames_sent,
             self.frames_delivered,
             self.frames_lost,
@@ -62,7 +62,7 @@ impl fmt::Display for NetStats {
             self.connections_dropped,
             self.stalls,
             self.notices_lost,
-            self.clogs,
+            self.holds,
         )
     }
 }

@@ -221,7 +221,7 @@ fn stream_partition_holds_then_heal_delivers_in_order() {
     );
     assert_eq!(n.in_flight(), 20);
     assert!(n.is_open(conn));
-    n.heal(t(5000), &[C0]);
+    n.repair(t(5000), &[C0]);
     let after = drain(&mut n);
     assert_eq!(
         frames_to(&after, Dir::ToServer),
@@ -251,7 +251,7 @@ fn stream_partition_in_stall_mode_is_half_open_until_the_buffer_fills() {
         vec![2],
         "the other direction flows"
     );
-    n.heal_all(t(100));
+    n.repair_all(t(100));
     n.send(t(100), conn, Dir::ToClient, 3);
     assert!(
         drain(&mut n).is_empty(),
@@ -340,7 +340,7 @@ fn chaos_trace(seed: u64) -> String {
         reorder_ms_max: 200,
         stream_buffer_frames_max: 16,
         datagram_buffer_frames_max: 16,
-        stream_partition: StreamPartition::Hold,
+        stream_partition: StreamPartition::Resume,
     };
     let mut n: Network<u32> = net(config, seed);
     let mut rng = Rng::new(seed ^ 0xABCD);
@@ -355,7 +355,7 @@ fn chaos_trace(seed: u64) -> String {
                 n.drop_connection(now, c);
             }
             2 => n.partition(&[c], PartitionKind::Symmetric),
-            3 => n.heal(now, &[c]),
+            3 => n.repair(now, &[c]),
             _ => {
                 if let Some(conn) = conns[c.index()] {
                     let dir = if rng.below(2) == 0 {
@@ -371,7 +371,7 @@ fn chaos_trace(seed: u64) -> String {
             writeln!(out, "{now} {d:?}").unwrap();
         }
     }
-    n.heal_all(t(10_000));
+    n.repair_all(t(10_000));
     for (at, d) in drain(&mut n) {
         writeln!(out, "{} {d:?}", t(at)).unwrap();
     }
@@ -442,7 +442,7 @@ fn trace_of_a_partition_a_heal_and_a_drop() {
         200,
         "partition to-server; c0 and c1 send 3 each, server sends 3 to c0",
     );
-    n.heal_all(t(200));
+    n.repair_all(t(200));
     log(
         &mut n,
         300,
@@ -455,16 +455,16 @@ fn trace_of_a_partition_a_heal_and_a_drop() {
 }
 
 #[test]
-fn clog_delays_everything_and_loses_nothing() {
+fn a_hold_delays_everything_and_loses_nothing() {
     for kind in [TransportKind::Stream, TransportKind::Datagram] {
         let mut n = net(jittery(kind), 12);
         let conn = n.open(t(0), C0).unwrap();
         let _ = drain(&mut n);
-        // In flight before the clog, and sent during it.
+        // In flight before the hold, and sent during it.
         for i in 0..10u32 {
             n.send(t(1_000), conn, Dir::ToServer, i);
         }
-        n.clog(t(1_001), C0, 2_000);
+        n.hold(t(1_001), C0, 2_000);
         for i in 10..20u32 {
             n.send(t(1_500), conn, Dir::ToServer, i);
         }
@@ -477,7 +477,7 @@ fn clog_delays_everything_and_loses_nothing() {
         got.sort_unstable();
         assert_eq!(got, (0..20).collect::<Vec<_>>(), "{kind}");
         assert_eq!(n.stats().frames_lost, 0);
-        assert_eq!(n.stats().clogs, 1);
+        assert_eq!(n.stats().holds, 1);
     }
 }
 
@@ -497,8 +497,8 @@ mod stream_property {
         Open(u8),
         Drop(u8),
         Partition(u8, u8),
-        Heal,
-        Clog(u8, u16),
+        Repair,
+        Hold(u8, u16),
         Advance(u16),
     }
 
@@ -508,8 +508,8 @@ mod stream_property {
             1 => any::<u8>().prop_map(Act::Open),
             1 => any::<u8>().prop_map(Act::Drop),
             1 => (any::<u8>(), 0u8..3).prop_map(|(c, k)| Act::Partition(c, k)),
-            1 => Just(Act::Heal),
-            1 => (any::<u8>(), any::<u16>()).prop_map(|(c, ms)| Act::Clog(c, ms)),
+            1 => Just(Act::Repair),
+            1 => (any::<u8>(), any::<u16>()).prop_map(|(c, ms)| Act::Hold(c, ms)),
             4 => any::<u16>().prop_map(Act::Advance),
         ]
     }
@@ -522,7 +522,7 @@ mod stream_property {
             acts in proptest::collection::vec(act(), 0..300),
         ) {
             let config = NetConfig {
-                stream_partition: if stall { StreamPartition::Stall } else { StreamPartition::Hold },
+                stream_partition: if stall { StreamPartition::Stall } else { StreamPartition::Resume },
                 stream_buffer_frames_max: 32,
                 ..jittery(TransportKind::Stream)
             };
@@ -556,13 +556,13 @@ mod stream_property {
                         let kind = [PartitionKind::Symmetric, PartitionKind::ToServerOnly, PartitionKind::ToClientOnly][k as usize];
                         n.partition(&[c(x)], kind);
                     }
-                    Act::Heal => n.heal_all(t(now)),
-                    Act::Clog(x, ms) => n.clog(t(now), c(x), u64::from(ms)),
+                    Act::Repair => n.repair_all(t(now)),
+                    Act::Hold(x, ms) => n.hold(t(now), c(x), u64::from(ms)),
                     Act::Advance(ms) => now += u64::from(ms),
                 }
                 collect(&mut n, now, &mut got);
             }
-            n.heal_all(t(now));
+            n.repair_all(t(now));
             while let Some(at) = n.next_ready_at() {
                 now = now.max(at.as_millis());
                 collect(&mut n, now, &mut got);

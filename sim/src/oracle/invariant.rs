@@ -1,8 +1,8 @@
-//! The numbered invariants of DESIGN.md §5 and what each means for a user.
+//! The numbered invariants of docs/DESIGN.md §4 and what each means for a user.
 
 use std::fmt;
 
-/// One guarantee the oracle checks. The number is the one DESIGN.md §5 and
+/// One guarantee the oracle checks. The number is the one docs/DESIGN.md §4 and
 /// the README use, so a violation report points straight at the promise
 /// that broke.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -53,7 +53,7 @@ impl Invariant {
         Invariant::StateChart,
     ];
 
-    /// The invariant's number in DESIGN.md §5.
+    /// The invariant's number in docs/DESIGN.md §4.
     #[must_use]
     pub fn number(self) -> u8 {
         self as u8

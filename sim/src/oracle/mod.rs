@@ -1,4 +1,4 @@
-//! The oracle: every invariant of DESIGN.md §5, checked after every step.
+//! The oracle: every invariant of docs/DESIGN.md §4, checked after every step.
 //!
 //! The world reports what happens (appends, client events, frames on the
 //! wire, closes); the oracle compares it with the store's log, the only
@@ -21,7 +21,7 @@ use lockstep_core::wire::{Body, LogEvent, ReqId, ServerFrame};
 
 pub use invariant::Invariant;
 pub use view::{ClientView, Internals};
-pub use violation::Violation;
+pub use violation::{Failure, Violation};
 
 use crate::net::ClientIx;
 
@@ -56,8 +56,8 @@ pub struct Oracle {
     /// Numbers joins and leaves, so a leave's ack knows whether a join was
     /// asked for after it.
     membership_requests: u64,
-    /// Invariant 9: each client's last connection state name.
-    states: BTreeMap<ClientIx, &'static str>,
+    /// Invariant 9: each client's last connection state.
+    states: BTreeMap<ClientIx, ConnectionState>,
 }
 
 /// Whether `user` may see `channel` under the lab's access policy
@@ -83,7 +83,7 @@ impl Oracle {
         self.checks
     }
 
-    /// Records a violation.
+    /// Records a broken invariant.
     pub fn violate(
         &mut self,
         invariant: Invariant,
@@ -92,8 +92,20 @@ impl Oracle {
         channel: Option<&ChannelId>,
         detail: impl Into<String>,
     ) {
+        self.fail(Failure::Broken(invariant), at, client, channel, detail);
+    }
+
+    /// Records a failure of any kind.
+    pub fn fail(
+        &mut self,
+        failure: Failure,
+        at: Instant,
+        client: Option<ClientIx>,
+        channel: Option<&ChannelId>,
+        detail: impl Into<String>,
+    ) {
         self.violations.push(Violation {
-            invariant,
+            failure,
             at,
             client,
             channel: channel.cloned(),
@@ -425,14 +437,17 @@ impl Oracle {
         state: &ConnectionState,
     ) {
         let to = state.name();
-        let from = self.states.insert(ix, to).unwrap_or("idle");
+        let from = self
+            .states
+            .insert(ix, state.clone())
+            .unwrap_or(ConnectionState::Idle);
         self.check(
-            transition_allowed(from, to),
+            state.may_follow(&from),
             Invariant::StateChart,
             now,
             Some(ix),
             None,
-            || format!("{from} -> {to} is not in the state chart"),
+            || format!("{} -> {to} is not in the state chart", from.name()),
         );
         // 8 needs the machine as of this event; a lagging view cannot say.
         let Some(internals) = client.internals() else {
@@ -472,28 +487,4 @@ impl Oracle {
             },
         );
     }
-}
-
-/// The client connection state chart (docs/PROTOCOL.md), as allowed
-/// transitions between state names.
-#[must_use]
-pub fn transition_allowed(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("idle", "connecting" | "closed")
-            | (
-                "connecting",
-                "connecting" | "connected" | "reconnecting" | "suspended" | "failed" | "closed"
-            )
-            | (
-                "connected",
-                "reconnecting" | "connecting" | "failed" | "closed"
-            )
-            | (
-                "reconnecting",
-                "reconnecting" | "connecting" | "suspended" | "failed" | "closed"
-            )
-            | ("suspended", "suspended" | "connecting" | "closed")
-            | ("failed", "connecting" | "closed")
-    )
 }

@@ -161,16 +161,16 @@ fn fault_ops(p: &SwarmParams, pick: &Picker<'_>, rng: &mut Rng, ops: &mut Vec<(u
         let i = usize::try_from(rng.below(f.partition_kinds.len() as u64)).unwrap_or(0);
         let kind = f.partition_kinds[i];
         push_until(ops, at_ms, Op::Partition { clients, kind });
-        let heal_ms = at_ms + between(rng, 1, f.partition_ms_max.max(1));
-        push_until(ops, heal_ms, Op::Heal);
+        let repair_ms = at_ms + between(rng, 1, f.partition_ms_max.max(1));
+        push_until(ops, repair_ms, Op::Repair);
     }
-    for _ in 0..count(rng, f.clogs_per_min, end_ms) {
+    for _ in 0..count(rng, f.holds_per_min, end_ms) {
         let client = pick.client(rng);
-        let duration_ms = between(rng, 1, f.clog_ms_max.max(1));
+        let duration_ms = between(rng, 1, f.hold_ms_max.max(1));
         push_until(
             ops,
             rng.below(end_ms),
-            Op::Clog {
+            Op::Hold {
                 client,
                 duration_ms,
             },
@@ -178,9 +178,9 @@ fn fault_ops(p: &SwarmParams, pick: &Picker<'_>, rng: &mut Rng, ops: &mut Vec<(u
     }
     for _ in 0..count(rng, f.crashes_per_min, end_ms) {
         let at_ms = rng.below(end_ms);
-        push_until(ops, at_ms, Op::ServerCrash);
+        push_until(ops, at_ms, Op::Crash);
         let up_ms = at_ms + between(rng, 1, f.crash_ms_max.max(1));
-        push_until(ops, up_ms, Op::ServerRestart);
+        push_until(ops, up_ms, Op::Bounce);
     }
     for _ in 0..count(rng, f.store_fails_per_min, end_ms) {
         let duration_ms = between(rng, 1, f.store_fail_ms_max.max(1));

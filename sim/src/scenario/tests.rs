@@ -70,9 +70,15 @@ fn overrides_replace_one_value_and_keep_the_rest() {
         safety_ms: Some(1_234),
         transport: Some(TransportPolicy::AllDatagram),
         calm: false,
+        kinds: Some(crate::swarm::ClientPolicy::AllPlain),
     };
     let p = SwarmParams::draw(7, &o).unwrap();
     assert_eq!(p.clients, 40);
+    assert!(
+        p.kinds
+            .iter()
+            .all(|k| *k == crate::swarm::ClientKind::Plain)
+    );
     assert_eq!(p.safety_ms, 1_234);
     assert!(p.transports.iter().all(|k| *k == TransportKind::Datagram));
     assert_eq!(p.faults, base.faults, "the fault mix does not move");
@@ -147,8 +153,8 @@ fn ops_reference_only_existing_clients_and_channels() {
 #[test]
 fn check_refuses_malformed_scenarios() {
     let mut s = gen_default(5);
-    s.ops.insert(0, (10, Op::Heal));
-    s.ops.insert(1, (5, Op::Heal));
+    s.ops.insert(0, (10, Op::Repair));
+    s.ops.insert(1, (5, Op::Repair));
     assert!(matches!(
         s.check(),
         Err(ScenarioError::Unordered { index: 1, .. })

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{SwarmParams, TransportPolicy};
+use super::{ClientKind, ClientPolicy, SwarmParams, TransportPolicy};
 use crate::net::{ClientIx, TransportKind};
 
 /// Worlds up to this size list every client; larger ones print counts.
@@ -27,6 +27,16 @@ impl fmt::Display for TransportPolicy {
     }
 }
 
+impl fmt::Display for ClientPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientPolicy::AllMachine => "all machine",
+            ClientPolicy::AllPlain => "all plain",
+            ClientPolicy::Mixed => "mixed",
+        })
+    }
+}
+
 impl fmt::Display for SwarmParams {
     /// Six lines; every field appears.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -45,10 +55,15 @@ impl fmt::Display for SwarmParams {
                 .filter(|k| **k == TransportKind::Stream)
                 .count();
             let datagrams = self.transports.len() - streams;
+            let plain = self
+                .kinds
+                .iter()
+                .filter(|k| **k == ClientKind::Plain)
+                .count();
             writeln!(
                 f,
-                " {streams} stream, {datagrams} datagram (transports {}); client i is user-(i mod {})",
-                self.transport_policy, self.users
+                " {streams} stream, {datagrams} datagram (transports {}), {plain} plain (kinds {}); client i is user-(i mod {})",
+                self.transport_policy, self.kind_policy, self.users
             )?;
         }
         for (i, kind) in self
@@ -62,13 +77,17 @@ impl fmt::Display for SwarmParams {
                 TransportKind::Stream => "S",
                 TransportKind::Datagram => "D",
             };
-            write!(f, " {c}={}/{k}", self.user_of(c))?;
+            let p = match self.kind_of(c) {
+                ClientKind::Machine => "",
+                ClientKind::Plain => "p",
+            };
+            write!(f, " {c}={}/{k}{p}", self.user_of(c))?;
         }
         if self.transports.len() <= LIST_CLIENTS_MAX {
             writeln!(
                 f,
-                " (transports {}: S stream, D datagram)",
-                self.transport_policy
+                " (transports {}: S stream, D datagram; kinds {}: p a plain socket.io app)",
+                self.transport_policy, self.kind_policy
             )?;
         }
         write!(f, "  channels:")?;
@@ -100,11 +119,11 @@ impl fmt::Display for SwarmParams {
         }
         writeln!(
             f,
-            "; <={} ms), clogs {} (<={} ms), server crashes {} (<={} ms down), \
+            "; <={} ms), holds {} (<={} ms), server crashes {} (<={} ms down), \
              store failures {} (<={} ms), store latency changes {} (<={} ms), app restarts {}",
             fx.partition_ms_max,
-            fx.clogs_per_min,
-            fx.clog_ms_max,
+            fx.holds_per_min,
+            fx.hold_ms_max,
             fx.crashes_per_min,
             fx.crash_ms_max,
             fx.store_fails_per_min,

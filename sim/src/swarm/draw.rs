@@ -7,8 +7,9 @@
 use lockstep_core::Rng;
 
 use super::{
-    CLIENTS_DRAWN_MAX, CLIENTS_OVERRIDE_MAX, FaultMix, OpWeights, ROOMS_MAX, ROOMS_MIN,
-    SAFETY_MS_MAX, SwarmError, SwarmOverrides, SwarmParams, TransportPolicy, private_id, room_id,
+    CLIENTS_DRAWN_MAX, CLIENTS_OVERRIDE_MAX, ClientKind, ClientPolicy, FaultMix, OpWeights,
+    ROOMS_MAX, ROOMS_MIN, SAFETY_MS_MAX, SwarmError, SwarmOverrides, SwarmParams, TransportPolicy,
+    private_id, room_id,
 };
 use crate::net::{PartitionKind, StreamPartition, TransportKind};
 
@@ -20,6 +21,23 @@ pub(crate) fn between(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
 /// `lo..=hi` as `u32`.
 fn between32(rng: &mut Rng, lo: u32, hi: u32) -> u32 {
     u32::try_from(between(rng, u64::from(lo), u64::from(hi))).unwrap_or(hi)
+}
+
+/// One value per client: `fixed` for all, or else a coin per client
+/// between `heads` and `tails`. A coin is drawn per client either way, so
+/// fixing the value moves no other draw.
+fn per_client<T: Copy>(
+    rng: &mut Rng,
+    clients: u32,
+    fixed: Option<T>,
+    (heads, tails): (T, T),
+) -> Vec<T> {
+    (0..clients)
+        .map(|_| {
+            let coin = rng.below(2) == 0;
+            fixed.unwrap_or(if coin { heads } else { tails })
+        })
+        .collect()
 }
 
 /// Swarm testing: a fault is on for about half the seeds.
@@ -53,6 +71,9 @@ pub(super) fn draw(seed: u64, o: &SwarmOverrides) -> Result<SwarmParams, SwarmEr
     let mut transport = root.fork();
     let mut faults_rng = root.fork();
     let mut work = root.fork();
+    // Drawn last, from its own fork: every other draw of a seed is what it
+    // was before plain clients joined the lab.
+    let mut kinds_rng = root.fork();
 
     // Topology: more small worlds than large ones (two draws, keep the min).
     let drawn =
@@ -75,17 +96,16 @@ pub(super) fn draw(seed: u64, o: &SwarmOverrides) -> Result<SwarmParams, SwarmEr
         _ => TransportPolicy::Mixed,
     };
     let transport_policy = o.transport.unwrap_or(drawn_policy);
-    let transports = (0..clients)
-        .map(|_| {
-            let coin = transport.below(2) == 0;
-            match transport_policy {
-                TransportPolicy::AllStream => TransportKind::Stream,
-                TransportPolicy::AllDatagram => TransportKind::Datagram,
-                TransportPolicy::Mixed if coin => TransportKind::Stream,
-                TransportPolicy::Mixed => TransportKind::Datagram,
-            }
-        })
-        .collect();
+    let transports = per_client(
+        &mut transport,
+        clients,
+        match transport_policy {
+            TransportPolicy::AllStream => Some(TransportKind::Stream),
+            TransportPolicy::AllDatagram => Some(TransportKind::Datagram),
+            TransportPolicy::Mixed => None,
+        },
+        (TransportKind::Stream, TransportKind::Datagram),
+    );
 
     let drawn_faults = draw_faults(&mut faults_rng);
     let faults = if o.calm {
@@ -109,6 +129,25 @@ pub(super) fn draw(seed: u64, o: &SwarmOverrides) -> Result<SwarmParams, SwarmEr
     let drawn_safety_ms = between(&mut work, 2_000, 60_000);
     let safety_ms = o.safety_ms.unwrap_or(drawn_safety_ms);
 
+    // A quarter of the seeds run only the machine, a quarter only plain
+    // apps, half a mix.
+    let drawn_kinds = match kinds_rng.below(4) {
+        0 => ClientPolicy::AllMachine,
+        1 => ClientPolicy::AllPlain,
+        _ => ClientPolicy::Mixed,
+    };
+    let kind_policy = o.kinds.unwrap_or(drawn_kinds);
+    let kinds = per_client(
+        &mut kinds_rng,
+        clients,
+        match kind_policy {
+            ClientPolicy::AllMachine => Some(ClientKind::Machine),
+            ClientPolicy::AllPlain => Some(ClientKind::Plain),
+            ClientPolicy::Mixed => None,
+        },
+        (ClientKind::Plain, ClientKind::Machine),
+    );
+
     Ok(SwarmParams {
         seed,
         clients,
@@ -116,6 +155,8 @@ pub(super) fn draw(seed: u64, o: &SwarmOverrides) -> Result<SwarmParams, SwarmEr
         channels,
         transport_policy,
         transports,
+        kind_policy,
+        kinds,
         faults,
         weights,
         ops_per_sec,
@@ -137,7 +178,7 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
     let stream_partition = if rng.below(3) == 0 {
         StreamPartition::Stall
     } else {
-        StreamPartition::Hold
+        StreamPartition::Resume
     };
     // A small buffer now and then provokes the slow-consumer cut-off.
     let stream_buffer_frames_max = if rng.below(4) == 0 {
@@ -166,8 +207,8 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
     let store_latency_changes_per_min = maybe(rng, 1, 6);
     let store_latency_ms_max = between(rng, 1, 200);
     let app_restarts_per_min = maybe(rng, 1, 6);
-    let clogs_per_min = maybe(rng, 1, 10);
-    let clog_ms_max = between(rng, 10, 5_000);
+    let holds_per_min = maybe(rng, 1, 10);
+    let hold_ms_max = between(rng, 10, 5_000);
     FaultMix {
         delay_ms_min,
         delay_ms_max,
@@ -181,8 +222,8 @@ fn draw_faults(rng: &mut Rng) -> FaultMix {
         partitions_per_min,
         partition_kinds,
         partition_ms_max,
-        clogs_per_min,
-        clog_ms_max,
+        holds_per_min,
+        hold_ms_max,
         crashes_per_min,
         crash_ms_max,
         store_fails_per_min,

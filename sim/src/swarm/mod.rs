@@ -40,6 +40,27 @@ pub enum TransportPolicy {
     Mixed,
 }
 
+/// Which client an app runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ClientKind {
+    /// lockstep's client machine (`lockstep_core::client::Client`).
+    Machine,
+    /// A plain socket.io-client app following the protocol's guidance
+    /// ([`crate::plain::PlainClient`]).
+    Plain,
+}
+
+/// How client kinds are assigned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ClientPolicy {
+    /// Every client runs the client machine.
+    AllMachine,
+    /// Every client is a plain app.
+    AllPlain,
+    /// Each client draws its own.
+    Mixed,
+}
+
 /// Faults of one seed. Rates are expected events per virtual minute over
 /// the whole world; 0 disables a fault.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -66,12 +87,12 @@ pub struct FaultMix {
     pub partitions_per_min: u32,
     /// The partition kinds drawn from (not empty).
     pub partition_kinds: Vec<PartitionKind>,
-    /// Longest partition before its heal.
+    /// Longest partition before its repair.
     pub partition_ms_max: u64,
-    /// Link clogs per minute.
-    pub clogs_per_min: u32,
-    /// Longest clog.
-    pub clog_ms_max: u64,
+    /// Link holds per minute (each released after at most `hold_ms_max`).
+    pub holds_per_min: u32,
+    /// Longest hold before its release.
+    pub hold_ms_max: u64,
     /// Server crashes per minute.
     pub crashes_per_min: u32,
     /// Longest server downtime before its restart.
@@ -99,14 +120,14 @@ impl FaultMix {
             dup_permille: 0,
             reorder_permille: 0,
             reorder_ms_max: 0,
-            stream_partition: StreamPartition::Hold,
+            stream_partition: StreamPartition::Resume,
             stream_buffer_frames_max: 256,
             drops_per_min: 0,
             partitions_per_min: 0,
             partition_kinds: vec![PartitionKind::Symmetric],
             partition_ms_max: 0,
-            clogs_per_min: 0,
-            clog_ms_max: 0,
+            holds_per_min: 0,
+            hold_ms_max: 0,
             crashes_per_min: 0,
             crash_ms_max: 0,
             store_fails_per_min: 0,
@@ -163,6 +184,8 @@ pub struct SwarmOverrides {
     pub transport: Option<TransportPolicy>,
     /// Replace the drawn fault mix with [`FaultMix::calm`].
     pub calm: bool,
+    /// Client kind assignment.
+    pub kinds: Option<ClientPolicy>,
 }
 
 /// Why overrides were refused.
@@ -203,6 +226,10 @@ pub struct SwarmParams {
     pub transport_policy: TransportPolicy,
     /// One transport per client.
     pub transports: Vec<TransportKind>,
+    /// How client kinds were assigned.
+    pub kind_policy: ClientPolicy,
+    /// One kind per client.
+    pub kinds: Vec<ClientKind>,
     /// Network and process faults.
     pub faults: FaultMix,
     /// Workload op mix.
@@ -214,6 +241,15 @@ pub struct SwarmParams {
 }
 
 impl SwarmParams {
+    /// The kind of client `client` runs (the machine if unlisted).
+    #[must_use]
+    pub fn kind_of(&self, client: ClientIx) -> ClientKind {
+        self.kinds
+            .get(client.index())
+            .copied()
+            .unwrap_or(ClientKind::Machine)
+    }
+
     /// The user a client belongs to, as a validated id `user-<n>`.
     #[must_use]
     pub fn user_of(&self, client: ClientIx) -> UserId {

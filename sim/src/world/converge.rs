@@ -3,13 +3,13 @@
 
 use std::fmt;
 
-use lockstep_core::client::{ConnectionState, SubscriptionState};
+use lockstep_core::client::SubscriptionState;
 use lockstep_core::ids::{ChannelId, Seq, UserId};
 use lockstep_core::wire::ErrorCode;
 
 use super::World;
 use crate::net::ClientIx;
-use crate::oracle::{Invariant, allowed};
+use crate::oracle::{ClientView, Invariant, allowed};
 
 /// Something the world has not converged on yet, and which invariant it
 /// would break if it never does.
@@ -58,7 +58,7 @@ impl World {
         let mut users: Vec<UserId> = self
             .clients
             .iter()
-            .filter(|c| matches!(c.machine.state(), ConnectionState::Connected { .. }))
+            .filter(|c| c.machine.is_connected())
             .filter(|c| {
                 c.machine
                     .channel(channel)
@@ -96,38 +96,30 @@ impl World {
         for host in &self.clients {
             let ix = Some(host.ix);
             let m = &host.machine;
-            if !host.app.online
-                || matches!(
-                    m.state(),
-                    ConnectionState::Closed | ConnectionState::Failed { .. }
-                )
-            {
+            if !host.app.online || m.gave_up() {
                 continue;
             }
-            if !matches!(m.state(), ConnectionState::Connected { .. }) {
+            if !m.is_connected() {
                 return pending(
                     Invariant::Convergence,
                     ix,
                     None,
-                    format!("is {}, not connected", m.state().name()),
+                    format!("is {}, not connected", m.state_name()),
                 );
             }
-            if let Some(first) = m.outbox().next() {
-                let outbox = m.outbox().count();
+            if let Some((channel, first)) = m.first_unresolved() {
+                let outbox = m.unresolved();
                 return pending(
                     Invariant::OneOutcome,
                     ix,
-                    Some(&first.channel),
+                    Some(&channel),
                     format!(
-                        "has {outbox} unresolved outbox entries, the first {:?} {:?}; its channel {:?}; {} timers",
-                        first.command.id(),
-                        first.state,
-                        m.channel(&first.channel),
-                        m.armed_timers()
+                        "has {outbox} unresolved outbox entries, the first {first}; its channel {:?}",
+                        m.channel(&channel),
                     ),
                 );
             }
-            for ch in m.channels() {
+            for ch in &m.channels() {
                 if !host.app.desired.contains(ch) {
                     let state = m.channel(ch).map(|v| v.subscription);
                     if state

@@ -14,33 +14,32 @@
 mod client_host;
 mod converge;
 mod store_host;
+mod wire;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use lockstep_core::client::{
     Client, ClientConfig, ClientEvent, EntryId, Outcome, Transmit, TransportEvent,
 };
-use lockstep_core::ids::{ChannelId, UserId};
+use lockstep_core::ids::UserId;
 use lockstep_core::server::{
-    ConnId as ServerConn, Except, PrivateChannels, Server, ServerConfig, ServerOutput,
+    ConnId as ServerConn, PrivateChannels, Rooms, Server, ServerConfig, ServerOutput,
 };
 use lockstep_core::store::{AppendOutcome, MemStore, MemStoreConfig, StoreError, StoreReply};
-use lockstep_core::wire::{
-    Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame, decode_client, decode_server,
-    encode_client, encode_server,
-};
+use lockstep_core::wire::{Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame};
 use lockstep_core::{Instant, Rng};
 
 use crate::net::{
     ClientIx, CloseReason, ConnId, Delivery, Dir, Network, SendOutcome, TransportKind,
 };
 use crate::op::Op;
-use crate::oracle::{Invariant, Oracle};
-use crate::swarm::SwarmParams;
+use crate::oracle::{ClientView, Oracle};
+use crate::plain::{PlainClient, PlainConfig};
+use crate::swarm::{ClientKind, SwarmParams};
 use crate::trace::{self, Trace};
 
-use client_host::ClientHost;
+use client_host::{ClientHost, Machine, Recipe};
 pub use converge::Pending;
 use store_host::{InFlight, StoreHost};
 
@@ -61,6 +60,9 @@ pub struct WorldConfig {
     pub params: SwarmParams,
     /// Every client machine's configuration.
     pub client: ClientConfig,
+    /// Every plain app's configuration (on a stream; datagram clients get
+    /// [`PlainConfig::datagram`]'s window, timeouts and resync).
+    pub plain: PlainConfig,
     /// The server machine's configuration.
     pub server: ServerConfig,
     /// The store's retention and dedupe memory.
@@ -88,20 +90,13 @@ impl WorldConfig {
         WorldConfig {
             params,
             client,
+            plain: PlainConfig::stream(),
             server,
             store: MemStoreConfig::default(),
             wire: false,
             trace_lines: false,
         }
     }
-}
-
-/// A connection as the server side of the world knows it.
-#[derive(Debug)]
-struct Link {
-    net: ConnId,
-    /// The verified user, once `hello` was accepted.
-    user: Option<UserId>,
 }
 
 /// Counters for the explorer's summary.
@@ -128,8 +123,12 @@ pub struct World {
     server_config: ServerConfig,
     incarnation: u64,
     server_deadline: Option<Instant>,
-    links: BTreeMap<u64, Link>,
-    rooms: BTreeMap<ChannelId, BTreeSet<u64>>,
+    /// The server's end of each open network connection, by serial (the
+    /// server machine's connection id).
+    links: BTreeMap<u64, ConnId>,
+    /// Who is open as whom (once `hello` was accepted) and in which rooms:
+    /// production's own room code.
+    rooms: Rooms,
     store: StoreHost,
     oracle: Oracle,
     trace: Trace,
@@ -154,8 +153,11 @@ impl World {
         let clients = (0..config.params.clients)
             .map(|i| {
                 let ix = ClientIx(i);
+                let datagram =
+                    config.params.transports.get(ix.index()) == Some(&TransportKind::Datagram);
                 let mut client = config.client.clone();
-                if config.params.transports.get(ix.index()) == Some(&TransportKind::Datagram) {
+                let mut plain = config.plain.clone();
+                if datagram {
                     // Datagrams reorder: one send in flight keeps the
                     // sender's order (see `ClientConfig::send_window`). They
                     // also lose frames: a periodic refresh brings back a lost
@@ -166,8 +168,18 @@ impl World {
                     client.resync_interval = Some(std::time::Duration::from_secs(5));
                     client.request_timeout = std::time::Duration::from_secs(2);
                     client.join_timeout = std::time::Duration::from_secs(2);
+                    let lossy = PlainConfig::datagram();
+                    plain.window = lossy.window;
+                    plain.unacked_max = lossy.unacked_max;
+                    plain.resync_interval = lossy.resync_interval;
+                    plain.request_timeout = lossy.request_timeout;
+                    plain.join_timeout = lossy.join_timeout;
                 }
-                ClientHost::new(ix, config.params.user_of(ix), client, rng.fork())
+                let recipe = match config.params.kind_of(ix) {
+                    ClientKind::Machine => Recipe::Lockstep(Box::new(client)),
+                    ClientKind::Plain => Recipe::Plain(plain),
+                };
+                ClientHost::new(ix, config.params.user_of(ix), recipe, rng.fork())
             })
             .collect();
         let mut trace = Trace::new(config.trace_lines);
@@ -182,7 +194,7 @@ impl World {
             incarnation: 0,
             server_deadline: None,
             links: BTreeMap::new(),
-            rooms: BTreeMap::new(),
+            rooms: Rooms::new(),
             store: StoreHost::new(config.store, rng.fork()),
             oracle: Oracle::default(),
             trace,
@@ -205,10 +217,32 @@ impl World {
         &self.params
     }
 
-    /// A client's machine.
+    /// A client's machine; `None` for a plain app.
     #[must_use]
-    pub fn client(&self, ix: ClientIx) -> &Client {
-        &self.clients[ix.index()].machine
+    pub fn client(&self, ix: ClientIx) -> Option<&Client> {
+        self.clients[ix.index()].machine.lockstep()
+    }
+
+    /// What client `ix` shows of `channel`, whichever kind it is.
+    #[must_use]
+    pub fn view(
+        &self,
+        ix: ClientIx,
+        channel: &lockstep_core::ids::ChannelId,
+    ) -> Option<lockstep_core::client::ChannelView> {
+        ClientView::channel(&self.clients[ix.index()].machine, channel)
+    }
+
+    /// Whether client `ix` is connected, whichever kind it is.
+    #[must_use]
+    pub fn is_connected(&self, ix: ClientIx) -> bool {
+        self.clients[ix.index()].machine.is_connected()
+    }
+
+    /// A plain app; `None` for a client machine.
+    #[must_use]
+    pub fn plain(&self, ix: ClientIx) -> Option<&PlainClient> {
+        self.clients[ix.index()].machine.plain()
     }
 
     /// The user a client belongs to.
@@ -331,7 +365,13 @@ impl World {
             Op::Connect { client } => {
                 let host = &mut self.clients[client.index()];
                 host.app.online = true;
-                if *host.machine.state() == lockstep_core::client::ConnectionState::Closed {
+                let closed = host
+                    .machine
+                    .lockstep()
+                    .is_some_and(|c| *c.state() == lockstep_core::client::ConnectionState::Closed);
+                if closed {
+                    // The client machine is done for good once closed: the
+                    // app starts a new one.
                     self.restart_app(client.index());
                 } else {
                     host.machine.connect(now);
@@ -342,12 +382,13 @@ impl World {
                 self.clients[i].app.online = false;
                 self.clients[i].machine.close(now);
                 self.drain_client(i);
-                self.oracle
-                    .on_client_closed(now, *client, &self.clients[i].machine);
+                if let Some(machine) = self.clients[i].machine.lockstep() {
+                    self.oracle.on_client_closed(now, *client, machine);
+                }
             }
             Op::Subscribe { client, channel } => {
                 let host = &mut self.clients[client.index()];
-                if host.machine.subscribe(now, channel.clone()).is_ok() {
+                if host.machine.subscribe(now, channel.clone()) {
                     host.app.desired.insert(channel.clone());
                 }
             }
@@ -364,7 +405,7 @@ impl World {
             } => {
                 let len = (*body_len as usize).saturating_sub(2);
                 let body = Body::text("x".repeat(len));
-                if let Ok(id) =
+                if let Some(id) =
                     self.clients[client.index()]
                         .machine
                         .send(now, channel.clone(), body)
@@ -386,17 +427,17 @@ impl World {
                 let mine: Vec<_> = host.app.own.iter().filter(|(c, _)| c == channel).collect();
                 if !mine.is_empty() {
                     let target = mine[*pick as usize % mine.len()].1.clone();
-                    let _ = if matches!(op, Op::Edit { .. }) {
+                    if matches!(op, Op::Edit { .. }) {
                         host.machine
-                            .update(now, channel.clone(), target, Body::text("edited"))
+                            .update(now, channel.clone(), target, Body::text("edited"));
                     } else {
-                        host.machine.delete(now, channel.clone(), target)
-                    };
+                        host.machine.delete(now, channel.clone(), target);
+                    }
                 }
             }
             Op::Read { client, channel } => {
                 let host = &mut self.clients[client.index()];
-                if let Some(view) = host.machine.channel(channel) {
+                if let Some(view) = ClientView::channel(&host.machine, channel) {
                     host.machine.mark_read(now, channel.clone(), view.last_seq);
                 }
             }
@@ -413,13 +454,16 @@ impl World {
                 self.net.drop_connection(now, *client);
             }
             Op::Partition { clients, kind } => self.net.partition(clients, *kind),
-            Op::Heal => self.net.heal_all(now),
-            Op::Clog {
+            Op::Repair => self.net.repair_all(now),
+            Op::Hold {
                 client,
                 duration_ms,
-            } => self.net.clog(now, *client, *duration_ms),
-            Op::ServerCrash => self.crash_server(),
-            Op::ServerRestart => self.restart_server(),
+            } => self.net.hold(now, *client, *duration_ms),
+            Op::Crash => self.crash_server(),
+            Op::Bounce => {
+                self.crash_server();
+                self.restart_server();
+            }
             Op::StoreFail { duration_ms } => {
                 self.store.fail_until =
                     now.saturating_add(std::time::Duration::from_millis(*duration_ms));
@@ -437,7 +481,7 @@ impl World {
     pub fn heal_everything(&mut self) {
         let now = self.now;
         self.trace.line(now, || "heal everything".into());
-        self.net.heal_all(now);
+        self.net.repair_all(now);
         self.restart_server();
         self.store.fail_until = now;
         self.store.latency_ms = self.store.latency_ms.min(20);
@@ -468,8 +512,7 @@ impl World {
     fn restart_app(&mut self, i: usize) {
         let now = self.now;
         self.stats.app_restarts += 1;
-        let saved = self.clients[i].machine.export_outbox();
-        if let Some((_, conn)) = self.clients[i].rebuild(now, saved) {
+        if let Some((_, conn)) = self.clients[i].rebuild(now) {
             self.net.close(now, conn, CloseReason::ClientClosed);
         }
         self.oracle.on_client_restart(ClientIx(i as u32));
@@ -521,7 +564,12 @@ impl World {
                     return;
                 }
                 let frame = if self.wire {
-                    self.roundtrip_client(frame)
+                    let channel = frame.channel_id().cloned();
+                    let codec = match self.clients[i].machine {
+                        Machine::Lockstep(_) => wire::client_json,
+                        Machine::Plain(_) => wire::client_socketio,
+                    };
+                    wire::roundtrip(&mut self.oracle, now, channel.as_ref(), frame, codec)
                 } else {
                     frame
                 };
@@ -599,16 +647,13 @@ impl World {
                 ServerOutput::Send { conn, frame } => {
                     if let Some(link) = self.links.get(&conn.0) {
                         let frame = if self.wire {
-                            roundtrip_server(frame)
+                            wire::roundtrip(&mut self.oracle, now, None, frame, wire::server_both)
                         } else {
                             frame
                         };
-                        let _ = self.net.send(
-                            now,
-                            link.net,
-                            Dir::ToClient,
-                            Packet::Down(Rc::new(frame)),
-                        );
+                        let _ =
+                            self.net
+                                .send(now, *link, Dir::ToClient, Packet::Down(Rc::new(frame)));
                     }
                 }
                 ServerOutput::Broadcast {
@@ -617,39 +662,23 @@ impl World {
                     except,
                 } => {
                     let frame = Rc::new(if self.wire {
-                        roundtrip_server(frame)
+                        wire::roundtrip(&mut self.oracle, now, None, frame, wire::server_both)
                     } else {
                         frame
                     });
-                    let Some(members) = self.rooms.get(&channel) else {
-                        continue;
-                    };
-                    for serial in members {
-                        let Some(link) = self.links.get(serial) else {
-                            continue;
-                        };
-                        let skip = match &except {
-                            Except::Nobody => false,
-                            Except::Conn(c) => c.0 == *serial,
-                            Except::User(u) => link.user.as_ref() == Some(u),
-                        };
-                        if !skip {
+                    for member in self.rooms.recipients(&channel, &except) {
+                        if let Some(link) = self.links.get(&member.0) {
                             let _ = self.net.send(
                                 now,
-                                link.net,
+                                *link,
                                 Dir::ToClient,
                                 Packet::Down(frame.clone()),
                             );
                         }
                     }
                 }
-                ServerOutput::RoomJoin { conn, channel } => {
-                    self.rooms.entry(channel).or_default().insert(conn.0);
-                }
-                ServerOutput::RoomLeave { conn, channel } => {
-                    if let Some(room) = self.rooms.get_mut(&channel) {
-                        room.remove(&conn.0);
-                    }
+                ServerOutput::RoomJoin { .. } | ServerOutput::RoomLeave { .. } => {
+                    self.rooms.apply(&out);
                 }
                 ServerOutput::Store { op, cmd } => {
                     self.store.submit(now, self.incarnation, op, cmd);
@@ -657,12 +686,10 @@ impl World {
                 ServerOutput::Close { conn, reason } => {
                     if let Some(link) = self.links.remove(&conn.0) {
                         self.trace
-                            .line(now, || format!("server closes {}: {reason}", link.net));
-                        self.net.close(now, link.net, CloseReason::ServerClosed);
+                            .line(now, || format!("server closes {link}: {reason}"));
+                        self.net.close(now, link, CloseReason::ServerClosed);
                     }
-                    for room in self.rooms.values_mut() {
-                        room.remove(&conn.0);
-                    }
+                    self.rooms.close(conn);
                 }
             }
         }
@@ -702,13 +729,7 @@ impl World {
                     self.net.close(now, conn, CloseReason::ServerClosed);
                     return;
                 }
-                self.links.insert(
-                    conn.serial(),
-                    Link {
-                        net: conn,
-                        user: None,
-                    },
-                );
+                self.links.insert(conn.serial(), conn);
             }
             Delivery::Frame {
                 conn,
@@ -726,13 +747,10 @@ impl World {
                 dir: Dir::ToServer,
                 ..
             } => {
-                let Some(link) = self.links.remove(&conn.serial()) else {
+                if self.links.remove(&conn.serial()).is_none() {
                     return;
-                };
-                for room in self.rooms.values_mut() {
-                    room.remove(&conn.serial());
                 }
-                if link.user.is_some() {
+                if self.rooms.close(ServerConn(conn.serial())).is_some() {
                     if let Some(server) = &mut self.server {
                         server.handle_disconnect(now, ServerConn(conn.serial()));
                         self.drain_server();
@@ -772,11 +790,11 @@ impl World {
         let Some(server) = &mut self.server else {
             return;
         };
-        let Some(link) = self.links.get_mut(&conn.serial()) else {
+        if !self.links.contains_key(&conn.serial()) {
             return;
-        };
+        }
         let sconn = ServerConn(conn.serial());
-        if link.user.is_some() {
+        if self.rooms.is_open(sconn) {
             server.handle_frame(now, sconn, frame);
         } else if let ClientFrame::Hello { token, .. } = &frame {
             // The lab's authenticator: `dev:<user>`, the user must exist.
@@ -786,7 +804,7 @@ impl World {
                 .filter(|u| self.clients.iter().any(|c| &c.user == u));
             match user {
                 Some(user) => {
-                    link.user = Some(user.clone());
+                    self.rooms.open(sconn, user.clone());
                     server.handle_connect(now, sconn, user);
                 }
                 None => {
@@ -841,22 +859,6 @@ impl World {
         self.drain_client(i);
     }
 
-    fn roundtrip_client(&mut self, frame: ClientFrame) -> ClientFrame {
-        match decode_client(&encode_client(&frame)) {
-            Ok(back) if back == frame => back,
-            other => {
-                self.oracle.violate(
-                    Invariant::AckedIsStored,
-                    self.now,
-                    None,
-                    frame.channel_id(),
-                    format!("client frame does not survive its encoding: {frame:?} -> {other:?}"),
-                );
-                frame
-            }
-        }
-    }
-
     /// Outbox entries not resolved yet, over all clients that want to be
     /// online: the backlog the liveness phase must drain.
     #[must_use]
@@ -864,7 +866,7 @@ impl World {
         self.clients
             .iter()
             .filter(|c| c.app.online)
-            .map(|c| c.machine.outbox().count())
+            .map(|c| c.machine.unresolved())
             .sum()
     }
 
@@ -872,12 +874,6 @@ impl World {
     pub(crate) fn oracle_mut(&mut self) -> &mut Oracle {
         &mut self.oracle
     }
-}
-
-fn roundtrip_server(frame: ServerFrame) -> ServerFrame {
-    // A server frame that does not survive its encoding shows up as a
-    // delivery the oracle rejects (content differs from the store's).
-    decode_server(&encode_server(&frame)).unwrap_or(frame)
 }
 
 fn event_digest(e: &ClientEvent) -> u64 {
@@ -918,5 +914,34 @@ fn fmt_client_event(e: &ClientEvent) -> String {
             }
         }
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oracle::Failure;
+
+    /// A frame that comes back different from its encoding is a codec
+    /// failure, not a broken invariant, and travels as it was.
+    #[test]
+    fn a_frame_that_does_not_survive_its_encoding_is_a_codec_failure() {
+        let mut oracle = Oracle::default();
+        let frame = ServerFrame::Pong { nonce: 7 };
+        let back = wire::roundtrip(&mut oracle, Instant::ZERO, None, frame.clone(), |_| {
+            Ok(ServerFrame::Pong { nonce: 8 })
+        });
+        assert_eq!(back, frame);
+        let failures: Vec<Failure> = oracle.violations().iter().map(|v| v.failure).collect();
+        assert_eq!(failures, [Failure::CodecRoundTrip]);
+        let same = wire::roundtrip(
+            &mut oracle,
+            Instant::ZERO,
+            None,
+            frame.clone(),
+            wire::server_both,
+        );
+        assert_eq!(same, frame);
+        assert_eq!(oracle.violations().len(), 1, "a faithful codec passes");
     }
 }

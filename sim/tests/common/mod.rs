@@ -7,12 +7,12 @@
 #![allow(dead_code)]
 
 use lockstep_core::Instant;
-use lockstep_core::client::{ChannelView, ConnectionState};
+use lockstep_core::client::ChannelView;
 use lockstep_core::ids::{ChannelId, ClientMsgId, Seq};
 use lockstep_core::wire::LogEvent;
 use lockstep_sim::net::ClientIx;
 use lockstep_sim::op::Op;
-use lockstep_sim::swarm::{SwarmOverrides, SwarmParams, TransportPolicy};
+use lockstep_sim::swarm::{ClientKind, ClientPolicy, SwarmOverrides, SwarmParams, TransportPolicy};
 use lockstep_sim::world::{World, WorldConfig};
 
 /// One seed for every test: the fault mix is calm, so the seed only picks
@@ -45,6 +45,7 @@ pub(crate) fn params(clients: u32, channels: &[&str]) -> SwarmParams {
             clients: Some(clients),
             calm: true,
             transport: Some(TransportPolicy::AllStream),
+            kinds: Some(ClientPolicy::AllMachine),
             ..Default::default()
         },
     )
@@ -59,6 +60,23 @@ pub(crate) fn world_from(params: SwarmParams) -> World {
     let mut config = WorldConfig::new(params);
     config.trace_lines = true;
     World::new(config).expect("valid world")
+}
+
+/// [`params`] with the clients `plain` names running a plain socket.io
+/// app, the others the client machine.
+pub(crate) fn params_with_plain(clients: u32, channels: &[&str], plain: &[u32]) -> SwarmParams {
+    let mut p = params(clients, channels);
+    p.kind_policy = ClientPolicy::Mixed;
+    p.kinds = (0..clients)
+        .map(|i| {
+            if plain.contains(&i) {
+                ClientKind::Plain
+            } else {
+                ClientKind::Machine
+            }
+        })
+        .collect();
+    p
 }
 
 /// A calm stream world; see [`params`].
@@ -107,8 +125,7 @@ pub(crate) fn send(w: &mut World, client: ClientIx, channel: &str, body_len: u32
 
 /// The client's view of `channel`, which must exist.
 pub(crate) fn view(w: &World, client: ClientIx, channel: &str) -> ChannelView {
-    w.client(client)
-        .channel(&ch(channel))
+    w.view(client, &ch(channel))
         .unwrap_or_else(|| panic!("{client} knows no channel {channel}"))
 }
 
@@ -135,7 +152,7 @@ pub(crate) fn stored_msg_ids(w: &World, channel: &str) -> Vec<ClientMsgId> {
 
 /// Whether the client is connected now.
 pub(crate) fn is_connected(w: &World, client: ClientIx) -> bool {
-    matches!(w.client(client).state(), ConnectionState::Connected { .. })
+    w.is_connected(client)
 }
 
 /// Trace lines containing every one of `needles`.

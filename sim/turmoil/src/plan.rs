@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use lockstep_core::ids::ChannelId;
+use lockstep_sim::fault::Fault;
 
 /// Most clients a plan may have: each is a turmoil host, and a small world
 /// stays faster than real time in a debug build.
@@ -82,9 +83,26 @@ pub enum Action {
         /// One-way latency in milliseconds.
         ms: u16,
     },
-    /// The server host crashes and restarts at once: its memory and every
-    /// connection are lost, the store is kept.
-    BounceServer,
+    /// The server host crashes and restarts at once (turmoil's bounce): its
+    /// memory and every connection are lost, the store is kept.
+    Bounce,
+}
+
+impl Action {
+    /// The fault this step injects or repairs (the lab's vocabulary),
+    /// `None` for an app command.
+    #[must_use]
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            Action::Subscribe { .. } | Action::Unsubscribe { .. } | Action::Send { .. } => None,
+            Action::Partition { .. } => Some(Fault::Partition),
+            Action::Repair { .. } => Some(Fault::Repair),
+            Action::Hold { .. } => Some(Fault::Hold),
+            Action::Release { .. } => Some(Fault::Release),
+            Action::Latency { .. } => Some(Fault::Latency),
+            Action::Bounce => Some(Fault::Bounce),
+        }
+    }
 }
 
 /// One step: wait `after_ms` of virtual time, then do `action`.
@@ -175,14 +193,21 @@ impl fmt::Display for Plan {
                     channel: ch,
                     count,
                 } => writeln!(f, "{} send {count} to {}", c(client), channel(ch)),
-                Action::Partition { client } => writeln!(f, "partition {} | server", c(client)),
-                Action::Repair { client } => writeln!(f, "repair {} | server", c(client)),
-                Action::Hold { client } => writeln!(f, "hold {} | server", c(client)),
-                Action::Release { client } => writeln!(f, "release {} | server", c(client)),
-                Action::Latency { client, ms } => {
-                    writeln!(f, "latency {} | server {ms} ms", c(client))
+                Action::Partition { client }
+                | Action::Repair { client }
+                | Action::Hold { client }
+                | Action::Release { client } => {
+                    writeln!(
+                        f,
+                        "{} {} | server",
+                        step.action.fault().map_or("", Fault::verb),
+                        c(client)
+                    )
                 }
-                Action::BounceServer => writeln!(f, "bounce the server (store kept)"),
+                Action::Latency { client, ms } => {
+                    writeln!(f, "{} {} | server {ms} ms", Fault::Latency, c(client))
+                }
+                Action::Bounce => writeln!(f, "{} the server (store kept)", Fault::Bounce),
             }?;
         }
         Ok(())

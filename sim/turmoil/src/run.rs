@@ -105,9 +105,13 @@ impl fmt::Display for Report {
 pub enum FailureKind {
     /// The oracle found broken invariants.
     Violations(Vec<Violation>),
-    /// After healing, the world did not settle within [`HEAL_MAX`]; what
-    /// was still missing.
-    NotConverged(String),
+    /// After healing, the world did not settle within the time allowed.
+    NotConverged {
+        /// What was still missing.
+        what: String,
+        /// The time this run allowed after healing ([`HEAL_MAX`]).
+        allowed: Duration,
+    },
     /// A host's software returned an error.
     Host(String),
 }
@@ -134,8 +138,12 @@ impl fmt::Display for Failure {
                     writeln!(f, "  {v}")?;
                 }
             }
-            FailureKind::NotConverged(what) => {
-                writeln!(f, "  not converged after healing: {what}")?;
+            FailureKind::NotConverged { what, allowed } => {
+                writeln!(
+                    f,
+                    "  not converged {:.3}s after healing: {what}",
+                    allowed.as_secs_f64()
+                )?;
             }
             FailureKind::Host(e) => writeln!(f, "  a host failed: {e}")?,
         }
@@ -216,7 +224,10 @@ impl Run<'_> {
             let pending = pending(&self.lab.borrow());
             let Some(what) = pending else { break };
             if self.sim.elapsed() >= healed_at + HEAL_MAX {
-                return Err(self.failure(FailureKind::NotConverged(what)));
+                return Err(self.failure(FailureKind::NotConverged {
+                    what,
+                    allowed: HEAL_MAX,
+                }));
             }
             let next = self.sim.elapsed() + SETTLE_POLL;
             self.step_until(next)?;
@@ -344,7 +355,7 @@ impl Run<'_> {
             ),
             // The server loses its memory and every connection; the store
             // stays: clients must reconnect, rejoin and resend.
-            Action::BounceServer => self.sim.bounce(SERVER),
+            Action::Bounce => self.sim.bounce(SERVER),
         }
     }
 

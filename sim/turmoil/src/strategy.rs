@@ -42,7 +42,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => client.clone().prop_map(|client| Action::Hold { client }),
         1 => client.clone().prop_map(|client| Action::Release { client }),
         1 => (client, 1..=LATENCY_MS_MAX).prop_map(|(client, ms)| Action::Latency { client, ms }),
-        1 => Just(Action::BounceServer),
+        1 => Just(Action::Bounce),
     ]
 }
 

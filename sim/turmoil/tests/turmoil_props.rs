@@ -79,7 +79,7 @@ fn partition_and_bounce() -> Plan {
             step(100, send(0)),
             step(100, send(0)),
             step(200, send(1)),
-            step(1_000, Action::BounceServer),
+            step(1_000, Action::Bounce),
             step(500, send(1)),
             step(300, send(0)),
             step(1_500, Action::Repair { client: 0 }),
@@ -185,7 +185,7 @@ fn sabotaged_client(tweaks: Tweaks) -> Failure {
 
 fn broken(failure: &Failure) -> Vec<Invariant> {
     match &failure.kind {
-        FailureKind::Violations(vs) => vs.iter().map(|v| v.invariant).collect(),
+        FailureKind::Violations(vs) => vs.iter().filter_map(|v| v.invariant()).collect(),
         other => panic!("expected violations, got {other:?}\n{failure}"),
     }
 }
@@ -220,7 +220,7 @@ fn the_heal_phase_sees_a_send_that_never_resolves() {
         ..Tweaks::default()
     });
     match &failure.kind {
-        FailureKind::NotConverged(what) => {
+        FailureKind::NotConverged { what, .. } => {
             assert!(what.contains("without an outcome"), "{failure}");
         }
         other => panic!("expected no convergence, got {other:?}\n{failure}"),

@@ -2,7 +2,7 @@
 //! connection events through the [`Frontdoor`](super::Frontdoor); it is
 //! the only owner of the machine.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,8 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use lockstep_core::Instant;
-use lockstep_core::ids::{ChannelId, UserId};
-use lockstep_core::server::{AccessPolicy, ConnId, Except, Server, ServerOutput};
+use lockstep_core::server::{AccessPolicy, ConnId, Rooms, Server, ServerOutput};
 use lockstep_core::store::{StoreError, StoreOpId, StoreReply};
 use lockstep_core::wire::ServerFrame;
 use tokio::sync::mpsc;
@@ -47,15 +46,14 @@ pub(crate) struct QueueBudgets {
     pub(crate) total: usize,
 }
 
-/// One open connection, as the driver sees it.
+/// One open connection's queue, as the driver sees it (its user and rooms
+/// are in the driver's [`Rooms`]).
 #[derive(Debug)]
 struct Conn {
-    user: UserId,
     outgoing: mpsc::Sender<Arc<OutFrame>>,
     /// Bytes queued and not yet taken by the connection's writer.
     queued: Arc<AtomicUsize>,
     kill: CancellationToken,
-    rooms: BTreeSet<ChannelId>,
 }
 
 /// The machine, its store and every connection's queue.
@@ -67,9 +65,9 @@ pub(crate) struct Driver<P: AccessPolicy, S, K> {
     pub(crate) closed: mpsc::UnboundedReceiver<ConnId>,
     pub(crate) shutdown: CancellationToken,
     conns: BTreeMap<ConnId, Conn>,
-    rooms: BTreeMap<ChannelId, BTreeSet<ConnId>>,
-    /// Each user's open connections, for its byte budget.
-    by_user: BTreeMap<UserId, BTreeSet<ConnId>>,
+    /// Who is open as whom and in which rooms (each user's connections
+    /// too, for its byte budget).
+    rooms: Rooms,
     budgets: QueueBudgets,
     /// The bytes queued for every connection, as last summed, and when.
     total_queued: (usize, Option<tokio::time::Instant>),
@@ -99,8 +97,7 @@ where
             closed,
             shutdown,
             conns: BTreeMap::new(),
-            rooms: BTreeMap::new(),
-            by_user: BTreeMap::new(),
+            rooms: Rooms::new(),
             budgets,
             total_queued: (0, None),
             store_ops: FuturesUnordered::new(),
@@ -174,15 +171,13 @@ where
                 kill,
             } => {
                 debug!(%conn, %user, "connection open");
-                self.by_user.entry(user.clone()).or_default().insert(conn);
+                self.rooms.open(conn, user.clone());
                 self.conns.insert(
                     conn,
                     Conn {
-                        user: user.clone(),
                         outgoing,
                         queued,
                         kill,
-                        rooms: BTreeSet::new(),
                     },
                 );
                 self.server.handle_connect(now, conn, user);
@@ -230,41 +225,20 @@ where
                 frame,
                 except,
             } => {
-                let Some(members) = self.rooms.get(&channel) else {
-                    return;
-                };
-                let members: Vec<ConnId> = members
-                    .iter()
-                    .copied()
-                    .filter(|c| match &except {
-                        Except::Nobody => true,
-                        Except::Conn(skip) => c != skip,
-                        Except::User(user) => {
-                            self.conns.get(c).is_some_and(|conn| &conn.user != user)
-                        }
-                    })
-                    .collect();
+                let members: Vec<ConnId> = self.rooms.recipients(&channel, &except).collect();
                 let frame = OutFrame::new(frame);
                 for conn in members {
                     self.deliver(conn, &frame, cut);
                 }
             }
-            ServerOutput::RoomJoin { conn, channel } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.rooms.insert(channel.clone());
-                    self.rooms.entry(channel).or_default().insert(conn);
-                }
-            }
-            ServerOutput::RoomLeave { conn, channel } => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.rooms.remove(&channel);
-                }
-                self.leave_room(conn, &channel);
+            ServerOutput::RoomJoin { .. } | ServerOutput::RoomLeave { .. } => {
+                self.rooms.apply(&output);
             }
             ServerOutput::Close { conn, reason } => {
                 // The machine already forgot the connection (idle timeout).
                 if let Some(c) = self.conns.get(&conn) {
-                    warn!(%conn, user = %c.user, reason, "closing connection");
+                    let user = self.rooms.user_of(conn);
+                    warn!(%conn, ?user, reason, "closing connection");
                     c.kill.cancel();
                 }
                 self.forget(conn);
@@ -294,15 +268,16 @@ where
                 self.budgets.conn
             ))
         } else if queued >= LAGGARD_BYTES {
-            self.shared_budget_exceeded(&c.user.clone())
+            self.shared_budget_exceeded(conn)
         } else {
             None
         };
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        let user = self.rooms.user_of(conn);
         if let Some(reason) = over {
-            warn!(%conn, user = %c.user, queued, %reason, "disconnecting a slow client");
+            warn!(%conn, ?user, queued, %reason, "disconnecting a slow client");
             c.kill.cancel();
             self.forget(conn);
             cut.push(conn);
@@ -313,7 +288,7 @@ where
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 c.queued.fetch_sub(frame.weight, Ordering::Relaxed);
-                warn!(%conn, user = %c.user, "outgoing queue full: client too slow, disconnecting it");
+                warn!(%conn, ?user, "outgoing queue full: client too slow, disconnecting it");
                 c.kill.cancel();
                 self.forget(conn);
                 cut.push(conn);
@@ -325,16 +300,16 @@ where
         }
     }
 
-    /// Why a connection far behind must go: its user's connections
-    /// together, or every connection together, hold more than their
-    /// budget. `None` while both are within it.
-    fn shared_budget_exceeded(&mut self, user: &UserId) -> Option<String> {
+    /// Why `conn`, far behind, must go: its user's connections together,
+    /// or every connection together, hold more than their budget. `None`
+    /// while both are within it.
+    fn shared_budget_exceeded(&mut self, conn: ConnId) -> Option<String> {
         let of_user: usize = self
-            .by_user
-            .get(user)
+            .rooms
+            .user_of(conn)
             .into_iter()
-            .flatten()
-            .filter_map(|c| self.conns.get(c))
+            .flat_map(|user| self.rooms.conns_of(user))
+            .filter_map(|c| self.conns.get(&c))
             .map(|c| c.queued.load(Ordering::Relaxed))
             .sum();
         if of_user > self.budgets.user {
@@ -364,28 +339,8 @@ where
     /// Drops a connection's queue and room memberships; false if it was
     /// already gone.
     fn forget(&mut self, conn: ConnId) -> bool {
-        let Some(c) = self.conns.remove(&conn) else {
-            return false;
-        };
-        if let Some(conns) = self.by_user.get_mut(&c.user) {
-            conns.remove(&conn);
-            if conns.is_empty() {
-                self.by_user.remove(&c.user);
-            }
-        }
-        for channel in &c.rooms {
-            self.leave_room(conn, channel);
-        }
-        true
-    }
-
-    fn leave_room(&mut self, conn: ConnId, channel: &ChannelId) {
-        if let Some(members) = self.rooms.get_mut(channel) {
-            members.remove(&conn);
-            if members.is_empty() {
-                self.rooms.remove(channel);
-            }
-        }
+        self.rooms.close(conn);
+        self.conns.remove(&conn).is_some()
     }
 }
 

@@ -8,13 +8,15 @@
 //! MUST 4: after `close`, no timer is armed and no request is pending.
 //! MUST 5: without bogus frames, once the network heals every send has its
 //!         outcome and every wanted channel is subscribed.
+//! MUST 6: every connection state follows the one before it in the state
+//!         chart (`ConnectionState::may_follow`), whatever arrives.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
 use super::harness::{Harness, ch, msg, user};
-use crate::client::{ClientEvent, SubscriptionState};
+use crate::client::{ClientEvent, ConnectionState, SubscriptionState};
 use crate::ids::{Epoch, MessageId, Seq};
 use crate::wire::{
     Ack, Body, ErrorBody, ErrorCode, HistoryAck, JoinAck, PresenceChange, ReadReceipt, ReqId,
@@ -135,6 +137,7 @@ fn bogus(kind: u8, req: u64, seq: u64, chan: usize, flag: bool) -> ServerFrame {
 /// Checks the invariants over the events emitted since `from`.
 struct Checker {
     seen: usize,
+    state: ConnectionState,
     outcomes: BTreeMap<String, usize>,
     last: BTreeMap<String, u64>,
 }
@@ -160,6 +163,16 @@ impl Checker {
                 }
                 ClientEvent::Reset { channel, .. } => {
                     self.last.remove(channel.as_str());
+                }
+                ClientEvent::State(to) => {
+                    assert!(
+                        to.may_follow(&self.state),
+                        "MUST 6: {} -> {} is not in the chart\n{}",
+                        self.state.name(),
+                        to.name(),
+                        h.trace()
+                    );
+                    self.state = to.clone();
                 }
                 _ => {}
             }
@@ -218,6 +231,7 @@ fn run(ops: Vec<Op>) {
     let mut h = Harness::fake();
     let mut checker = Checker {
         seen: 0,
+        state: ConnectionState::Idle,
         outcomes: BTreeMap::new(),
         last: BTreeMap::new(),
     };

@@ -1,78 +1,93 @@
 //! The send-order gate: pipelined sends of one connection keep their order
 //! through retryable refusals (rate limits, store failures, overload).
 //!
-//! When a send fails retryably, every later send of the same connection to
-//! the same channel is refused with the same code: those already queued at
-//! once, those still arriving until the failed one is sent again. The client
-//! resends in order, so the failed message is stored before any later one.
+//! When a send fails retryably, it waits in its connection's gate for the
+//! channel (see [`OrderGate`]), and every later send of that connection to
+//! that channel is refused with the same code: those already queued at
+//! once, those still arriving until every earlier waiting send was
+//! admitted. A send is let through only when nothing earlier in its
+//! sender's order waits, so a client that resends each refused message
+//! (in any rhythm, as long as it resends them) has its messages stored in
+//! the order it first sent them.
 //! Found by the lab: a rate-limited send was overtaken by a later one (seed
 //! 45, calm streams), and a retried send by a later one still queued from
 //! before the failure (seed 250, streams with store failures).
 
 use crate::ids::{ChannelId, ClientMsgId};
-use crate::server::conn::OrderGate;
-use crate::server::resend_rounds::ResendRounds;
+use crate::server::gate::{OrderGate, Verdict};
 use crate::server::{AccessPolicy, ConnId, Denied, Server};
 use crate::wire::ErrorCode;
 
 /// Sends per connection remembered as committed (oldest forgotten first).
 const ACCEPTED_REMEMBERED_MAX: usize = 512;
 
-fn refusal(gate: &OrderGate) -> Denied {
+fn refusal(code: ErrorCode) -> Denied {
     Denied::new(
-        gate.code,
-        format!(
-            "an earlier send ({}) to this channel failed; resend it first",
-            gate.blocked_by
-        ),
+        code,
+        "an earlier refused send to this channel must be resent first",
     )
 }
 
 impl<P: AccessPolicy> Server<P> {
-    /// Lets a new send through unless it would overtake a failed one.
-    /// `Ok(true)` when it is the failed one coming again: the gate opens
-    /// once it is admitted (a retry refused again keeps the gate closed).
-    /// Expired gates open by themselves.
+    /// Lets a new send through unless an earlier send of its connection to
+    /// the channel waits in the gate; returns its place in the sender's
+    /// order. `settled` says it is already stored or under way (a retry of
+    /// a send in flight or committed on this connection): its place is
+    /// taken, so it passes, and no longer waits.
     pub(super) fn pass_order_gate(
         &mut self,
         conn: ConnId,
         channel: &ChannelId,
         id: &ClientMsgId,
-    ) -> Result<bool, Denied> {
-        let now = self.now;
-        let ttl = self.config.order_gate_ttl;
+        arrival: u64,
+        settled: impl FnOnce(&Self) -> bool,
+    ) -> Result<u64, Denied> {
+        let open = self
+            .conns
+            .get(&conn)
+            .is_none_or(|c| !c.gates.contains_key(channel));
+        if open {
+            return Ok(arrival);
+        }
+        let settled = settled(self);
+        let (now, ttl) = (self.now, self.config.order_gate_ttl);
         let Some(c) = self.conns.get_mut(&conn) else {
-            return Ok(false);
+            return Ok(arrival);
         };
         let Some(gate) = c.gates.get_mut(channel) else {
-            return Ok(false);
+            return Ok(arrival);
         };
-        if gate.until <= now {
-            // The failed send was given up. Hand the gate to the sender's
-            // oldest waiting message instead of opening it mid-resend
-            // (found by the lab: seed 1273, mixed; seed 10125, streams).
-            match gate.rounds.successor(id) {
-                Some(next) => {
-                    gate.blocked_by = next;
-                    gate.until = now.saturating_add(ttl);
-                }
-                None => {
-                    c.gates.remove(channel);
-                    return Ok(false);
-                }
-            }
+        let verdict = if settled {
+            gate.admitted(id, now);
+            Verdict::Pass { place: arrival }
+        } else {
+            gate.judge(id, arrival, now, ttl)
+        };
+        if gate.is_empty() {
+            c.gates.remove(channel);
         }
-        if &gate.blocked_by == id {
-            return Ok(true);
+        match verdict {
+            Verdict::Pass { place } => Ok(place),
+            Verdict::Hold { code } => Err(refusal(code)),
         }
-        gate.rounds.note(id);
-        Err(refusal(gate))
     }
 
-    /// The failed send came again and was admitted: later sends may follow.
-    pub(super) fn open_order_gate(&mut self, conn: ConnId, channel: &ChannelId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.gates.remove(channel);
+    /// The send passed every check: it waits no more.
+    pub(super) fn order_gate_admitted(
+        &mut self,
+        conn: ConnId,
+        channel: &ChannelId,
+        id: &ClientMsgId,
+    ) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(gate) = c.gates.get_mut(channel) {
+            gate.admitted(id, now);
+            if gate.is_empty() {
+                c.gates.remove(channel);
+            }
         }
     }
 
@@ -101,14 +116,13 @@ impl<P: AccessPolicy> Server<P> {
             .is_some_and(|c| c.accepted.iter().any(|(ch, cm)| ch == channel && cm == id))
     }
 
-    /// After a retryable refusal of `id` (the `arrival`-th send of `conn`),
-    /// closes the gate and refuses the later sends of `conn` to `channel`
-    /// that are already queued. The gate names the earliest failed send:
-    /// that is the one the client resends first.
+    /// After a retryable refusal of `id` (at `place` in its sender's
+    /// order), makes it wait in the gate and refuses the later sends of
+    /// `conn` to `channel` that are already queued: they wait behind it.
     pub(crate) fn close_order_gate(
         &mut self,
         conn: ConnId,
-        arrival: u64,
+        place: u64,
         channel: &ChannelId,
         id: &ClientMsgId,
         code: ErrorCode,
@@ -117,76 +131,80 @@ impl<P: AccessPolicy> Server<P> {
             return;
         }
         let now = self.now;
-        let until = now.saturating_add(self.config.order_gate_ttl);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if let Some(g) = c.gates.get_mut(channel) {
-            if &g.blocked_by == id {
-                // The failed send failed again: it is still being resent,
-                // so the gate lives on (found by the lab: seed 1273, mixed,
-                // a gate expired while its send kept failing).
-                g.until = until;
-            }
-        }
-        let keep = c
-            .gates
-            .get(channel)
-            .is_some_and(|g| g.until > now && g.arrival <= arrival);
-        if !keep {
-            c.gates.insert(
-                channel.clone(),
-                OrderGate {
-                    blocked_by: id.clone(),
-                    arrival,
-                    code,
-                    until,
-                    rounds: ResendRounds::new(id),
-                },
-            );
-        }
-        let Some(gate) = c.gates.get(channel).cloned() else {
+        if !c.channels.contains_key(channel) {
+            // The connection left the channel (its client failed the
+            // sends still waiting): an append failing after that holds
+            // nothing back. A gate left behind would hold the channel's
+            // next sends for messages no one resends (found by the lab:
+            // seed 2156, streams, store failures and unsubscribes).
             return;
-        };
-        self.refuse_queued_after(conn, channel, &gate);
+        }
+        c.gates
+            .entry(channel.clone())
+            .or_insert_with(OrderGate::default)
+            .refused(id, place, code, now);
+        self.refuse_queued_after(conn, channel, place, code);
     }
 
-    /// Refuses the queued sends of `conn` to `channel` that arrived after
-    /// the gate's failed send; an append left with no waiter is dropped.
-    /// They are the sender's next messages, in its order, so the gate
-    /// learns that order from them first (lab seed 30397: otherwise sends
-    /// refused later at the gate looked older than these).
-    fn refuse_queued_after(&mut self, conn: ConnId, channel: &ChannelId, gate: &OrderGate) {
-        let mut refused_ids = Vec::new();
+    /// Refuses the queued sends of `conn` to `channel` that come after
+    /// `place` in the sender's order; an append left with no waiter is
+    /// dropped. They wait in the gate at their own places.
+    fn refuse_queued_after(
+        &mut self,
+        conn: ConnId,
+        channel: &ChannelId,
+        place: u64,
+        code: ErrorCode,
+    ) {
+        let now = self.now;
+        let mut waiting = Vec::new();
         for key in self.appends.queued_sends(channel) {
+            if self.was_committed(conn, channel, &key.client_msg_id) {
+                // A retry of a message already stored holds no place: the
+                // store answers it with the original, and a refusal would
+                // leave it waiting in the gate for a resend its client, who
+                // has its outcome, never sends (found by the lab: seed 298,
+                // mixed, an app restart resending what had just been
+                // committed).
+                continue;
+            }
             let Some(waiters) = self.sends.get_mut(&key) else {
                 continue;
             };
-            let (refused, kept): (Vec<_>, Vec<_>) = waiters
-                .drain(..)
-                .partition(|(w, arrival)| w.conn == conn && *arrival > gate.arrival);
+            // The key's place on this connection is its earliest waiter's.
+            let first = waiters
+                .iter()
+                .filter(|(w, _)| w.conn == conn)
+                .map(|(_, p)| *p)
+                .min();
+            let Some(first) = first.filter(|p| *p > place) else {
+                continue;
+            };
+            let (refused, kept): (Vec<_>, Vec<_>) =
+                waiters.drain(..).partition(|(w, _)| w.conn == conn);
             let orphaned = kept.is_empty();
             *waiters = kept;
             if orphaned {
                 self.sends.remove(&key);
                 self.appends.remove_send(channel, &key);
             }
-            if !refused.is_empty() {
-                refused_ids.push(key.client_msg_id.clone());
-            }
+            waiting.push((key.client_msg_id.clone(), first));
             for (w, _) in refused {
                 if self.settle(w) {
-                    self.nack(w, refusal(gate));
+                    self.nack(w, refusal(code));
                 }
             }
         }
-        if let Some(g) = self
+        if let Some(gate) = self
             .conns
             .get_mut(&conn)
             .and_then(|c| c.gates.get_mut(channel))
         {
-            for id in &refused_ids {
-                g.rounds.note(id);
+            for (id, p) in &waiting {
+                gate.refused(id, *p, code, now);
             }
         }
     }

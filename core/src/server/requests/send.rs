@@ -33,38 +33,38 @@ impl<P: AccessPolicy> Server<P> {
             }
             None => return Ok(()),
         };
-        let opens_gate = self.pass_order_gate(w.conn, &channel, &client_msg_id)?;
         let key = SendKey {
             channel: channel.clone(),
             author: user,
             client_msg_id,
         };
+        // A retry of a send still in flight or already committed here keeps
+        // its first attempt's place: it cannot be overtaken, and the client
+        // may never resend it (its outcome may arrive another way), so it
+        // passes the gate and never waits in it (lab seeds 12282, 12942).
         let in_flight = self.sends.contains_key(&key);
+        let settled =
+            |s: &Self| in_flight || s.was_committed(w.conn, &key.channel, &key.client_msg_id);
+        let place = self.pass_order_gate(w.conn, &channel, &key.client_msg_id, arrival, settled)?;
         let admitted = self
             .take_message_token(w)
             .and_then(|()| self.check_capacity(w.conn, if in_flight { 0 } else { 1 }));
         if let Err(denied) = admitted {
-            // A retry of a send still in flight or already committed keeps
-            // its first attempt's place: it cannot be overtaken, and the
-            // client may never resend it (its outcome may arrive another
-            // way), so it must not close the gate (lab seed 12282).
             if !in_flight && !self.was_committed(w.conn, &channel, &key.client_msg_id) {
-                self.close_order_gate(w.conn, arrival, &channel, &key.client_msg_id, denied.0);
+                self.close_order_gate(w.conn, place, &channel, &key.client_msg_id, denied.0);
             }
             return Err(denied);
         }
-        if opens_gate {
-            self.open_order_gate(w.conn, &channel);
-        }
+        self.order_gate_admitted(w.conn, &channel, &key.client_msg_id);
         if let Some(c) = self.conns.get_mut(&w.conn) {
             c.awaiting += 1;
         }
         if let Some(waiters) = self.sends.get_mut(&key) {
             // Already accepted: answer this retry with the same outcome.
-            waiters.push((w, arrival));
+            waiters.push((w, place));
             return Ok(());
         }
-        self.sends.insert(key.clone(), vec![(w, arrival)]);
+        self.sends.insert(key.clone(), vec![(w, place)]);
         self.appends
             .push(&channel, QueuedAppend::Send { key, body });
         Ok(())

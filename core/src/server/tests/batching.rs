@@ -61,7 +61,7 @@ fn a_burst_of_sends_handed_over_before_polling_leaves_as_one_command() {
 }
 
 #[test]
-fn a_failed_batch_refuses_every_entry_and_the_gate_names_the_earliest() {
+fn a_failed_batch_refuses_every_entry_and_the_gate_waits_for_the_earliest() {
     let mut h = Harness::new();
     h.alice_and_bob_in("general");
     h.mode = StoreMode::Held;

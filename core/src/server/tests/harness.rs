@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
-use crate::server::{AccessPolicy, ConnId, Except, Open, Server, ServerConfig, ServerOutput};
+use crate::server::{AccessPolicy, ConnId, Open, Rooms, Server, ServerConfig, ServerOutput};
 use crate::store::{
     AppendEntry, AppendOutcome, Existing, MemStore, MemStoreConfig, ReadFrom, StoreCommand,
     StoreError, StoreOpId, StoreReply,
@@ -32,8 +32,7 @@ pub(crate) struct Harness<P: AccessPolicy = Open> {
     pub(crate) server: Server<P>,
     pub(crate) store: MemStore,
     pub(crate) mode: StoreMode,
-    users: BTreeMap<ConnId, UserId>,
-    rooms: BTreeMap<ChannelId, BTreeSet<ConnId>>,
+    rooms: Rooms,
     inbox: BTreeMap<ConnId, Vec<ServerFrame>>,
     /// Issued, not executed.
     held: VecDeque<(StoreOpId, StoreCommand)>,
@@ -65,8 +64,7 @@ impl<P: AccessPolicy> Harness<P> {
             server: Server::with_policy(config, policy),
             store: MemStore::new(store),
             mode: StoreMode::Immediate,
-            users: BTreeMap::new(),
-            rooms: BTreeMap::new(),
+            rooms: Rooms::new(),
             inbox: BTreeMap::new(),
             held: VecDeque::new(),
             done: VecDeque::new(),
@@ -110,7 +108,7 @@ impl<P: AccessPolicy> Harness<P> {
     pub(crate) fn connect(&mut self, conn: u64, name: &str) {
         let conn = ConnId(conn);
         self.log(format!("{conn} connect as {name}"));
-        self.users.insert(conn, user(name));
+        self.rooms.open(conn, user(name));
         self.server.handle_connect(self.now, conn, user(name));
         self.drive();
     }
@@ -118,11 +116,7 @@ impl<P: AccessPolicy> Harness<P> {
     pub(crate) fn disconnect(&mut self, conn: u64) {
         let conn = ConnId(conn);
         self.log(format!("{conn} disconnect"));
-        self.users.remove(&conn);
-        for members in self.rooms.values_mut() {
-            members.remove(&conn);
-        }
-        self.rooms.retain(|_, m| !m.is_empty());
+        self.rooms.close(conn);
         self.server.handle_disconnect(self.now, conn);
         self.drive();
     }
@@ -363,9 +357,10 @@ impl<P: AccessPolicy> Harness<P> {
             self.route(out);
         }
         // The driver's rooms and the machine's members agree.
-        for (channel, conns) in &self.rooms {
+        for channel in self.rooms.channels() {
             let members: BTreeSet<ConnId> = self.server.members(channel).into_iter().collect();
-            assert_eq!(&members, conns, "room {channel} diverged");
+            let mirrored: BTreeSet<ConnId> = self.rooms.members(channel).collect();
+            assert_eq!(members, mirrored, "room {channel} diverged");
         }
     }
 
@@ -381,18 +376,7 @@ impl<P: AccessPolicy> Harness<P> {
                 frame,
                 except,
             } => {
-                let to: Vec<ConnId> = self
-                    .rooms
-                    .get(&channel)
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .filter(|c| match &except {
-                        Except::Nobody => true,
-                        Except::Conn(x) => c != x,
-                        Except::User(u) => self.users.get(c) != Some(u),
-                    })
-                    .collect();
+                let to: Vec<ConnId> = self.rooms.recipients(&channel, &except).collect();
                 let names: Vec<String> = to.iter().map(ToString::to_string).collect();
                 let text = self.frame_text(&frame);
                 self.log(format!("{channel} => [{}]: {text}", names.join(",")));
@@ -402,16 +386,11 @@ impl<P: AccessPolicy> Harness<P> {
             }
             ServerOutput::RoomJoin { conn, channel } => {
                 self.log(format!("{conn} +room {channel}"));
-                self.rooms.entry(channel).or_default().insert(conn);
+                self.rooms.join(conn, &channel);
             }
             ServerOutput::RoomLeave { conn, channel } => {
                 self.log(format!("{conn} -room {channel}"));
-                if let Some(m) = self.rooms.get_mut(&channel) {
-                    m.remove(&conn);
-                    if m.is_empty() {
-                        self.rooms.remove(&channel);
-                    }
-                }
+                self.rooms.leave(conn, &channel);
             }
             ServerOutput::Store { op, cmd } => {
                 self.log(format!("store {op} <- {}", describe_command(&cmd)));
@@ -419,10 +398,7 @@ impl<P: AccessPolicy> Harness<P> {
             }
             ServerOutput::Close { conn, reason } => {
                 self.log(format!("{conn} closed by the server: {reason}"));
-                for m in self.rooms.values_mut() {
-                    m.remove(&conn);
-                }
-                self.rooms.retain(|_, m| !m.is_empty());
+                self.rooms.close(conn);
             }
         }
     }
