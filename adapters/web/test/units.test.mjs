@@ -40,6 +40,7 @@ test("a failed send stays visible until dismissed; a restored duplicate is not s
 
 test("gaps and resets are visible, edits and deletes apply in place, the view is bounded", () => {
   const s = new Store(limits);
+  s.ensure("c"); // as client.subscribe() does
   s.apply([connected, msg(1, "bob", "b1", "one"), { type: "truncated", channelId: "c", from: 2, to: 4 }, msg(5, "bob", "b5", "five")]);
   assert.deepEqual(items(s).map((i) => i.kind), ["message", "truncated", "message"]);
   s.apply([{ type: "log", channelId: "c", event: { type: "updated", seq: 6, messageId: "m5", body: "FIVE" } }]);
@@ -55,6 +56,8 @@ test("gaps and resets are visible, edits and deletes apply in place, the view is
 
 test("members, typing and read watermarks follow their events; listeners hear once per burst", async () => {
   const s = new Store(limits);
+  s.ensure("c");
+  await Promise.resolve();
   let heard = 0;
   const stop = s.subscribe(() => heard++);
   s.apply([{ type: "members", channelId: "c", members: ["bob", "me"] }, { type: "memberJoined", channelId: "c", userId: "zoe" }]);
@@ -197,4 +200,20 @@ test("a report's counts are capped at what the server accepts; the rest comes ne
   assert.equal(second.sendsOk, 2_000);
   assert.equal(second.ackLatency.reduce((x, y) => x + y, 0), 2_000);
   assert.equal(meter.report(), null);
+});
+
+test("a channel the app left is not brought back by its late events", () => {
+  const s = new Store(limits);
+  const sub = (status) => ({ type: "subscription", channelId: "c", state: { status }, epoch: "e", lastSeq: 0 });
+  s.apply([connected, sub("subscribed"), { type: "members", channelId: "c", members: ["me", "bob"] },
+    { type: "pending", channelId: "c", id: "x1", command: { kind: "send", body: "hi" } }]);
+  s.forget("c");
+  s.apply([sub("unsubscribed"), { type: "memberLeft", channelId: "c", userId: "bob" },
+    { type: "typing", channelId: "c", userId: "bob", active: true },
+    { type: "outcome", channelId: "c", id: "x1", outcome: { status: "failed", reason: "unsubscribed", code: null, message: "left" } }]);
+  assert.equal(s.getSnapshot().channels.has("c"), false);
+  assert.equal(s.getSnapshot().sends.get("x1").status, "failed", "the send record is still resolved");
+  // Joining again shows it again.
+  s.apply([sub("subscribing")]);
+  assert.equal(s.getSnapshot().channels.get("c").subscription.status, "subscribing");
 });
