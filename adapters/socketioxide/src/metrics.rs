@@ -224,16 +224,17 @@ impl FrameMetrics {
                     metrics::histogram!(REPLY_LATENCY, "kind" => kind)
                         .record(p.at.elapsed().as_secs_f64());
                 }
-                let message = error.message.as_str();
+                // Not `message`: tracing's own field of that name is the event's text.
+                let detail = error.message.as_str();
                 match (kind, error.code) {
                     // Transient and possibly frequent: not worth an info line each.
                     (_, ErrorCode::RateLimited) | (_, ErrorCode::Unavailable) => {
-                        debug!(%conn, %user, kind, channel, code, message, "request refused");
+                        debug!(%conn, %user, kind, channel, code, detail, "request refused");
                     }
                     ("join", _) => {
-                        info!(%conn, %user, channel, code, message, "subscription refused");
+                        info!(%conn, %user, channel, code, detail, "subscription refused");
                     }
-                    _ => debug!(%conn, %user, kind, code, message, "request refused"),
+                    _ => debug!(%conn, %user, kind, code, detail, "request refused"),
                 }
             }
             _ => self.written(frame),

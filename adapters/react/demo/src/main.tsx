@@ -9,7 +9,7 @@
 // opens that channel first.
 import { StrictMode, useEffect, useMemo, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { createRoot } from "react-dom/client";
-import type { ClientOptions, MessageItem, TimelineItem } from "@lockstep/client";
+import { type ClientOptions, type MessageItem, type TimelineItem, createClient } from "@lockstep/client";
 import {
   LockstepErrorBoundary, LockstepProvider, useChannel, useConnection, useLockstep, usePresence, useReadReceipts, useTyping,
 } from "@lockstep/react";
@@ -19,6 +19,11 @@ const SERVER = params.get("server") ?? location.origin;
 const USER_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const CHANNEL_RE = /^[A-Za-z0-9_:.-]{1,128}$/;
 const DEFAULT_CHANNELS = ["general", "random"];
+
+/** The client's WebAssembly module, fetched and compiled once for the page (StrictMode creates two clients). */
+const wasm = WebAssembly.compileStreaming(fetch(new URL("lockstep.wasm", document.baseURI)));
+/** The provider's `create`: stable, so the provider never starts over by itself. */
+const create = async (options: ClientOptions) => createClient({ ...options, wasm: await wasm });
 
 function App(): ReactNode {
   const [user, setUser] = useState<string | null>(() => {
@@ -39,12 +44,11 @@ function App(): ReactNode {
     token: `dev:${user}`,
     // One outbox per user: what alice queued offline is never sent as bob.
     storageKey: `user:${user}`,
-    wasm: new URL("lockstep.wasm", document.baseURI),
     metricsInterval: Number(params.get("metricsInterval") ?? 10_000),
   };
   // A new key: a new client for another user.
   return (
-    <LockstepProvider key={user} options={options}>
+    <LockstepProvider key={user} options={options} create={create}>
       <Chat user={user} onSignOut={signOut} />
     </LockstepProvider>
   );
