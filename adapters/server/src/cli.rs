@@ -160,9 +160,24 @@ pub struct ServeArgs {
     /// Allowed transports.
     #[arg(long, env = "LOCKSTEP_TRANSPORTS", value_enum, value_delimiter = ',', default_values = ["websocket", "polling"])]
     pub transports: Vec<Transport>,
-    /// CORS allowed origins (comma separated; `*` allows any). None by default.
+    /// Origins of pages on another origin allowed to call the server
+    /// (CORS; comma separated, e.g. `https://app.example.com`; `*` allows
+    /// any). By default none, except under `--dev`: every loopback origin
+    /// (`http://localhost:5173`, `http://127.0.0.1:8080`, ...). Credentials
+    /// (cookies) are never allowed: the token travels in `auth`.
     #[arg(long, env = "LOCKSTEP_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Serve the files of this folder at `/` (an `index.html` and its
+    /// assets). Without it, `--dev` serves the demo chat page once
+    /// `scripts/demo-build` has built it.
+    #[arg(long, env = "LOCKSTEP_WEB_ROOT")]
+    pub web_root: Option<PathBuf>,
+    /// Least pause between two `client:metrics` reports of one connection,
+    /// milliseconds (sustained; two may come at once). Faster ones are
+    /// refused and not counted.
+    #[arg(long, env = "LOCKSTEP_CLIENT_REPORT_EVERY_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_report_every_ms: u64,
     /// Packets buffered per socket before a slow client is cut off.
     #[arg(long, env = "LOCKSTEP_SOCKET_BUFFER", default_value_t = 1_024)]
     pub socket_buffer: usize,

@@ -15,3 +15,4 @@ pub mod jwt;
 mod listen;
 pub mod metered;
 pub mod serve;
+pub mod web;

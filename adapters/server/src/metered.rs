@@ -9,6 +9,8 @@ use lockstep_core::store::{AppendOutcome, StoreCommand, StoreError, StoreReply};
 use lockstep_tokio::server::Store;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use lockstep_socketioxide::report::LATENCY_BOUNDS;
+
 use crate::health::StoreHealth;
 
 /// Seconds a store command took, by command (`append`, `read`, `head`, `receipt`).
@@ -82,6 +84,21 @@ impl<S: Store> Store for Metered<S> {
     }
 }
 
+/// Installs the recorder and registers, at zero, one series of every
+/// metric the server reports (the front's and the store's), so `/metrics`
+/// names them all from the start.
+pub fn register() {
+    let _ = prometheus();
+    lockstep_socketioxide::metrics::register();
+    for command in ["append", "read"] {
+        let _ = metrics::histogram!(STORE_LATENCY, "command" => command);
+        metrics::counter!(STORE_COMMANDS, "command" => command, "outcome" => "ok").increment(0);
+    }
+    metrics::counter!(STORE_COMMANDS, "command" => "append", "outcome" => "error").increment(0);
+    metrics::counter!(STORED).increment(0);
+    let _ = metrics::histogram!(APPEND_BATCH);
+}
+
 /// The process's Prometheus recorder, installed on first use. One per
 /// process (the `metrics` facade has one global recorder), so several
 /// servers in one test process share it.
@@ -96,6 +113,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
                 b.set_buckets_for_metric(
                     Matcher::Full(APPEND_BATCH.into()),
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+                )
+            })
+            .and_then(|b| {
+                // What clients report comes in these buckets already.
+                b.set_buckets_for_metric(
+                    Matcher::Prefix("lockstep_client_".into()),
+                    &LATENCY_BOUNDS,
                 )
             })
             .map(PrometheusBuilder::build_recorder);

@@ -1,6 +1,7 @@
 //! Running the server: store, driver, Socket.IO front, HTTP routes, and
 //! graceful shutdown.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use axum::routing::get;
 use lockstep_core::server::{PrivateChannels, ServerConfig};
 use lockstep_core::store::{MemStore, MemStoreConfig};
 use lockstep_socketioxide::handshake::admit_session;
+use lockstep_socketioxide::report::ReportLimits;
 use lockstep_socketioxide::{SocketIoFrontConfig, attach};
 use lockstep_sqlite::{Durability, SqliteConfig, SqliteStore};
 use lockstep_tokio::server::{
@@ -24,7 +26,8 @@ use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
 use tracing::{info, warn};
 
 use crate::cli::{ServeArgs, Transport};
@@ -32,6 +35,7 @@ use crate::health::{Mode, Probe};
 use crate::jwt::{JwtAuthenticator, JwtChecks, Secret, SecretError};
 use crate::listen::{Listen, accept_loop};
 use crate::metered::Metered;
+use crate::web::{Page, allowed_origins};
 
 /// The path Socket.IO is served on (socketioxide's default, set explicitly
 /// so the handshake gate watches the same path).
@@ -91,6 +95,10 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(args: ServeArgs, stop: CancellationToken) -> Result<(), StartError> {
     let bound = bind(args).await?;
     println!("listening on {}", bound.local_addr());
+    if let Some(line) = bound.page.announce(bound.local_addr()) {
+        // Scripts that read only the first line may have closed stdout.
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
     if let Some(addr) = bound.metrics_addr() {
         println!("metrics on {addr}");
     }
@@ -150,6 +158,8 @@ pub struct Bound {
     admission: Arc<Admission>,
     server: ServerHandle,
     io: SocketIo,
+    /// What is served at `/`.
+    page: Page,
 }
 
 /// Binds with the given store (tests inject failing or shared stores);
@@ -160,7 +170,9 @@ pub struct Bound {
 /// [`StartError`] when a setting is unusable or the address cannot be bound.
 pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Bound, StartError> {
     let auth = authenticator(&args)?;
-    let cors = cors(&args.cors_origins)?;
+    let cors = cors(&args.cors_origins, args.dev)?;
+    let page = Page::choose(args.web_root.as_deref(), args.dev);
+    crate::metered::register();
     let driver = ServerDriverConfig {
         machine: machine_config(&args),
         conn_queue: args.conn_queue,
@@ -224,6 +236,10 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
             request_queue: args.request_queue,
             pending_max: args.pending_requests,
             admission: Some(Arc::clone(&admission)),
+            client_reports: ReportLimits {
+                every: Duration::from_millis(args.client_report_every_ms),
+                ..ReportLimits::default()
+            },
         },
     );
     let metrics_route = {
@@ -233,6 +249,9 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
     let mut app = health_routes(Router::new(), &probe);
     if metrics_listener.is_none() {
         app = app.route("/metrics", metrics_route.clone());
+    }
+    if let Some(dir) = page.dir() {
+        app = app.fallback_service(ServeDir::new(dir));
     }
     let app = app
         .layer(layer)
@@ -254,6 +273,7 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
         admission,
         server,
         io,
+        page,
     })
 }
 
@@ -361,6 +381,7 @@ impl Bound {
             admission,
             server,
             io,
+            page: _,
         } = self;
         info!(%addr, "listening");
         tokio::spawn(upkeep(stop.clone(), Arc::clone(&admission)));
@@ -496,16 +517,15 @@ fn machine_config(args: &ServeArgs) -> ServerConfig {
     }
 }
 
-fn cors(origins: &[String]) -> Result<CorsLayer, StartError> {
-    let layer = CorsLayer::new()
+fn cors(origins: &[String], dev: bool) -> Result<CorsLayer, StartError> {
+    let allowed = allowed_origins(origins, dev).ok_or_else(|| {
+        let bad = origins
+            .iter()
+            .find(|o| o.parse::<axum::http::HeaderValue>().is_err());
+        StartError::Origin(bad.cloned().unwrap_or_default())
+    })?;
+    Ok(CorsLayer::new()
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_credentials(false);
-    if origins.iter().any(|o| o == "*") {
-        return Ok(layer.allow_origin(AllowOrigin::any()));
-    }
-    let list = origins
-        .iter()
-        .map(|o| o.parse().map_err(|_| StartError::Origin(o.clone())))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(layer.allow_origin(AllowOrigin::list(list)))
+        .allow_credentials(false)
+        .allow_origin(allowed))
 }

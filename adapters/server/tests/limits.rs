@@ -702,3 +702,188 @@ async fn dev_mode_listens_beyond_loopback_only_when_told() {
     .await;
     assert!(allowed.is_ok());
 }
+
+// ---- What the server reports (the PRD's metrics) ----
+
+/// The value of the series `series` (name and labels exactly as exposed)
+/// in a Prometheus exposition, if present.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_by_request_kind_and_client_reports_by_their_limits() {
+    let server = start(&["--client-report-every-ms", "60000"]).await;
+    let mut ws = socket(server.addr, "dev:alice").await.unwrap();
+    // A join the access policy refuses, then one it allows.
+    let refused = request(
+        &mut ws,
+        1,
+        "channel:join",
+        json!({ "channelId": "private:bob" }),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let joined = request(&mut ws, 2, "channel:join", json!({ "channelId": "obs" })).await;
+    assert_eq!(joined["ok"], true, "{joined}");
+    let sent = request(
+        &mut ws,
+        3,
+        "message:send",
+        json!({ "channelId": "nowhere", "clientMsgId": "c1", "body": "x" }),
+    )
+    .await;
+    assert_eq!(sent["error"]["code"], "not_joined", "{sent}");
+    let unknown = request(&mut ws, 4, "made:up", json!({})).await;
+    assert_eq!(unknown["error"]["code"], "invalid", "{unknown}");
+
+    // A client's report: counted once; the next within the interval beyond
+    // the burst of two is refused; a malformed one is refused unread.
+    let mut buckets = vec![0; 13];
+    buckets[3] = 2;
+    let report = json!({
+        "v": 1, "connectAttempts": 2, "connects": 2, "resumed": 1,
+        "errors": { "forbidden": 1 }, "ackLatency": buckets,
+    });
+    let accepted = request(&mut ws, 5, "client:metrics", report.clone()).await;
+    assert_eq!(accepted, json!({ "ok": true }));
+    let bad = request(
+        &mut ws,
+        6,
+        "client:metrics",
+        json!({ "v": 1, "connects": -5 }),
+    )
+    .await;
+    assert_eq!(bad["error"]["code"], "invalid", "{bad}");
+    let limited = request(&mut ws, 7, "client:metrics", report).await;
+    assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
+    // The connection is unharmed.
+    let again = request(&mut ws, 8, "channel:join", json!({ "channelId": "obs" })).await;
+    assert_eq!(again["ok"], true, "{again}");
+
+    let (_, body) = http_get(server.addr, "/metrics").await;
+    let at_least = |series: &str, n: f64| {
+        let v = sample(&body, series).unwrap_or(0.0);
+        assert!(v >= n, "{series} = {v}, expected at least {n}\n{body}");
+    };
+    at_least(
+        r#"lockstep_replies_total{kind="join",outcome="forbidden"}"#,
+        1.0,
+    );
+    at_least(r#"lockstep_replies_total{kind="join",outcome="ok"}"#, 2.0);
+    at_least(
+        r#"lockstep_replies_total{kind="send",outcome="not_joined"}"#,
+        1.0,
+    );
+    at_least(
+        r#"lockstep_replies_total{kind="unknown",outcome="invalid"}"#,
+        1.0,
+    );
+    at_least(r#"lockstep_reply_latency_seconds_count{kind="join"}"#, 2.0);
+    at_least(
+        r#"lockstep_joins_total{outcome="latest",from="start"}"#,
+        2.0,
+    );
+    at_least(r#"lockstep_client_reports_total{outcome="accepted"}"#, 1.0);
+    at_least(r#"lockstep_client_reports_total{outcome="invalid"}"#, 1.0);
+    at_least(
+        r#"lockstep_client_reports_total{outcome="rate_limited"}"#,
+        1.0,
+    );
+    at_least("lockstep_client_connect_attempts_total", 2.0);
+    at_least(
+        r#"lockstep_client_reconnects_total{outcome="resumed"}"#,
+        1.0,
+    );
+    at_least(r#"lockstep_client_errors_total{code="forbidden"}"#, 1.0);
+    at_least(
+        r#"lockstep_client_ack_latency_seconds_bucket{le="0.05"}"#,
+        2.0,
+    );
+    assert!(!body.contains(r#"kind="any""#), "{body}");
+    server.stop().await;
+}
+
+/// Every metric name the operator's files use (the Grafana dashboard and
+/// the Prometheus alert rules under docs/ops) is in the exposition of a
+/// fresh server: a renamed metric fails here, not on a dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboard_and_alerts_name_is_exposed() {
+    let server = start(&[]).await;
+    let (_, body) = http_get(server.addr, "/metrics").await;
+    server.stop().await;
+    let exposed: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ops");
+    let dashboard = std::fs::read_to_string(ops.join("grafana-lockstep.json")).unwrap();
+    let alerts = std::fs::read_to_string(ops.join("prometheus-alerts.yml")).unwrap();
+    // The dashboard is JSON with a query in every panel.
+    let parsed: Value = serde_json::from_str(&dashboard).unwrap();
+    let panels = parsed["panels"].as_array().unwrap();
+    assert!(panels.len() >= 5);
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        assert!(
+            panel["targets"].as_array().is_some_and(|t| !t.is_empty()),
+            "{}",
+            panel["title"]
+        );
+    }
+    let mut named = std::collections::BTreeSet::new();
+    for text in [&dashboard, &alerts] {
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("lockstep_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            named.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    assert!(named.len() >= 15, "{named:?}");
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|n| !exposed.contains(n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not exposed: {missing:?}\n{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_root_is_served_beside_the_socket_and_dev_allows_loopback_origins() {
+    let dir = std::env::temp_dir().join(format!("lockstep-web-root-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>chat</h1>").unwrap();
+    let server = start(&["--web-root", dir.to_str().unwrap()]).await;
+    let (status, body) = http_get(server.addr, "/").await;
+    assert_eq!((status, body.as_str()), (200, "<h1>chat</h1>"));
+    let (status, _) = http_get(server.addr, "/missing.js").await;
+    assert_eq!(status, 404);
+    // The routes of the server still win.
+    let (status, _) = http_get(server.addr, "/health/live").await;
+    assert_eq!(status, 200);
+
+    // CORS under --dev: a loopback page origin is allowed, another is not.
+    let preflight = |origin: &str| {
+        format!(
+            "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nhost: x\r\norigin: {origin}\r\nconnection: close\r\n\r\n"
+        )
+    };
+    for (origin, allowed) in [
+        ("http://localhost:5173", true),
+        ("https://example.com", false),
+    ] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(preflight(origin).as_bytes()).await.unwrap();
+        let response = read_until_closed(&mut tcp).await.to_ascii_lowercase();
+        let header = format!("access-control-allow-origin: {origin}");
+        assert_eq!(response.contains(&header), allowed, "{origin}: {response}");
+    }
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

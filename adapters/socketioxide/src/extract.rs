@@ -68,6 +68,17 @@ impl FromConnectParts<LocalAdapter> for SocketHandle {
     }
 }
 
+impl FromMessageParts<LocalAdapter> for SocketHandle {
+    type Error = Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        _: &mut Value,
+        _: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(SocketHandle(Arc::clone(s)))
+    }
+}
+
 impl SocketHandle {
     /// A sender for the reply to ack `id`.
     pub(crate) fn ack_sender(&self, id: i64) -> AckSender {

@@ -6,6 +6,7 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lockstep_core::server::ConnId;
 use lockstep_tokio::server::{
     Admission, Authenticator, ConnInbound, ConnOutbound, Frontdoor, OutboundEnd, Refusal,
     SESSION_EXPIRED,
@@ -23,6 +24,7 @@ use crate::extract::{AckId, AuthToken, RawPayload, SocketHandle};
 use crate::handshake::{PeerAddr, PendingHandshake, refused};
 use crate::link::{Link, Request};
 use crate::metrics;
+use crate::report::{REPORT_EVENT, ReportLimits};
 use lockstep_core::wire::socketio::{Outgoing, encode_frame};
 
 /// Settings of the Socket.IO front.
@@ -37,6 +39,8 @@ pub struct SocketIoFrontConfig {
     /// its accept loop): its per-user cap is kept here, before a socket
     /// counts as connected, and refusals go to its summary. `None`: no cap.
     pub admission: Option<Arc<Admission>>,
+    /// How often one connection may send a `client:metrics` report.
+    pub client_reports: ReportLimits,
 }
 
 impl Default for SocketIoFrontConfig {
@@ -45,6 +49,7 @@ impl Default for SocketIoFrontConfig {
             request_queue: 256,
             pending_max: 1_024,
             admission: None,
+            client_reports: ReportLimits::default(),
         }
     }
 }
@@ -137,13 +142,14 @@ fn authenticate(
         permit,
         config.request_queue,
         config.pending_max,
+        config.client_reports,
     ));
     let on_event = {
         let link = Arc::clone(&link);
         // A plain closure: it runs in socketioxide's receive path, one event
         // after the other, so the queue holds them in arrival order (an
         // async handler body would run in a task of its own, in any order).
-        move |socket: SocketRef,
+        move |socket: SocketHandle,
               Event(event): Event,
               RawPayload(payload): RawPayload,
               AckId(ack): AckId|
@@ -153,12 +159,26 @@ fn authenticate(
                 // disconnect and every unanswered request fails there.
                 return ready(());
             }
+            if event == REPORT_EVENT {
+                // The client's own counters: for /metrics, not the machine.
+                let payload = payload.as_deref().map(RawValue::get);
+                let result = link.report(payload);
+                if let Err(e) = &result {
+                    debug!(sid = %socket.0.id, user = %link.identity.user, error = %e, "client report refused");
+                }
+                if let Some(ack) = ack {
+                    let reply = report_reply(result.err());
+                    // A full buffer drops this reply: a report is not a request.
+                    let _ = socket.ack_sender(ack).send(&reply);
+                }
+                return ready(());
+            }
             if let Err(flood) = link.push(&event, payload.as_deref().map(RawValue::get), ack) {
-                warn!(sid = %socket.id, user = %link.identity.user, %flood, "disconnecting a flooding client");
+                warn!(sid = %socket.0.id, user = %link.identity.user, %flood, "disconnecting a flooding client");
                 link.flooded
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 link.gone.cancel();
-                tokio::spawn(disconnect(socket));
+                tokio::spawn(disconnect(SocketRef::from(socket.0)));
             }
             ready(())
         }
@@ -176,6 +196,21 @@ fn authenticate(
     socket.on_disconnect(on_disconnect);
     socket.extensions.insert(link);
     Ok(())
+}
+
+/// The ack of a `client:metrics` report: `{ ok: true }`, or the refusal in
+/// the contract's shape.
+fn report_reply(refused: Option<crate::report::ReportError>) -> serde_json::Value {
+    match refused {
+        None => serde_json::json!({ "ok": true }),
+        Some(e) => {
+            let code = e.code();
+            serde_json::json!({
+                "ok": false,
+                "error": { "code": code.as_str(), "message": e.to_string(), "retryable": code.retryable() },
+            })
+        }
+    }
 }
 
 /// The socket is connected: registers it with the driver in a task the
@@ -217,13 +252,19 @@ async fn serve(
             }
         }
         reason = pump(requests, &inbound) => (reason, true),
-        reason = write(&socket, &link, outbound) => (reason, true),
+        reason = write(&socket, &link, conn, outbound) => (reason, true),
         () = link.identity.expired() => (SESSION_EXPIRED.to_owned(), true),
     };
     // Dropping `inbound` tells the driver the connection is over.
     drop(inbound);
     link.release();
-    info!(%conn, %user, %reason, "connection closed");
+    if metrics::delivery_failed(&reason) {
+        // What was queued for it is not delivered: the client recovers it
+        // by re-joining from its position.
+        warn!(%conn, %user, %reason, "connection closed: delivery failed");
+    } else {
+        info!(%conn, %user, %reason, "connection closed");
+    }
     metrics::closed(&reason);
     if close {
         link.gone.cancel();
@@ -253,7 +294,12 @@ async fn pump(mut requests: mpsc::Receiver<Request>, inbound: &ConnInbound) -> S
 /// and the driver cuts the client off if it stays behind). A frame that
 /// cannot be written within [`WRITE_STALL_MAX`] ends the connection with
 /// that reason: nothing is dropped silently.
-async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -> String {
+async fn write(
+    socket: &SocketHandle,
+    link: &Link,
+    conn: ConnId,
+    mut outbound: ConnOutbound,
+) -> String {
     let mut counted = metrics::FrameMetrics::new();
     loop {
         let frame = match outbound.recv().await {
@@ -287,9 +333,11 @@ async fn write(socket: &SocketHandle, link: &Link, mut outbound: ConnOutbound) -
             match sent {
                 Ok(()) => {
                     if let Outgoing::Reply { req, .. } = &outgoing {
-                        link.take_ack(*req);
+                        let pending = link.take_ack(*req);
+                        counted.replied(&frame.frame, pending.as_ref(), conn, &link.identity.user);
+                    } else {
+                        counted.written(&frame.frame);
                     }
-                    counted.written(&frame.frame);
                     break;
                 }
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {

@@ -62,5 +62,6 @@ mod front;
 pub mod handshake;
 mod link;
 pub mod metrics;
+pub mod report;
 
 pub use front::{SocketIoFrontConfig, attach};

@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
+use lockstep_core::ids::ChannelId;
 use lockstep_core::wire::{ClientFrame, DecodeError, ReqId};
 use lockstep_tokio::server::{Identity, Permit};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use lockstep_core::wire::socketio::decode_event;
+use lockstep_core::wire::socketio::{decode_event, request_kind};
+
+use crate::report::{ReportGate, ReportLimits};
 
 /// A request as queued: decoded, or the error that names its `req`.
 pub(crate) type Request = Result<ClientFrame, DecodeError>;
@@ -30,6 +34,45 @@ pub(crate) enum Flood {
     Closed,
 }
 
+/// A request awaiting its reply: what the reply is counted and logged as.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// The Socket.IO ack id (`None`: emitted without an ack callback, so
+    /// the reply is counted but not written).
+    pub(crate) ack: Option<i64>,
+    /// The request kind (`join`, `send`, ..., `unknown`).
+    pub(crate) kind: &'static str,
+    /// The channel of a join or a leave, for the subscription logs.
+    pub(crate) channel: Option<ChannelId>,
+    /// A join that named the position to resume from (a re-join).
+    pub(crate) resume: bool,
+    /// When it arrived.
+    pub(crate) at: Instant,
+}
+
+impl Pending {
+    fn of(request: &Request, event: &str, ack: Option<i64>, at: Instant) -> Self {
+        let (channel, resume) = match request {
+            Ok(ClientFrame::Join {
+                channel_id, since, ..
+            }) => (Some(channel_id.clone()), since.is_some()),
+            Ok(ClientFrame::Leave { channel_id, .. }) => (Some(channel_id.clone()), false),
+            Err(DecodeError::Invalid {
+                channel: Some(channel),
+                ..
+            }) if event == "channel:join" => (Some(channel.clone()), false),
+            _ => (None, false),
+        };
+        Pending {
+            ack,
+            kind: request_kind(event).unwrap_or("unknown"),
+            channel,
+            resume,
+            at,
+        }
+    }
+}
+
 /// Shared by the socket's event handler (which runs synchronously, in
 /// arrival order, inside socketioxide's receive path) and the connection
 /// task (which feeds the driver and writes replies).
@@ -43,10 +86,11 @@ pub(crate) struct Link {
     /// Taken once by the connection task.
     pending_queue: Mutex<Option<mpsc::Receiver<Request>>>,
     next_req: AtomicU64,
-    /// The Socket.IO ack id of each request awaiting its reply (requests
-    /// sent without an ack callback are not listed: nothing to answer).
-    acks: Mutex<BTreeMap<ReqId, i64>>,
+    /// Each request awaiting its reply (every request gets one).
+    acks: Mutex<BTreeMap<ReqId, Pending>>,
     pending_max: usize,
+    /// The `client:metrics` allowance.
+    reports: Mutex<ReportGate>,
     /// Cancelled when socketioxide reports the socket disconnected.
     pub(crate) gone: CancellationToken,
     /// Set when the front cut the client off for flooding.
@@ -68,6 +112,7 @@ impl Link {
         permit: Option<Permit>,
         queue_capacity: usize,
         pending_max: usize,
+        reports: ReportLimits,
     ) -> Self {
         let (queue, rx) = mpsc::channel(queue_capacity.max(1));
         Link {
@@ -78,6 +123,7 @@ impl Link {
             next_req: AtomicU64::new(1),
             acks: Mutex::new(BTreeMap::new()),
             pending_max: pending_max.max(1),
+            reports: Mutex::new(ReportGate::new(reports)),
             gone: CancellationToken::new(),
             flooded: std::sync::atomic::AtomicBool::new(false),
         }
@@ -92,14 +138,14 @@ impl Link {
         ack: Option<i64>,
     ) -> Result<(), Flood> {
         let req = ReqId(self.next_req.fetch_add(1, Ordering::Relaxed));
-        if let Some(ack) = ack {
+        let request = decode_event(event, payload, req);
+        {
             let mut acks = self.acks();
             if acks.len() >= self.pending_max {
                 return Err(Flood::TooManyPending);
             }
-            acks.insert(req, ack);
+            acks.insert(req, Pending::of(&request, event, ack, Instant::now()));
         }
-        let request = decode_event(event, payload, req);
         match self.queue.try_send(request) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -134,15 +180,22 @@ impl Link {
     /// The ack id waiting for `req`'s reply, left in place (the write may
     /// have to be retried).
     pub(crate) fn ack_id(&self, req: ReqId) -> Option<i64> {
-        self.acks().get(&req).copied()
+        self.acks().get(&req).and_then(|p| p.ack)
     }
 
-    /// Forgets `req`'s ack once its reply is written.
-    pub(crate) fn take_ack(&self, req: ReqId) -> Option<i64> {
+    /// Forgets `req` once its reply is written.
+    pub(crate) fn take_ack(&self, req: ReqId) -> Option<Pending> {
         self.acks().remove(&req)
     }
 
-    fn acks(&self) -> MutexGuard<'_, BTreeMap<ReqId, i64>> {
+    /// Handles a `client:metrics` report (counted or refused, never queued
+    /// for the server machine).
+    pub(crate) fn report(&self, payload: Option<&str>) -> Result<(), crate::report::ReportError> {
+        let mut gate = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::report::handle(&mut gate, payload, Instant::now())
+    }
+
+    fn acks(&self) -> MutexGuard<'_, BTreeMap<ReqId, Pending>> {
         // The map is only inserted into and removed from: a poisoned lock
         // still holds a consistent map.
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)

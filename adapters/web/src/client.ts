@@ -9,6 +9,7 @@
 import type { ManagerOptions, SocketOptions } from "socket.io-client";
 import type { AckRef, Batch, Inspection, LogOut, OutcomeOut, StateOut, WasmClient, WebConfig } from "../gen/lockstep_wasm.js";
 import { LockstepError, errorKind } from "./errors.js";
+import { type ClientMetrics, Meter } from "./meter.js";
 import { IndexedDbOutboxStorage, type LockManagerLike, Ownership, type OutboxStorage, defaultLocks } from "./storage.js";
 import { Store } from "./store.js";
 import { type Ticker, type TickerChoice, makeTicker } from "./timer.js";
@@ -31,6 +32,10 @@ const CONNECT_TIMEOUT_DEFAULT = 10_000;
 /** Events of one socket coalesced into one machine call, at most (and at most this many bytes). */
 const BURST_EVENTS_MAX = 256;
 const BURST_BYTES_MAX = 1 << 20;
+/** Default pause between two `client:metrics` reports (ms). */
+const METRICS_INTERVAL_DEFAULT = 10_000;
+/** The event that carries the client's counters to the server (docs/PROTOCOL.md). */
+const REPORT_EVENT = "client:metrics";
 /** Panics survived within a minute before the client gives up. */
 const REBUILDS_PER_MINUTE_DEFAULT = 5;
 
@@ -66,6 +71,12 @@ export interface ClientOptions extends WebConfig {
   maxRebuildsPerMinute?: number;
   /** Background failures: a panic (the machine was rebuilt), storage, the token provider. */
   onError?: (error: LockstepError) => void;
+  /**
+   * Milliseconds between two `client:metrics` reports of this client's
+   * counters to the server (only while connected, only when something
+   * changed). Default 10000; 0 turns reporting off.
+   */
+  metricsInterval?: number;
   /** The socket layer; the default is socket.io-client (tests and custom transports replace it). */
   transport?: (sink: TransportSink, settings: { token: () => Promise<string>; connectTimeout: number }) => Transport;
 }
@@ -76,38 +87,6 @@ export interface SendHandle {
   readonly id: string;
   /** Settles with the one outcome; never rejects. Stays pending if the client is closed first. */
   readonly outcome: Promise<OutcomeOut>;
-}
-
-/** Counters a frontend team charts (the PRD's monitoring list). */
-export interface ClientMetrics {
-  /** Connection attempts started. */
-  connectAttempts: number;
-  /** Attempts that reached `connected`. */
-  connects: number;
-  /** Connections after the first (successful reconnects). */
-  reconnects: number;
-  /** Times a live connection was lost. */
-  disconnects: number;
-  /** Joins that succeeded. */
-  subscriptionsSucceeded: number;
-  /** Joins refused for good. */
-  subscriptionsFailed: number;
-  /** Messages stored. */
-  sent: number;
-  /** Edits and deletes stored. */
-  applied: number;
-  /** Sends, edits and deletes given up. */
-  failed: number;
-  /** Log events handed to the app. */
-  delivered: number;
-  /** Milliseconds from `send()` to its outcome: count, mean, max. */
-  sendLatency: { count: number; meanMs: number; maxMs: number };
-  /** Failures by code (or reason): failed sends and refused joins. */
-  errors: Record<string, number>;
-  /** Frames from the server that broke the contract (ignored). */
-  protocolErrors: number;
-  /** Rust panics survived (the machine was rebuilt each time). */
-  panics: number;
 }
 
 /** What the client still holds, for leak checks. */
@@ -163,15 +142,15 @@ export class LockstepClient {
   private saving: Promise<void> | undefined;
   private saveAgain = false;
   private readonly waiters = new Map<string, (o: OutcomeOut) => void>();
-  private readonly startedAt = new Map<string, number>();
   private readonly rebuilds: number[] = [];
   private readonly pageListeners: Array<[PageTarget, string]> = [];
   private readonly eventListeners = new Set<(events: Batch["events"]) => void>();
-  private readonly m: ClientMetrics = {
-    connectAttempts: 0, connects: 0, reconnects: 0, disconnects: 0,
-    subscriptionsSucceeded: 0, subscriptionsFailed: 0, sent: 0, applied: 0, failed: 0,
-    delivered: 0, sendLatency: { count: 0, meanMs: 0, maxMs: 0 }, errors: {}, protocolErrors: 0, panics: 0,
-  };
+  private readonly meter = new Meter();
+  /** The connection state as of the last batch applied. */
+  private connection: StateOut = { name: "idle" };
+  private readonly metricsInterval: number;
+  /** The pending `client:metrics` report's timer. */
+  private reportTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Use `createClient`. */
   constructor(private readonly module: WebAssembly.Module, private readonly options: ClientOptions) {
@@ -198,6 +177,10 @@ export class LockstepClient {
       ? (typeof globalThis.indexedDB === "undefined" ? null : new IndexedDbOutboxStorage())
       : options.storage;
     this.storageKey = options.storageKey ?? "default";
+    this.metricsInterval = options.metricsInterval ?? METRICS_INTERVAL_DEFAULT;
+    if (!(this.metricsInterval >= 0)) {
+      throw new LockstepError("invalid", `metricsInterval must be 0 (off) or more, not ${String(options.metricsInterval)}`);
+    }
     this.ownership = this.storage === null
       ? undefined
       : new Ownership(options.locks === undefined ? defaultLocks() : options.locks, `lockstep-outbox:${this.storageKey}`);
@@ -233,6 +216,7 @@ export class LockstepClient {
     this.closed = true;
     this.transport.closeAll();
     this.ticker.dispose();
+    this.armReport(false);
     for (const [target, type] of this.pageListeners) target.removeEventListener(type, this.poke);
     this.pageListeners.length = 0;
     await this.saving;
@@ -306,7 +290,7 @@ export class LockstepClient {
 
   /** A copy of the counters. */
   metrics(): ClientMetrics {
-    return structuredClone(this.m);
+    return this.meter.metrics();
   }
 
   /** What the client still holds (sockets, timers, listeners, the machine's timers and requests). */
@@ -322,7 +306,7 @@ export class LockstepClient {
     return {
       machine,
       sockets: this.transport.live(),
-      timers: this.ticker.armed(),
+      timers: this.ticker.armed() + (this.reportTimer === undefined ? 0 : 1),
       pageListeners: this.pageListeners.length,
       storeListeners: this.store.listenerCount(),
       instances: this.instances,
@@ -393,7 +377,10 @@ export class LockstepClient {
       let outbox = false;
       for (const e of batch.events) {
         if (e.type === "pending" || e.type === "outcome") outbox = true;
-        this.observe(e);
+      }
+      if (batch.events.length > 0) {
+        this.meter.observe(batch.events, this.connection, () => this.rejoining());
+        for (const e of batch.events) if (e.type === "state") this.connection = e.state;
       }
       this.store.apply(batch.events);
       for (const e of batch.events) {
@@ -404,6 +391,7 @@ export class LockstepClient {
       }
       if (batch.events.length > 0) for (const l of this.eventListeners) l(batch.events);
       if (outbox) this.persist();
+      if (this.reportTimer === undefined && this.connection.name === "connected") this.armReport(true);
       if (batch.deadline !== this.armedFor) {
         this.armedFor = batch.deadline;
         this.ticker.arm(batch.deadline === null ? null : batch.deadline - performance.now());
@@ -413,59 +401,33 @@ export class LockstepClient {
     }
   }
 
-  private observe(e: Batch["events"][number]): void {
-    const m = this.m;
-    const count = (key: string) => {
-      m.errors[key] = (m.errors[key] ?? 0) + 1;
-    };
-    switch (e.type) {
-      case "state":
-        if (e.state.name === "connecting") m.connectAttempts += 1;
-        if (e.state.name === "connected") {
-          if (m.connects > 0) m.reconnects += 1;
-          m.connects += 1;
-        }
-        if (e.state.name === "reconnecting" && this.store.getSnapshot().connection.name === "connected") {
-          m.disconnects += 1;
-        }
-        break;
-      case "subscription":
-        if (e.state.status === "subscribed") m.subscriptionsSucceeded += 1;
-        if (e.state.status === "failed") {
-          m.subscriptionsFailed += 1;
-          count(e.state.code);
-        }
-        break;
-      case "log":
-        m.delivered += 1;
-        break;
-      case "pending":
-        if (!this.startedAt.has(e.id)) this.startedAt.set(e.id, performance.now());
-        break;
-      case "outcome": {
-        if (e.outcome.status === "sent") m.sent += 1;
-        if (e.outcome.status === "applied") m.applied += 1;
-        if (e.outcome.status === "failed") {
-          m.failed += 1;
-          count(e.outcome.code ?? e.outcome.reason);
-        }
-        const start = this.startedAt.get(e.id);
-        this.startedAt.delete(e.id);
-        if (start !== undefined && e.outcome.status !== "failed") {
-          const ms = performance.now() - start;
-          const l = m.sendLatency;
-          l.meanMs = (l.meanMs * l.count + ms) / (l.count + 1);
-          l.count += 1;
-          l.maxMs = Math.max(l.maxMs, ms);
-        }
-        break;
-      }
-      case "protocol":
-        m.protocolErrors += 1;
-        break;
-      default:
-        break;
-    }
+  /** Channels a reconnection re-joins: wanted, and not refused for good. */
+  private rejoining(): ReadonlySet<string> {
+    const channels = this.store.getSnapshot().channels;
+    return new Set([...this.desired].filter((id) => channels.get(id)?.subscription.status !== "failed"));
+  }
+
+  /** Arms (with `false`: disarms) the timer of the next `client:metrics` report. */
+  private armReport(on: boolean): void {
+    if (this.reportTimer !== undefined) clearTimeout(this.reportTimer);
+    this.reportTimer = undefined;
+    if (!on || this.metricsInterval === 0 || this.closed || !this.meter.dirty()) return;
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = undefined;
+      this.sendReport();
+    }, this.metricsInterval);
+  }
+
+  /**
+   * Sends what changed since the last report over the live socket (fire
+   * and forget: a report lost with its socket is not sent again).
+   */
+  private sendReport(): void {
+    if (this.closed || this.connection.name !== "connected") return;
+    const report = this.meter.report();
+    if (report === null) return;
+    this.transport.emit(this.connection.generation, REPORT_EVENT, report as unknown as Record<string, unknown>, null);
+    this.armReport(true);
   }
 
   private queued(batch: Batch): SendHandle {
@@ -630,7 +592,7 @@ export class LockstepClient {
   /** A call threw: the instance is dead (a Rust panic aborts it). Rebuild it from the outbox. */
   private recover(error: unknown): void {
     const why = this.instance.lastPanic() ?? (error instanceof Error ? error.message : String(error));
-    this.m.panics += 1;
+    this.meter.panicked();
     this.report(new LockstepError("panic", `the client machine panicked (rebuilt from the outbox): ${why}`, { cause: error }));
     this.transport.closeAll();
     this.ticker.arm(null);

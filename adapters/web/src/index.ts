@@ -12,7 +12,9 @@
  * ```
  */
 export { createClient, LockstepClient } from "./client.js";
-export type { ClientInspection, ClientMetrics, ClientOptions, SendHandle } from "./client.js";
+export type { ClientInspection, ClientOptions, SendHandle } from "./client.js";
+export { LATENCY_BOUNDS_MS, Meter, bucketOf } from "./meter.js";
+export type { ClientMetrics, Report } from "./meter.js";
 export { LockstepError } from "./errors.js";
 export type { LockstepErrorKind } from "./errors.js";
 export { IndexedDbOutboxStorage, MemoryOutboxStorage } from "./storage.js";

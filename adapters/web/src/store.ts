@@ -136,6 +136,35 @@ interface ChannelState {
   snapshot: ChannelSnapshot | undefined;
 }
 
+function emptyChannel(): ChannelState {
+  return {
+    subscription: { status: "unsubscribed" },
+    stored: [],
+    unsent: [],
+    members: new Set(),
+    typing: new Set(),
+    reads: new Map(),
+    epoch: null,
+    lastSeq: 0,
+    storedKeys: new Set(),
+    byMessage: new Map(),
+    resets: 0,
+    snapshot: undefined,
+  };
+}
+
+/** Whether an event shows a channel the store does not show yet: one the machine wants. */
+function bringsBack(e: AppEvent): boolean {
+  switch (e.type) {
+    case "pending":
+      return true;
+    case "subscription":
+      return e.state.status === "subscribing" || e.state.status === "subscribed" || e.state.status === "failed";
+    default:
+      return false;
+  }
+}
+
 function seqOf(item: TimelineItem): number {
   switch (item.kind) {
     case "message": return item.seq ?? Number.MAX_SAFE_INTEGER;
@@ -239,20 +268,7 @@ export class Store {
   private channel(id: string): ChannelState {
     let ch = this.channels.get(id);
     if (ch === undefined) {
-      ch = {
-        subscription: { status: "unsubscribed" },
-        stored: [],
-        unsent: [],
-        members: new Set(),
-        typing: new Set(),
-        reads: new Map(),
-        epoch: null,
-        lastSeq: 0,
-        storedKeys: new Set(),
-        byMessage: new Map(),
-        resets: 0,
-        snapshot: undefined,
-      };
+      ch = emptyChannel();
       this.channels.set(id, ch);
     }
     return ch;
@@ -285,6 +301,13 @@ export class Store {
         return;
       default:
         break;
+    }
+    if (!this.channels.has(e.channelId) && !bringsBack(e)) {
+      // A channel the app left: its late events (the leave's own reply,
+      // presence, typing) do not bring it back; an outcome still resolves
+      // its send record.
+      if (e.type === "outcome") this.onOutcome(emptyChannel(), e.channelId, e.id, e.outcome);
+      return;
     }
     const ch = this.channel(e.channelId);
     this.touch(ch);

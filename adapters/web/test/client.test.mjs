@@ -227,3 +227,36 @@ test("close leaves no socket, timer or listener behind", async () => {
     return h.timers <= baseline.timers && h.sockets <= baseline.sockets;
   });
 });
+
+test("the client reports its counters to the server, which exports them: a reconnection that resumed", async () => {
+  const reporting = await startServer(["--dev", "--client-report-every-ms", "20"]);
+  const proxy = await startProxy(reporting.port);
+  const alice = await createClient(options(proxy.url, { channels: ["r1"], metricsInterval: 50 }));
+  try {
+    await until("subscribed", () => alice.store.getSnapshot().channels.get("r1")?.subscription.status === "subscribed");
+    assert.equal((await alice.send("r1", "before").outcome).status, "sent");
+    proxy.cut();
+    await until("offline", () => alice.state.name !== "connected");
+    proxy.heal();
+    await until("resumed", () => alice.metrics().resumed === 1);
+    const scrape = async () => (await fetch(`${reporting.url}/metrics`)).text();
+    const value = (text, series) => Number(text.split("\n").find((l) => l.startsWith(`${series} `))?.split(" ")[1] ?? 0);
+    const body = await until("the reports arrived", async () => {
+      const text = await scrape();
+      return value(text, 'lockstep_client_reconnects_total{outcome="resumed"}') >= 1
+        && value(text, "lockstep_client_disconnects_total") >= 1 ? text : null;
+    });
+    assert.ok(value(body, "lockstep_client_connect_attempts_total") >= 2, body);
+    assert.ok(value(body, "lockstep_client_connects_total") >= 2, body);
+    assert.ok(value(body, 'lockstep_client_recoveries_total{outcome="recovered"}') >= 1, body);
+    assert.ok(value(body, 'lockstep_client_sends_total{outcome="sent"}') >= 1, body);
+    assert.ok(value(body, "lockstep_client_ack_latency_seconds_count") >= 1, body);
+    assert.equal(value(body, 'lockstep_client_reports_total{outcome="invalid"}'), 0, body);
+    assert.ok(alice.metrics().reportsSent >= 1);
+  } finally {
+    await alice.close();
+    await proxy.stop();
+    await reporting.stop();
+  }
+  assert.equal(alice.inspect().timers, 0);
+});

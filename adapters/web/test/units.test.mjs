@@ -40,6 +40,7 @@ test("a failed send stays visible until dismissed; a restored duplicate is not s
 
 test("gaps and resets are visible, edits and deletes apply in place, the view is bounded", () => {
   const s = new Store(limits);
+  s.ensure("c"); // as client.subscribe() does
   s.apply([connected, msg(1, "bob", "b1", "one"), { type: "truncated", channelId: "c", from: 2, to: 4 }, msg(5, "bob", "b5", "five")]);
   assert.deepEqual(items(s).map((i) => i.kind), ["message", "truncated", "message"]);
   s.apply([{ type: "log", channelId: "c", event: { type: "updated", seq: 6, messageId: "m5", body: "FIVE" } }]);
@@ -55,6 +56,8 @@ test("gaps and resets are visible, edits and deletes apply in place, the view is
 
 test("members, typing and read watermarks follow their events; listeners hear once per burst", async () => {
   const s = new Store(limits);
+  s.ensure("c");
+  await Promise.resolve();
   let heard = 0;
   const stop = s.subscribe(() => heard++);
   s.apply([{ type: "members", channelId: "c", members: ["bob", "me"] }, { type: "memberJoined", channelId: "c", userId: "zoe" }]);
@@ -140,4 +143,77 @@ test("options out of range and missing tokens are typed errors", async () => {
     createClient({ url: "http://x", token: "t", storage: null, outboxMax: 0, autoConnect: false }),
     (e) => e instanceof LockstepError && e.kind === "invalid" && /outboxMax/.test(e.message),
   );
+});
+
+test("the meter judges a reconnection by how its channels came back and reports deltas once", async () => {
+  const { Meter, bucketOf, LATENCY_BOUNDS_MS } = await import("../dist/index.js");
+  assert.equal(bucketOf(0), 0);
+  assert.equal(bucketOf(5), 0);
+  assert.equal(bucketOf(6), 1);
+  assert.equal(bucketOf(30_001), LATENCY_BOUNDS_MS.length);
+  const meter = new Meter();
+  const idle = { name: "idle" };
+  const state = (name, extra = {}) => ({ type: "state", state: { name, ...extra } });
+  const sub = (channelId, status) => ({ type: "subscription", channelId, state: { status }, epoch: "e1", lastSeq: 0 });
+  const wanted = () => new Set(["a", "b"]);
+  meter.observe([state("connecting", { attempt: 1, generation: 1 }), state("connected", { generation: 1, userId: "me" }), sub("a", "subscribed"), sub("b", "subscribed")], idle, wanted);
+  // Lost, then back: both channels resume exactly.
+  meter.observe([state("reconnecting", { attempt: 1, retryAt: 0 })], { name: "connected" }, wanted);
+  meter.observe([state("connecting", { attempt: 2, generation: 2 }), state("connected", { generation: 2, userId: "me" }), sub("a", "subscribed")], { name: "reconnecting" }, wanted);
+  assert.equal(meter.metrics().resumed, 0, "not judged before every channel is back");
+  meter.observe([sub("b", "subscribed")], { name: "connected" }, wanted);
+  // Lost again; this time channel b comes back with a gap.
+  meter.observe([state("reconnecting", { attempt: 1, retryAt: 0 })], { name: "connected" }, wanted);
+  meter.observe([state("connected", { generation: 3, userId: "me" }), sub("a", "subscribed"), sub("b", "subscribed"),
+    { type: "truncated", channelId: "b", from: 1, to: 4 }], { name: "reconnecting" }, wanted);
+  const m = meter.metrics();
+  assert.deepEqual([m.connects, m.reconnects, m.resumed, m.fresh, m.disconnects], [3, 2, 1, 1, 2]);
+  assert.deepEqual(m.recoveries, { recovered: 3, truncated: 1, reset: 0 });
+  // A live message counts its commit-to-store latency; a join reply's backlog does not.
+  const log = (channelId, ts) => ({ type: "log", channelId, event: { type: "message", seq: 1, messageId: "m", authorId: "x", clientMsgId: "c", ts } });
+  meter.observe([log("a", Date.now())], { name: "connected" }, wanted);
+  meter.observe([sub("a", "subscribed"), log("a", 0)], { name: "connected" }, wanted);
+  assert.equal(meter.metrics().deliveryLatencyBuckets.reduce((x, y) => x + y, 0), 1);
+
+  assert.equal(meter.dirty(), true);
+  const first = meter.report();
+  assert.equal(first.v, 1);
+  assert.deepEqual([first.connects, first.resumed, first.fresh, first.truncated, first.joinsOk], [3, 1, 1, 1, 7]);
+  assert.equal(first.ackLatency.length, LATENCY_BOUNDS_MS.length + 1);
+  assert.equal(meter.report(), null, "told once");
+  assert.equal(meter.dirty(), false);
+  meter.observe([state("reconnecting", { attempt: 1, retryAt: 0 })], { name: "connected" }, wanted);
+  assert.deepEqual(meter.report().disconnects, 1);
+});
+
+test("a report's counts are capped at what the server accepts; the rest comes next", async () => {
+  const { Meter } = await import("../dist/index.js");
+  const meter = new Meter();
+  const events = [];
+  for (let i = 0; i < 12_000; i++) events.push({ type: "pending", channelId: "a", id: `x${i}`, command: { kind: "send", body: 1 } });
+  for (let i = 0; i < 12_000; i++) events.push({ type: "outcome", channelId: "a", id: `x${i}`, outcome: { status: "sent", seq: i + 1, messageId: `m${i}` } });
+  meter.observe(events, { name: "connected" }, () => new Set());
+  const first = meter.report();
+  assert.equal(first.sendsOk, 10_000);
+  assert.equal(first.ackLatency.reduce((x, y) => x + y, 0), 10_000);
+  const second = meter.report();
+  assert.equal(second.sendsOk, 2_000);
+  assert.equal(second.ackLatency.reduce((x, y) => x + y, 0), 2_000);
+  assert.equal(meter.report(), null);
+});
+
+test("a channel the app left is not brought back by its late events", () => {
+  const s = new Store(limits);
+  const sub = (status) => ({ type: "subscription", channelId: "c", state: { status }, epoch: "e", lastSeq: 0 });
+  s.apply([connected, sub("subscribed"), { type: "members", channelId: "c", members: ["me", "bob"] },
+    { type: "pending", channelId: "c", id: "x1", command: { kind: "send", body: "hi" } }]);
+  s.forget("c");
+  s.apply([sub("unsubscribed"), { type: "memberLeft", channelId: "c", userId: "bob" },
+    { type: "typing", channelId: "c", userId: "bob", active: true },
+    { type: "outcome", channelId: "c", id: "x1", outcome: { status: "failed", reason: "unsubscribed", code: null, message: "left" } }]);
+  assert.equal(s.getSnapshot().channels.has("c"), false);
+  assert.equal(s.getSnapshot().sends.get("x1").status, "failed", "the send record is still resolved");
+  // Joining again shows it again.
+  s.apply([sub("subscribing")]);
+  assert.equal(s.getSnapshot().channels.get("c").subscription.status, "subscribing");
 });

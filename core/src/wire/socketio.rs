@@ -22,18 +22,41 @@ use crate::wire::{
     NewMessage, PresenceChange, ReadReceipt, ReqId, ServerFrame, TypingNotice,
 };
 
+/// Each event a client may emit, with the request kind it carries: the
+/// `kind` of its [`Ack`], and the `kind` label of the server's reply
+/// metrics (a refusal carries no kind of its own).
+pub const REQUESTS: [(&str, &str); 8] = [
+    ("channel:join", "join"),
+    ("channel:leave", "leave"),
+    ("message:send", "send"),
+    ("message:update", "update"),
+    ("message:delete", "delete"),
+    ("channel:history", "history"),
+    ("message:read", "read"),
+    ("typing", "typing"),
+];
+
 /// The events a client may emit (each with an ack, `typing` optionally).
 /// Anything else is refused `invalid` as an unknown event.
-pub const CLIENT_EVENTS: [&str; 8] = [
-    "channel:join",
-    "channel:leave",
-    "message:send",
-    "message:update",
-    "message:delete",
-    "channel:history",
-    "message:read",
-    "typing",
-];
+pub const CLIENT_EVENTS: [&str; 8] = {
+    let mut events = [""; 8];
+    let mut i = 0;
+    while i < REQUESTS.len() {
+        events[i] = REQUESTS[i].0;
+        i += 1;
+    }
+    events
+};
+
+/// The request kind of client event `event` (`join` for `channel:join`,
+/// ...), `None` for an event that is not a request.
+#[must_use]
+pub fn request_kind(event: &str) -> Option<&'static str> {
+    REQUESTS
+        .iter()
+        .find(|(name, _)| *name == event)
+        .map(|(_, kind)| *kind)
+}
 
 /// The events the server emits besides [`SESSION_EVENT`].
 pub const SERVER_EVENTS: [&str; 7] = [
@@ -515,14 +538,14 @@ pub fn emit(frame: &ClientFrame) -> Emit {
             };
         }
         ClientFrame::Ping { nonce } => return Emit::Pong { nonce: *nonce },
-        ClientFrame::Join { .. } => ("channel:join", "join"),
-        ClientFrame::Leave { .. } => ("channel:leave", "leave"),
-        ClientFrame::Send { .. } => ("message:send", "send"),
-        ClientFrame::Update { .. } => ("message:update", "update"),
-        ClientFrame::Delete { .. } => ("message:delete", "delete"),
-        ClientFrame::History { .. } => ("channel:history", "history"),
-        ClientFrame::Read { .. } => ("message:read", "read"),
-        ClientFrame::Typing { .. } => ("typing", "typing"),
+        ClientFrame::Join { .. } => REQUESTS[0],
+        ClientFrame::Leave { .. } => REQUESTS[1],
+        ClientFrame::Send { .. } => REQUESTS[2],
+        ClientFrame::Update { .. } => REQUESTS[3],
+        ClientFrame::Delete { .. } => REQUESTS[4],
+        ClientFrame::History { .. } => REQUESTS[5],
+        ClientFrame::Read { .. } => REQUESTS[6],
+        ClientFrame::Typing { .. } => REQUESTS[7],
     };
     let payload = fields::payload(frame).unwrap_or_default();
     let req = frame.req();

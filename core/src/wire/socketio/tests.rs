@@ -438,10 +438,23 @@ fn every_request_a_client_emits_decodes_back_into_its_frame() {
             active: true,
         },
     ];
+    let mut kinds = Vec::new();
     for frame in frames {
-        let Emit::Event { name, payload, .. } = emit(&frame) else {
+        let Emit::Event {
+            name,
+            payload,
+            kind,
+            ..
+        } = emit(&frame)
+        else {
             panic!("not an event: {frame:?}");
         };
         assert_eq!(decode_event(name, Some(&payload), ReqId(1)).unwrap(), frame);
+        // The kind a reply is counted under is the kind its event carries.
+        assert_eq!(request_kind(name), kind);
+        kinds.extend(kind);
     }
+    kinds.dedup();
+    assert_eq!(kinds.len(), CLIENT_EVENTS.len(), "{kinds:?}");
+    assert_eq!(request_kind("client:metrics"), None);
 }
