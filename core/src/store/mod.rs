@@ -61,6 +61,7 @@
 mod command;
 mod mem;
 mod mem_log;
+mod rules;
 
 pub use command::{
     AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, REMEMBER_DEFAULT,
@@ -68,6 +69,7 @@ pub use command::{
     StoreOpId, StoreReply, fitting,
 };
 pub use mem::{FailMode, MemStore, MemStoreConfig};
+pub use rules::{MessageState, Modify, PRUNE_STEP, decide_modify, decide_receipt};
 
 #[cfg(test)]
 mod tests;
