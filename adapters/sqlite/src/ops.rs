@@ -5,7 +5,7 @@
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use lockstep_core::store::{
     AppendEntry, AppendOutcome, Existing, MessageState, Modify, ModifyRule, Page, READ_LIMIT_MAX,
-    ReadFrom, StoreCommand, StoreReply, decide_modify, decide_receipt,
+    ReadFrom, StoreReply, decide_modify, decide_receipt,
 };
 use lockstep_core::wire::{Body, LogEvent, MessageDeleted, MessageUpdated, NewMessage, SendAck};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -47,72 +47,7 @@ pub(crate) struct Ctx {
 
 /// A store command, sorted by what it needs: a read can be served by a
 /// reader connection, a write only by the writer.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Command {
-    Read(ReadCommand),
-    Write(WriteCommand),
-}
-
-/// A command that only reads.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ReadCommand {
-    /// [`StoreCommand::Read`].
-    Read {
-        channel: ChannelId,
-        from: ReadFrom,
-        limit: u64,
-        max_bytes: usize,
-    },
-    /// [`StoreCommand::Head`].
-    Head { channel: ChannelId },
-}
-
-/// A command that may write.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum WriteCommand {
-    /// [`StoreCommand::Append`].
-    Append {
-        channel: ChannelId,
-        entries: Vec<AppendEntry>,
-    },
-    /// [`StoreCommand::SetReceipt`].
-    SetReceipt {
-        channel: ChannelId,
-        user: UserId,
-        up_to: Seq,
-    },
-}
-
-impl From<StoreCommand> for Command {
-    fn from(cmd: StoreCommand) -> Self {
-        match cmd {
-            StoreCommand::Read {
-                channel,
-                from,
-                limit,
-                max_bytes,
-            } => Command::Read(ReadCommand::Read {
-                channel,
-                from,
-                limit,
-                max_bytes,
-            }),
-            StoreCommand::Head { channel } => Command::Read(ReadCommand::Head { channel }),
-            StoreCommand::Append { channel, entries } => {
-                Command::Write(WriteCommand::Append { channel, entries })
-            }
-            StoreCommand::SetReceipt {
-                channel,
-                user,
-                up_to,
-            } => Command::Write(WriteCommand::SetReceipt {
-                channel,
-                user,
-                up_to,
-            }),
-        }
-    }
-}
+pub(crate) use lockstep_core::store::{ReadCommand, Routed as Command, WriteCommand};
 
 /// Executes one command on `conn`, which is inside a transaction.
 pub(crate) fn execute(conn: &Connection, ctx: &Ctx, cmd: Command) -> OpResult<StoreReply> {

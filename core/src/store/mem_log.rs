@@ -256,10 +256,7 @@ impl ChannelLog {
         let known = meta.as_ref().map(|m| (m.author.as_str(), m.state));
         let superseded = decide_modify(known, actor, rule, change)?;
         if let Some(meta) = meta {
-            meta.state = match change {
-                Modify::Update => MessageState::Live { body: seq },
-                Modify::Delete => MessageState::Deleted { seq },
-            };
+            meta.state = change.leaves(seq);
         }
         Ok(superseded)
     }

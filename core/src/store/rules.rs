@@ -38,6 +38,17 @@ pub enum Modify {
     Delete,
 }
 
+impl Modify {
+    /// The state a change appended at `seq` leaves its target in.
+    #[must_use]
+    pub fn leaves(self, seq: Seq) -> MessageState {
+        match self {
+            Modify::Update => MessageState::Live { body: seq },
+            Modify::Delete => MessageState::Deleted { seq },
+        }
+    }
+}
+
 /// Decides an edit or a deletion of a message the store remembers as
 /// `target` (its author and state; `None` when unknown or forgotten).
 ///
