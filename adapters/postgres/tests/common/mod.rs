@@ -19,22 +19,38 @@ use lockstep_tokio::server::Store;
 /// The test server's URL, or `None` (after a loud notice) when there is
 /// none and none is required.
 pub fn url() -> Option<String> {
-    if let Ok(url) = std::env::var("LOCKSTEP_TEST_POSTGRES_URL")
-        && !url.is_empty()
+    required_env("LOCKSTEP_TEST_POSTGRES_URL")
+}
+
+/// The test server's `pg_ctl` (`scripts/postgres` writes one that runs as
+/// the cluster's owner), or `None` as for [`url`].
+pub fn ctl() -> Option<String> {
+    required_env("LOCKSTEP_TEST_POSTGRES_CTL")
+}
+
+fn required_env(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
     {
-        return Some(url);
+        return Some(value);
     }
     let required = ["CI", "LOCKSTEP_REQUIRE_POSTGRES"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
     assert!(
         !required,
-        "LOCKSTEP_TEST_POSTGRES_URL is not set, and CI (or LOCKSTEP_REQUIRE_POSTGRES) requires \
-         the PostgreSQL tests: start one with `eval \"$(scripts/postgres start DIR)\"`"
+        "{name} is not set, and CI (or LOCKSTEP_REQUIRE_POSTGRES) requires the PostgreSQL \
+         tests: start a server with `eval \"$(scripts/postgres start DIR)\"`"
     );
-    eprintln!(
-        "\n!!!!! SKIPPED: a PostgreSQL test did not run: LOCKSTEP_TEST_POSTGRES_URL is not set \
-         (eval \"$(scripts/postgres start /tmp/pg)\" starts one) !!!!!\n"
+    // Straight to stderr, past the test harness's capture: loud even
+    // when the test passes.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "\n!!!!! SKIPPED: a PostgreSQL test did not run: {name} is not set \
+             (eval \"$(scripts/postgres start /tmp/pg)\" starts a server) !!!!!\n"
+        )
+        .as_bytes(),
     );
     None
 }
