@@ -7,42 +7,20 @@
 
 mod common;
 
-use std::time::Duration;
-
 use lockstep_core::ids::Seq;
 use lockstep_core::store::{AppendOutcome, Existing, StoreError, StoreReply};
 use lockstep_postgres::{PgConfig, PgStore};
 use lockstep_tokio::server::Store;
 
-/// Waits (bounded) for the backend that `blocker` blocks, and ends it.
-/// `observer` is outside any transaction: inside one, PostgreSQL keeps
-/// showing the activity it saw first.
+/// Ends the backend `blocker` blocks, once there is one.
 async fn kill_the_blocked(observer: &tokio_postgres::Client, blocker: i32) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = observer
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                &[&blocker],
-            )
-            .await
-            .unwrap();
-        if let Some(row) = rows.first() {
-            let pid: i32 = row.get(0);
-            let ended: bool = observer
-                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                .await
-                .unwrap()
-                .get(0);
-            assert!(ended);
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the writer never blocked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let pid = common::blocked_by(observer, blocker).await;
+    let ended: bool = observer
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended);
 }
 
 async fn appended_at(s: &PgStore, cmid: &str) -> Seq {
@@ -69,11 +47,7 @@ async fn a_writer_killed_mid_transaction_loses_nothing_acknowledged() {
 
     let side = common::side(&url).await;
     let observer = common::side(&url).await;
-    let side_pid: i32 = side
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let side_pid = common::pid(&side).await;
 
     // 1. Killed while it waits for the head row (before any COMMIT).
     side.batch_execute(&format!(

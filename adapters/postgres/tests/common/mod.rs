@@ -140,3 +140,36 @@ pub async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Waits (bounded) until a backend is blocked by `blocker` and returns
+/// its pid. `observer` must be outside any transaction: inside one,
+/// PostgreSQL keeps showing the activity it saw first.
+pub async fn blocked_by(observer: &tokio_postgres::Client, blocker: i32) -> i32 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows = observer
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&blocker],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = rows.first() {
+            return row.get(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing blocked on {blocker}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The backend pid of a connection.
+pub async fn pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
