@@ -1,14 +1,15 @@
 //! What the PostgreSQL store's tests share: the server to test against,
 //! a fresh schema per store, commands and reading a log back.
 //!
-//! The server is `LOCKSTEP_TEST_POSTGRES_URL` (`scripts/postgres start`
-//! starts a throwaway one and prints it; `scripts/test` does so for CI).
-//! Without it a test fails when `CI` or `LOCKSTEP_REQUIRE_POSTGRES` is
-//! set (CI must run them), and otherwise returns early after printing a
-//! loud notice (a developer without PostgreSQL can still run the rest).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! The server is `LOCKSTEP_TEST_POSTGRES_URL` ([`url`]: CI fails without
+//! it; by hand a test returns early after a loud notice).
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 use lockstep_core::ids::{ChannelId, ClientMsgId, Seq, UserId};
 use lockstep_core::store::{AppendEntry, ReadFrom, StoreCommand, StoreReply};
@@ -16,57 +17,9 @@ use lockstep_core::wire::{Body, LogEvent};
 use lockstep_postgres::{PgConfig, PgStore};
 use lockstep_tokio::server::Store;
 
-/// The test server's URL, or `None` (after a loud notice) when there is
-/// none and none is required.
-pub fn url() -> Option<String> {
-    required_env("LOCKSTEP_TEST_POSTGRES_URL")
-}
-
-/// The test server's `pg_ctl` (`scripts/postgres` writes one that runs as
-/// the cluster's owner), or `None` as for [`url`].
-pub fn ctl() -> Option<String> {
-    required_env("LOCKSTEP_TEST_POSTGRES_CTL")
-}
-
-fn required_env(name: &str) -> Option<String> {
-    if let Ok(value) = std::env::var(name)
-        && !value.is_empty()
-    {
-        return Some(value);
-    }
-    let required = ["CI", "LOCKSTEP_REQUIRE_POSTGRES"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    assert!(
-        !required,
-        "{name} is not set, and CI (or LOCKSTEP_REQUIRE_POSTGRES) requires the PostgreSQL \
-         tests: start a server with `eval \"$(scripts/postgres start DIR)\"`"
-    );
-    // Straight to stderr, past the test harness's capture: loud even
-    // when the test passes.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!(
-            "\n!!!!! SKIPPED: a PostgreSQL test did not run: {name} is not set \
-             (eval \"$(scripts/postgres start /tmp/pg)\" starts a server) !!!!!\n"
-        )
-        .as_bytes(),
-    );
-    None
-}
-
-/// A schema name no other store of any test process uses.
-pub fn fresh_schema() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "lockstep_test_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use lockstep_tests::{
+    fresh_postgres_schema as fresh_schema, postgres_ctl as ctl, postgres_url as url,
+};
 
 /// A store on a schema of its own.
 pub async fn fresh(url: &str, config: PgConfig) -> PgStore {
