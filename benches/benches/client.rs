@@ -1,6 +1,6 @@
 //! Client inbox throughput and the outbox send/ack cycle.
 //!
-//! DESIGN §7 target: at least 5 million in-order inbound events per second
+//! docs/DESIGN.md §6 target: at least 5 million in-order inbound events per second
 //! per core. Each sample feeds a fresh subscribed client `EVENTS` frames
 //! and drains its events; set-up and frame building are outside the timing.
 // `criterion_group!` generates an undocumented function.

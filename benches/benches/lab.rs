@@ -1,6 +1,6 @@
 //! Simulated events per second of the lab: whole 16-client worlds (stream
 //! and datagram, faults on), run from their seeds, oracle included.
-//! Target (DESIGN.md §7): at least 1,000,000 events/s on one core.
+//! Target (docs/DESIGN.md §6): at least 1,000,000 events/s on one core.
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! Server fan-out of one message and a join with a 1,000-event backlog.
 //!
-//! DESIGN §7 target: fan-out under 100 ns per member beyond encoding the
+//! docs/DESIGN.md §6 target: fan-out under 100 ns per member beyond encoding the
 //! frame once. `fanout/full/N` times `handle_store` of a committed append
 //! through draining its outputs (the sender's ack and the broadcast, routed
 //! by the bench driver to every member's queue); the store itself runs

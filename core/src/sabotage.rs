@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 /// One deliberate bug, named by what it does wrong. The invariant each one
-/// is meant to break (DESIGN.md §5) is given beside it.
+/// is meant to break (docs/DESIGN.md §4) is given beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Break {

@@ -1,15 +1,19 @@
 // Load for the crash test (adapters/server/tests/crash.rs).
 //
-//   node crash.mjs load <url> <n>     sends c0..c<n-1> pipelined (window 32),
+//   node crash.mjs load <url> <n> [hold]  sends c0..c<n-1> pipelined (window 32),
 //                                     prints "ack <clientMsgId> <seq> <messageId>"
-//                                     per ack, until done or disconnected
+//                                     per ack, until done or disconnected; after
+//                                     `hold` acks it starts no new send (those in
+//                                     flight go on) and waits to be cut off, so
+//                                     the kill always lands before the load ends
 //   node crash.mjs verify <url> <n>   prints "history <json>" (the stored log),
 //                                     resends all n with the same ids, prints
 //                                     "acks <json>" and "after <json>"
 import { io } from "socket.io-client";
 
-const [mode, url, nArg] = process.argv.slice(2);
+const [mode, url, nArg, holdArg] = process.argv.slice(2);
 const n = Number(nArg);
+const hold = holdArg === undefined ? Infinity : Number(holdArg);
 const CHANNEL = "crash";
 const WINDOW = 32;
 
@@ -26,10 +30,16 @@ const join = await req("channel:join", { channelId: CHANNEL });
 if (!join.ok) throw new Error(`join: ${JSON.stringify(join)}`);
 
 /** Sends c0..c<n-1>, at most WINDOW in flight; calls onAck per ack. */
-async function sendAll(onAck) {
+async function sendAll(onAck, holdAfter = Infinity) {
   let next = 0;
+  let acked = 0;
   async function worker() {
     while (next < n && !gone) {
+      if (acked >= holdAfter) {
+        // Hold: the test kills the server now; wait for the cut.
+        while (!gone) await new Promise((resolve) => setTimeout(resolve, 10));
+        return;
+      }
       const id = `c${next++}`;
       let ack;
       try {
@@ -38,6 +48,7 @@ async function sendAll(onAck) {
         return; // timed out or disconnected: the server is gone
       }
       if (!ack.ok) throw new Error(`send ${id}: ${JSON.stringify(ack)}`);
+      acked++;
       onAck(id, ack);
     }
   }
@@ -57,7 +68,7 @@ async function history() {
 }
 
 if (mode === "load") {
-  await sendAll((id, ack) => console.log(`ack ${id} ${ack.seq} ${ack.messageId}`));
+  await sendAll((id, ack) => console.log(`ack ${id} ${ack.seq} ${ack.messageId}`), hold);
   console.log(gone ? "disconnected" : "done");
   process.exit(0);
 } else if (mode === "verify") {

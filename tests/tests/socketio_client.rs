@@ -64,10 +64,13 @@ async fn start(addr: &str, store: SharedMemStore) -> Running {
         "10000",
         "--messages-burst",
         "10000",
+        // Engine.IO's heartbeat, generous: a loaded 2-core machine can stall
+        // a task for a second, and a missed pong would be a disconnect the
+        // test did not cause. A closed server is seen at once anyway.
         "--ping-interval-ms",
-        "1000",
+        "5000",
         "--ping-timeout-ms",
-        "1000",
+        "10000",
     ])
     .unwrap()
     .serve;

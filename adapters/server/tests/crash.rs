@@ -62,7 +62,7 @@ async fn start_server(db: &Path, sync: &str) -> (Child, String) {
 fn node(mode: &str, url: &str) -> Command {
     let mut cmd = Command::new("node");
     cmd.arg(js_dir().join("crash.mjs"))
-        .args([mode, url, &MESSAGES.to_string()])
+        .args([mode, url, &MESSAGES.to_string(), &KILL_AFTER.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
@@ -156,8 +156,15 @@ async fn crash_and_restart(sync: &str) {
     }
     assert!(history.len() >= acked.len());
 
-    // Resending everything with the same ids stores nothing twice.
+    // Resending everything with the same ids stores nothing twice, and
+    // each retry of a stored message gets its original answer.
     assert_eq!(retry_acks.len(), MESSAGES);
+    for (id, seq, mid) in &retry_acks {
+        match stored.get(id.as_str()) {
+            Some(original) => assert_eq!((*seq, mid.as_str()), *original, "retry of {id}"),
+            None => assert!(*seq > history.len() as u64, "{id} was new: appended after"),
+        }
+    }
     for (i, (id, seq, _)) in after.iter().enumerate() {
         assert_eq!(
             (id.as_str(), *seq),

@@ -2,7 +2,7 @@
 //!
 //! A Socket.IO transport for the tokio client driver of `lockstep-tokio`,
 //! so a Rust client talks to `lockstep-server` (or any server speaking the
-//! contract of DESIGN §4) with pipelined requests.
+//! contract of docs/PROTOCOL.md) with pipelined requests.
 //!
 //! It is a thin Engine.IO v4 / Socket.IO v5 client over WebSocket only
 //! (`tokio-tungstenite`), written here because the available crate

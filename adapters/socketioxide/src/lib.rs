@@ -2,7 +2,7 @@
 //!
 //! The Socket.IO front of the lockstep server: it attaches the one server
 //! driver of `lockstep-tokio` to a [socketioxide] namespace, so any plain
-//! `socket.io-client` speaks the event contract (DESIGN §4) with lockstep's
+//! `socket.io-client` speaks the event contract (docs/PROTOCOL.md) with lockstep's
 //! guarantees behind it. It holds no protocol logic: it turns sockets and
 //! events into the driver's inputs (through the
 //! [`Frontdoor`](lockstep_tokio::server::Frontdoor)) and the driver's frames

@@ -405,6 +405,50 @@ fn commands(n: usize, entries: usize, tag: &str) -> Vec<(String, Vec<String>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
+    // `k1` is stored, then damaged behind the store's back (a negative
+    // seq), so a later command repeating it fails half-way, after writing
+    // `k2`. Held behind the writer, the failing command and eight others
+    // share one group commit (not only "likely": the writer drains them as
+    // one batch), and the failure stays the failing command's own.
+    let (s, path) = open("fail-group.db", SqliteConfig::default());
+    assert_eq!(seqs(&s.execute(append("c", &["k1"])).await), Ok(vec![1]));
+    let changed = side(&path)
+        .execute(
+            "UPDATE messages SET seq = -1 WHERE client_msg_id = 'k1'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let mut sent: Vec<(String, Vec<String>)> = (0..8)
+        .map(|i| (format!("other{i}"), vec![format!("o{i}")]))
+        .collect();
+    sent.insert(4, ("c".into(), vec!["k2".into(), "k1".into()]));
+    let outcomes = group_commit(&s, &sent, &Body::text("x")).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i == 4 {
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "{outcome:?}"
+            );
+        } else {
+            assert_eq!(seqs(outcome), Ok(vec![1]), "command {i}");
+        }
+    }
+    // `k2` was rolled back with its command: appending it again is new.
+    assert_eq!(seqs(&s.execute(append("c", &["k2"])).await), Ok(vec![2]));
+    let conn = side(&path);
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM events WHERE channel = 'c'"),
+        2
+    );
+    for i in 0..8 {
+        let sql = format!("SELECT count(*) FROM events WHERE channel = 'other{i}'");
+        assert_eq!(count(&conn, &sql), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_midway_through_a_group_commit_loses_nothing_acknowledged() {
     let (s, path) = open(
         "full.db",

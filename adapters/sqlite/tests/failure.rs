@@ -1,6 +1,8 @@
-//! A command that fails half-way leaves nothing behind, whether it commits
-//! alone or shares a group commit with others: the failure is reported as
-//! `unavailable` for that command, and its other entries are not stored.
+//! A command that fails half-way leaves nothing behind: the failure is
+//! reported as `unavailable` for that command, and its other entries are
+//! not stored. (The same inside a group commit is a unit test of the
+//! writer, `a_failing_command_in_a_group_commit_takes_nothing_else_down`,
+//! which holds the writer so the commands surely share one transaction.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -55,41 +57,5 @@ async fn a_lone_command_that_fails_half_way_stores_none_of_its_entries() {
         matches!(failed, Err(StoreError::Unavailable(_))),
         "{failed:?}"
     );
-    assert_rolled_back(&s).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
-    let path = db("fail-group.db");
-    let s = store_with_a_poisoned_message(&path).await;
-    // Queued together, so the writer is likely to commit them in one
-    // transaction; whatever the batching, each outcome is its own.
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            let cmid = format!("o{i}");
-            s.execute(append(&format!("other{i}"), &[&cmid])).await
-        }));
-    }
-    let failing = {
-        let s = s.clone();
-        tokio::spawn(async move { s.execute(append("c", &["k2", "k1"])).await })
-    };
-    for t in tasks {
-        let ok = t.await.unwrap().unwrap();
-        assert!(
-            matches!(&ok, StoreReply::Appended(o) if matches!(o.as_slice(), [AppendOutcome::Appended(_)])),
-            "{ok:?}"
-        );
-    }
-    let failed = failing.await.unwrap();
-    assert!(
-        matches!(failed, Err(StoreError::Unavailable(_))),
-        "{failed:?}"
-    );
-    for i in 0..8 {
-        assert_eq!(seqs(&s, &format!("other{i}")).await, vec![1]);
-    }
     assert_rolled_back(&s).await;
 }

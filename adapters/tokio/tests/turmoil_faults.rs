@@ -65,7 +65,7 @@ async fn run_client(
 ) -> turmoil::Result {
     let general = channel("general");
     let tracker = tokio_util::task::TaskTracker::new();
-    let mut config = fast_config(&format!("dev:{name}"), seed, 200);
+    let mut config = quick_heartbeat(fast_config(&format!("dev:{name}"), seed, 200));
     config.tracker = tracker.clone();
     let mut app = App::with_connector(name, config, connector());
     app.handle.connect();

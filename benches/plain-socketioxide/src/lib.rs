@@ -5,7 +5,7 @@
 //! "dev:<user>" }`, `session`, `channel:join`, `channel:leave`,
 //! `message:send` with acks, `message:new` to the room), so
 //! `docs/BENCHMARKS.md` can measure lockstep-server against the bar of
-//! DESIGN §7: a server with none of lockstep's guarantees (no store, no
+//! docs/DESIGN.md §6: a server with none of lockstep's guarantees (no store, no
 //! recovery, no backpressure per connection).
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,7 @@
 //! The tokio server driver: one task owns the core
 //! [`Server`] machine and executes its store
-//! commands; fronts (the framed-TCP front here, a Socket.IO front later)
+//! commands; fronts (the framed-TCP front here, the Socket.IO front in
+//! `lockstep-socketioxide`)
 //! only turn their connections into inputs through the [`Frontdoor`].
 //!
 //! ```text

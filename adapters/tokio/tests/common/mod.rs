@@ -60,6 +60,20 @@ pub fn fast_config(token: &str, seed: u64, reconnect_base_ms: u64) -> ClientDriv
     config.client.join_backoff = fast(100);
     config.client.request_timeout = Duration::from_secs(2);
     config.client.send_backoff = fast(100);
+    // Generous on real sockets: a loaded 2-core machine can stall a task
+    // for a second, and a false heartbeat loss would be a reconnect the
+    // test did not cause. A closed socket is seen at once anyway.
+    config.client.heartbeat = Some(Heartbeat {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(15),
+    });
+    config
+}
+
+/// [`fast_config`] with a quick heartbeat, for simulated networks (turmoil's
+/// virtual time does not stall) where only the heartbeat can tell a
+/// half-open connection.
+pub fn quick_heartbeat(mut config: ClientDriverConfig) -> ClientDriverConfig {
     config.client.heartbeat = Some(Heartbeat {
         interval: Duration::from_secs(1),
         timeout: Duration::from_secs(2),

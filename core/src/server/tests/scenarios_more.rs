@@ -613,7 +613,7 @@ impl<P: crate::server::AccessPolicy> Harness<P> {
 
 #[test]
 fn a_malformed_request_is_checked_for_its_channel_first() {
-    // DESIGN §4: payload → channelId → access policy (join) → joined → the
+    // docs/PROTOCOL.md, "Checks and their order": payload → channelId → access policy (join) → joined → the
     // other fields. A request whose other fields do not decode is still
     // refused for its channel first.
     let mut h = Harness::with(
