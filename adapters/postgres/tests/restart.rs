@@ -1,8 +1,9 @@
 //! PostgreSQL restarted under load (`pg_ctl restart -m fast`): the sends in
 //! flight and those made while it is down fail `unavailable`, the pool
 //! reconnects on its own, and nothing acknowledged is lost; nothing that
-//! failed was stored. (Alone in its test binary: the restart cuts every
-//! connection to the server, other tests' too.)
+//! failed was stored. Stopped for a while, the store reports itself not
+//! alive (readiness) until it is back. (Alone in its test binary: a
+//! restart cuts every connection to the server, other tests' too.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -56,11 +57,53 @@ async fn a_restart_under_load_fails_what_is_in_flight_and_loses_nothing_acknowle
     let (Some(url), Some(ctl)) = (common::url(), common::ctl()) else {
         return;
     };
+    restart_under_load(&url, &ctl).await;
+    down_and_back(&url, &ctl).await;
+}
+
+fn pg_ctl(ctl: &str, args: &[&str]) {
+    let status = std::process::Command::new(ctl)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_ctl {args:?}: {status}");
+}
+
+/// Stopped, the store is not alive and fails sends; started again, it is
+/// alive and serves without being told.
+async fn down_and_back(url: &str, ctl: &str) {
     let config = PgConfig {
         maintenance_interval: Duration::from_millis(50),
         ..PgConfig::default()
     };
-    let s = common::fresh(&url, config).await;
+    let s = common::fresh(url, config).await;
+    assert!(s.execute(common::append("c", &["before"])).await.is_ok());
+    let stop = ctl.to_owned();
+    tokio::task::spawn_blocking(move || pg_ctl(&stop, &["stop", "-m", "fast"]))
+        .await
+        .unwrap();
+    common::eventually("not alive while down", || !s.is_alive()).await;
+    let down = s.execute(common::append("c", &["down"])).await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    let start = ctl.to_owned();
+    tokio::task::spawn_blocking(move || pg_ctl(&start, &["start"]))
+        .await
+        .unwrap();
+    common::eventually("alive again", || s.is_alive()).await;
+    let up = s.execute(common::append("c", &["up"])).await;
+    assert!(
+        matches!(&up, Ok(StoreReply::Appended(o)) if o[0].appended().map(LogEvent::seq) == Some(Seq(2))),
+        "{up:?}"
+    );
+}
+
+async fn restart_under_load(url: &str, ctl: &str) {
+    let config = PgConfig {
+        maintenance_interval: Duration::from_millis(50),
+        ..PgConfig::default()
+    };
+    let s = common::fresh(url, config).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..SENDERS)
@@ -77,16 +120,10 @@ async fn a_restart_under_load_fails_what_is_in_flight_and_loses_nothing_acknowle
         acks.load(Ordering::SeqCst) >= 40
     })
     .await;
-    let restarted = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(ctl)
-            .args(["restart", "-m", "fast"])
-            .stdout(std::process::Stdio::null())
-            .status()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(restarted.success(), "pg_ctl restart: {restarted}");
+    let restart = ctl.to_owned();
+    tokio::task::spawn_blocking(move || pg_ctl(&restart, &["restart", "-m", "fast"]))
+        .await
+        .unwrap();
     // The pool recovers: sends succeed again.
     let after = acks.load(Ordering::SeqCst);
     common::eventually("sends after the restart", || {
