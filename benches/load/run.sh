@@ -6,6 +6,12 @@
 #
 #   benches/load/run.sh            # from the workspace root
 #   DURATION=5 benches/load/run.sh
+#   SERVERS="lockstep-sqlite-full lockstep-postgres" benches/load/run.sh
+#
+# `lockstep-postgres` uses POSTGRES_URL when set, else a throwaway
+# PostgreSQL started here (scripts/postgres, fsync on: a commit waits for
+# the disk, as SQLite `full` does) and stopped at the end; each run gets a
+# fresh schema.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,6 +21,9 @@ LOAD=target/release/lockstep-load
 SERVER=target/release/lockstep-server
 WORK="$(mktemp -d)"
 SERVER_PID=""
+PG_DIR=""
+RUN=0
+SERVERS="${SERVERS:-lockstep-sqlite-full lockstep-sqlite-normal lockstep-postgres lockstep-memory node-socketio socketioxide-plain}"
 
 cargo build --release -p lockstep-server -p lockstep-load -p lockstep-plain-socketioxide
 (cd benches/node && npm ci --no-audit --no-fund --silent)
@@ -26,7 +35,13 @@ stop_server() {
     SERVER_PID=""
   fi
 }
-trap 'stop_server; rm -rf "$WORK"' EXIT
+trap 'stop_server; [ -z "$PG_DIR" ] || scripts/postgres stop "$PG_DIR"; rm -rf "$WORK"' EXIT
+
+if [[ " $SERVERS " == *" lockstep-postgres "* ]] && [ -z "${POSTGRES_URL:-}" ]; then
+  PG_DIR="$(mktemp -d)"
+  eval "$(PG_FSYNC=on scripts/postgres start "$PG_DIR")"
+  POSTGRES_URL="$LOCKSTEP_TEST_POSTGRES_URL"
+fi
 
 wait_port() {
   for _ in $(seq 1 100); do
@@ -54,6 +69,10 @@ start() {
     lockstep-sqlite-full) "$SERVER" "${LOCKSTEP_FLAGS[@]}" --db "$WORK/db" --sqlite-sync full >"$WORK/log" 2>&1 & ;;
     lockstep-sqlite-normal) "$SERVER" "${LOCKSTEP_FLAGS[@]}" --db "$WORK/db" --sqlite-sync normal >"$WORK/log" 2>&1 & ;;
     lockstep-memory) "$SERVER" "${LOCKSTEP_FLAGS[@]}" --memory >"$WORK/log" 2>&1 & ;;
+    lockstep-postgres)
+      RUN=$((RUN + 1))
+      "$SERVER" "${LOCKSTEP_FLAGS[@]}" --postgres "$POSTGRES_URL" \
+        --postgres-schema "load_$$_$RUN" >"$WORK/log" 2>&1 & ;;
     node-socketio) PORT="$PORT" node benches/node/server.mjs >"$WORK/log" 2>&1 & ;;
     socketioxide-plain) PORT="$PORT" target/release/lockstep-plain-socketioxide >"$WORK/log" 2>&1 & ;;
   esac
@@ -63,7 +82,7 @@ start() {
 
 for shape in "10 2" "50 4"; do
   set -- $shape
-  for name in ${SERVERS:-lockstep-sqlite-full lockstep-sqlite-normal lockstep-memory node-socketio socketioxide-plain}; do
+  for name in $SERVERS; do
     start "$name"
     "$LOAD" --url "http://127.0.0.1:$PORT" --subscribers "$1" --publishers "$2" \
       --window 32 --body-bytes 200 --duration "$DURATION" --drain 10 \

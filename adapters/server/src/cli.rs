@@ -123,6 +123,30 @@ pub struct ServeArgs {
     /// Keep everything in memory instead (lost on exit).
     #[arg(long, env = "LOCKSTEP_MEMORY")]
     pub memory: bool,
+    /// Store everything in PostgreSQL instead of the SQLite file:
+    /// `postgres://user:password@host:port/database` (or `host=… user=…`).
+    /// Several servers may share one database.
+    #[arg(
+        long,
+        env = "LOCKSTEP_POSTGRES_URL",
+        hide_env_values = true,
+        conflicts_with = "memory"
+    )]
+    pub postgres: Option<String>,
+    /// The PostgreSQL schema of the store's tables (created if missing);
+    /// servers sharing a store name the same one.
+    #[arg(long, env = "LOCKSTEP_POSTGRES_SCHEMA", default_value = "lockstep")]
+    pub postgres_schema: String,
+    /// PostgreSQL connections that commit, each one batch of appends at a
+    /// time (group commit).
+    #[arg(long, env = "LOCKSTEP_POSTGRES_WRITERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub postgres_writers: u64,
+    /// PostgreSQL connections for reads (joins, history), beside the
+    /// writers.
+    #[arg(long, env = "LOCKSTEP_POSTGRES_READERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub postgres_readers: u64,
     /// HS256 secret for JWT auth, at least 32 bytes (`sub` = user id; `exp`
     /// ends the session). Prefer `--jwt-secret-file`: a flag shows in `ps`.
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]

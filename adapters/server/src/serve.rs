@@ -68,6 +68,9 @@ pub enum StartError {
         /// Why.
         source: lockstep_sqlite::OpenError,
     },
+    /// The PostgreSQL store could not start.
+    #[error("cannot start the postgres store: {0}")]
+    Postgres(lockstep_postgres::ConnectError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -105,8 +108,8 @@ pub async fn serve(args: ServeArgs, stop: CancellationToken) -> Result<(), Start
     bound.run(stop).await
 }
 
-/// Opens the configured store (SQLite file, or memory with `--memory`)
-/// and binds the address.
+/// Opens the configured store (SQLite file, PostgreSQL with `--postgres`,
+/// or memory with `--memory`) and binds the address.
 ///
 /// # Errors
 ///
@@ -123,6 +126,20 @@ pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
             ..MemStoreConfig::default()
         });
         bind_with_store(args, SharedMemStore::new(store)).await
+    } else if let Some(url) = &args.postgres {
+        let config = lockstep_postgres::PgConfig {
+            schema: args.postgres_schema.clone(),
+            writers: usize::try_from(args.postgres_writers).unwrap_or(1),
+            readers: usize::try_from(args.postgres_readers).unwrap_or(1),
+            retain: args.retain_count,
+            retain_age: retain_age(&args),
+            ..lockstep_postgres::PgConfig::default()
+        };
+        let store = lockstep_postgres::PgStore::connect(url, config)
+            .await
+            .map_err(StartError::Postgres)?;
+        info!(schema = %args.postgres_schema, "postgres store open");
+        bind_with_store(args, store).await
     } else {
         let durability = match args.sqlite_sync {
             crate::cli::Sync::Full => Durability::Full,
@@ -163,7 +180,7 @@ pub struct Bound {
 }
 
 /// Binds with the given store (tests inject failing or shared stores);
-/// `args.db` and `args.memory` are ignored.
+/// `args.db`, `args.memory` and `args.postgres` are ignored.
 ///
 /// # Errors
 ///

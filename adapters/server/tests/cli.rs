@@ -13,6 +13,7 @@ fn run(args: &[&str]) -> Output {
         .env_remove("LOCKSTEP_JWT_SECRET")
         .env_remove("LOCKSTEP_JWT_SECRET_FILE")
         .env_remove("LOCKSTEP_DEV")
+        .env_remove("LOCKSTEP_POSTGRES_URL")
         .env(
             "LOCKSTEP_DB",
             std::env::temp_dir().join("lockstep-cli-unused.db"),
@@ -61,6 +62,33 @@ fn bad_flags_are_refused_with_a_clear_message() {
         (
             &["--dev", "--memory", "--cors-origins", "bad\norigin"][..],
             "invalid CORS origin",
+        ),
+        (
+            &[
+                "--dev",
+                "--memory",
+                "--postgres",
+                "postgres://u@127.0.0.1:1/db",
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &["--dev", "--postgres", "postgres://u@127.0.0.1:1/db"][..],
+            "cannot start the postgres store",
+        ),
+        (
+            &[
+                "--dev",
+                "--postgres",
+                "postgres://u@127.0.0.1:1/db",
+                "--postgres-schema",
+                "Chat",
+            ][..],
+            "invalid schema name \"Chat\"",
+        ),
+        (
+            &["--dev", "--postgres-writers", "0"][..],
+            "--postgres-writers",
         ),
     ] {
         let out = run(args);

@@ -1,14 +1,16 @@
-//! The crash test: `lockstep-server` on a SQLite file is loaded by the
-//! real `socket.io-client`, killed with SIGKILL mid-load, and restarted on
-//! the same file. Every acknowledged message must be there, at its
-//! acknowledged seq, in send order, with no duplicate; resending every
-//! message with the same `clientMsgId` afterwards stores none twice.
+//! The crash test: `lockstep-server` on a SQLite file (or a PostgreSQL
+//! schema) is loaded by the real `socket.io-client`, killed with SIGKILL
+//! mid-load, and restarted on the same store. Every acknowledged message
+//! must be there, at its acknowledged seq, in send order, with no
+//! duplicate; resending every message with the same `clientMsgId`
+//! afterwards stores none twice.
 //!
-//! Needs node and `scripts/js-setup` (the test fails, loudly, without them).
+//! Needs node and `scripts/js-setup` (the test fails, loudly, without them);
+//! the PostgreSQL run needs `LOCKSTEP_TEST_POSTGRES_URL` (see
+//! `lockstep_tests::postgres_url`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -25,18 +27,12 @@ fn require_node() {
     lockstep_tests::require_node(&js_dir(), "socket.io-client");
 }
 
-/// Starts the server on `db`; returns it and its URL.
-async fn start_server(db: &Path, sync: &str) -> (Child, String) {
+/// Starts the server on the store `store` (its flags); returns it and its
+/// URL.
+async fn start_server(store: &[String]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-server"))
-        .args([
-            "--dev",
-            "--addr",
-            "127.0.0.1:0",
-            "--sqlite-sync",
-            sync,
-            "--db",
-        ])
-        .arg(db)
+        .args(["--dev", "--addr", "127.0.0.1:0"])
+        .args(store)
         .args([
             "--messages-per-sec",
             "1000000",
@@ -78,24 +74,49 @@ fn parse_list(line: &str, prefix: &str) -> Vec<Entry> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_sigkill() {
-    crash_and_restart("full").await;
+    sqlite("full").await;
 }
 
 /// `synchronous = NORMAL` in WAL mode loses nothing on a process crash
 /// (only on a power loss): the same test holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_sigkill_with_normal_sync() {
-    crash_and_restart("normal").await;
+    sqlite("normal").await;
 }
 
-async fn crash_and_restart(sync: &str) {
-    require_node();
+/// On PostgreSQL (`--postgres`), a schema of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_survives_sigkill_on_postgres() {
+    let Some(url) = lockstep_tests::postgres_url() else {
+        return;
+    };
+    let store = [
+        "--postgres".to_owned(),
+        url,
+        "--postgres-schema".to_owned(),
+        lockstep_tests::fresh_postgres_schema(),
+    ];
+    crash_and_restart("postgres", &store).await;
+}
+
+async fn sqlite(sync: &str) {
     let dir = std::env::temp_dir().join(format!("lockstep-crash-{sync}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("crash.db");
+    let store = [
+        "--sqlite-sync".to_owned(),
+        sync.to_owned(),
+        "--db".to_owned(),
+        db.display().to_string(),
+    ];
+    crash_and_restart(sync, &store).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
+async fn crash_and_restart(label: &str, store: &[String]) {
+    require_node();
     // Load, and SIGKILL the server mid-load.
-    let (mut server, url) = start_server(&db, sync).await;
+    let (mut server, url) = start_server(store).await;
     let mut load = node("load", &url).spawn().unwrap();
     let mut lines = BufReader::new(load.stdout.take().unwrap()).lines();
     let mut acked: Vec<Entry> = Vec::new();
@@ -123,8 +144,8 @@ async fn crash_and_restart(sync: &str) {
     assert!(killed, "the load finished before the kill");
     assert!(acked.len() >= KILL_AFTER && acked.len() < MESSAGES);
 
-    // Restart on the same file and read the log.
-    let (mut server, url) = start_server(&db, sync).await;
+    // Restart on the same store and read the log.
+    let (mut server, url) = start_server(store).await;
     let out = tokio::time::timeout(STEP_TIMEOUT, node("verify", &url).output())
         .await
         .expect("verify timed out")
@@ -174,7 +195,7 @@ async fn crash_and_restart(sync: &str) {
     assert_eq!(after.len(), MESSAGES);
     assert_eq!(&after[..history.len()], &history[..]);
     eprintln!(
-        "crash test ({sync}): {} acked before SIGKILL, {} stored (committed, ack lost in flight: {})",
+        "crash test ({label}): {} acked before SIGKILL, {} stored (committed, ack lost in flight: {})",
         acked.len(),
         history.len(),
         history.len() - acked.len()
@@ -192,5 +213,4 @@ async fn crash_and_restart(sync: &str) {
         .expect("graceful shutdown on SIGTERM")
         .unwrap();
     assert!(status.success(), "exit after SIGTERM: {status}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,8 +4,8 @@
 
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use lockstep_core::store::{
-    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
-    StoreCommand, StoreReply,
+    AppendEntry, AppendOutcome, Existing, MessageState, Modify, ModifyRule, Page, READ_LIMIT_MAX,
+    ReadFrom, StoreReply, decide_modify, decide_receipt,
 };
 use lockstep_core::wire::{Body, LogEvent, MessageDeleted, MessageUpdated, NewMessage, SendAck};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -23,10 +23,7 @@ pub(crate) enum OpError {
 
 type OpResult<T> = Result<T, OpError>;
 
-/// Most old rows one command (or one sweep step) deletes from one channel:
-/// retention is applied in bounded steps, so lowering it on a large
-/// database never stalls a commit; appends catch up a step at a time.
-pub(crate) const PRUNE_STEP: u64 = 1_000;
+pub(crate) use lockstep_core::store::PRUNE_STEP;
 
 /// What the store keeps (see [`SqliteConfig`](crate::SqliteConfig)).
 #[derive(Debug, Clone, Copy)]
@@ -50,72 +47,7 @@ pub(crate) struct Ctx {
 
 /// A store command, sorted by what it needs: a read can be served by a
 /// reader connection, a write only by the writer.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Command {
-    Read(ReadCommand),
-    Write(WriteCommand),
-}
-
-/// A command that only reads.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ReadCommand {
-    /// [`StoreCommand::Read`].
-    Read {
-        channel: ChannelId,
-        from: ReadFrom,
-        limit: u64,
-        max_bytes: usize,
-    },
-    /// [`StoreCommand::Head`].
-    Head { channel: ChannelId },
-}
-
-/// A command that may write.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum WriteCommand {
-    /// [`StoreCommand::Append`].
-    Append {
-        channel: ChannelId,
-        entries: Vec<AppendEntry>,
-    },
-    /// [`StoreCommand::SetReceipt`].
-    SetReceipt {
-        channel: ChannelId,
-        user: UserId,
-        up_to: Seq,
-    },
-}
-
-impl From<StoreCommand> for Command {
-    fn from(cmd: StoreCommand) -> Self {
-        match cmd {
-            StoreCommand::Read {
-                channel,
-                from,
-                limit,
-                max_bytes,
-            } => Command::Read(ReadCommand::Read {
-                channel,
-                from,
-                limit,
-                max_bytes,
-            }),
-            StoreCommand::Head { channel } => Command::Read(ReadCommand::Head { channel }),
-            StoreCommand::Append { channel, entries } => {
-                Command::Write(WriteCommand::Append { channel, entries })
-            }
-            StoreCommand::SetReceipt {
-                channel,
-                user,
-                up_to,
-            } => Command::Write(WriteCommand::SetReceipt {
-                channel,
-                user,
-                up_to,
-            }),
-        }
-    }
-}
+pub(crate) use lockstep_core::store::{ReadCommand, Routed as Command, WriteCommand};
 
 /// Executes one command on `conn`, which is inside a transaction.
 pub(crate) fn execute(conn: &Connection, ctx: &Ctx, cmd: Command) -> OpResult<StoreReply> {
@@ -299,9 +231,12 @@ impl Log {
         )
     }
 
-    /// The target's author, and where its latest body is (`None` once it
-    /// is deleted, with the deletion's seq), if the message is remembered.
-    fn target(&self, conn: &Connection, target: &MessageId) -> OpResult<Option<Target>> {
+    /// The target's author and state, if the message is remembered.
+    fn target(
+        &self,
+        conn: &Connection,
+        target: &MessageId,
+    ) -> OpResult<Option<(String, MessageState)>> {
         let row: Option<(String, Option<i64>, Option<i64>)> = conn
             .prepare_cached(
                 "SELECT author, deleted_seq, body_seq FROM messages
@@ -315,13 +250,36 @@ impl Log {
             return Ok(None);
         };
         let state = match (deleted, body) {
-            (Some(seq), _) => TargetState::Deleted(Seq(to_u64(seq)?)),
-            (None, Some(seq)) => TargetState::Live {
+            (Some(seq), _) => MessageState::Deleted {
+                seq: Seq(to_u64(seq)?),
+            },
+            (None, Some(seq)) => MessageState::Live {
                 body: Seq(to_u64(seq)?),
             },
             (None, None) => return Err(OpError::Corrupt(format!("message {target} has no body"))),
         };
-        Ok(Some(Target { author, state }))
+        Ok(Some((author, state)))
+    }
+
+    /// Applies the edit/delete rule to the remembered target: `Ok` with
+    /// the entry whose body the change supersedes, or the outcome.
+    fn decide(
+        &self,
+        conn: &Connection,
+        target: &MessageId,
+        actor: &UserId,
+        rule: ModifyRule,
+        change: Modify,
+    ) -> OpResult<Result<Seq, AppendOutcome>> {
+        let known = self.target(conn, target)?;
+        Ok(decide_modify(
+            known
+                .as_ref()
+                .map(|(author, state)| (author.as_str(), *state)),
+            actor,
+            rule,
+            change,
+        ))
     }
 
     fn append_update(
@@ -333,17 +291,10 @@ impl Log {
         rule: ModifyRule,
         body: Body,
     ) -> OpResult<AppendOutcome> {
-        // Existence (and not deleted) is checked before authorship.
-        let Some(Target {
-            author,
-            state: TargetState::Live { body: superseded },
-        }) = self.target(conn, &target)?
-        else {
-            return Ok(AppendOutcome::Refused(Refusal::NotFound));
+        let superseded = match self.decide(conn, &target, actor, rule, Modify::Update)? {
+            Ok(superseded) => superseded,
+            Err(outcome) => return Ok(outcome),
         };
-        if !allowed(rule, &author, actor) {
-            return Ok(AppendOutcome::Refused(Refusal::Forbidden));
-        }
         let seq = self.head.next();
         self.drop_body(conn, superseded)?;
         conn.prepare_cached(
@@ -374,17 +325,9 @@ impl Log {
         actor: &UserId,
         rule: ModifyRule,
     ) -> OpResult<AppendOutcome> {
-        let Some(Target { author, state }) = self.target(conn, &target)? else {
-            return Ok(AppendOutcome::Refused(Refusal::NotFound));
-        };
-        if !allowed(rule, &author, actor) {
-            return Ok(AppendOutcome::Refused(Refusal::Forbidden));
-        }
-        let superseded = match state {
-            TargetState::Deleted(seq) => {
-                return Ok(AppendOutcome::Duplicate(Existing::Deletion { seq }));
-            }
-            TargetState::Live { body } => body,
+        let superseded = match self.decide(conn, &target, actor, rule, Modify::Delete)? {
+            Ok(superseded) => superseded,
+            Err(outcome) => return Ok(outcome),
         };
         let seq = self.head.next();
         self.drop_body(conn, superseded)?;
@@ -528,60 +471,34 @@ impl Log {
         if from == ReadFrom::Latest {
             events.reverse();
         }
-        let last = events.last().map_or(Seq::ZERO, LogEvent::seq);
-        Ok(Page {
-            epoch: self.epoch,
-            more: !events.is_empty() && last < self.head,
-            events,
-            head: self.head,
-            oldest_retained,
-        })
+        Ok(Page::new(self.epoch, events, self.head, oldest_retained))
     }
 
     fn set_receipt(&self, conn: &Connection, user: &UserId, up_to: Seq) -> OpResult<StoreReply> {
-        if up_to > self.head {
-            return Ok(StoreReply::Refused(Refusal::BeyondHead { head: self.head }));
-        }
-        let current: Option<i64> = conn
-            .prepare_cached("SELECT up_to FROM receipts WHERE channel = ?1 AND user = ?2")?
-            .query_row(params![self.channel.as_str(), user.as_str()], |r| r.get(0))
-            .optional()?;
+        let current: Option<i64> = if up_to > self.head {
+            None
+        } else {
+            conn.prepare_cached("SELECT up_to FROM receipts WHERE channel = ?1 AND user = ?2")?
+                .query_row(params![self.channel.as_str(), user.as_str()], |r| r.get(0))
+                .optional()?
+        };
         let current = Seq(current.map(to_u64).transpose()?.unwrap_or(0));
-        if up_to <= current {
-            // Nothing to write (and for a channel nobody wrote to, up_to
-            // is 0 here: nothing is created).
-            return Ok(StoreReply::Receipt {
-                up_to: current,
-                advanced: false,
-            });
+        let reply = decide_receipt(self.head, current, up_to);
+        // Nothing to write unless it advances (so a channel nobody wrote
+        // to, whose head is 0, gets nothing).
+        if let StoreReply::Receipt { advanced: true, .. } = reply {
+            conn.prepare_cached(
+                "INSERT INTO receipts (channel, user, up_to) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (channel, user) DO UPDATE SET up_to = excluded.up_to",
+            )?
+            .execute(params![
+                self.channel.as_str(),
+                user.as_str(),
+                to_i64(up_to.0)?
+            ])?;
         }
-        conn.prepare_cached(
-            "INSERT INTO receipts (channel, user, up_to) VALUES (?1, ?2, ?3)
-             ON CONFLICT (channel, user) DO UPDATE SET up_to = excluded.up_to",
-        )?
-        .execute(params![
-            self.channel.as_str(),
-            user.as_str(),
-            to_i64(up_to.0)?
-        ])?;
-        Ok(StoreReply::Receipt {
-            up_to,
-            advanced: true,
-        })
+        Ok(reply)
     }
-}
-
-/// What the store remembers of an edit or delete target.
-struct Target {
-    author: String,
-    state: TargetState,
-}
-
-enum TargetState {
-    /// Not deleted; `body` is the entry holding its latest body.
-    Live { body: Seq },
-    /// Deleted by the entry at this seq.
-    Deleted(Seq),
 }
 
 /// Deletes the oldest events of `channel` up to seq `through`, at most
@@ -603,13 +520,6 @@ pub(crate) fn delete_events_through(
     Ok(conn
         .prepare_cached("DELETE FROM events WHERE channel = ?1 AND seq <= ?2")?
         .execute(params![channel.as_str(), to_i64(last)?])?)
-}
-
-fn allowed(rule: ModifyRule, author: &str, actor: &UserId) -> bool {
-    match rule {
-        ModifyRule::AuthorOnly => author == actor.as_str(),
-        ModifyRule::Anyone => true,
-    }
 }
 
 fn message_id(s: String) -> OpResult<MessageId> {

@@ -151,6 +151,90 @@ impl StoreCommand {
     }
 }
 
+/// A store command routed by what it needs: an engine may serve reads on
+/// connections (or threads) of their own beside its writer, so history
+/// reads never queue behind commits; writes go to the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// A command that only reads.
+    Read(ReadCommand),
+    /// A command that may write.
+    Write(WriteCommand),
+}
+
+/// A command that only reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadCommand {
+    /// [`StoreCommand::Read`].
+    Read {
+        /// The channel.
+        channel: ChannelId,
+        /// Where to start.
+        from: ReadFrom,
+        /// Most events to return.
+        limit: u64,
+        /// Most bytes of events to return.
+        max_bytes: usize,
+    },
+    /// [`StoreCommand::Head`].
+    Head {
+        /// The channel.
+        channel: ChannelId,
+    },
+}
+
+/// A command that may write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteCommand {
+    /// [`StoreCommand::Append`].
+    Append {
+        /// The channel.
+        channel: ChannelId,
+        /// What to append, in commit order.
+        entries: Vec<AppendEntry>,
+    },
+    /// [`StoreCommand::SetReceipt`].
+    SetReceipt {
+        /// The channel.
+        channel: ChannelId,
+        /// Whose watermark.
+        user: UserId,
+        /// The proposed watermark.
+        up_to: Seq,
+    },
+}
+
+impl From<StoreCommand> for Routed {
+    fn from(cmd: StoreCommand) -> Self {
+        match cmd {
+            StoreCommand::Read {
+                channel,
+                from,
+                limit,
+                max_bytes,
+            } => Routed::Read(ReadCommand::Read {
+                channel,
+                from,
+                limit,
+                max_bytes,
+            }),
+            StoreCommand::Head { channel } => Routed::Read(ReadCommand::Head { channel }),
+            StoreCommand::Append { channel, entries } => {
+                Routed::Write(WriteCommand::Append { channel, entries })
+            }
+            StoreCommand::SetReceipt {
+                channel,
+                user,
+                up_to,
+            } => Routed::Write(WriteCommand::SetReceipt {
+                channel,
+                user,
+                up_to,
+            }),
+        }
+    }
+}
+
 /// How many events of `sizes` (in page order, oldest first) fit `max_bytes`:
 /// at least one when there is one, so a page always makes progress.
 #[must_use]

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::store::{
-    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, ReadFrom, Refusal,
-    StoreReply, fitting,
+    AppendEntry, AppendOutcome, Existing, MessageState, Modify, ModifyRule, Page, READ_LIMIT_MAX,
+    ReadFrom, StoreReply, decide_modify, decide_receipt, fitting,
 };
 use crate::wire::{Body, LogEvent, MessageDeleted, MessageUpdated, NewMessage, SendAck};
 
@@ -21,15 +21,6 @@ struct MessageMeta {
     seq: Seq,
     ts: u64,
     state: MessageState,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum MessageState {
-    /// Not deleted; `body` is the entry holding its latest body (the
-    /// message itself, or its latest edit).
-    Live { body: Seq },
-    /// Deleted by the entry at `seq`.
-    Deleted { seq: Seq },
 }
 
 /// A channel log's bounds (see [`MemStoreConfig`](super::MemStoreConfig)).
@@ -135,14 +126,7 @@ impl ChannelLog {
                 newest
             }
         };
-        let last = events.last().map_or(Seq::ZERO, LogEvent::seq);
-        Page {
-            epoch: self.epoch,
-            more: !events.is_empty() && last < self.head,
-            events,
-            head: self.head,
-            oldest_retained: oldest,
-        }
+        Page::new(self.epoch, events, self.head, oldest)
     }
 
     pub(super) fn append(&mut self, entry: AppendEntry) -> AppendOutcome {
@@ -225,17 +209,10 @@ impl ChannelLog {
         body: Body,
     ) -> AppendOutcome {
         let seq = self.head.next();
-        // Existence (and not deleted) is checked before authorship.
-        let Some(meta) = self.messages.get_mut(&target) else {
-            return AppendOutcome::Refused(Refusal::NotFound);
+        let superseded = match self.modify(&target, actor, rule, Modify::Update, seq) {
+            Ok(superseded) => superseded,
+            Err(outcome) => return outcome,
         };
-        let MessageState::Live { body: superseded } = meta.state else {
-            return AppendOutcome::Refused(Refusal::NotFound);
-        };
-        if !allowed(rule, &meta.author, actor) {
-            return AppendOutcome::Refused(Refusal::Forbidden);
-        }
-        meta.state = MessageState::Live { body: seq };
         self.drop_body(superseded);
         self.commit(LogEvent::Updated(MessageUpdated {
             channel_id: self.channel.clone(),
@@ -252,19 +229,10 @@ impl ChannelLog {
         rule: ModifyRule,
     ) -> AppendOutcome {
         let seq = self.head.next();
-        let Some(meta) = self.messages.get_mut(&target) else {
-            return AppendOutcome::Refused(Refusal::NotFound);
+        let superseded = match self.modify(&target, actor, rule, Modify::Delete, seq) {
+            Ok(superseded) => superseded,
+            Err(outcome) => return outcome,
         };
-        if !allowed(rule, &meta.author, actor) {
-            return AppendOutcome::Refused(Refusal::Forbidden);
-        }
-        let superseded = match meta.state {
-            MessageState::Deleted { seq } => {
-                return AppendOutcome::Duplicate(Existing::Deletion { seq });
-            }
-            MessageState::Live { body } => body,
-        };
-        meta.state = MessageState::Deleted { seq };
         self.drop_body(superseded);
         self.commit(LogEvent::Deleted(MessageDeleted {
             channel_id: self.channel.clone(),
@@ -273,22 +241,33 @@ impl ChannelLog {
         }))
     }
 
+    /// Applies the rule of an edit or deletion at `seq` to the remembered
+    /// target: on success its state moves on and the entry whose body it
+    /// superseded is returned.
+    fn modify(
+        &mut self,
+        target: &MessageId,
+        actor: &UserId,
+        rule: ModifyRule,
+        change: Modify,
+        seq: Seq,
+    ) -> Result<Seq, AppendOutcome> {
+        let meta = self.messages.get_mut(target);
+        let known = meta.as_ref().map(|m| (m.author.as_str(), m.state));
+        let superseded = decide_modify(known, actor, rule, change)?;
+        if let Some(meta) = meta {
+            meta.state = change.leaves(seq);
+        }
+        Ok(superseded)
+    }
+
     pub(super) fn set_receipt(&mut self, user: UserId, up_to: Seq) -> StoreReply {
-        if up_to > self.head {
-            return StoreReply::Refused(Refusal::BeyondHead { head: self.head });
-        }
         let current = self.receipts.get(&user).copied().unwrap_or(Seq::ZERO);
-        if up_to <= current {
-            return StoreReply::Receipt {
-                up_to: current,
-                advanced: false,
-            };
+        let reply = decide_receipt(self.head, current, up_to);
+        if let StoreReply::Receipt { advanced: true, .. } = reply {
+            self.receipts.insert(user, up_to);
         }
-        self.receipts.insert(user, up_to);
-        StoreReply::Receipt {
-            up_to,
-            advanced: true,
-        }
+        reply
     }
 
     /// Sabotage: forgets every dedupe key, so a retried send is appended again.
@@ -334,12 +313,5 @@ impl ChannelLog {
                 self.dedupe.remove(&(meta.author, meta.client_msg_id));
             }
         }
-    }
-}
-
-fn allowed(rule: ModifyRule, author: &UserId, actor: &UserId) -> bool {
-    match rule {
-        ModifyRule::AuthorOnly => author == actor,
-        ModifyRule::Anyone => true,
     }
 }

@@ -61,13 +61,15 @@
 mod command;
 mod mem;
 mod mem_log;
+mod rules;
 
 pub use command::{
     AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, REMEMBER_DEFAULT,
-    RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, ReadFrom, Refusal, StoreCommand, StoreError,
-    StoreOpId, StoreReply, fitting,
+    RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, ReadCommand, ReadFrom, Refusal, Routed,
+    StoreCommand, StoreError, StoreOpId, StoreReply, WriteCommand, fitting,
 };
 pub use mem::{FailMode, MemStore, MemStoreConfig};
+pub use rules::{MessageState, Modify, PRUNE_STEP, decide_modify, decide_receipt};
 
 #[cfg(test)]
 mod tests;

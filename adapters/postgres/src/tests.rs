@@ -1,0 +1,247 @@
+//! The planner's in-batch rules without a server, and the writer's
+//! answers to a commit in doubt (with one: `LOCKSTEP_TEST_POSTGRES_URL`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
+use lockstep_core::store::{
+    AppendEntry, AppendOutcome, MessageState, ModifyRule, Refusal, StoreError, StoreReply,
+};
+use lockstep_core::wire::Body;
+use lockstep_tokio::server::Store;
+
+use crate::plan::{ChannelRow, Facts, Keys, Retention, WriteCommand, plan};
+use crate::{CommitFault, PgConfig};
+
+fn ch(s: &str) -> ChannelId {
+    ChannelId::new(s).unwrap()
+}
+fn user(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+fn message(cmid: &str) -> AppendEntry {
+    AppendEntry::Message {
+        author: user("alice"),
+        client_msg_id: ClientMsgId::new(cmid).unwrap(),
+        body: Body::text(cmid),
+        ts: 7,
+    }
+}
+fn locked(channels: &[(&str, u64, u64)]) -> Facts {
+    Facts {
+        locked: channels
+            .iter()
+            .map(|(c, head, messages)| {
+                let row = ChannelRow {
+                    epoch: Epoch(9),
+                    head: Seq(*head),
+                    messages: *messages,
+                };
+                (ch(c), row)
+            })
+            .collect(),
+        ..Facts::default()
+    }
+}
+const KEEP_ALL: Retention = Retention {
+    events: 1_000,
+    remember: 1_000,
+};
+
+#[test]
+fn an_edit_of_a_message_of_the_same_batch_drops_its_body_in_memory() {
+    let id = MessageId::minted(Epoch(9), Seq(1));
+    let cmds = [
+        WriteCommand::Append {
+            channel: ch("g"),
+            entries: vec![message("a")],
+        },
+        WriteCommand::Append {
+            channel: ch("g"),
+            entries: vec![AppendEntry::Update {
+                target: id.clone(),
+                actor: user("alice"),
+                rule: ModifyRule::AuthorOnly,
+                body: Body::text("edited"),
+            }],
+        },
+    ];
+    let p = plan(&cmds, locked(&[("g", 0, 0)]), KEEP_ALL, 100);
+    let w = &p.writes;
+    assert!(w.tombstones.is_empty(), "no stored row to update");
+    assert!(w.changed_messages.is_empty());
+    let bodies: Vec<Option<&str>> = w
+        .events
+        .iter()
+        .map(|e| e.event.body().map(Body::json))
+        .collect();
+    assert_eq!(bodies, [None, Some("\"edited\"")]);
+    assert_eq!(w.new_messages.len(), 1);
+    assert_eq!(w.new_messages[0].state, MessageState::Live { body: Seq(2) });
+    assert_eq!(
+        (w.heads.len(), w.heads[0].head, w.heads[0].messages),
+        (1, Seq(2), 1)
+    );
+    // The broadcast of the message still carries its body.
+    let Ok(StoreReply::Appended(first)) = &p.outcomes[0] else {
+        panic!("{:?}", p.outcomes[0])
+    };
+    assert!(first[0].appended().unwrap().body().is_some());
+}
+
+#[test]
+fn a_stored_target_is_updated_and_its_entry_tombstoned() {
+    let id = MessageId::minted(Epoch(9), Seq(3));
+    let mut facts = locked(&[("g", 4, 4)]);
+    facts.targets.insert(
+        (ch("g"), id.clone()),
+        ("alice".into(), MessageState::Live { body: Seq(3) }),
+    );
+    let cmds = [WriteCommand::Append {
+        channel: ch("g"),
+        entries: vec![AppendEntry::Delete {
+            target: id.clone(),
+            actor: user("alice"),
+            rule: ModifyRule::AuthorOnly,
+        }],
+    }];
+    let p = plan(&cmds, facts, KEEP_ALL, 100);
+    assert_eq!(p.writes.tombstones, [(ch("g"), Seq(3))]);
+    assert_eq!(
+        p.writes.changed_messages,
+        [(ch("g"), id, MessageState::Deleted { seq: Seq(5) })]
+    );
+}
+
+#[test]
+fn an_append_of_which_nothing_commits_leaves_no_row() {
+    let cmds = [WriteCommand::Append {
+        channel: ch("fresh"),
+        entries: vec![AppendEntry::Delete {
+            target: MessageId::new("nope").unwrap(),
+            actor: user("u"),
+            rule: ModifyRule::Anyone,
+        }],
+    }];
+    let p = plan(&cmds, locked(&[("fresh", 0, 0)]), KEEP_ALL, 100);
+    assert_eq!(p.writes.unwritten, [ch("fresh")]);
+    assert!(p.writes.heads.is_empty() && p.writes.events.is_empty());
+}
+
+#[test]
+fn retention_steps_are_planned_with_the_head() {
+    let retention = Retention {
+        events: 2,
+        remember: 3,
+    };
+    let cmds = [WriteCommand::Append {
+        channel: ch("g"),
+        entries: vec![message("a"), message("b")],
+    }];
+    let p = plan(&cmds, locked(&[("g", 3, 3)]), retention, 100);
+    assert_eq!(p.writes.prune, [(ch("g"), Seq(3))], "keep 4 and 5");
+    assert_eq!(p.writes.forget, [(ch("g"), 2)], "5 messages, remember 3");
+    assert_eq!(p.writes.heads[0].messages, 3);
+}
+
+#[test]
+fn receipts_see_the_batch_before_them_and_keep_the_highest() {
+    let cmds = [
+        WriteCommand::SetReceipt {
+            channel: ch("g"),
+            user: user("bob"),
+            up_to: Seq(2),
+        },
+        WriteCommand::Append {
+            channel: ch("g"),
+            entries: vec![message("a")],
+        },
+        WriteCommand::SetReceipt {
+            channel: ch("g"),
+            user: user("bob"),
+            up_to: Seq(2),
+        },
+        WriteCommand::SetReceipt {
+            channel: ch("g"),
+            user: user("bob"),
+            up_to: Seq(1),
+        },
+    ];
+    let mut facts = locked(&[("g", 1, 1)]);
+    facts.receipts.insert((ch("g"), user("bob")), Seq(1));
+    let p = plan(&cmds, facts, KEEP_ALL, 100);
+    let receipt = |up_to, advanced| {
+        Ok(StoreReply::Receipt {
+            up_to: Seq(up_to),
+            advanced,
+        })
+    };
+    assert_eq!(
+        p.outcomes[0],
+        Ok(StoreReply::Refused(Refusal::BeyondHead { head: Seq(1) }))
+    );
+    assert_eq!(p.outcomes[2], receipt(2, true));
+    assert_eq!(p.outcomes[3], receipt(2, false));
+    assert_eq!(p.writes.receipts, [(ch("g"), user("bob"), Seq(2))]);
+}
+
+#[test]
+fn keys_are_unique_and_sorted_and_skip_targets_that_cannot_exist() {
+    let cmds = [
+        WriteCommand::Append {
+            channel: ch("b"),
+            entries: vec![
+                message("x"),
+                message("x"),
+                AppendEntry::Delete {
+                    target: MessageId::new("m\0").unwrap(),
+                    actor: user("u"),
+                    rule: ModifyRule::Anyone,
+                },
+            ],
+        },
+        WriteCommand::Append {
+            channel: ch("a"),
+            entries: vec![message("x")],
+        },
+    ];
+    let keys = Keys::of(&cmds);
+    assert_eq!(keys.lock, [ch("a"), ch("b")]);
+    assert_eq!(keys.messages.len(), 2);
+    assert!(keys.targets.is_empty());
+    // Unknown without asking: not found.
+    let p = plan(&cmds, locked(&[("a", 0, 0), ("b", 0, 0)]), KEEP_ALL, 1);
+    let Ok(StoreReply::Appended(outcomes)) = &p.outcomes[0] else {
+        panic!()
+    };
+    assert_eq!(outcomes[2], AppendOutcome::Refused(Refusal::NotFound));
+    assert!(matches!(outcomes[1], AppendOutcome::Duplicate(_)));
+}
+
+/// A commit whose reply is lost is answered from the server: what it
+/// says was committed is acknowledged, what it says was not fails.
+#[tokio::test]
+async fn a_commit_in_doubt_is_answered_as_the_server_kept_it() {
+    let Some(url) = common::url() else { return };
+    let s = common::fresh(&url, PgConfig::default()).await;
+    s.fail_next_commit(CommitFault::LoseReply);
+    let kept = s.execute(common::append("c", &["k1", "k2"])).await;
+    assert!(
+        matches!(&kept, Ok(StoreReply::Appended(o)) if o.iter().all(|o| o.appended().is_some())),
+        "{kept:?}"
+    );
+    assert_eq!(common::seqs(&s, "c").await, [1, 2]);
+
+    s.fail_next_commit(CommitFault::RollBackSilently);
+    let lost = s.execute(common::append("c", &["k3"])).await;
+    assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
+    assert_eq!(common::seqs(&s, "c").await, [1, 2], "k3 was not kept");
+    // Nothing of k3 was stored: sending it again appends it, at seq 3.
+    let again = s.execute(common::append("c", &["k3"])).await;
+    assert!(
+        matches!(&again, Ok(StoreReply::Appended(o)) if o[0].appended().map(|e| e.seq()) == Some(Seq(3))),
+        "{again:?}"
+    );
+}
