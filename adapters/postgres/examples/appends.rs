@@ -108,7 +108,10 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     println!("| store | channels | entries/command | acked entries/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
-    for (name, durability) in [("sqlite full", Durability::Full), ("sqlite normal", Durability::Normal)] {
+    for (name, durability) in [
+        ("sqlite full", Durability::Full),
+        ("sqlite normal", Durability::Normal),
+    ] {
         let path = dir.join(format!("{name}.db").replace(' ', "-"));
         let s = SqliteStore::open_with(
             &path,
