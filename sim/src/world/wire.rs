@@ -58,11 +58,7 @@ pub(super) fn client_socketio(frame: &ClientFrame) -> Result<ClientFrame, Decode
             payload,
             req: Some(req),
             ..
-        } => {
-            let value = serde_json::from_str(&payload)
-                .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-            socketio::decode_event(name, Some(value), req)
-        }
+        } => socketio::decode_event(name, Some(&payload), req),
         Emit::Event { req: None, .. } | Emit::Connect { .. } | Emit::Pong { .. } => {
             client_json(frame)
         }
