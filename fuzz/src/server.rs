@@ -58,7 +58,8 @@ pub struct Input {
 pub enum ConfigKind {
     /// `ServerConfig::default()` over a default `MemStore`.
     Default,
-    /// Tiny limits, and a store that retains four events per channel.
+    /// Tiny limits (rates, byte and read budgets), and a store that
+    /// retains four events per channel.
     Tight,
 }
 
@@ -80,6 +81,23 @@ impl ConfigKind {
                     join_events_max: 3,
                     max_pending_per_conn: 3,
                     max_pending_total: 5,
+                    // The byte and read budgets a hostile user meets: replies
+                    // cut after a few hundred bytes, one read at a time per
+                    // user, reads deferred once a user's reply bytes run out.
+                    joins_per_sec: 1,
+                    joins_burst: 2,
+                    leaves_per_sec: 1,
+                    leaves_burst: 2,
+                    history_per_sec: 1,
+                    history_burst: 2,
+                    receipts_per_sec: 1,
+                    receipts_burst: 2,
+                    user_budget_factor: 1,
+                    reads_in_flight_per_user: 1,
+                    reads_in_flight_max: 2,
+                    user_reply_bytes_per_sec: 256,
+                    user_reply_bytes_burst: 512,
+                    reply_bytes_max: 300,
                     ..ServerConfig::default()
                 },
                 MemStoreConfig {
@@ -463,10 +481,18 @@ impl World {
     /// Invariants 6, 7 and 8.
     fn settle(&mut self) {
         for _ in 0..SETTLE_STEPS_MAX {
-            let Some((op, cmd)) = self.held.pop_front() else {
+            if let Some((op, cmd)) = self.held.pop_front() {
+                self.complete(op, cmd, false);
+            } else if self.server.pending_replies() > 0 {
+                // Reads deferred by the fair scheduler resume on a timer.
+                let Some(at) = self.server.poll_timeout() else {
+                    break;
+                };
+                self.now = self.now.max(at);
+                self.server.handle_timeout(self.now);
+            } else {
                 break;
-            };
-            self.complete(op, cmd, false);
+            }
             self.drain();
         }
         assert!(self.held.is_empty(), "store ops keep coming");
