@@ -714,11 +714,10 @@ interface Burst {
   bytes: number;
 }
 
-/** The name and first argument of a packet's JSON text. */
+/** A packet's JSON text parsed: its name and arguments (the machine checked it). */
 function parsePacket(text: string): [string, unknown] | undefined {
   try {
-    const args = JSON.parse(text) as [string, unknown?];
-    return [args[0], args[1] ?? null];
+    return JSON.parse(text) as [string, unknown];
   } catch {
     return undefined;
   }
