@@ -700,7 +700,12 @@ function logOf(name: string, payload: unknown): LogOut {
 }
 
 const encoder = new TextEncoder();
-/** Where bursts are encoded (UTF-8 takes at most 3 bytes per UTF-16 unit); grows, shared by clients. */
+/**
+ * Where bursts are encoded (UTF-8 takes at most 3 bytes per UTF-16 unit),
+ * shared by clients. It grows to 3 × the largest burst: a burst is flushed
+ * once it reaches `BURST_BYTES_MAX`, so that is 3 MiB plus 3 × one packet
+ * (which socket.io's `maxHttpBufferSize` bounds, 1 MB by default).
+ */
 let utf8 = new Uint8Array(64 * 1024);
 
 /** A burst of server events of one socket, not yet handed to the machine. */
