@@ -200,15 +200,18 @@ pub enum AppEvent {
         /// The event.
         event: LogOut,
     },
-    /// Like `log`, for an event that came in the same `events` call: the
-    /// `index`-th `[name, payload]` pair of that call's array is the event
-    /// (the driver already holds it, so it is not encoded again).
+    /// Like `log`, for events that came in the same `events` call: the
+    /// `count` packets of that call from the `index`-th on are the next
+    /// events, in order (the driver already holds them, so they are not
+    /// encoded again).
     #[serde(rename_all = "camelCase")]
     LogRef {
         /// The channel.
         channel_id: String,
-        /// Which pair of the call's array.
+        /// The first packet of the call.
         index: u32,
+        /// How many packets, from `index` on (at least 1).
+        count: u32,
     },
     /// Seqs `from..=to` are gone from the server; the stream goes on.
     #[serde(rename_all = "camelCase")]

@@ -24,6 +24,7 @@
 pub mod config;
 pub mod dto;
 pub mod machine;
+pub mod packets;
 
 use std::cell::RefCell;
 
@@ -167,10 +168,11 @@ impl WasmClient {
         json(&self.machine.event(now, generation, name, payload_json))
     }
 
-    /// Several events of socket `generation`: a JSON array of `[name,
-    /// payload]` pairs, in arrival order.
-    pub fn events(&mut self, now: f64, generation: f64, batch_json: &str) -> String {
-        json(&self.machine.events(now, generation, batch_json))
+    /// Several events of socket `generation`, in arrival order: their
+    /// packets' JSON text (`["name", payload]`) in UTF-8 one after
+    /// another, and the byte length of each.
+    pub fn events(&mut self, now: f64, generation: f64, packets: &[u8], lengths: &[u32]) -> String {
+        json(&self.machine.events(now, generation, packets, lengths))
     }
 
     /// The ack of request `req` (of `kind`) arrived on socket `generation`.

@@ -10,16 +10,16 @@ use lockstep_core::client::{
 };
 use lockstep_core::ids::{ChannelId, Epoch, MessageId, Seq};
 use lockstep_core::wire::socketio::{decode_reply, decode_server_event, refused};
-use lockstep_core::wire::{Body, DecodeError, LogEvent, MAX_FRAME_BYTES, ReqId, ServerFrame};
-use serde_json::value::RawValue;
+use lockstep_core::wire::{Body, DecodeError, LogEvent, ReqId, ServerFrame};
 
 use crate::config::{ConfigError, WebConfig};
 use crate::dto::{
     AppEvent, Batch, CommandError, CommandOut, CommandResult, Inspection, TransmitOut, entry_id,
 };
+use crate::packets::{checked_len, decode_packet, split};
 
 /// Most events one [`Machine::events`] call takes; the rest of a longer
-/// array is dropped (the driver flushes far more often).
+/// burst is dropped (the driver flushes far more often).
 pub const EVENTS_PER_CALL_MAX: usize = 4_096;
 
 /// The largest integer a JavaScript number holds exactly.
@@ -324,28 +324,31 @@ impl Machine {
     }
 
     /// Several events of socket `generation` at once, in arrival order:
-    /// `batch_json` is a JSON array of `[name, payload]` pairs (at most
-    /// [`EVENTS_PER_CALL_MAX`]). One call and one batch for a burst, which
-    /// is what lets a recovery or a busy channel keep up.
-    pub fn events(&mut self, now: f64, generation: f64, batch_json: &str) -> Batch {
+    /// `packets` is their Socket.IO packets' JSON text (`["name",
+    /// payload]`) in UTF-8, one after another, `lengths` the byte length
+    /// of each (at most [`EVENTS_PER_CALL_MAX`] are read). One call and
+    /// one batch for a burst, which is what lets a recovery or a busy
+    /// channel keep up.
+    pub fn events(&mut self, now: f64, generation: f64, packets: &[u8], lengths: &[u32]) -> Batch {
         let now = self.at(now);
         let Some(generation) = to_u64(generation) else {
             return self.drain(None);
         };
-        let items: Vec<(std::borrow::Cow<'_, str>, &RawValue)> =
-            match serde_json::from_str(batch_json) {
-                Ok(items) => items,
-                Err(e) => {
-                    let error = DecodeError::Malformed(format!("event batch: {e}"));
-                    self.client
-                        .handle_transport(now, TransportEvent::Undecodable { generation, error });
-                    return self.drain(None);
-                }
-            };
-        for (index, (name, payload)) in (0u32..).zip(items.iter().take(EVENTS_PER_CALL_MAX)) {
-            let payload = payload.get();
-            let event = match checked_len(payload).and_then(|()| decode_server_event(name, payload))
-            {
+        let read = lengths.get(..EVENTS_PER_CALL_MAX).unwrap_or(lengths);
+        // The rest of the text is dropped only with the lengths past the
+        // bound; otherwise the lengths must cover it exactly.
+        let split =
+            split(packets, read).filter(|(_, rest)| rest.is_empty() || read.len() < lengths.len());
+        let Some((items, _)) = split else {
+            let error = DecodeError::Malformed(
+                "event batch: the lengths do not split the packets".to_owned(),
+            );
+            self.client
+                .handle_transport(now, TransportEvent::Undecodable { generation, error });
+            return self.drain(None);
+        };
+        for (index, packet) in (0u32..).zip(items) {
+            let event = match decode_packet(packet) {
                 Ok(Some(frame)) => {
                     if let Some(log) = frame.clone().into_log_event() {
                         self.arrivals.push((log, index));
@@ -521,13 +524,26 @@ impl Machine {
                 let found = (cursor..self.arrivals.len())
                     .chain(0..cursor)
                     .find(|&i| self.arrivals.get(i).is_some_and(|(a, _)| a == event));
-                if let Some((i, (_, index))) = found.and_then(|i| Some((i, self.arrivals.get(i)?)))
+                if let Some((i, &(_, index))) = found.and_then(|i| Some((i, self.arrivals.get(i)?)))
                 {
+                    cursor = i + 1;
+                    // The next packet of the run before it: one reference.
+                    if let Some(AppEvent::LogRef {
+                        channel_id,
+                        index: first,
+                        count,
+                    }) = batch.events.last_mut()
+                        && first.checked_add(*count) == Some(index)
+                        && channel_id.as_str() == channel.as_str()
+                    {
+                        *count += 1;
+                        continue;
+                    }
                     batch.events.push(AppEvent::LogRef {
                         channel_id: channel.to_string(),
-                        index: *index,
+                        index,
+                        count: 1,
                     });
-                    cursor = i + 1;
                     continue;
                 }
             }
@@ -541,15 +557,4 @@ impl Machine {
         batch.deadline = self.client.poll_timeout().map(Instant::as_millis);
         batch
     }
-}
-
-/// Refuses input over the transport's frame limit before parsing it.
-fn checked_len(json: &str) -> Result<(), DecodeError> {
-    if json.len() > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge {
-            len: json.len(),
-            max: MAX_FRAME_BYTES,
-        });
-    }
-    Ok(())
 }

@@ -538,29 +538,50 @@ fn the_session_event_is_the_welcome() {
     assert_eq!(r["events"][0]["state"]["userId"], "zoe");
 }
 
+/// The `type` of each app event of a batch.
+fn kinds(batch: &Value) -> Vec<&str> {
+    batch["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect()
+}
+
+/// A burst as the driver hands it over: the packets' UTF-8 text one after
+/// another and the byte length of each.
+fn burst(packets: &[Value]) -> (Vec<u8>, Vec<u32>) {
+    let texts: Vec<String> = packets.iter().map(Value::to_string).collect();
+    let lengths = texts
+        .iter()
+        .map(|t| u32::try_from(t.len()).unwrap())
+        .collect();
+    (texts.concat().into_bytes(), lengths)
+}
+
 #[test]
 fn a_burst_of_events_is_one_call_in_order() {
     let mut w = World::new();
     w.connected();
     let msg = |seq: u64| {
         json!(["message:new", {"channelId": "general", "seq": seq, "messageId": format!("m{seq}"),
-            "authorId": "bob", "clientMsgId": format!("b{seq}"), "body": seq, "ts": 1}])
+            "authorId": "bob", "clientMsgId": format!("b{seq}"), "body": format!("é{seq}"), "ts": 1}])
     };
-    let burst = json!([msg(2), msg(1), ["not:ours", {}], msg(3)]).to_string();
-    let r = w.call(|m, now| m.events(now, 1.0, &burst));
-    // Each delivery names the pair of the array it was: #1 (index 1), then
-    // the early #2 (index 0), then #3 (index 3).
+    let (text, lengths) = burst(&[msg(2), msg(1), json!(["not:ours", {}]), msg(3), msg(4)]);
+    let r = w.call(|m, now| m.events(now, 1.0, &text, &lengths));
+    // Each delivery names the packet it was: #1 (index 1), then the early
+    // #2 (index 0), then #3 and #4 (indexes 3 and 4: one run).
     assert_eq!(
         r["events"],
         json!([
-            {"type": "logRef", "channelId": "general", "index": 1},
-            {"type": "logRef", "channelId": "general", "index": 0},
-            {"type": "logRef", "channelId": "general", "index": 3},
+            {"type": "logRef", "channelId": "general", "index": 1, "count": 1},
+            {"type": "logRef", "channelId": "general", "index": 0, "count": 1},
+            {"type": "logRef", "channelId": "general", "index": 3, "count": 2},
         ])
     );
     // Delivered from the buffer of an earlier call: encoded in full.
-    let early = json!([msg(5)]).to_string();
-    let r = w.call(|m, now| m.events(now, 1.0, &early));
+    let (early, early_lengths) = burst(&[msg(6)]);
+    let r = w.call(|m, now| m.events(now, 1.0, &early, &early_lengths));
     assert!(
         r["events"]
             .as_array()
@@ -568,21 +589,31 @@ fn a_burst_of_events_is_one_call_in_order() {
             .iter()
             .all(|e| e["type"] != "logRef")
     );
-    let r = w.call(|m, now| m.events(now, 1.0, &json!([msg(4)]).to_string()));
-    let kinds: Vec<&str> = r["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    assert!(kinds.ends_with(&["logRef", "log"]), "{kinds:?}");
+    let (next, next_lengths) = burst(&[msg(5)]);
+    let r = w.call(|m, now| m.events(now, 1.0, &next, &next_lengths));
+    let seen = kinds(&r);
+    assert!(seen.ends_with(&["logRef", "log"]), "{seen:?}");
     assert_eq!(
         r["events"].as_array().unwrap().last().unwrap()["event"]["seq"],
-        5
+        6
     );
-    let r = w.call(|m, now| m.events(now, 1.0, "[1, 2"));
+    // Lengths that do not split the text: one protocol error.
+    let r = w.call(|m, now| m.events(now, 1.0, b"[1, 2", &[2]));
     assert_eq!(r["events"][0]["type"], "protocol");
-    let r = w.call(|m, now| m.events(now, 7.0, &burst));
+    // A packet that does not decode is an error of its own; the rest of
+    // the burst is delivered.
+    let (mixed, mixed_lengths) = burst(&[json!(["message:new", {"seq": "x"}]), msg(7)]);
+    let r = w.call(|m, now| m.events(now, 1.0, &mixed, &mixed_lengths));
+    let seen = kinds(&r);
+    assert!(seen.contains(&"protocol"), "{seen:?}");
+    assert!(
+        r["events"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "logRef", "channelId": "general", "index": 1, "count": 1})),
+        "{r}"
+    );
+    let r = w.call(|m, now| m.events(now, 7.0, &text, &lengths));
     assert!(
         r["events"].as_array().unwrap().is_empty(),
         "a stale socket's burst is ignored"

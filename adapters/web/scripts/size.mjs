@@ -9,11 +9,12 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
 /**
- * The budget, gzipped KiB, for wasm + glue + TypeScript together. Issue 14
- * aimed at 100 KiB; the module is larger than that today (see README
- * "Size"), so the budget guards against growth from where it stands.
+ * The budget, gzipped KiB, for wasm + glue + TypeScript together: just
+ * above where it stands (160.2 KiB). Issue 14 aimed at 100 KiB; the module
+ * alone is 143 KiB, most of it the core machine's generic code (see
+ * README "Size and speed"), so the budget guards against growth.
  */
-export const BUDGET_KIB = Number(process.env.LOCKSTEP_WEB_BUDGET_KIB ?? 175);
+export const BUDGET_KIB = Number(process.env.LOCKSTEP_WEB_BUDGET_KIB ?? 162);
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
 const files = [

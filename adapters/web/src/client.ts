@@ -129,7 +129,7 @@ export class LockstepClient {
   private applying = false;
   private readonly queue: Array<[Call, Fix | undefined]> = [];
   /** Server events not yet handed to the machine: one call per burst (flushed before any other input). */
-  private burst: { generation: number; items: string[]; pairs: Array<[string, unknown]>; bytes: number } | null = null;
+  private burst: Burst | null = null;
   private burstQueued = false;
   private readonly ticker: Ticker;
   /** The deadline the ticker is armed for (`null`: disarmed), so an unchanged one is not re-armed. */
@@ -478,7 +478,12 @@ export class LockstepClient {
       closed: (g, reason) => feed((m, now) => m.closed(now, g, reason)),
       connectError: (g, message) => feed((m, now) => m.connectError(now, g, message)),
       event: (g, name, payload) => {
-        if (live()) this.coalesce(g, name, payload ?? null);
+        if (!live()) return;
+        const pair: [string, unknown] = [name, payload ?? null];
+        this.coalesce(g, json(pair), pair);
+      },
+      packet: (g, text) => {
+        if (live()) this.coalesce(g, text, undefined);
       },
       ack: (g, ack: AckRef, reply) => {
         const text = json(reply ?? null);
@@ -488,18 +493,18 @@ export class LockstepClient {
   }
 
   /**
-   * Queues a server event for one machine call per burst: the events a
+   * Queues a server event (its packet's JSON text, and its arguments when
+   * they are parsed already) for one machine call per burst: the events a
    * socket delivers in one task go in together.
    */
-  private coalesce(generation: number, name: string, payload: unknown): void {
+  private coalesce(generation: number, text: string, pair: [string, unknown] | undefined): void {
     if (this.burst !== null && this.burst.generation !== generation) this.flushBurst();
-    const burst = this.burst ?? { generation, items: [], pairs: [], bytes: 0 };
+    const burst = this.burst ?? { generation, texts: [], pairs: [], bytes: 0 };
     this.burst = burst;
-    const item = json([name, payload]);
-    burst.items.push(item);
-    burst.pairs.push([name, payload]);
-    burst.bytes += item.length;
-    if (burst.items.length >= BURST_EVENTS_MAX || burst.bytes >= BURST_BYTES_MAX) {
+    burst.pairs[burst.texts.length] = pair;
+    burst.texts.push(text);
+    burst.bytes += text.length;
+    if (burst.texts.length >= BURST_EVENTS_MAX || burst.bytes >= BURST_BYTES_MAX) {
       this.flushBurst();
     } else if (!this.burstQueued) {
       this.burstQueued = true;
@@ -514,17 +519,38 @@ export class LockstepClient {
     const burst = this.burst;
     if (burst === null) return;
     this.burst = null;
-    const text = `[${burst.items.join(",")}]`;
-    this.input((m, now) => m.events(now, burst.generation, text), (batch) => {
-      // A delivery of an event of this burst comes back as a reference:
-      // the payload (checked by the machine) is the event.
-      const events = batch.events;
-      for (let i = 0; i < events.length; i++) {
-        const e = events[i];
-        if (e?.type !== "logRef") continue;
-        const pair = burst.pairs[e.index];
-        if (pair !== undefined) events[i] = { type: "log", channelId: e.channelId, event: logOf(pair[0], pair[1]) };
+    const { texts, pairs } = burst;
+    this.input((m, now) => {
+      // UTF-8 of every packet, one after another, and each one's length:
+      // the browser's encoder writes it into a buffer that wasm-bindgen
+      // copies in one piece (during this call, so one buffer serves all).
+      const lengths = new Uint32Array(texts.length);
+      if (utf8.length < burst.bytes * 3) utf8 = new Uint8Array(Math.max(burst.bytes * 3, utf8.length * 2));
+      let end = 0;
+      for (let i = 0; i < texts.length; i++) {
+        const written = encoder.encodeInto(texts[i] ?? "", utf8.subarray(end)).written;
+        lengths[i] = written;
+        end += written;
       }
+      return m.events(now, burst.generation, utf8.subarray(0, end), lengths);
+    }, (batch) => {
+      // Deliveries of this burst's events come back as references to its
+      // packets (checked by the machine): each is the event.
+      if (!batch.events.some((e) => e.type === "logRef")) return;
+      const events: Batch["events"] = [];
+      for (const e of batch.events) {
+        if (e.type !== "logRef") {
+          events.push(e);
+          continue;
+        }
+        for (let i = e.index; i < e.index + e.count; i++) {
+          const pair = pairs[i] ?? parsePacket(texts[i] ?? "");
+          events.push(pair === undefined
+            ? { type: "protocol", message: "a packet the machine accepted did not parse" }
+            : { type: "log", channelId: e.channelId, event: logOf(pair[0], pair[1]) });
+        }
+      }
+      batch.events = events;
     });
   }
 
@@ -670,6 +696,35 @@ function logOf(name: string, payload: unknown): LogOut {
     }
     default:
       return { type: "deleted", seq: p.seq, messageId: p.messageId };
+  }
+}
+
+const encoder = new TextEncoder();
+/**
+ * Where bursts are encoded (UTF-8 takes at most 3 bytes per UTF-16 unit),
+ * shared by clients. It grows to 3 × the largest burst: a burst is flushed
+ * once it reaches `BURST_BYTES_MAX`, so that is 3 MiB plus 3 × one packet
+ * (which socket.io's `maxHttpBufferSize` bounds, 1 MB by default).
+ */
+let utf8 = new Uint8Array(64 * 1024);
+
+/** A burst of server events of one socket, not yet handed to the machine. */
+interface Burst {
+  generation: number;
+  /** Each event's packet text, `["name", payload]`. */
+  texts: string[];
+  /** Each event's arguments, when they came parsed (a custom transport). */
+  pairs: Array<[string, unknown] | undefined>;
+  /** The texts' total length. */
+  bytes: number;
+}
+
+/** A packet's JSON text parsed: its name and arguments (the machine checked it). */
+function parsePacket(text: string): [string, unknown] | undefined {
+  try {
+    return JSON.parse(text) as [string, unknown];
+  } catch {
+    return undefined;
   }
 }
 

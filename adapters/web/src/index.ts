@@ -25,7 +25,7 @@ export type {
 } from "./store.js";
 export { MainTicker, WorkerTicker } from "./timer.js";
 export type { Ticker, TickerChoice, WorkerLike } from "./timer.js";
-export { SocketIoTransport } from "./transport.js";
+export { RawPacket, SocketIoTransport, rawEventParser } from "./transport.js";
 export type { Transport, TransportFactory, TransportSink } from "./transport.js";
 export { loadWasm } from "./wasm.js";
 export type { WasmSource } from "./wasm.js";

@@ -5,6 +5,7 @@
  * socket is ignored by the machine instead of racing the new one.
  */
 import { Manager, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
+import { Decoder, Encoder } from "socket.io-parser";
 import type { AckRef } from "../gen/lockstep_wasm.js";
 
 /** What a transport reports back; the client feeds it to the machine. */
@@ -17,6 +18,12 @@ export interface TransportSink {
   connectError(generation: number, message: string): void;
   /** A server event arrived (its first argument). */
   event(generation: number, name: string, payload: unknown): void;
+  /**
+   * A server event arrived as its packet's JSON text, `["name", payload]`
+   * (the default transport: nothing parsed or encoded on the way; the
+   * machine decodes it).
+   */
+  packet(generation: number, text: string): void;
   /** The ack of request `ack.req` arrived (its first argument). */
   ack(generation: number, ack: AckRef, reply: unknown): void;
 }
@@ -58,6 +65,44 @@ interface Link {
   closed: boolean;
 }
 
+/** An event packet kept as its JSON text, in place of its arguments. */
+export class RawPacket {
+  constructor(
+    /** `["name", payload, ...]`: the packet after its type. */
+    readonly text: string,
+  ) {}
+}
+
+/** Event names socket.io keeps for itself: never taken as raw packets. */
+const RESERVED = new Set(["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]);
+/** An event packet of the main namespace without an ack id: `2["name",...`, the name free of escapes. */
+const EVENT_PACKET = /^2\["([^"\\]*)"/;
+
+/**
+ * socket.io-parser's decoder, except that an event packet of the main
+ * namespace (the only kind lockstep's server sends) keeps its JSON text:
+ * its arguments become `[name, RawPacket]`, and the machine decodes the
+ * text once instead of JavaScript parsing it and encoding it again.
+ * Everything else (binary packets, acks, other namespaces, reserved
+ * names) is decoded as usual.
+ */
+class RawEventDecoder extends Decoder {
+  override add(obj: unknown): void {
+    const reconstructing = (this as unknown as { reconstructor?: unknown }).reconstructor;
+    if (typeof obj === "string" && !reconstructing) {
+      const name = EVENT_PACKET.exec(obj)?.[1];
+      if (name !== undefined && !RESERVED.has(name)) {
+        this.emitReserved("decoded", { type: 2, nsp: "/", data: [name, new RawPacket(obj.slice(1))] });
+        return;
+      }
+    }
+    super.add(obj);
+  }
+}
+
+/** The parser the default transport gives socket.io-client (`parser` in the Manager's options). */
+export const rawEventParser = { Encoder, Decoder: RawEventDecoder };
+
 /** The default transport: socket.io-client 4.x. */
 export class SocketIoTransport implements Transport {
   private readonly links = new Map<number, Link>();
@@ -67,6 +112,7 @@ export class SocketIoTransport implements Transport {
   open(generation: number): void {
     const manager = new Manager(this.settings.url, {
       transports: ["websocket"],
+      parser: rawEventParser,
       ...this.settings.socketOptions,
       // The machine owns reconnects, timeouts and connecting.
       reconnection: false,
@@ -103,7 +149,10 @@ export class SocketIoTransport implements Transport {
     link.socket = socket;
     socket.on("connect_error", (err: Error) => this.report(link, () => this.sink.connectError(generation, err.message)));
     socket.on("disconnect", (reason: string) => this.report(link, () => this.sink.closed(generation, reason)));
-    socket.onAny((name: string, payload: unknown) => this.report(link, () => this.sink.event(generation, name, payload)));
+    socket.onAny((name: string, payload: unknown) => this.report(link, () => {
+      if (payload instanceof RawPacket) this.sink.packet(generation, payload.text);
+      else this.sink.event(generation, name, payload);
+    }));
     socket.connect();
   }
 
@@ -148,3 +197,4 @@ export class SocketIoTransport implements Transport {
     if (!link.closed) f();
   }
 }
+

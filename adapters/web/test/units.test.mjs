@@ -217,3 +217,69 @@ test("a channel the app left is not brought back by its late events", () => {
   s.apply([sub("subscribing")]);
   assert.equal(s.getSnapshot().channels.get("c").subscription.status, "subscribing");
 });
+
+test("the default transport's parser keeps lockstep's event packets as text and decodes the rest as socket.io does", async () => {
+  const { rawEventParser, RawPacket } = await import("../dist/transport.js");
+  const decode = (text) => {
+    const decoder = new rawEventParser.Decoder();
+    const out = [];
+    decoder.on("decoded", (p) => out.push(p));
+    decoder.add(text);
+    return out;
+  };
+  const [raw] = decode('2["message:new",{"seq":1,"body":"é😀"}]');
+  assert.equal(raw.type, 2);
+  assert.equal(raw.nsp, "/");
+  assert.equal(raw.id, undefined);
+  assert.equal(raw.data[0], "message:new");
+  assert.ok(raw.data[1] instanceof RawPacket);
+  assert.equal(raw.data[1].text, '["message:new",{"seq":1,"body":"é😀"}]');
+  // An ack id, another namespace, an escaped name, an ack: decoded as usual.
+  assert.deepEqual(decode('21["x",1]'), [{ type: 2, nsp: "/", id: 1, data: ["x", 1] }]);
+  assert.deepEqual(decode('2/chat,["x",1]'), [{ type: 2, nsp: "/chat", data: ["x", 1] }]);
+  assert.deepEqual(decode('2["a\\"b",1]'), [{ type: 2, nsp: "/", data: ['a"b', 1] }]);
+  assert.deepEqual(decode('37[{"ok":true}]'), [{ type: 3, nsp: "/", id: 7, data: [{ ok: true }] }]);
+  // A name socket.io keeps for itself is refused as it always was.
+  assert.throws(() => decode('2["disconnect",{}]'), /invalid payload/);
+});
+
+test("events reach the store in order, exactly once, as packet text or as parsed payloads", async () => {
+  let sink;
+  const emits = [];
+  const transport = (s) => {
+    sink = s;
+    return {
+      open() {}, connect() {}, emit(generation, name, payload, ack) { emits.push({ name, ack }); },
+      close() {}, closeAll() {}, live: () => 0,
+    };
+  };
+  const client = await createClient({
+    url: "http://test.invalid", token: "dev:reader", storage: null, timer: "main", transport, channels: ["c"],
+  });
+  sink.opened(1, "dev:reader");
+  sink.event(1, "session", { userId: "reader", version: 1 });
+  await new Promise((resolve) => setImmediate(resolve));
+  const join = emits.find((e) => e.name === "channel:join");
+  sink.ack(1, join.ack, { ok: true, channelId: "c", epoch: 1, headSeq: 0, members: ["reader", "w"], events: [], recovered: false });
+  const payload = (seq) => ({
+    channelId: "c", seq, messageId: `m${seq}`, authorId: "w", clientMsgId: `w${seq}`, body: { text: `é${seq} 😀` }, ts: seq, extra: true,
+  });
+  // One burst: packets and objects mixed, #3 early, #2 twice, and a packet that does not decode.
+  sink.packet(1, JSON.stringify(["message:new", payload(1)]));
+  sink.event(1, "message:new", payload(3));
+  sink.packet(1, JSON.stringify(["message:new", payload(2)]));
+  sink.packet(1, JSON.stringify(["message:new", payload(2)]));
+  sink.packet(1, '["message:new",{"seq":"x"}]');
+  sink.packet(1, ` [ "message:new" , ${JSON.stringify(payload(4))} , "ignored" ] `);
+  await new Promise((resolve) => setImmediate(resolve));
+  // The next burst: a stale socket's packet is ignored.
+  sink.event(1, "message:new", payload(5));
+  sink.packet(0, JSON.stringify(["message:new", payload(6)]));
+  await new Promise((resolve) => setImmediate(resolve));
+  const ch = client.store.getSnapshot().channels.get("c");
+  const messages = ch.items.filter((i) => i.kind === "message");
+  assert.deepEqual(messages.map((i) => [i.seq, i.body.text, i.key]), [1, 2, 3, 4, 5].map((s) => [s, `é${s} 😀`, `m:m${s}`]));
+  assert.equal(ch.lastSeq, 5);
+  assert.equal(client.metrics().delivered, 5);
+  await client.close();
+});
