@@ -280,7 +280,7 @@ impl Client {
             // forever). Acks grow it back one by one.
             self.window = (self.window / 2).max(1);
         }
-        self.requests.clear();
+        self.requests.clear(&mut self.timers);
         self.strays.clear();
         if !sabotaged!(self.config, OutboxForgetsResend) {
             self.outbox.requeue_all();

@@ -6,18 +6,22 @@
 //! See [`Client`] for the loop a driver runs.
 
 mod channel;
-mod channels;
 mod config;
 mod connection;
+mod delivery;
 mod events;
 mod fake_server;
 mod frames;
 mod inbox;
 mod outbox;
 mod presence;
+mod replies;
 mod requests;
+mod resync;
 mod sending;
 mod state_chart;
+mod strays;
+mod subscriptions;
 mod timers;
 
 #[cfg(test)]
@@ -40,6 +44,7 @@ use crate::{Instant, Rng};
 use channel::Channel;
 use outbox::Outbox;
 use requests::Requests;
+use strays::Stray;
 use timers::{TimerKey, Timers};
 
 /// Most timers fired by one `handle_timeout` call; the rest fire on the
@@ -109,22 +114,6 @@ pub struct Client {
     /// Channels the server sent events of but we do not know, with the
     /// leave asking it to stop (bounded by `STRAYS_MAX`).
     strays: BTreeMap<ChannelId, Stray>,
-}
-
-/// Most stray channels tracked at once; more are only reported.
-const STRAYS_MAX: usize = 64;
-
-/// Where the leave of a stray channel stands. A server that keeps sending
-/// after the leave is asked again at most once per `join_timeout`, so a
-/// confused peer cannot drive a leave storm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stray {
-    /// Seen; no leave sent yet.
-    Seen,
-    /// A leave is in flight.
-    Leaving(crate::wire::ReqId),
-    /// The last leave was answered (or timed out) at this time.
-    Asked(Instant),
 }
 
 impl Client {

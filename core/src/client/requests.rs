@@ -1,11 +1,34 @@
-//! Requests awaiting a reply, and a short memory of abandoned ones.
+//! A request's life: started with its timeout armed, then answered,
+//! retired or expired, each of which disarms it; plus a short memory of
+//! abandoned requests so a late reply is recognised as late.
+//!
+//! The timeout is a [`TimerKey::Request`] holding a [`RequestTimer`], which
+//! only this module can make: no other code can arm or cancel a request's
+//! timer, so a request and its timer start and end together (invariant 8,
+//! no timer or request outlives its connection, by construction).
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::Instant;
 use crate::ids::{ChannelId, Seq};
-use crate::wire::ReqId;
+use crate::wire::{Ack, ErrorBody, ReqId};
 
 use super::events::EntryId;
+use super::timers::{TimerKey, Timers};
+
+/// A reply to a request: success or refusal.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The request succeeded.
+    Ack(Ack),
+    /// The request was refused.
+    Nack(ErrorBody),
+}
+
+/// The timer key of a request's timeout. Its field is private, so only
+/// [`Requests`] arms and disarms request timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RequestTimer(ReqId);
 
 /// How many abandoned requests are remembered, so that a late reply to one
 /// is recognised as late rather than reported as a protocol error.
@@ -63,17 +86,25 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    /// Registers a new request and returns its id. Ids grow across
-    /// connections, so a reply can never be confused with an older one.
-    pub(crate) fn start(&mut self, request: Request) -> ReqId {
+    /// Registers a new request with its timeout armed at `deadline` and
+    /// returns its id. Ids grow across connections, so a reply can never be
+    /// confused with an older one.
+    pub(crate) fn start(
+        &mut self,
+        timers: &mut Timers,
+        request: Request,
+        deadline: Instant,
+    ) -> ReqId {
         self.next += 1;
         let req = ReqId(self.next);
         self.pending.insert(req, request);
+        timers.arm(TimerKey::Request(RequestTimer(req)), deadline);
         req
     }
 
-    /// Takes the request `req` answers.
-    pub(crate) fn answer(&mut self, req: ReqId) -> Lookup {
+    /// Takes the request `req` answers, disarming its timeout.
+    pub(crate) fn answer(&mut self, timers: &mut Timers, req: ReqId) -> Lookup {
+        timers.cancel(&TimerKey::Request(RequestTimer(req)));
         if let Some(r) = self.pending.remove(&req) {
             return Lookup::Live(r);
         }
@@ -86,8 +117,21 @@ impl Requests {
         }
     }
 
-    /// Abandons `req`: its reply, if it ever comes, is recognised as late.
-    pub(crate) fn retire(&mut self, req: ReqId) -> Option<Request> {
+    /// Abandons `req` and disarms its timeout: its reply, if it ever
+    /// comes, is recognised as late.
+    pub(crate) fn retire(&mut self, timers: &mut Timers, req: ReqId) -> Option<Request> {
+        timers.cancel(&TimerKey::Request(RequestTimer(req)));
+        self.abandon(req)
+    }
+
+    /// The timeout of `timer` fired (the timer table already dropped it):
+    /// abandons its request like [`retire`](Requests::retire).
+    pub(crate) fn expire(&mut self, timer: RequestTimer) -> Option<(ReqId, Request)> {
+        let req = timer.0;
+        self.abandon(req).map(|r| (req, r))
+    }
+
+    fn abandon(&mut self, req: ReqId) -> Option<Request> {
         let r = self.pending.remove(&req)?;
         if self.retired.len() >= RETIRED_MAX {
             self.retired.pop_front();
@@ -101,8 +145,12 @@ impl Requests {
         self.pending.len()
     }
 
-    /// Forgets everything (the connection ended: its replies cannot come).
-    pub(crate) fn clear(&mut self) {
+    /// Forgets everything (the connection ended: its replies cannot come),
+    /// disarming the timeouts of the requests still pending.
+    pub(crate) fn clear(&mut self, timers: &mut Timers) {
+        for req in self.pending.keys() {
+            timers.cancel(&TimerKey::Request(RequestTimer(*req)));
+        }
         self.pending.clear();
         self.retired.clear();
     }
