@@ -8,7 +8,7 @@ use crate::ids::ChannelId;
 use crate::wire::{Ack, ClientFrame, LogEvent, ReqId};
 
 use super::Client;
-use super::channel::Sub;
+use super::channel::{Sub, end_request};
 use super::events::{ClientEvent, EntryId, Outcome, ProtocolError};
 use super::inbox::InboxOut;
 use super::requests::{Reply, Request};
@@ -95,10 +95,9 @@ impl Client {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
-        if ch.history != Some(req) {
+        if !end_request(&mut ch.history, req) {
             return;
         }
-        ch.history = None;
         match reply {
             Reply::Ack(Ack::History(mut page)) if page.channel_id == channel => {
                 page.events = keep_own_events(&channel, page.events, &mut self.events);
@@ -168,9 +167,7 @@ impl Client {
     /// A history request's reply is overdue: ask again.
     pub(super) fn on_history_timeout(&mut self, now: Instant, channel: &ChannelId, req: ReqId) {
         if let Some(ch) = self.channels.get_mut(channel) {
-            if ch.history == Some(req) {
-                ch.history = None;
-            }
+            end_request(&mut ch.history, req);
         }
         self.ensure_history(now, channel);
     }

@@ -7,7 +7,7 @@ use crate::ids::ChannelId;
 use crate::wire::{Ack, ReqId};
 
 use super::Client;
-use super::channel::Sub;
+use super::channel::{Sub, end_request};
 use super::requests::{Reply, Request};
 use super::timers::TimerKey;
 
@@ -48,13 +48,12 @@ impl Client {
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };
-        if ch.refresh != Some(req) {
-            return;
-        }
         // Answered: the next refresh may go, whatever the reply (found by
         // the lab: seed 904, datagrams, a refresh answered while the channel
         // was re-joining stayed "in flight" forever).
-        ch.refresh = None;
+        if !end_request(&mut ch.refresh, req) {
+            return;
+        }
         if ch.sub != Sub::Joined {
             return;
         }
@@ -74,9 +73,7 @@ impl Client {
     /// A refresh's reply is overdue: the next resync may send another.
     pub(super) fn on_refresh_timeout(&mut self, channel: &ChannelId, req: ReqId) {
         if let Some(ch) = self.channels.get_mut(channel) {
-            if ch.refresh == Some(req) {
-                ch.refresh = None;
-            }
+            end_request(&mut ch.refresh, req);
         }
     }
 }
