@@ -156,7 +156,7 @@ impl Client {
         let mut out = Vec::new();
         if let Some(ch) = self.channels.get_mut(&channel) {
             #[cfg(feature = "sabotage")]
-            if sabotaged!(self.config, InboxSkipsGapCheck) {
+            if sabotaged!(self, InboxSkipsGapCheck) {
                 ch.inbox.skip_gap_before(event.seq());
             }
             ch.inbox.ingest(event, buffer_max, &mut out);

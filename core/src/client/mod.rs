@@ -10,6 +10,7 @@ mod config;
 mod connection;
 mod delivery;
 mod events;
+#[cfg(any(test, feature = "test-util"))]
 mod fake_server;
 mod frames;
 mod inbox;
@@ -36,6 +37,7 @@ pub use events::{
     RestoreError, SendError, SendFailure, SubscribeError, SubscriptionState, Transmit,
     TransportEvent,
 };
+#[cfg(any(test, feature = "test-util"))]
 pub use fake_server::FakeServer;
 pub use outbox::{Command, EntryState, OutboxEntry, OutboxSnapshot, SnapshotEntry};
 
@@ -114,6 +116,9 @@ pub struct Client {
     /// Channels the server sent events of but we do not know, with the
     /// leave asking it to stop (bounded by `STRAYS_MAX`).
     strays: BTreeMap<ChannelId, Stray>,
+    /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
+    #[cfg(feature = "sabotage")]
+    sabotage: crate::sabotage::Sabotage,
 }
 
 impl Client {
@@ -144,7 +149,17 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             strays: BTreeMap::new(),
+            #[cfg(feature = "sabotage")]
+            sabotage: crate::sabotage::Sabotage::default(),
         }
+    }
+
+    /// Switches deliberate bugs on in this client (unstable, test-only; see
+    /// [`crate::sabotage`]): a setter, not a config field, so no config's
+    /// shape depends on the feature.
+    #[cfg(feature = "sabotage")]
+    pub fn set_sabotage(&mut self, sabotage: crate::sabotage::Sabotage) {
+        self.sabotage = sabotage;
     }
 
     /// Replaces the credentials the next `hello` carries. Tokens expire: a
