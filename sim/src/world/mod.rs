@@ -369,7 +369,7 @@ impl World {
             self.stats.faults += 1;
         }
         self.trace.line(now, || format!("op {op}"));
-        self.trace.mix_str(&op.to_string());
+        self.trace.mix_display(op);
         match op {
             Op::Connect { client } => {
                 let host = &mut self.clients[client.index()];
@@ -413,7 +413,7 @@ impl World {
                 body_len,
             } => {
                 let len = (*body_len as usize).saturating_sub(2);
-                let body = Body::text("x".repeat(len));
+                let body = Body::text(filler(len));
                 if let Some(id) =
                     self.clients[client.index()]
                         .machine
@@ -880,6 +880,16 @@ impl World {
     pub(crate) fn oracle_mut(&mut self) -> &mut Oracle {
         &mut self.oracle
     }
+}
+
+/// Text of `x`s for generated bodies: one copy, sliced, instead of a new
+/// string per send (`Op::Send` bodies go up to `BODY_LEN_MAX` bytes).
+static FILLER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| "x".repeat(crate::swarm::BODY_LEN_MAX as usize));
+
+/// `len` `x`s (at most `BODY_LEN_MAX`).
+fn filler(len: usize) -> &'static str {
+    &FILLER[..len.min(FILLER.len())]
 }
 
 fn event_digest(e: &ClientEvent) -> u64 {
