@@ -34,7 +34,7 @@ fn needs_escape(b: u8) -> bool {
 
 /// Whether any byte of `bytes` needs escaping. Whole blocks are checked
 /// without stopping early, which the compiler turns into vector code.
-fn any_needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn any_needs_escape(bytes: &[u8]) -> bool {
     let mut blocks = bytes.chunks_exact(64);
     for block in &mut blocks {
         if block.iter().fold(false, |any, &b| any | needs_escape(b)) {

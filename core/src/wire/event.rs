@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChannelId, ClientMsgId, MessageId, Seq, UserId};
 use crate::wire::Body;
+use crate::wire::body::any_needs_escape;
 
 /// A new message, as broadcast (`message:new`) and as stored in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +225,9 @@ fn object_len(fields: &[(&str, Option<usize>)]) -> usize {
 /// `serde_json` writes it: `\"`, `\\` and the short control escapes take
 /// two bytes, other control characters six (`\u00XX`).
 fn str_len(s: &str) -> usize {
+    if !any_needs_escape(s.as_bytes()) {
+        return s.len() + 2;
+    }
     let escapes: usize = s
         .bytes()
         .map(|b| match b {
