@@ -155,3 +155,61 @@ impl Requests {
         self.retired.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn channel() -> ChannelId {
+        ChannelId::new("room").unwrap()
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO.saturating_add(Duration::from_millis(ms))
+    }
+
+    /// Every way a request ends takes its timer with it, and a timer that
+    /// fires ends its request: the table and the timers never disagree.
+    #[test]
+    fn a_request_and_its_timer_start_and_end_together() {
+        let mut timers = Timers::default();
+        let mut requests = Requests::default();
+        let answered = requests.start(&mut timers, Request::Join(channel()), at(10));
+        let retired = requests.start(&mut timers, Request::Leave(channel()), at(20));
+        let expiring = requests.start(&mut timers, Request::History(channel()), at(5));
+        let cleared = requests.start(&mut timers, Request::Refresh(channel()), at(30));
+        assert_eq!((requests.len(), timers.len()), (4, 4));
+
+        assert!(matches!(
+            requests.answer(&mut timers, answered),
+            Lookup::Live(Request::Join(_))
+        ));
+        assert_eq!((requests.len(), timers.len()), (3, 3));
+
+        assert!(requests.retire(&mut timers, retired).is_some());
+        assert_eq!((requests.len(), timers.len()), (2, 2));
+        // A late reply to it is recognised as late, and arms nothing.
+        assert!(matches!(
+            requests.answer(&mut timers, retired),
+            Lookup::Retired(Request::Leave(_))
+        ));
+
+        let Some(TimerKey::Request(timer)) = timers.pop_due(at(5)) else {
+            panic!("the history request's timer is due first");
+        };
+        assert_eq!(
+            requests.expire(timer),
+            Some((expiring, Request::History(channel())))
+        );
+        assert_eq!((requests.len(), timers.len()), (1, 1));
+
+        requests.clear(&mut timers);
+        assert_eq!((requests.len(), timers.len()), (0, 0));
+        assert!(matches!(
+            requests.answer(&mut timers, cleared),
+            Lookup::Unknown
+        ));
+    }
+}
