@@ -23,25 +23,31 @@
 //! # Cargo features
 //!
 //! - `sabotage` (**unstable, test-only, never for production**): adds
-//!   `sabotage::Sabotage`, a set of deliberate bugs carried in the client,
-//!   server and store configurations, so the simulator can prove its oracle
-//!   catches each broken guarantee. It makes the machines wrong on purpose
-//!   and its shape may change in any release.
+//!   `sabotage::Sabotage`, a set of deliberate bugs, and a `set_sabotage`
+//!   method on the client, the server and `MemStore` to switch them on, so
+//!   the simulator can prove its oracle catches each broken guarantee. It
+//!   adds methods only: no config struct changes shape with it, so feature
+//!   unification cannot break a dependent's struct literal. It makes the
+//!   machines wrong on purpose and its shape may change in any release.
+//! - `test-util`: adds `client::FakeServer`, a small in-memory peer to
+//!   drive a client against without I/O (examples, benches, fuzzing, an
+//!   adapter's tests); no part of the API an app builds on.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-/// Whether the deliberate bug `Break::$b` is switched on in `$config` (a
-/// config with a `sabotage` field); always `false`, with `$config` not even
-/// evaluated, when the `sabotage` feature is off.
+/// Whether the deliberate bug `Break::$b` is switched on in `$machine` (a
+/// machine with a `sabotage` field, set by its `set_sabotage`); always
+/// `false`, with `$machine` not even evaluated, when the `sabotage` feature
+/// is off.
 #[cfg(feature = "sabotage")]
 macro_rules! sabotaged {
-    ($config:expr, $b:ident) => {
-        $config.sabotage.has($crate::sabotage::Break::$b)
+    ($machine:expr, $b:ident) => {
+        $machine.sabotage.has($crate::sabotage::Break::$b)
     };
 }
 #[cfg(not(feature = "sabotage"))]
 macro_rules! sabotaged {
-    ($config:expr, $b:ident) => {
+    ($machine:expr, $b:ident) => {
         false
     };
 }

@@ -7,10 +7,13 @@
 //! on: every [`Break`] makes the machines wrong on purpose. Its shape may
 //! change in any release.
 //!
-//! A [`Sabotage`] rides in [`ClientConfig`](crate::client::ClientConfig),
-//! [`ServerConfig`](crate::server::ServerConfig) and
-//! [`MemStoreConfig`](crate::store::MemStoreConfig); each machine reads only
-//! the breaks that concern it. The default breaks nothing.
+//! A [`Sabotage`] is handed to a machine after it is built:
+//! [`Client::set_sabotage`](crate::client::Client::set_sabotage),
+//! [`Server::set_sabotage`](crate::server::Server::set_sabotage) and
+//! [`MemStore::set_sabotage`](crate::store::MemStore::set_sabotage); each
+//! machine reads only the breaks that concern it. The default breaks
+//! nothing. No config struct carries it, so turning the feature on changes
+//! no struct's shape.
 
 use std::collections::BTreeSet;
 
@@ -48,8 +51,9 @@ pub enum Break {
     /// Client: `close` closes the transport but keeps the connection's
     /// timers and pending requests. Breaks 8, no leaks.
     CloseKeepsTimers,
-    /// Client: a lost connection's timers (heartbeat, request timeouts,
-    /// join retries) stay armed into the next one. Breaks 8, no leaks.
+    /// Client: a lost connection's timers (heartbeat, join retries) stay
+    /// armed into the next one (request timeouts cannot: they end with
+    /// their requests). Breaks 8, no leaks.
     LostConnectionKeepsTimers,
     /// Client: the `connecting` state is entered without telling the app,
     /// so it sees `idle -> connected`. Breaks 9, the state chart.

@@ -24,25 +24,50 @@ impl Default for TraceHash {
 impl TraceHash {
     /// Mixes one word in.
     pub fn mix(&mut self, word: u64) {
-        for b in word.to_le_bytes() {
-            self.0 ^= u64::from(b);
+        self.mix_bytes(&word.to_le_bytes());
+    }
+
+    fn mix_bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 
     /// Mixes a string in (ids, reasons).
     pub fn mix_str(&mut self, s: &str) {
-        for b in s.bytes() {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.mix_bytes(s.as_bytes());
         self.mix(s.len() as u64);
+    }
+
+    /// Mixes in what `value` displays, as [`mix_str`](TraceHash::mix_str)
+    /// would mix its text, without building the text.
+    pub fn mix_display(&mut self, value: &impl std::fmt::Display) {
+        let mut sink = HashSink { hash: self, len: 0 };
+        // Writing into the sink cannot fail.
+        let _ = write!(sink, "{value}");
+        let len = sink.len;
+        self.mix(len as u64);
     }
 
     /// The digest so far.
     #[must_use]
     pub fn value(self) -> u64 {
         self.0
+    }
+}
+
+/// Text written into it goes into the hash byte by byte, and is counted.
+struct HashSink<'a> {
+    hash: &'a mut TraceHash,
+    len: usize,
+}
+
+impl std::fmt::Write for HashSink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.hash.mix_bytes(s.as_bytes());
+        self.len += s.len();
+        Ok(())
     }
 }
 
@@ -79,6 +104,11 @@ impl Trace {
     /// Mixes a string into the hash.
     pub fn mix_str(&mut self, s: &str) {
         self.hash.mix_str(s);
+    }
+
+    /// Mixes what `value` displays into the hash, as `mix_str` of its text.
+    pub fn mix_display(&mut self, value: &impl std::fmt::Display) {
+        self.hash.mix_display(value);
     }
 
     /// Adds a readable line (built only when lines are kept).

@@ -9,8 +9,13 @@
 //! pass every seed and prove nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::rc::Rc;
+
+use lockstep_core::client::Client;
 use lockstep_core::ids::ChannelId;
 use lockstep_core::sabotage::{Break, Sabotage};
+use lockstep_core::server::{PrivateChannels, Server};
+use lockstep_core::store::MemStore;
 use lockstep_sim::net::{ClientIx, PartitionKind, TransportKind};
 use lockstep_sim::op::Op;
 use lockstep_sim::oracle::{Failure, Invariant};
@@ -19,7 +24,7 @@ use lockstep_sim::scenario::Scenario;
 use lockstep_sim::swarm::{
     ClientKind, ClientPolicy, FaultMix, OpWeights, SwarmParams, TransportPolicy,
 };
-use lockstep_sim::world::{World, WorldConfig};
+use lockstep_sim::world::{Hooks, World, WorldConfig};
 
 const C0: ClientIx = ClientIx(0);
 const C1: ClientIx = ClientIx(1);
@@ -104,11 +109,25 @@ fn send(client: ClientIx) -> Op {
 fn run_with(scenario: &Scenario, sabotage: Sabotage) -> RunReport {
     let mut config = WorldConfig::new(scenario.params.clone());
     config.trace_lines = true;
-    // Each machine reads only the breaks that concern it.
-    config.client.sabotage = sabotage.clone();
-    config.server.sabotage = sabotage.clone();
-    config.store.sabotage = sabotage;
+    config.hooks = sabotaged(&sabotage);
     run::run_in(World::new(config).unwrap(), scenario)
+}
+
+/// Hooks that switch `sabotage` on in every machine the world builds; each
+/// machine reads only the breaks that concern it.
+fn sabotaged(sabotage: &Sabotage) -> Hooks {
+    let (client, server, store) = (sabotage.clone(), sabotage.clone(), sabotage.clone());
+    Hooks {
+        client: Some(Rc::new(move |m: &mut Client| {
+            m.set_sabotage(client.clone())
+        })),
+        server: Some(Rc::new(move |m: &mut Server<PrivateChannels>| {
+            m.set_sabotage(server.clone());
+        })),
+        store: Some(Rc::new(move |m: &mut MemStore| {
+            m.set_sabotage(store.clone())
+        })),
+    }
 }
 
 fn trace(report: &RunReport) -> String {

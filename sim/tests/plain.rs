@@ -9,6 +9,8 @@
 mod common;
 
 use common::*;
+use std::rc::Rc;
+
 use lockstep_core::sabotage::{Break, Sabotage};
 use lockstep_sim::op::Op;
 use lockstep_sim::oracle::Invariant;
@@ -116,7 +118,7 @@ fn pipelining(sabotage: Sabotage) -> World {
     let mut w = world_with(1, &[0], |config| {
         config.server.messages_per_sec = 2;
         config.server.messages_burst = 3;
-        config.server.sabotage = sabotage;
+        config.hooks.server = Some(Rc::new(move |s| s.set_sabotage(sabotage.clone())));
     });
     join(&mut w, c(0), "room-0");
     run_to(&mut w, 500);

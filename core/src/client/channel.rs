@@ -111,6 +111,16 @@ impl Channel {
     }
 }
 
+/// Ends the request `slot` tracks if it is `req`: a reply or timeout of an
+/// older one must not clear a newer. Whether it was.
+pub(crate) fn end_request(slot: &mut Option<ReqId>, req: ReqId) -> bool {
+    let current = *slot == Some(req);
+    if current {
+        *slot = None;
+    }
+    current
+}
+
 /// A read-only summary of one channel, for apps and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelView {

@@ -109,10 +109,6 @@ pub struct ClientConfig {
     pub typing_resend: Duration,
     /// Most channels the app may want subscribed at once.
     pub max_channels: usize,
-    /// Deliberate bugs for the simulator's oracle tests (unstable,
-    /// test-only; see [`crate::sabotage`]). Default: none.
-    #[cfg(feature = "sabotage")]
-    pub sabotage: crate::sabotage::Sabotage,
 }
 
 impl Default for ClientConfig {
@@ -153,8 +149,6 @@ impl Default for ClientConfig {
             typing_ttl: Duration::from_secs(5),
             typing_resend: Duration::from_secs(3),
             max_channels: 256,
-            #[cfg(feature = "sabotage")]
-            sabotage: crate::sabotage::Sabotage::default(),
         }
     }
 }

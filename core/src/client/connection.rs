@@ -38,7 +38,7 @@ impl Client {
             return;
         }
         self.close_transport(CloseReason::ClientClosed);
-        if !sabotaged!(self.config, CloseKeepsTimers) {
+        if !sabotaged!(self, CloseKeepsTimers) {
             self.drop_connection(now);
             self.timers.clear();
         }
@@ -101,7 +101,7 @@ impl Client {
             attempt,
             generation,
         };
-        if sabotaged!(self.config, SkipConnectingEvent) {
+        if sabotaged!(self, SkipConnectingEvent) {
             self.state = state;
         } else {
             self.set_state(state);
@@ -280,12 +280,12 @@ impl Client {
             // forever). Acks grow it back one by one.
             self.window = (self.window / 2).max(1);
         }
-        self.requests.clear();
+        self.requests.clear(&mut self.timers);
         self.strays.clear();
-        if !sabotaged!(self.config, OutboxForgetsResend) {
+        if !sabotaged!(self, OutboxForgetsResend) {
             self.outbox.requeue_all();
         }
-        if !sabotaged!(self.config, LostConnectionKeepsTimers) {
+        if !sabotaged!(self, LostConnectionKeepsTimers) {
             self.timers
                 .retain(|k| matches!(k, TimerKey::Connect | TimerKey::Reconnect));
         }

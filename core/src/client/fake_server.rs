@@ -1,4 +1,5 @@
-//! A tiny, honest, in-memory server for examples and tests.
+//! A tiny, honest, in-memory server for examples and tests (feature
+//! `test-util`: it is no part of the API a client app builds on).
 //!
 //! It speaks the wire contract to one client connection at a time, keeps
 //! channel logs and send dedupe, and lets a script post messages as other

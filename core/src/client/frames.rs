@@ -1,21 +1,10 @@
 //! Routing one server frame to the part of the client it concerns.
 
 use crate::Instant;
-use crate::wire::{Ack, ErrorBody, ReqId, ServerFrame};
+use crate::wire::ServerFrame;
 
 use super::Client;
-use super::events::{ClientEvent, ProtocolError};
-use super::requests::{Lookup, Request};
-use super::timers::TimerKey;
-
-/// A reply to a request: success or refusal.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    /// The request succeeded.
-    Ack(Ack),
-    /// The request was refused.
-    Nack(ErrorBody),
-}
+use super::requests::Reply;
 
 impl Client {
     pub(super) fn on_frame(&mut self, now: Instant, frame: ServerFrame) {
@@ -43,47 +32,6 @@ impl Client {
             ServerFrame::Read(r) => self.on_receipt(r.channel_id, r.user_id, r.up_to),
             ServerFrame::Pong { .. } => {}
         }
-    }
-
-    fn on_reply(&mut self, now: Instant, req: ReqId, reply: Reply) {
-        self.timers.cancel(&TimerKey::Request(req));
-        match self.requests.answer(req) {
-            Lookup::Live(request) => self.on_live_reply(now, req, request, reply),
-            Lookup::Retired(request) => self.on_late_reply(now, request, reply),
-            Lookup::Unknown => self.emit(ClientEvent::Protocol(ProtocolError::UnknownRequest(req))),
-        }
-    }
-
-    fn on_live_reply(&mut self, now: Instant, req: ReqId, request: Request, reply: Reply) {
-        match request {
-            Request::Join(channel) => self.on_join_reply(now, req, channel, reply),
-            Request::Leave(channel) => self.on_leave_reply(now, req, channel, reply),
-            Request::Outbox(channel, id) => self.on_outbox_reply(now, req, channel, id, reply),
-            Request::History(channel) => self.on_history_reply(now, req, channel, reply),
-            Request::Read(channel, up_to) => self.on_read_reply(req, channel, up_to, reply),
-            Request::Refresh(channel) => self.on_refresh_reply(now, req, channel, reply),
-        }
-    }
-
-    /// A reply to an abandoned request. Only a send's is still useful: it
-    /// resolves the entry if a newer attempt has not yet.
-    fn on_late_reply(&mut self, now: Instant, request: Request, reply: Reply) {
-        if let (Request::Outbox(channel, id), Reply::Ack(ack)) = (request, reply) {
-            if self.outbox.contains(&id) {
-                if let Some(outcome) = super::sending::outcome_of(&id, &ack) {
-                    self.resolve(now, channel, id, outcome);
-                }
-            }
-        }
-    }
-
-    /// Reports a reply whose shape does not match its request.
-    pub(super) fn wrong_kind(&mut self, req: ReqId, request: &Request, ack: &Ack) {
-        self.emit(ClientEvent::Protocol(ProtocolError::WrongAckKind {
-            req,
-            expected: request.kind(),
-            got: ack.kind(),
-        }));
     }
 }
 

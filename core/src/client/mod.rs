@@ -6,18 +6,23 @@
 //! See [`Client`] for the loop a driver runs.
 
 mod channel;
-mod channels;
 mod config;
 mod connection;
+mod delivery;
 mod events;
+#[cfg(any(test, feature = "test-util"))]
 mod fake_server;
 mod frames;
 mod inbox;
 mod outbox;
 mod presence;
+mod replies;
 mod requests;
+mod resync;
 mod sending;
 mod state_chart;
+mod strays;
+mod subscriptions;
 mod timers;
 
 #[cfg(test)]
@@ -32,6 +37,7 @@ pub use events::{
     RestoreError, SendError, SendFailure, SubscribeError, SubscriptionState, Transmit,
     TransportEvent,
 };
+#[cfg(any(test, feature = "test-util"))]
 pub use fake_server::FakeServer;
 pub use outbox::{Command, EntryState, OutboxEntry, OutboxSnapshot, SnapshotEntry};
 
@@ -40,6 +46,7 @@ use crate::{Instant, Rng};
 use channel::Channel;
 use outbox::Outbox;
 use requests::Requests;
+use strays::Stray;
 use timers::{TimerKey, Timers};
 
 /// Most timers fired by one `handle_timeout` call; the rest fire on the
@@ -109,22 +116,9 @@ pub struct Client {
     /// Channels the server sent events of but we do not know, with the
     /// leave asking it to stop (bounded by `STRAYS_MAX`).
     strays: BTreeMap<ChannelId, Stray>,
-}
-
-/// Most stray channels tracked at once; more are only reported.
-const STRAYS_MAX: usize = 64;
-
-/// Where the leave of a stray channel stands. A server that keeps sending
-/// after the leave is asked again at most once per `join_timeout`, so a
-/// confused peer cannot drive a leave storm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stray {
-    /// Seen; no leave sent yet.
-    Seen,
-    /// A leave is in flight.
-    Leaving(crate::wire::ReqId),
-    /// The last leave was answered (or timed out) at this time.
-    Asked(Instant),
+    /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
+    #[cfg(feature = "sabotage")]
+    sabotage: crate::sabotage::Sabotage,
 }
 
 impl Client {
@@ -155,7 +149,17 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             strays: BTreeMap::new(),
+            #[cfg(feature = "sabotage")]
+            sabotage: crate::sabotage::Sabotage::default(),
         }
+    }
+
+    /// Switches deliberate bugs on in this client (unstable, test-only; see
+    /// [`crate::sabotage`]): a setter, not a config field, so no config's
+    /// shape depends on the feature.
+    #[cfg(feature = "sabotage")]
+    pub fn set_sabotage(&mut self, sabotage: crate::sabotage::Sabotage) {
+        self.sabotage = sabotage;
     }
 
     /// Replaces the credentials the next `hello` carries. Tokens expire: a

@@ -5,9 +5,23 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChannelId, ClientMsgId, MessageId};
-use crate::wire::{Body, ReqId};
+use crate::wire::{Ack, Body, ReqId};
 
-use super::events::{EntryId, OpId, RestoreError};
+use super::events::{EntryId, OpId, Outcome, RestoreError};
+
+/// The outcome an ack gives an entry, if the ack is of the right kind.
+pub(super) fn outcome_of(id: &EntryId, ack: &Ack) -> Option<Outcome> {
+    match (id, ack) {
+        (EntryId::Message(_), Ack::Send(a)) => Some(Outcome::Sent {
+            seq: a.seq,
+            message_id: a.message_id.clone(),
+        }),
+        (EntryId::Op(_), Ack::Update { seq } | Ack::Delete { seq }) => {
+            Some(Outcome::Applied { seq: *seq })
+        }
+        _ => None,
+    }
+}
 
 /// What an outbox entry asks the server to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,11 +6,13 @@ use crate::wire::{Ack, ClientFrame, ReqId};
 
 use super::Client;
 use super::channel::LocalTyping;
-use super::channels::PEOPLE_MAX;
 use super::events::{ClientEvent, ConnectionState};
-use super::frames::Reply;
-use super::requests::Request;
+use super::requests::{Reply, Request};
 use super::timers::TimerKey;
+
+/// Most users tracked per channel in each of the member, typing and
+/// receipt views, so a hostile server cannot grow them without bound.
+pub(super) const PEOPLE_MAX: usize = 10_000;
 
 impl Client {
     pub(super) fn on_presence(
@@ -127,16 +129,17 @@ impl Client {
     }
 
     pub(super) fn send_read(&mut self, now: Instant, channel: &ChannelId, up_to: Seq) {
-        let req = self.requests.start(Request::Read(channel.clone(), up_to));
+        let deadline = now.saturating_add(self.config.request_timeout);
+        let req = self.requests.start(
+            &mut self.timers,
+            Request::Read(channel.clone(), up_to),
+            deadline,
+        );
         self.send_frame(ClientFrame::Read {
             req,
             channel_id: channel.clone(),
             up_to,
         });
-        self.timers.arm(
-            TimerKey::Request(req),
-            now.saturating_add(self.config.request_timeout),
-        );
     }
 
     pub(super) fn on_read_reply(

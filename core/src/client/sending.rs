@@ -3,28 +3,13 @@
 
 use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, MessageId};
-use crate::wire::{Ack, Body, ClientFrame, ErrorCode, ReqId};
+use crate::wire::{Body, ClientFrame, ErrorCode, ReqId};
 
 use super::Client;
 use super::events::{ClientEvent, ConnectionState, EntryId, OpId, Outcome, SendError, SendFailure};
-use super::frames::Reply;
-use super::outbox::{Command, EntryState};
-use super::requests::Request;
+use super::outbox::{Command, EntryState, outcome_of};
+use super::requests::{Reply, Request};
 use super::timers::TimerKey;
-
-/// The outcome an ack gives an entry, if the ack is of the right kind.
-pub(crate) fn outcome_of(id: &EntryId, ack: &Ack) -> Option<Outcome> {
-    match (id, ack) {
-        (EntryId::Message(_), Ack::Send(a)) => Some(Outcome::Sent {
-            seq: a.seq,
-            message_id: a.message_id.clone(),
-        }),
-        (EntryId::Op(_), Ack::Update { seq } | Ack::Delete { seq }) => {
-            Some(Outcome::Applied { seq: *seq })
-        }
-        _ => None,
-    }
-}
 
 impl Client {
     /// Queues a message for `channel` and returns its id at once: the app
@@ -133,10 +118,8 @@ impl Client {
             {
                 continue;
             }
-            let req = self
-                .requests
-                .start(Request::Outbox(entry.channel.clone(), entry.command.id()));
-            self.timers.arm(TimerKey::Request(req), deadline);
+            let request = Request::Outbox(entry.channel.clone(), entry.command.id());
+            let req = self.requests.start(&mut self.timers, request, deadline);
             entry.state = EntryState::InFlight { req };
             frames.push(frame_for(req, &entry.channel, &entry.command));
             room -= 1;
@@ -230,8 +213,7 @@ impl Client {
             })
             .collect();
         for req in reqs {
-            self.requests.retire(req);
-            self.timers.cancel(&TimerKey::Request(req));
+            self.requests.retire(&mut self.timers, req);
         }
         self.outbox.requeue_channel(channel);
     }
@@ -279,8 +261,7 @@ impl Client {
             outcome,
         });
         if let EntryState::InFlight { req } = entry.state {
-            self.requests.retire(req);
-            self.timers.cancel(&TimerKey::Request(req));
+            self.requests.retire(&mut self.timers, req);
             self.pump(now);
         }
     }
@@ -295,8 +276,7 @@ impl Client {
     ) {
         for entry in self.outbox.drain_channel(channel, in_flight_too) {
             if let EntryState::InFlight { req } = entry.state {
-                self.requests.retire(req);
-                self.timers.cancel(&TimerKey::Request(req));
+                self.requests.retire(&mut self.timers, req);
             }
             self.emit(ClientEvent::Outcome {
                 channel: channel.clone(),

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::Instant;
 use crate::ids::{ChannelId, UserId};
-use crate::wire::ReqId;
+
+use super::requests::RequestTimer;
 
 /// Why a timer is armed. Each key is armed at most once; re-arming moves it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,8 +22,9 @@ pub(crate) enum TimerKey {
     OutboxPause,
     /// Retry joining a channel after a failed attempt.
     JoinRetry(ChannelId),
-    /// A request's reply is overdue.
-    Request(ReqId),
+    /// A request's reply is overdue (armed and disarmed only by
+    /// [`Requests`](super::requests::Requests), with its request).
+    Request(RequestTimer),
     /// Our own typing indicator in a channel runs out.
     LocalTyping(ChannelId),
     /// A remote user's typing indicator runs out.

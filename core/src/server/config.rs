@@ -127,10 +127,6 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// How long a typing indicator lives without a refresh. Default 5 s.
     pub typing_ttl: Duration,
-    /// Deliberate bugs for the simulator's oracle tests (unstable,
-    /// test-only; see [`crate::sabotage`]). Default: none.
-    #[cfg(feature = "sabotage")]
-    pub sabotage: crate::sabotage::Sabotage,
 }
 
 impl Default for ServerConfig {
@@ -167,8 +163,6 @@ impl Default for ServerConfig {
             order_gate_ttl: Duration::from_secs(30),
             idle_timeout: None,
             typing_ttl: Duration::from_secs(5),
-            #[cfg(feature = "sabotage")]
-            sabotage: crate::sabotage::Sabotage::default(),
         }
     }
 }

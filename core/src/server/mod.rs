@@ -103,6 +103,9 @@ pub struct Server<P: AccessPolicy = Open> {
     next_op: u64,
     next_attempt: u64,
     outputs: VecDeque<ServerOutput>,
+    /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
+    #[cfg(feature = "sabotage")]
+    sabotage: crate::sabotage::Sabotage,
 }
 
 /// A refused request: the code and a lowercase message for the nack.
@@ -143,7 +146,17 @@ impl<P: AccessPolicy> Server<P> {
             next_op: 1,
             next_attempt: 1,
             outputs: VecDeque::new(),
+            #[cfg(feature = "sabotage")]
+            sabotage: crate::sabotage::Sabotage::default(),
         }
+    }
+
+    /// Switches deliberate bugs on in this server (unstable, test-only; see
+    /// [`crate::sabotage`]): a setter, not a config field, so no config's
+    /// shape depends on the feature.
+    #[cfg(feature = "sabotage")]
+    pub fn set_sabotage(&mut self, sabotage: crate::sabotage::Sabotage) {
+        self.sabotage = sabotage;
     }
 
     // ---- input -------------------------------------------------------------
@@ -270,7 +283,7 @@ impl<P: AccessPolicy> Server<P> {
         while let Some((at, key)) = self.timers.pop_due(self.now) {
             match key {
                 TimerKey::PresenceLeave(channel, user) => {
-                    if !sabotaged!(self.config, ServerKeepsPresence)
+                    if !sabotaged!(self, ServerKeepsPresence)
                         && self.presence.expire(&channel, &user, at)
                     {
                         let change = PresenceChange {
@@ -575,7 +588,7 @@ impl<P: AccessPolicy> Server<P> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.gates.remove(channel);
         }
-        if room_leave && !sabotaged!(self.config, ServerKeepsRoomOnLeave) {
+        if room_leave && !sabotaged!(self, ServerKeepsRoomOnLeave) {
             self.outputs.push_back(ServerOutput::RoomLeave {
                 conn,
                 channel: channel.clone(),

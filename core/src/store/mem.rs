@@ -35,10 +35,6 @@ pub struct MemStoreConfig {
     /// first message is appended. Each reset takes the next number above
     /// it, so a channel's epochs never repeat. Default 1.
     pub first_epoch: Epoch,
-    /// Deliberate bugs for the simulator's oracle tests (unstable,
-    /// test-only; see [`crate::sabotage`]). Default: none.
-    #[cfg(feature = "sabotage")]
-    pub sabotage: crate::sabotage::Sabotage,
 }
 
 impl Default for MemStoreConfig {
@@ -48,8 +44,6 @@ impl Default for MemStoreConfig {
             retain_age: Some(RETAIN_AGE_DEFAULT),
             remember: usize::try_from(REMEMBER_DEFAULT).unwrap_or(usize::MAX),
             first_epoch: Epoch(1),
-            #[cfg(feature = "sabotage")]
-            sabotage: crate::sabotage::Sabotage::default(),
         }
     }
 }
@@ -84,6 +78,9 @@ pub struct MemStore {
     /// The epoch the next reset takes.
     next_epoch: u64,
     fail: FailMode,
+    /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
+    #[cfg(feature = "sabotage")]
+    sabotage: crate::sabotage::Sabotage,
 }
 
 impl MemStore {
@@ -96,7 +93,17 @@ impl MemStore {
             channels: BTreeMap::new(),
             next_epoch,
             fail: FailMode::Never,
+            #[cfg(feature = "sabotage")]
+            sabotage: crate::sabotage::Sabotage::default(),
         }
+    }
+
+    /// Switches deliberate bugs on in this store (unstable, test-only; see
+    /// [`crate::sabotage`]): a setter, not a config field, so no config's
+    /// shape depends on the feature.
+    #[cfg(feature = "sabotage")]
+    pub fn set_sabotage(&mut self, sabotage: crate::sabotage::Sabotage) {
+        self.sabotage = sabotage;
     }
 
     /// Executes one command as one transaction.
@@ -119,9 +126,9 @@ impl MemStore {
         }
         match cmd {
             StoreCommand::Append { channel, entries } => {
-                let forget = sabotaged!(self.config, StoreForgetsAppends);
+                let forget = sabotaged!(self, StoreForgetsAppends);
                 #[cfg(feature = "sabotage")]
-                if sabotaged!(self.config, StoreSkipsDedupe) {
+                if sabotaged!(self, StoreSkipsDedupe) {
                     self.log_mut(channel.clone()).forget_dedupe_keys();
                 }
                 let log = self.log_mut(channel);

@@ -34,12 +34,15 @@ pub(super) struct Limits {
     pub(super) remember: usize,
 }
 
-/// A retained event and the append time it was committed at (the `ts` of
-/// the latest message appended), which age retention measures.
+/// A retained event, the append time it was committed at (the `ts` of
+/// the latest message appended), which age retention measures, and its
+/// [`LogEvent::wire_len`], kept so that paging by bytes does not encode
+/// every event of every page again.
 #[derive(Debug, Clone)]
 struct Stored {
     at: u64,
     event: LogEvent,
+    wire_len: usize,
 }
 
 /// A channel log with bounded retention and bounded dedupe memory.
@@ -114,14 +117,14 @@ impl ChannelLog {
                 let start = after.0.saturating_add(1).max(oldest.0);
                 // `start >= oldest` here, so the index is inside the deque.
                 let skip = usize::try_from(start - oldest.0).unwrap_or(usize::MAX);
-                let window = self.events().skip(skip).take(limit);
-                let n = fitting(window.clone().map(LogEvent::wire_len), max_bytes);
-                window.take(n).cloned().collect()
+                let window = self.events.iter().skip(skip).take(limit);
+                let n = fitting(window.clone().map(|s| s.wire_len), max_bytes);
+                window.take(n).map(|s| s.event.clone()).collect()
             }
             ReadFrom::Latest => {
-                let window = self.events().rev().take(limit);
-                let n = fitting(window.clone().map(LogEvent::wire_len), max_bytes);
-                let mut newest: Vec<LogEvent> = window.take(n).cloned().collect();
+                let window = self.events.iter().rev().take(limit);
+                let n = fitting(window.clone().map(|s| s.wire_len), max_bytes);
+                let mut newest: Vec<LogEvent> = window.take(n).map(|s| s.event.clone()).collect();
                 newest.reverse();
                 newest
             }
@@ -282,6 +285,7 @@ impl ChannelLog {
         self.head = event.seq();
         self.events.push_back(Stored {
             at: self.now,
+            wire_len: event.wire_len(),
             event: event.clone(),
         });
         let cutoff = self
@@ -301,6 +305,7 @@ impl ChannelLog {
     fn drop_body(&mut self, seq: Seq) {
         if let Some(stored) = self.index(seq).and_then(|i| self.events.get_mut(i)) {
             stored.event.drop_body();
+            stored.wire_len = stored.event.wire_len();
         }
     }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChannelId, ClientMsgId, MessageId, Seq, UserId};
 use crate::wire::Body;
+use crate::wire::body::any_needs_escape;
 
 /// A new message, as broadcast (`message:new`) and as stored in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,14 +107,38 @@ impl LogEvent {
     }
 
     /// Bytes of its compact JSON encoding, as it travels in a join or
-    /// history reply: what byte budgets count. Counted without allocating.
+    /// history reply: what byte budgets count. Counted from the fields'
+    /// lengths, without encoding (stores and the server weigh every page
+    /// with it); a test holds it to the serializer's output.
     #[must_use]
     pub fn wire_len(&self) -> usize {
-        let mut counter = ByteCounter(0);
-        // Writing into a counter cannot fail, and an event always
-        // serializes.
-        let _ = serde_json::to_writer(&mut counter, self);
-        counter.0
+        let body = |b: &Option<Body>| b.as_ref().map(Body::encoded_len);
+        let kind = Some(str_len(self.kind()));
+        match self {
+            LogEvent::Message(m) => object_len(&[
+                ("type", kind),
+                ("channelId", Some(str_len(m.channel_id.as_str()))),
+                ("seq", Some(u64_len(m.seq.0))),
+                ("messageId", Some(str_len(m.message_id.as_str()))),
+                ("authorId", Some(str_len(m.author_id.as_str()))),
+                ("clientMsgId", Some(str_len(m.client_msg_id.as_str()))),
+                ("body", body(&m.body)),
+                ("ts", Some(u64_len(m.ts))),
+            ]),
+            LogEvent::Updated(u) => object_len(&[
+                ("type", kind),
+                ("channelId", Some(str_len(u.channel_id.as_str()))),
+                ("seq", Some(u64_len(u.seq.0))),
+                ("messageId", Some(str_len(u.message_id.as_str()))),
+                ("body", body(&u.body)),
+            ]),
+            LogEvent::Deleted(d) => object_len(&[
+                ("type", kind),
+                ("channelId", Some(str_len(d.channel_id.as_str()))),
+                ("seq", Some(u64_len(d.seq.0))),
+                ("messageId", Some(str_len(d.message_id.as_str()))),
+            ]),
+        }
     }
 
     /// The body the entry carries: a message's or an edit's, while no later
@@ -185,16 +210,110 @@ pub struct ReadReceipt {
     pub up_to: Seq,
 }
 
-/// Counts the bytes written to it.
-struct ByteCounter(usize);
+/// Bytes of a compact JSON object of `fields` (key, bytes of the value;
+/// `None` for a field skipped when absent).
+fn object_len(fields: &[(&str, Option<usize>)]) -> usize {
+    let present = fields.iter().filter_map(|(k, v)| v.map(|v| (k, v)));
+    // `"key":` and the value for each, a comma between them, `{` and `}`.
+    let (count, bytes) = present.fold((0usize, 0usize), |(n, b), (k, v)| {
+        (n + 1, b + k.len() + 3 + v)
+    });
+    bytes + count.saturating_sub(1) + 2
+}
 
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
+/// Bytes of `s` as a JSON string, escapes and quotes included, as
+/// `serde_json` writes it: `\"`, `\\` and the short control escapes take
+/// two bytes, other control characters six (`\u00XX`).
+fn str_len(s: &str) -> usize {
+    if !any_needs_escape(s.as_bytes()) {
+        return s.len() + 2;
+    }
+    let escapes: usize = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    s.len() + escapes + 2
+}
+
+/// Decimal digits of `n`.
+fn u64_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Any string, with quotes, backslashes and control characters often.
+    fn text() -> impl Strategy<Value = String> {
+        "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}]){1,24}"
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    fn event() -> impl Strategy<Value = LogEvent> {
+        let channel = "[A-Za-z0-9_:.-]{1,24}".prop_map(|s| ChannelId::new(s).unwrap());
+        let user = "[A-Za-z0-9_-]{1,24}".prop_map(|s| UserId::new(s).unwrap());
+        let client_msg_id =
+            text().prop_filter_map("a client message id", |s| ClientMsgId::new(s).ok());
+        let message_id = text().prop_filter_map("a message id", |s| MessageId::new(s).ok());
+        let body = proptest::option::of(text().prop_map(Body::text));
+        (
+            channel,
+            any::<u64>(),
+            message_id,
+            user,
+            client_msg_id,
+            body,
+            any::<u64>(),
+            0..3u8,
+        )
+            .prop_map(
+                |(channel_id, seq, message_id, author_id, client_msg_id, body, ts, kind)| {
+                    let seq = Seq(seq);
+                    match kind {
+                        0 => LogEvent::Message(NewMessage {
+                            channel_id,
+                            seq,
+                            message_id,
+                            author_id,
+                            client_msg_id,
+                            body,
+                            ts,
+                        }),
+                        1 => LogEvent::Updated(MessageUpdated {
+                            channel_id,
+                            seq,
+                            message_id,
+                            body,
+                        }),
+                        _ => LogEvent::Deleted(MessageDeleted {
+                            channel_id,
+                            seq,
+                            message_id,
+                        }),
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        /// `wire_len` counts exactly the bytes the serializer writes.
+        #[test]
+        fn wire_len_is_the_encoded_length(event in event()) {
+            let encoded = serde_json::to_vec(&event).unwrap();
+            prop_assert_eq!(event.wire_len(), encoded.len());
+        }
+    }
+
+    #[test]
+    fn digits_are_counted_at_the_edges() {
+        for n in [0, 9, 10, 99, 100, u64::MAX - 1, u64::MAX] {
+            assert_eq!(u64_len(n), n.to_string().len(), "{n}");
+        }
     }
 }

@@ -256,7 +256,8 @@ impl ClientView for Machine {
 /// How a client is built, and rebuilt after an app restart.
 #[derive(Debug, Clone)]
 pub(crate) enum Recipe {
-    Lockstep(Box<ClientConfig>),
+    /// The client machine's config, and what to do to each one built.
+    Lockstep(Box<ClientConfig>, super::Hooks),
     Plain(PlainConfig),
 }
 
@@ -324,11 +325,11 @@ impl ClientHost {
 
 fn build(recipe: &Recipe, user: &UserId, seed: u64) -> Machine {
     match recipe {
-        Recipe::Lockstep(config) => Machine::Lockstep(Box::new(Client::new(
+        Recipe::Lockstep(config, hooks) => Machine::Lockstep(Box::new(hooks.client(Client::new(
             ClientConfig::clone(config),
             token(user),
             seed,
-        ))),
+        )))),
         Recipe::Plain(config) => Machine::Plain(Box::new(PlainClient::new(
             config.clone(),
             token(user),

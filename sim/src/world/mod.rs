@@ -13,6 +13,7 @@
 
 mod client_host;
 mod converge;
+mod hooks;
 mod store_host;
 mod wire;
 
@@ -41,6 +42,7 @@ use crate::trace::{self, Trace};
 
 use client_host::{ClientHost, Machine, Recipe};
 pub use converge::Pending;
+pub use hooks::{Hook, Hooks};
 use store_host::{InFlight, StoreHost};
 
 /// What travels on the virtual network. Server frames are shared: one
@@ -72,6 +74,9 @@ pub struct WorldConfig {
     pub wire: bool,
     /// Keep readable trace lines (replay, snapshots); the hash is always kept.
     pub trace_lines: bool,
+    /// Adjustments to every machine the world builds (tests switch the
+    /// core's deliberate bugs on with them). Default: none.
+    pub hooks: Hooks,
 }
 
 impl WorldConfig {
@@ -95,6 +100,7 @@ impl WorldConfig {
             store: MemStoreConfig::default(),
             wire: false,
             trace_lines: false,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -121,6 +127,8 @@ pub struct World {
     clients: Vec<ClientHost>,
     server: Option<Server<PrivateChannels>>,
     server_config: ServerConfig,
+    /// Adjusts every machine the world builds, restarts included.
+    hooks: Hooks,
     incarnation: u64,
     server_deadline: Option<Instant>,
     /// The server's end of each open network connection, by serial (the
@@ -176,7 +184,7 @@ impl World {
                     plain.join_timeout = lossy.join_timeout;
                 }
                 let recipe = match config.params.kind_of(ix) {
-                    ClientKind::Machine => Recipe::Lockstep(Box::new(client)),
+                    ClientKind::Machine => Recipe::Lockstep(Box::new(client), config.hooks.clone()),
                     ClientKind::Plain => Recipe::Plain(plain),
                 };
                 ClientHost::new(ix, config.params.user_of(ix), recipe, rng.fork())
@@ -189,13 +197,14 @@ impl World {
             params: config.params,
             net,
             clients,
-            server: Some(Server::with_policy(config.server.clone(), PrivateChannels)),
+            server: Some(config.hooks.server(&config.server)),
             server_config: config.server,
+            hooks: config.hooks.clone(),
             incarnation: 0,
             server_deadline: None,
             links: BTreeMap::new(),
             rooms: Rooms::new(),
-            store: StoreHost::new(config.store, rng.fork()),
+            store: StoreHost::new(config.hooks.store(config.store), rng.fork()),
             oracle: Oracle::default(),
             trace,
             stats: WorldStats::default(),
@@ -360,7 +369,7 @@ impl World {
             self.stats.faults += 1;
         }
         self.trace.line(now, || format!("op {op}"));
-        self.trace.mix_str(&op.to_string());
+        self.trace.mix_display(op);
         match op {
             Op::Connect { client } => {
                 let host = &mut self.clients[client.index()];
@@ -404,7 +413,7 @@ impl World {
                 body_len,
             } => {
                 let len = (*body_len as usize).saturating_sub(2);
-                let body = Body::text("x".repeat(len));
+                let body = Body::text(filler(len));
                 if let Some(id) =
                     self.clients[client.index()]
                         .machine
@@ -502,10 +511,7 @@ impl World {
 
     fn restart_server(&mut self) {
         if self.server.is_none() {
-            self.server = Some(Server::with_policy(
-                self.server_config.clone(),
-                PrivateChannels,
-            ));
+            self.server = Some(self.hooks.server(&self.server_config));
         }
     }
 
@@ -874,6 +880,16 @@ impl World {
     pub(crate) fn oracle_mut(&mut self) -> &mut Oracle {
         &mut self.oracle
     }
+}
+
+/// Text of `x`s for generated bodies: one copy, sliced, instead of a new
+/// string per send (`Op::Send` bodies go up to `BODY_LEN_MAX` bytes).
+static FILLER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| "x".repeat(crate::swarm::BODY_LEN_MAX as usize));
+
+/// `len` `x`s (at most `BODY_LEN_MAX`).
+fn filler(len: usize) -> &'static str {
+    &FILLER[..len.min(FILLER.len())]
 }
 
 fn event_digest(e: &ClientEvent) -> u64 {

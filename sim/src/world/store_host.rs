@@ -4,9 +4,7 @@
 //! A command executes when its completion falls due, not when it is issued,
 //! so a slow store really is slow: a send's retry can race its own commit.
 
-use lockstep_core::store::{
-    MemStore, MemStoreConfig, StoreCommand, StoreError, StoreOpId, StoreReply,
-};
+use lockstep_core::store::{MemStore, StoreCommand, StoreError, StoreOpId, StoreReply};
 use lockstep_core::{Instant, Rng};
 
 use crate::queue::EventQueue;
@@ -34,9 +32,9 @@ pub(crate) struct StoreHost {
 }
 
 impl StoreHost {
-    pub(crate) fn new(config: MemStoreConfig, rng: Rng) -> Self {
+    pub(crate) fn new(store: MemStore, rng: Rng) -> Self {
         StoreHost {
-            store: MemStore::new(config),
+            store,
             queue: EventQueue::new(),
             rng,
             latency_ms: 0,

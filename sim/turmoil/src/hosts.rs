@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use lockstep_core::Instant;
-use lockstep_core::client::{Backoff, Heartbeat};
-use lockstep_core::server::Open;
-use lockstep_tokio::client::{ClientDriverConfig, Events, spawn_client};
+use lockstep_core::client::{Backoff, Client, Heartbeat};
+use lockstep_core::server::{Open, Server};
+use lockstep_tokio::client::{ClientDriverConfig, Events, spawn_client_with};
 use lockstep_tokio::framed::framed_connection;
 use lockstep_tokio::server::{
     DevAuthenticator, FramedFrontConfig, ServerDriverConfig, SharedMemStore, TokioClock,
-    spawn_server,
+    spawn_server_with,
 };
 use lockstep_tokio::transport::{Connector, TransportError};
 use tokio::sync::mpsc;
@@ -56,6 +56,7 @@ pub(crate) fn sim_now() -> Instant {
 pub(crate) fn server(
     store: SharedMemStore,
     tweak: fn(&mut ServerDriverConfig),
+    prepare: fn(&mut Server),
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ::turmoil::Result>>> {
     move || {
         let store = store.clone();
@@ -70,7 +71,8 @@ pub(crate) fn server(
             // A restarted server's clock goes on from the simulation's
             // time, so timestamps never go back.
             let origin = EPOCH_MS.saturating_add(sim_now().as_millis());
-            let server = spawn_server(config, Open, store, TokioClock::starting_at(origin));
+            let clock = TokioClock::starting_at(origin);
+            let server = spawn_server_with(config, Open, store, clock, prepare);
             server.serve(
                 incoming,
                 Arc::new(DevAuthenticator::new()),
@@ -139,6 +141,7 @@ pub(crate) async fn client(
     i: u8,
     seed: u64,
     tweak: fn(u8, &mut ClientDriverConfig),
+    prepare: fn(u8, &mut Client),
     lab: Rc<RefCell<Lab>>,
     mut mailbox: mpsc::UnboundedReceiver<AppCmd>,
 ) -> ::turmoil::Result {
@@ -146,7 +149,7 @@ pub(crate) async fn client(
     let mut config = client_config(i, seed);
     tweak(i, &mut config);
     let tap = lab.borrow().apps[ix].tap.clone();
-    let (handle, mut events) = spawn_client(config, connector(tap));
+    let (handle, mut events) = spawn_client_with(config, connector(tap), |c| prepare(i, c));
     lab.borrow_mut().apps[ix].handle = Some(handle.clone());
     handle.connect();
     loop {

@@ -8,8 +8,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use lockstep_core::Instant;
-use lockstep_core::client::{ConnectionState, Outcome, SubscriptionState};
+use lockstep_core::client::{Client, ConnectionState, Outcome, SubscriptionState};
 use lockstep_core::ids::{ChannelId, Seq, UserId};
+use lockstep_core::server::Server;
 use lockstep_core::store::{MemStore, MemStoreConfig};
 use lockstep_tokio::client::ClientDriverConfig;
 use lockstep_tokio::server::{ServerDriverConfig, SharedMemStore};
@@ -43,18 +44,29 @@ pub const HEAL_MAX: Duration = Duration::from_secs(60);
 pub struct Tweaks {
     /// Applied to client `i`'s driver config.
     pub client: fn(u8, &mut ClientDriverConfig),
+    /// Applied to client `i`'s machine before its driver starts (tests
+    /// switch the core's deliberate bugs on here).
+    pub client_machine: fn(u8, &mut Client),
     /// Applied to the server's driver config (at every start).
     pub server: fn(&mut ServerDriverConfig),
+    /// Applied to the server machine before its driver starts (at every
+    /// start).
+    pub server_machine: fn(&mut Server),
     /// The store's config.
     pub store: MemStoreConfig,
+    /// Applied to the store once built.
+    pub store_machine: fn(&mut MemStore),
 }
 
 impl Default for Tweaks {
     fn default() -> Self {
         Tweaks {
             client: |_, _| {},
+            client_machine: |_, _| {},
             server: |_| {},
+            server_machine: |_| {},
             store: MemStoreConfig::default(),
+            store_machine: |_| {},
         }
     }
 }
@@ -184,15 +196,27 @@ pub fn run_with(plan: &Plan, tweaks: &Tweaks) -> Result<Report, Failure> {
         .max_message_latency(LATENCY_MAX)
         .rng_seed(plan.seed)
         .build();
-    let store = SharedMemStore::new(MemStore::new(tweaks.store.clone()));
+    let mut machine = MemStore::new(tweaks.store.clone());
+    (tweaks.store_machine)(&mut machine);
+    let store = SharedMemStore::new(machine);
     let lab = Rc::new(RefCell::new(Lab::new(clients, store.clone())));
-    sim.host(SERVER, hosts::server(store, tweaks.server));
+    sim.host(
+        SERVER,
+        hosts::server(store, tweaks.server, tweaks.server_machine),
+    );
     let mut mailboxes = Vec::new();
     for i in 0..clients {
         let (tx, rx) = mpsc::unbounded_channel();
         sim.client(
             host_name(i),
-            hosts::client(i, plan.seed, tweaks.client, Rc::clone(&lab), rx),
+            hosts::client(
+                i,
+                plan.seed,
+                tweaks.client,
+                tweaks.client_machine,
+                Rc::clone(&lab),
+                rx,
+            ),
         );
         mailboxes.push(tx);
     }

@@ -158,7 +158,7 @@ fn the_oracle_sees_frames_of_a_channel_left() {
     let failure = expect_failure(
         &leave_and_rejoin(),
         Tweaks {
-            server: |s| s.machine.sabotage = Sabotage::only(Break::ServerKeepsRoomOnLeave),
+            server_machine: |s| s.set_sabotage(Sabotage::only(Break::ServerKeepsRoomOnLeave)),
             ..Tweaks::default()
         },
     );
@@ -195,18 +195,38 @@ fn broken(failure: &Failure) -> Vec<Invariant> {
 #[test]
 fn the_oracle_sees_a_state_skipped_by_the_real_client() {
     let failure = sabotaged_client(Tweaks {
-        client: |_, c| c.client.sabotage = Sabotage::only(Break::SkipConnectingEvent),
+        client_machine: |_, c| c.set_sabotage(Sabotage::only(Break::SkipConnectingEvent)),
         ..Tweaks::default()
     });
     assert_eq!(broken(&failure)[0], Invariant::StateChart, "{failure}");
 }
 
+/// A client whose lost connection keeps its timers (its heartbeat) armed
+/// is caught from the real driver's readings at the state change that
+/// follows the loss: `reconnecting` with more than the reconnect timer (8).
+#[test]
+fn the_oracle_sees_timers_kept_past_a_lost_connection() {
+    let failure = sabotaged_client(Tweaks {
+        client_machine: |_, c| c.set_sabotage(Sabotage::only(Break::LostConnectionKeepsTimers)),
+        ..Tweaks::default()
+    });
+    assert_eq!(broken(&failure)[0], Invariant::NoLeaks, "{failure}");
+    // Judged from the readings, not from the harness losing step with them.
+    assert!(
+        failure
+            .to_string()
+            .contains("timers armed while reconnecting"),
+        "{failure}"
+    );
+}
+
 /// A store that acks and forgets is caught on the first ack (1).
 #[test]
 fn the_oracle_sees_an_acked_message_missing_from_the_store() {
-    let mut tweaks = Tweaks::default();
-    tweaks.store.sabotage = Sabotage::only(Break::StoreForgetsAppends);
-    let failure = sabotaged_client(tweaks);
+    let failure = sabotaged_client(Tweaks {
+        store_machine: |s| s.set_sabotage(Sabotage::only(Break::StoreForgetsAppends)),
+        ..Tweaks::default()
+    });
     assert_eq!(broken(&failure)[0], Invariant::AckedIsStored, "{failure}");
 }
 
@@ -216,7 +236,7 @@ fn the_oracle_sees_an_acked_message_missing_from_the_store() {
 #[test]
 fn the_heal_phase_sees_a_send_that_never_resolves() {
     let failure = sabotaged_client(Tweaks {
-        client: |_, c| c.client.sabotage = Sabotage::only(Break::OutboxForgetsResend),
+        client_machine: |_, c| c.set_sabotage(Sabotage::only(Break::OutboxForgetsResend)),
         ..Tweaks::default()
     });
     match &failure.kind {

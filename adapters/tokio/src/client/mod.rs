@@ -57,7 +57,19 @@ pub fn spawn_client<C: Connector>(
     config: ClientDriverConfig,
     connector: C,
 ) -> (ClientHandle, Events) {
-    let client = Client::new(config.client, config.token, config.seed);
+    spawn_client_with(config, connector, |_| {})
+}
+
+/// Like [`spawn_client`], with the machine handed to `prepare` before the
+/// driver starts: to restore a saved outbox or subscribe ahead of the first
+/// connection, or, in tests, to switch the core's deliberate bugs on.
+pub fn spawn_client_with<C: Connector>(
+    config: ClientDriverConfig,
+    connector: C,
+    prepare: impl FnOnce(&mut Client),
+) -> (ClientHandle, Events) {
+    let mut client = Client::new(config.client, config.token, config.seed);
+    prepare(&mut client);
     let shared = Arc::new(Shared::new(client, config.record_internals));
     let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
     let (state_tx, state_rx) = watch::channel(ConnectionState::Idle);

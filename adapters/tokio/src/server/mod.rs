@@ -100,6 +100,25 @@ where
     S: Store,
     K: Clock,
 {
+    spawn_server_with(config, policy, store, clock, |_| {})
+}
+
+/// Like [`spawn_server`], with the machine handed to `prepare` before the
+/// driver starts (in tests: to switch the core's deliberate bugs on).
+pub fn spawn_server_with<P, S, K>(
+    config: ServerDriverConfig,
+    policy: P,
+    store: S,
+    clock: K,
+    prepare: impl FnOnce(&mut Server<P>),
+) -> ServerHandle
+where
+    P: AccessPolicy + Send + 'static,
+    S: Store,
+    K: Clock,
+{
+    let mut machine = Server::with_policy(config.machine, policy);
+    prepare(&mut machine);
     let (inputs_tx, inputs_rx) = mpsc::channel(config.inputs_capacity.max(1));
     let (closed_tx, closed_rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
@@ -110,7 +129,7 @@ where
         total: config.total_queue_bytes,
     };
     let driver = Driver::new(
-        Server::with_policy(config.machine, policy),
+        machine,
         Arc::new(store),
         clock,
         inputs_rx,

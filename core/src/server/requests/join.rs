@@ -30,9 +30,7 @@ impl<P: AccessPolicy> Server<P> {
             ));
         }
         let user = conn.user.clone();
-        if !self.policy.may_join(&user, &channel)
-            && !sabotaged!(self.config, ServerIgnoresJoinPolicy)
-        {
+        if !self.policy.may_join(&user, &channel) && !sabotaged!(self, ServerIgnoresJoinPolicy) {
             return Err(Denied::new(
                 ErrorCode::Forbidden,
                 format!("may not join {channel}"),

@@ -159,9 +159,8 @@ impl<P: AccessPolicy> Server<P> {
         match kind.as_str() {
             JOIN => {
                 let user = &self.conns.get(&conn)?.user;
-                (!self.policy.may_join(user, channel)
-                    && !sabotaged!(self.config, ServerIgnoresJoinPolicy))
-                .then(|| Denied::new(ErrorCode::Forbidden, format!("may not join {channel}")))
+                (!self.policy.may_join(user, channel) && !sabotaged!(self, ServerIgnoresJoinPolicy))
+                    .then(|| Denied::new(ErrorCode::Forbidden, format!("may not join {channel}")))
             }
             SEND | UPDATE | DELETE | HISTORY | READ | TYPING => {
                 self.require_joined(conn, channel).err()

@@ -127,7 +127,7 @@ impl<P: AccessPolicy> Server<P> {
         id: &ClientMsgId,
         code: ErrorCode,
     ) {
-        if !code.retryable() || sabotaged!(self.config, ServerIgnoresOrderGate) {
+        if !code.retryable() || sabotaged!(self, ServerIgnoresOrderGate) {
             return;
         }
         let now = self.now;
