@@ -11,7 +11,7 @@ use crate::ids::{Epoch, UserId};
 use crate::server::conn::{JoinAttempt, Membership};
 use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
 use crate::server::{AccessPolicy, ConnId, Denied, Except, Server};
-use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreReply};
+use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
 use crate::wire::{
     Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
 };
@@ -35,7 +35,12 @@ fn out_of_contract() -> Denied {
 }
 
 impl<P: AccessPolicy> Server<P> {
-    pub(super) fn complete(&mut self, pending: PendingOp, result: Result<StoreReply, StoreError>) {
+    pub(super) fn complete(
+        &mut self,
+        op: StoreOpId,
+        pending: PendingOp,
+        result: Result<StoreReply, StoreError>,
+    ) {
         match pending {
             PendingOp::Join {
                 waiter,
@@ -64,6 +69,7 @@ impl<P: AccessPolicy> Server<P> {
                 channel,
                 user,
             } => self.complete_receipt(waiter, channel, user, result),
+            PendingOp::Tail { channel } => self.complete_tail_read(&channel, op, result),
             PendingOp::Append { channel, origins } => {
                 self.appends.finish(&channel);
                 let outcomes: Vec<Result<AppendOutcome, Denied>> = match result {
@@ -73,6 +79,13 @@ impl<P: AccessPolicy> Server<P> {
                     Ok(other) => origins.iter().map(|_| Err(unexpected(&other))).collect(),
                     Err(e) => origins.iter().map(|_| Err(unavailable(&e))).collect(),
                 };
+                let mut seqs = outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().ok()?.appended().map(LogEvent::seq));
+                if let Some(first) = seqs.next() {
+                    let last = seqs.next_back().unwrap_or(first);
+                    self.announce(&channel, first, last);
+                }
                 // In entry order, so broadcasts go out in seq order.
                 for (origin, outcome) in origins.into_iter().zip(outcomes) {
                     match origin {
@@ -106,7 +119,7 @@ impl<P: AccessPolicy> Server<P> {
                     seq: m.seq,
                     ts: m.ts,
                 };
-                self.broadcast(&key.channel, ServerFrame::MessageNew(m), Except::Nobody);
+                self.deliver_committed(&key.channel, LogEvent::Message(m));
                 Ok(ack)
             }
             Ok(AppendOutcome::Duplicate(Existing::Message(ack))) => Ok(ack),
@@ -157,7 +170,7 @@ impl<P: AccessPolicy> Server<P> {
                     LogEvent::Updated(_) => Ack::Update { seq },
                     _ => Ack::Delete { seq },
                 };
-                self.broadcast(channel, ServerFrame::from(event), Except::Nobody);
+                self.deliver_committed(channel, event);
                 Ok(ack)
             }
             Ok(AppendOutcome::Duplicate(Existing::Deletion { seq })) => Ok(Ack::Delete { seq }),
@@ -268,6 +281,7 @@ impl<P: AccessPolicy> Server<P> {
                 }
             }
         }
+        self.tail_learned(&channel, epoch, head_seq);
         let members = self.presence.users(&channel);
         let ack = JoinAck {
             channel_id: channel,

@@ -10,12 +10,14 @@ mod gate;
 mod limits;
 mod ops;
 mod outputs;
+mod peers;
 mod policy;
 mod presence;
 mod rate;
 mod reads;
 mod requests;
 mod rooms;
+mod tail;
 mod timers;
 mod typing;
 
@@ -35,12 +37,14 @@ pub use config::ServerConfig;
 pub use outputs::{ConnId, Except, ServerOutput};
 pub use policy::{AccessPolicy, Open, PrivateChannels};
 pub use rooms::Rooms;
+pub use tail::{CommitHint, SharedTail, Writers};
 
 use conn::{Conn, JoinAttempt, Membership};
 use limits::{Budgets, Kind, UserLimits};
 use ops::{AppendQueues, PendingOp, SendKey, Waiter};
 use presence::{Joined, Left, Presence};
 use reads::{Next, QueuedRead, Reads};
+use tail::Tails;
 use timers::{TimerKey, Timers};
 use typing::Typing;
 
@@ -100,6 +104,8 @@ pub struct Server<P: AccessPolicy = Open> {
     users: BTreeMap<UserId, UserLimits>,
     /// Store reads waiting for their turn or at the store.
     reads: Reads,
+    /// Channels with local members, by cursor (shared stores only).
+    tails: Tails,
     next_op: u64,
     next_attempt: u64,
     outputs: VecDeque<ServerOutput>,
@@ -140,6 +146,7 @@ impl<P: AccessPolicy> Server<P> {
             sends: BTreeMap::new(),
             users: BTreeMap::new(),
             reads: Reads::default(),
+            tails: Tails::default(),
             next_op: 1,
             next_attempt: 1,
             outputs: VecDeque::new(),
@@ -260,7 +267,7 @@ impl<P: AccessPolicy> Server<P> {
         if let Some(user) = self.reads.finished(op) {
             self.charge_read(&user, &result);
         }
-        self.complete(pending, result);
+        self.complete(op, pending, result);
     }
 
     /// Fires every timer due at `now`: presence leaves after their grace
@@ -291,6 +298,7 @@ impl<P: AccessPolicy> Server<P> {
                 }
                 TimerKey::Idle(conn) => self.check_idle(conn),
                 TimerKey::ReadsResume => self.reads.resume_at = None,
+                TimerKey::TailGap(channel) => self.tail_timer(&channel, at),
             }
         }
     }
@@ -409,6 +417,21 @@ impl<P: AccessPolicy> Server<P> {
     #[must_use]
     pub fn typing_indicators(&self) -> usize {
         self.typing.len()
+    }
+
+    /// Channels tailed from a shared store (those with local members); 0
+    /// when this machine writes alone.
+    #[must_use]
+    pub fn tailed_channels(&self) -> usize {
+        self.tails.len()
+    }
+
+    /// Where delivery of a tailed `channel` stands: every event of the
+    /// epoch up to the seq was sent to its room. `None` when the channel
+    /// is not tailed or no join read has said where its log stands yet.
+    #[must_use]
+    pub fn cursor(&self, channel: &ChannelId) -> Option<(crate::ids::Epoch, crate::ids::Seq)> {
+        self.tails.cursor(channel)
     }
 
     // ---- shared helpers -----------------------------------------------------
@@ -598,6 +621,7 @@ impl<P: AccessPolicy> Server<P> {
             }
             Left::StillHere | Left::NotMember => {}
         }
+        self.tail_maybe_close(channel);
     }
 
     /// Registers `conn` in `channel`'s room and presence.
@@ -606,6 +630,7 @@ impl<P: AccessPolicy> Server<P> {
             conn,
             channel: channel.clone(),
         });
+        self.tail_open(channel);
         match self.presence.join(channel, user, conn) {
             Joined::Appeared => {
                 let change = PresenceChange {

@@ -76,6 +76,11 @@ pub enum ServerOutput {
         /// Why, for logs.
         reason: &'static str,
     },
+    /// This process committed events of a channel to a store other
+    /// processes share ([`Writers::Shared`](crate::server::Writers::Shared)
+    /// only): tell them, so they read the events (e.g. PostgreSQL
+    /// `NOTIFY`). Losing it costs their members latency, never events.
+    Committed(crate::server::CommitHint),
     /// Execute `cmd` and hand the outcome back with `Server::handle_store`
     /// and the same `op`, in any order and after any delay.
     Store {

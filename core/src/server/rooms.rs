@@ -93,6 +93,7 @@ impl Rooms {
             }
             ServerOutput::Send { .. }
             | ServerOutput::Broadcast { .. }
+            | ServerOutput::Committed(_)
             | ServerOutput::Store { .. } => {}
         }
     }

@@ -1,0 +1,167 @@
+//! The machine's side of sharing a store with other processes
+//! ([`Writers::Shared`]): hints and resyncs in, committed events through
+//! the channel's cursor ([`tail`](super::tail)) out, gap reads issued.
+
+use crate::Instant;
+use crate::ids::{ChannelId, Seq};
+use crate::server::ops::PendingOp;
+use crate::server::tail::{CommitHint, SharedTail, Step, Then, Writers};
+use crate::server::timers::TimerKey;
+use crate::server::{AccessPolicy, Except, Server, ServerOutput};
+use crate::store::{ReadFrom, StoreCommand, StoreError, StoreReply};
+use crate::wire::{LogEvent, ServerFrame};
+
+impl<P: AccessPolicy> Server<P> {
+    /// Another process committed events of `hint.channel` (a wake-up, the
+    /// events themselves are read from the store). Ignored for a channel
+    /// without local members, and when the store is not shared.
+    pub fn handle_hint(&mut self, now: Instant, hint: CommitHint) {
+        self.tick(now);
+        let Some(cfg) = self.shared().cloned() else {
+            return;
+        };
+        let step = self.tails.hinted(&hint.channel, hint.last, &cfg, self.now);
+        self.apply_step(&hint.channel, step);
+    }
+
+    /// Reads every tailed channel past its cursor: the safety net for lost
+    /// hints, to be called when the hint listener (re)connects and
+    /// periodically. A no-op when the store is not shared.
+    pub fn handle_resync(&mut self, now: Instant) {
+        self.tick(now);
+        if self.shared().is_none() {
+            return;
+        }
+        let channels: Vec<ChannelId> = self.tails.channels().cloned().collect();
+        for channel in channels {
+            if let Then::Read(after) = self.tails.resync(&channel) {
+                self.issue_tail_read(&channel, after);
+            }
+        }
+    }
+
+    /// The settings of a shared store, `None` when this machine writes alone.
+    pub(super) fn shared(&self) -> Option<&SharedTail> {
+        match &self.config.writers {
+            Writers::Alone => None,
+            Writers::Shared(cfg) => Some(cfg),
+        }
+    }
+
+    /// This process committed `event`: broadcast at once when it writes
+    /// alone, else through the channel's cursor.
+    pub(super) fn deliver_committed(&mut self, channel: &ChannelId, event: LogEvent) {
+        let Some(cfg) = self.shared().cloned() else {
+            self.broadcast(channel, ServerFrame::from(event), Except::Nobody);
+            return;
+        };
+        let step = self.tails.offer(channel, event, &cfg, self.now);
+        self.apply_step(channel, step);
+    }
+
+    /// Announces this process's commits `first..=last` of `channel` to the
+    /// others (shared stores only).
+    pub(super) fn announce(&mut self, channel: &ChannelId, first: Seq, last: Seq) {
+        if self.shared().is_some() {
+            self.outputs.push_back(ServerOutput::Committed(CommitHint {
+                channel: channel.clone(),
+                first,
+                last,
+            }));
+        }
+    }
+
+    /// A join read found `channel` at `epoch`, `head`.
+    pub(super) fn tail_learned(
+        &mut self,
+        channel: &ChannelId,
+        epoch: crate::ids::Epoch,
+        head: Seq,
+    ) {
+        let Some(cfg) = self.shared().cloned() else {
+            return;
+        };
+        let step = self.tails.learned(channel, epoch, head, &cfg, self.now);
+        self.apply_step(channel, step);
+    }
+
+    /// `channel`'s gap timer armed for `at` fired.
+    pub(super) fn tail_timer(&mut self, channel: &ChannelId, at: Instant) {
+        let Some(cfg) = self.shared().cloned() else {
+            return;
+        };
+        let step = self.tails.timer(channel, at, &cfg, self.now);
+        self.apply_step(channel, step);
+    }
+
+    /// A gap read of `channel` completed.
+    pub(super) fn complete_tail_read(
+        &mut self,
+        channel: &ChannelId,
+        op: crate::store::StoreOpId,
+        result: Result<StoreReply, StoreError>,
+    ) {
+        let Some(cfg) = self.shared().cloned() else {
+            return;
+        };
+        let page = match result {
+            Ok(StoreReply::Events(page)) => Some(page),
+            Ok(other) => {
+                tracing::warn!(?other, "store reply does not match a gap read");
+                None
+            }
+            Err(error) => {
+                tracing::debug!(%channel, %error, "gap read failed: retried after the wait");
+                None
+            }
+        };
+        let step = self.tails.read(channel, op, page, &cfg, self.now);
+        self.apply_step(channel, step);
+    }
+
+    /// `channel` may have lost its last local member: stop tailing it.
+    pub(super) fn tail_maybe_close(&mut self, channel: &ChannelId) {
+        if self.presence.has_conns(channel) {
+            return;
+        }
+        if let Some(at) = self.tails.close(channel) {
+            self.timers.cancel(at, TimerKey::TailGap(channel.clone()));
+        }
+    }
+
+    /// `channel` has a local member: tail it (shared stores only).
+    pub(super) fn tail_open(&mut self, channel: &ChannelId) {
+        if self.shared().is_some() {
+            self.tails.open(channel);
+        }
+    }
+
+    fn apply_step(&mut self, channel: &ChannelId, step: Step) {
+        for event in step.deliver {
+            self.broadcast(channel, ServerFrame::from(event), Except::Nobody);
+        }
+        match step.then {
+            Then::Nothing => {}
+            Then::Read(after) => self.issue_tail_read(channel, after),
+            Then::Arm(at) => self.timers.arm(at, TimerKey::TailGap(channel.clone())),
+        }
+    }
+
+    fn issue_tail_read(&mut self, channel: &ChannelId, after: Seq) {
+        let cmd = StoreCommand::Read {
+            channel: channel.clone(),
+            from: ReadFrom::After(after),
+            limit: self.config.join_events_max,
+            max_bytes: self.config.reply_bytes_max,
+        };
+        let op = self.issue(
+            cmd,
+            PendingOp::Tail {
+                channel: channel.clone(),
+            },
+        );
+        if let Some(at) = self.tails.reading(channel, op) {
+            self.timers.cancel(at, TimerKey::TailGap(channel.clone()));
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Several server machines on one store ([`Writers::Shared`]): each
+//! delivers every channel's events to its own members in seq order, once,
+//! whoever committed them; hints may be lost, store completions come in
+//! any order, the buffer ahead of the cursor may be tiny.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::Instant;
+use crate::ids::{ChannelId, ClientMsgId, Seq};
+use crate::rng::Rng;
+use crate::server::tests::harness::{ch, user};
+use crate::server::{
+    CommitHint, ConnId, Rooms, Server, ServerConfig, ServerOutput, SharedTail, Writers,
+};
+use crate::store::{MemStore, MemStoreConfig, StoreCommand, StoreOpId};
+use crate::wire::{Ack, Body, ClientFrame, ReqId, ServerFrame};
+
+struct Node {
+    server: Server,
+    rooms: Rooms,
+    held: Vec<(StoreOpId, StoreCommand)>,
+}
+
+/// Nodes sharing one store, a lossy hint bus, and what each connection
+/// received.
+struct World {
+    now: Instant,
+    rng: Rng,
+    store: MemStore,
+    nodes: Vec<Node>,
+    /// Hints in flight: (to node, hint).
+    bus: VecDeque<(usize, CommitHint)>,
+    /// Share of hints lost, in percent.
+    loss: u64,
+    /// Which node each connection is on.
+    home: BTreeMap<ConnId, usize>,
+    inbox: BTreeMap<ConnId, Vec<ServerFrame>>,
+    next_req: u64,
+}
+
+fn shared(ahead_bytes_max: usize) -> ServerConfig {
+    ServerConfig {
+        writers: Writers::Shared(SharedTail {
+            gap_wait: Duration::from_millis(50),
+            ahead_bytes_max,
+        }),
+        messages_per_sec: 10_000,
+        messages_burst: 10_000,
+        ..ServerConfig::default()
+    }
+}
+
+impl World {
+    fn new(nodes: usize, config: &ServerConfig, seed: u64, loss: u64) -> Self {
+        World {
+            now: Instant::from_millis(1_000),
+            rng: Rng::new(seed),
+            store: MemStore::new(MemStoreConfig::default()),
+            nodes: (0..nodes)
+                .map(|_| Node {
+                    server: Server::new(config.clone()),
+                    rooms: Rooms::new(),
+                    held: Vec::new(),
+                })
+                .collect(),
+            bus: VecDeque::new(),
+            loss,
+            home: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            next_req: 1,
+        }
+    }
+
+    fn connect(&mut self, node: usize, conn: u64, name: &str) {
+        let conn = ConnId(conn);
+        self.home.insert(conn, node);
+        let n = &mut self.nodes[node];
+        n.rooms.open(conn, user(name));
+        n.server.handle_connect(self.now, conn, user(name));
+        self.drain(node);
+    }
+
+    fn frame(&mut self, conn: u64, frame: ClientFrame) {
+        let conn = ConnId(conn);
+        let node = self.home[&conn];
+        self.nodes[node].server.handle_frame(self.now, conn, frame);
+        self.drain(node);
+    }
+
+    fn req(&mut self) -> ReqId {
+        self.next_req += 1;
+        ReqId(self.next_req)
+    }
+
+    fn join(&mut self, conn: u64, channel: &str) -> ReqId {
+        let req = self.req();
+        self.frame(
+            conn,
+            ClientFrame::Join {
+                req,
+                channel_id: ch(channel),
+                epoch: None,
+                since: None,
+            },
+        );
+        req
+    }
+
+    fn send(&mut self, conn: u64, channel: &str, cmid: &str) -> ReqId {
+        let req = self.req();
+        self.frame(
+            conn,
+            ClientFrame::Send {
+                req,
+                channel_id: ch(channel),
+                client_msg_id: ClientMsgId::new(cmid).unwrap(),
+                body: Body::text(cmid),
+            },
+        );
+        req
+    }
+
+    fn drain(&mut self, node: usize) {
+        while let Some(out) = self.nodes[node].server.poll_output() {
+            match out {
+                ServerOutput::Send { conn, frame } => {
+                    self.inbox.entry(conn).or_default().push(frame);
+                }
+                ServerOutput::Broadcast {
+                    channel,
+                    frame,
+                    except,
+                } => {
+                    let to: Vec<ConnId> = self.nodes[node]
+                        .rooms
+                        .recipients(&channel, &except)
+                        .collect();
+                    for c in to {
+                        self.inbox.entry(c).or_default().push(frame.clone());
+                    }
+                }
+                ServerOutput::Committed(hint) => {
+                    for other in (0..self.nodes.len()).filter(|o| *o != node) {
+                        self.bus.push_back((other, hint.clone()));
+                    }
+                }
+                ServerOutput::Store { op, cmd } => self.nodes[node].held.push((op, cmd)),
+                other @ (ServerOutput::RoomJoin { .. }
+                | ServerOutput::RoomLeave { .. }
+                | ServerOutput::Close { .. }) => self.nodes[node].rooms.apply(&other),
+            }
+        }
+    }
+
+    /// One random step: a store op of a random node (any of its held ops:
+    /// completions come in any order), a hint (maybe lost), or time passes.
+    /// False when nothing is left to do.
+    fn step(&mut self) -> bool {
+        let busy: Vec<usize> = (0..self.nodes.len())
+            .filter(|n| !self.nodes[*n].held.is_empty())
+            .collect();
+        let choice = self.rng.below(3);
+        if choice < 2 && !busy.is_empty() {
+            let node = busy[usize::try_from(self.rng.below(busy.len() as u64)).unwrap()];
+            let i = usize::try_from(self.rng.below(self.nodes[node].held.len() as u64)).unwrap();
+            let (op, cmd) = self.nodes[node].held.swap_remove(i);
+            let result = self.store.execute(cmd);
+            self.nodes[node].server.handle_store(self.now, op, result);
+            self.drain(node);
+            return true;
+        }
+        if let Some((node, hint)) = self.bus.pop_front() {
+            if self.rng.below(100) >= self.loss {
+                self.nodes[node].server.handle_hint(self.now, hint);
+                self.drain(node);
+            }
+            return true;
+        }
+        if !busy.is_empty() {
+            return true;
+        }
+        // Time passes to the next timer.
+        let next = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.server.poll_timeout())
+            .min();
+        let Some(at) = next else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        for node in 0..self.nodes.len() {
+            self.nodes[node].server.handle_timeout(self.now);
+            self.drain(node);
+        }
+        true
+    }
+
+    /// Runs until quiet (bounded).
+    fn settle(&mut self) {
+        for _ in 0..1_000_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("the world did not settle");
+    }
+
+    /// The safety net on every node, then quiet again.
+    fn resync(&mut self) {
+        for node in 0..self.nodes.len() {
+            self.nodes[node].server.handle_resync(self.now);
+            self.drain(node);
+        }
+        self.settle();
+    }
+
+    /// The join head `conn` was told, and the seqs of the events it was
+    /// sent after it, in order.
+    fn received(&self, conn: u64, req: ReqId) -> (Seq, Vec<u64>) {
+        let frames = self.inbox.get(&ConnId(conn)).cloned().unwrap_or_default();
+        let at = frames
+            .iter()
+            .position(|f| matches!(f, ServerFrame::Ack { req: r, body: Ack::Join(_) } if *r == req))
+            .unwrap_or_else(|| panic!("c{conn} was not answered its join"));
+        let ServerFrame::Ack {
+            body: Ack::Join(ack),
+            ..
+        } = &frames[at]
+        else {
+            unreachable!()
+        };
+        let all: Vec<u64> = frames
+            .iter()
+            .filter_map(|f| f.clone().into_log_event())
+            .map(|e| e.seq().0)
+            .collect();
+        (ack.head_seq, all)
+    }
+
+    fn head(&self, channel: &ChannelId) -> u64 {
+        self.store.head(channel).map_or(0, |(_, s)| s.0)
+    }
+}
+
+/// Every member was sent each event after its join head exactly once, in
+/// order, up to the store's head; and nothing twice overall.
+fn assert_delivered(w: &World, joins: &[(u64, ReqId)], channel: &str) {
+    let head = w.head(&ch(channel));
+    for (conn, req) in joins {
+        let (from, all) = w.received(*conn, *req);
+        assert!(
+            all.windows(2).all(|p| p[0] < p[1]),
+            "c{conn} got events out of order or twice: {all:?}"
+        );
+        let after: Vec<u64> = all.iter().copied().filter(|s| *s > from.0).collect();
+        let want: Vec<u64> = (from.0 + 1..=head).collect();
+        assert_eq!(after, want, "c{conn} (joined at {from})");
+    }
+}
+
+#[test]
+fn a_message_committed_on_one_node_reaches_members_on_the_other() {
+    let mut w = World::new(2, &shared(1 << 20), 1, 0);
+    w.connect(0, 1, "alice");
+    w.connect(1, 2, "bob");
+    let joins = [(1, w.join(1, "room")), (2, w.join(2, "room"))];
+    w.settle();
+    // Only node 0 commits: node 1 learns of it by the hint alone.
+    for i in 0..3 {
+        w.send(1, "room", &format!("a{i}"));
+    }
+    w.settle();
+    assert_delivered(&w, &joins, "room");
+    for i in 3..5 {
+        w.send(1, "room", &format!("a{i}"));
+        w.send(2, "room", &format!("b{i}"));
+    }
+    w.settle();
+    assert_eq!(w.head(&ch("room")), 7);
+    assert_delivered(&w, &joins, "room");
+    for node in &w.nodes {
+        assert_eq!(node.server.cursor(&ch("room")).map(|c| c.1), Some(Seq(7)));
+        assert_eq!(node.server.pending_store_ops(), 0);
+    }
+}
+
+#[test]
+fn lost_hints_cost_latency_not_events() {
+    let mut w = World::new(2, &shared(1 << 20), 2, 100);
+    w.connect(0, 1, "alice");
+    w.connect(1, 2, "bob");
+    let joins = [(1, w.join(1, "room")), (2, w.join(2, "room"))];
+    w.settle();
+    for i in 0..4 {
+        w.send(1, "room", &format!("a{i}"));
+    }
+    w.settle();
+    let (_, before) = w.received(2, joins[1].1);
+    assert!(before.is_empty(), "every hint was lost: {before:?}");
+    w.resync();
+    assert_delivered(&w, &joins, "room");
+}
+
+#[test]
+fn a_node_without_members_in_a_channel_does_not_tail_it() {
+    let mut w = World::new(2, &shared(1 << 20), 3, 0);
+    w.connect(0, 1, "alice");
+    w.connect(1, 2, "bob");
+    w.join(1, "room");
+    w.settle();
+    w.send(1, "room", "a");
+    w.settle();
+    assert_eq!(w.nodes[1].server.tailed_channels(), 0);
+    assert_eq!(w.nodes[1].server.pending_store_ops(), 0);
+    assert_eq!(w.nodes[0].server.tailed_channels(), 1);
+    let leave = w.req();
+    w.frame(
+        1,
+        ClientFrame::Leave {
+            req: leave,
+            channel_id: ch("room"),
+        },
+    );
+    w.settle();
+    assert_eq!(w.nodes[0].server.tailed_channels(), 0);
+    assert_eq!(
+        w.nodes[0].server.armed_timers(),
+        0,
+        "no gap timer left behind"
+    );
+}
+
+#[test]
+fn a_machine_that_writes_alone_keeps_no_cursor_and_sends_no_hint() {
+    let mut w = World::new(1, &ServerConfig::default(), 4, 0);
+    w.connect(0, 1, "alice");
+    let joins = [(1, w.join(1, "room"))];
+    w.settle();
+    w.send(1, "room", "a");
+    w.settle();
+    assert!(w.bus.is_empty());
+    assert_eq!(w.nodes[0].server.tailed_channels(), 0);
+    assert_delivered(&w, &joins, "room");
+}
+
+/// Many seeds: three nodes, members on each, sends from each, store
+/// completions in random order, a third of the hints lost, a buffer that
+/// holds one event or plenty; after a resync every member has everything.
+#[test]
+fn random_worlds_deliver_in_order_exactly_once() {
+    for seed in 0..200u64 {
+        let ahead = if seed % 2 == 0 { 1 } else { 1 << 20 };
+        let mut w = World::new(3, &shared(ahead), seed, 33);
+        let mut joins = Vec::new();
+        for conn in 1..=6u64 {
+            let node = usize::try_from(conn % 3).unwrap();
+            w.connect(node, conn, &format!("u{conn}"));
+            let req = w.join(conn, "room");
+            joins.push((conn, req));
+        }
+        w.settle();
+        for i in 0..30u64 {
+            let conn = 1 + w.rng.below(6);
+            w.send(conn, "room", &format!("m{i}"));
+            // A few steps between sends: commits overlap across nodes.
+            for _ in 0..w.rng.below(4) {
+                w.step();
+            }
+        }
+        w.settle();
+        w.resync();
+        assert_eq!(w.head(&ch("room")), 30, "seed {seed}");
+        assert_delivered(&w, &joins, "room");
+        for node in &w.nodes {
+            assert_eq!(node.server.pending_store_ops(), 0, "seed {seed}");
+        }
+    }
+}
