@@ -69,6 +69,7 @@
 #[cfg(test)]
 extern crate self as lockstep_postgres;
 
+mod hints;
 mod maintain;
 mod plan;
 mod reader;
@@ -96,6 +97,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use crate::plan::Retention;
+
+pub use hints::{HintConfig, hint_link, random_node};
 
 /// Settings of a [`PgStore`].
 #[derive(Debug, Clone)]
