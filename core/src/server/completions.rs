@@ -231,6 +231,16 @@ impl<P: AccessPolicy> Server<P> {
             Ok(reply) => reply,
             Err(e) => return self.fail_join(w, &channel, attempt, unavailable(&e)),
         };
+        let read_at = match &reply {
+            StoreReply::Head { epoch, head } => Some((*epoch, *head)),
+            StoreReply::Events(page) => Some((page.epoch, page.head)),
+            _ => None,
+        };
+        if read_at.is_some_and(|(epoch, head)| self.tail_jumped_past(&channel, epoch, head)) {
+            // The room's cursor jumped past this read without broadcasting
+            // what it skipped: read again, so the answer reaches it.
+            return self.issue_join_step(w, channel, attempt, step);
+        }
         match (step, reply) {
             (JoinStep::Head, StoreReply::Head { epoch, head }) => {
                 self.finish_join(w, channel, attempt, epoch, head, Vec::new(), false);

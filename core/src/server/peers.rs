@@ -85,6 +85,18 @@ impl<P: AccessPolicy> Server<P> {
         self.apply_step(channel, step);
     }
 
+    /// True when `channel`'s cursor was set past `head` of `epoch` without
+    /// broadcasting what it skipped (a join read, a reset): a join that
+    /// read `head` would miss those events.
+    pub(super) fn tail_jumped_past(
+        &self,
+        channel: &ChannelId,
+        epoch: crate::ids::Epoch,
+        head: Seq,
+    ) -> bool {
+        self.tails.jumped_past(channel, epoch, head)
+    }
+
     /// `channel`'s gap timer armed for `at` fired.
     pub(super) fn tail_timer(&mut self, channel: &ChannelId, at: Instant) {
         let Some(cfg) = self.shared().cloned() else {

@@ -98,6 +98,10 @@ struct Tail {
     /// The highest seq known to exist in the cursor's epoch (not below the
     /// cursor once it is known).
     known: Seq,
+    /// Where the cursor last jumped to without broadcasting what it
+    /// skipped (the first join read, a reset): a join whose read ended
+    /// below it reads again, so no member misses what was skipped.
+    jumped: Seq,
     fill: Fill,
 }
 
@@ -145,6 +149,7 @@ impl Tails {
             ahead: BTreeMap::new(),
             ahead_bytes: 0,
             known: Seq(0),
+            jumped: Seq(0),
             fill: Fill::Idle,
         });
     }
@@ -156,6 +161,14 @@ impl Tails {
             Fill::Waiting(at) => Some(at),
             Fill::Idle | Fill::Reading { .. } => None,
         }
+    }
+
+    /// True when the cursor of `channel` jumped past `head` of `epoch`
+    /// (see `Tail::jumped`).
+    pub(crate) fn jumped_past(&self, channel: &ChannelId, epoch: Epoch, head: Seq) -> bool {
+        self.channels.get(channel).is_some_and(|t| {
+            matches!(t.cursor, Cursor::At { epoch: e, .. } if e == epoch) && head < t.jumped
+        })
     }
 
     /// Tailed channels.
@@ -362,6 +375,7 @@ impl Tail {
         self.ahead.clear();
         self.ahead_bytes = 0;
         self.known = head;
+        self.jumped = head;
     }
 
     /// Sends what follows the cursor, then decides about what is missing:
