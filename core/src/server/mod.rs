@@ -398,7 +398,7 @@ impl<P: AccessPolicy> Server<P> {
     /// them and reads waiting for their turn.
     #[must_use]
     pub fn pending_store_ops(&self) -> usize {
-        self.ops.len() + self.appends.uncounted() + self.reads.waiting()
+        self.ops.len() + self.appends.uncounted() + self.reads.waiting() + self.tails.queued_reads()
     }
 
     /// Replies owed to open connections.

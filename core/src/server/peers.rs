@@ -129,6 +129,7 @@ impl<P: AccessPolicy> Server<P> {
         };
         let step = self.tails.read(channel, op, page, &cfg, self.now);
         self.apply_step(channel, step);
+        self.start_queued_tail_reads();
     }
 
     /// `channel` may have lost its last local member: stop tailing it.
@@ -159,7 +160,30 @@ impl<P: AccessPolicy> Server<P> {
         }
     }
 
+    /// Reads `channel` past `after` when a slot is free, else queues it.
     fn issue_tail_read(&mut self, channel: &ChannelId, after: Seq) {
+        let max = self.shared().map_or(1, |cfg| cfg.reads_max);
+        if !self.tails.slot_free(max) {
+            if let Some(at) = self.tails.queue(channel) {
+                self.timers.cancel(at, TimerKey::TailGap(channel.clone()));
+            }
+            return;
+        }
+        self.start_tail_read(channel, after);
+    }
+
+    /// Starts queued reads while slots are free.
+    fn start_queued_tail_reads(&mut self) {
+        let max = self.shared().map_or(1, |cfg| cfg.reads_max);
+        while self.tails.slot_free(max) {
+            let Some((channel, after)) = self.tails.next_queued() else {
+                return;
+            };
+            self.start_tail_read(&channel, after);
+        }
+    }
+
+    fn start_tail_read(&mut self, channel: &ChannelId, after: Seq) {
         let cmd = StoreCommand::Read {
             channel: channel.clone(),
             from: ReadFrom::After(after),

@@ -12,7 +12,7 @@
 //! about to complete). This module only decides; the machine issues the
 //! reads, arms the timers and broadcasts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::Instant;
@@ -45,6 +45,10 @@ pub struct SharedTail {
     /// channel's cursor; past it the highest are dropped and read again
     /// later. Default 1 MiB.
     pub ahead_bytes_max: usize,
+    /// Gap reads at the store at once, all channels together; more wait
+    /// their turn in order, so a resync of thousands of channels does not
+    /// flood the store or crowd out members' requests. Default 8.
+    pub reads_max: usize,
 }
 
 impl Default for SharedTail {
@@ -52,6 +56,7 @@ impl Default for SharedTail {
         SharedTail {
             gap_wait: Duration::from_millis(50),
             ahead_bytes_max: 1 << 20,
+            reads_max: 8,
         }
     }
 }
@@ -85,6 +90,8 @@ enum Fill {
     Idle,
     /// A read is planned when the timer armed for this instant fires.
     Waiting(Instant),
+    /// A read waits for a free slot (`SharedTail::reads_max`).
+    Queued,
     /// This read is at the store; `asked` is what was known when it left.
     Reading { op: StoreOpId, asked: Seq },
 }
@@ -139,6 +146,11 @@ impl Step {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tails {
     channels: BTreeMap<ChannelId, Tail>,
+    /// Gap reads at the store (their channel may have closed since).
+    reads: BTreeSet<StoreOpId>,
+    /// Channels whose read waits for a slot, oldest first (a closed one
+    /// is skipped when its turn comes).
+    queued: VecDeque<ChannelId>,
 }
 
 impl Tails {
@@ -159,6 +171,10 @@ impl Tails {
     pub(crate) fn close(&mut self, channel: &ChannelId) -> Option<Instant> {
         match self.channels.remove(channel)?.fill {
             Fill::Waiting(at) => Some(at),
+            Fill::Queued => {
+                self.queued.retain(|c| c != channel);
+                None
+            }
             Fill::Idle | Fill::Reading { .. } => None,
         }
     }
@@ -278,15 +294,54 @@ impl Tails {
         t.step(cfg, now, true)
     }
 
+    /// Whether a gap read may go to the store now (fewer than `max` are).
+    pub(crate) fn slot_free(&self, max: usize) -> bool {
+        self.reads.len() < max.max(1)
+    }
+
+    /// The read of `channel` waits for a slot. Returns the gap timer to
+    /// cancel, if one was armed.
+    pub(crate) fn queue(&mut self, channel: &ChannelId) -> Option<Instant> {
+        let t = self.channels.get_mut(channel)?;
+        let was = std::mem::replace(&mut t.fill, Fill::Queued);
+        self.queued.push_back(channel.clone());
+        match was {
+            Fill::Waiting(at) => Some(at),
+            Fill::Idle | Fill::Queued | Fill::Reading { .. } => None,
+        }
+    }
+
+    /// The next queued channel whose read may start, and where it starts.
+    pub(crate) fn next_queued(&mut self) -> Option<(ChannelId, Seq)> {
+        while let Some(channel) = self.queued.pop_front() {
+            if let Some(Tail {
+                cursor: Cursor::At { seq, .. },
+                fill: Fill::Queued,
+                ..
+            }) = self.channels.get(&channel)
+            {
+                let seq = *seq;
+                return Some((channel, seq));
+            }
+        }
+        None
+    }
+
     /// The read `op` went to the store for `channel`. Returns the gap
     /// timer to cancel, if one was armed.
     pub(crate) fn reading(&mut self, channel: &ChannelId, op: StoreOpId) -> Option<Instant> {
+        self.reads.insert(op);
         let t = self.channels.get_mut(channel)?;
         let was = std::mem::replace(&mut t.fill, Fill::Reading { op, asked: t.known });
         match was {
             Fill::Waiting(at) => Some(at),
-            Fill::Idle | Fill::Reading { .. } => None,
+            Fill::Idle | Fill::Queued | Fill::Reading { .. } => None,
         }
+    }
+
+    /// Gap reads waiting for a slot.
+    pub(crate) fn queued_reads(&self) -> usize {
+        self.queued.len()
     }
 
     /// The read `op` of `channel` completed (`None`: it failed).
@@ -298,6 +353,7 @@ impl Tails {
         cfg: &SharedTail,
         now: Instant,
     ) -> Step {
+        self.reads.remove(&op);
         let Some(t) = self.channels.get_mut(channel) else {
             return Step::nothing();
         };
@@ -403,7 +459,7 @@ impl Tail {
         self.known = self.known.max(seq);
         let gap = self.known > seq || !self.ahead.is_empty();
         let then = match (gap, self.fill) {
-            (false, _) | (true, Fill::Reading { .. }) => Then::Nothing,
+            (false, _) | (true, Fill::Reading { .. } | Fill::Queued) => Then::Nothing,
             (true, Fill::Idle | Fill::Waiting(_)) if urgent => Then::Read(seq),
             (true, Fill::Waiting(_)) => Then::Nothing,
             (true, Fill::Idle) => {

@@ -40,10 +40,15 @@ struct World {
 }
 
 fn shared(ahead_bytes_max: usize) -> ServerConfig {
+    shared_with(ahead_bytes_max, 8)
+}
+
+fn shared_with(ahead_bytes_max: usize, reads_max: usize) -> ServerConfig {
     ServerConfig {
         writers: Writers::Shared(SharedTail {
             gap_wait: Duration::from_millis(50),
             ahead_bytes_max,
+            reads_max,
         }),
         messages_per_sec: 10_000,
         messages_burst: 10_000,
@@ -224,8 +229,8 @@ impl World {
         self.settle();
     }
 
-    /// The join head `conn` was told, and the seqs of the events it was
-    /// sent after it, in order.
+    /// The join head `conn` was told, and the seqs of the events of that
+    /// channel it was sent, in order.
     fn received(&self, conn: u64, req: ReqId) -> (Seq, Vec<u64>) {
         let frames = self.inbox.get(&ConnId(conn)).cloned().unwrap_or_default();
         let at = frames
@@ -242,6 +247,7 @@ impl World {
         let all: Vec<u64> = frames
             .iter()
             .filter_map(|f| f.clone().into_log_event())
+            .filter(|e| *e.channel_id() == ack.channel_id)
             .map(|e| e.seq().0)
             .collect();
         (ack.head_seq, all)
@@ -379,6 +385,36 @@ fn a_join_read_before_the_cursor_jumped_is_read_again() {
     assert_delivered(&w, &[(2, bob), (3, carol)], "room");
 }
 
+/// A resync of many channels reads at most `reads_max` at once; the rest
+/// wait their turn and every channel is read.
+#[test]
+fn gap_reads_take_turns() {
+    let mut w = World::new(2, &shared_with(1 << 20, 2), 7, 100);
+    w.connect(0, 1, "alice");
+    w.connect(1, 2, "bob");
+    let rooms: Vec<String> = (0..10).map(|i| format!("room{i}")).collect();
+    let mut joins = Vec::new();
+    for room in &rooms {
+        w.join(1, room);
+        joins.push(w.join(2, room));
+    }
+    w.settle();
+    for room in &rooms {
+        w.send(1, room, "hello");
+    }
+    w.settle();
+    w.nodes[1].server.handle_resync(w.now);
+    w.drain(1);
+    assert_eq!(w.nodes[1].held.len(), 2, "two reads at the store");
+    assert_eq!(w.nodes[1].server.pending_store_ops(), 10, "eight wait");
+    w.settle();
+    for (room, join) in rooms.iter().zip(joins) {
+        assert_delivered(&w, &[(2, join)], room);
+        assert_eq!(w.head(&ch(room)), 1);
+    }
+    assert_eq!(w.nodes[1].server.pending_store_ops(), 0);
+}
+
 #[test]
 fn lost_hints_cost_latency_not_events() {
     let mut w = World::new(2, &shared(1 << 20), 2, 100);
@@ -446,7 +482,8 @@ fn a_machine_that_writes_alone_keeps_no_cursor_and_sends_no_hint() {
 fn random_worlds_deliver_in_order_exactly_once() {
     for seed in 0..200u64 {
         let ahead = if seed % 2 == 0 { 1 } else { 1 << 20 };
-        let mut w = World::new(3, &shared(ahead), seed, 33);
+        let reads_max = usize::try_from(1 + seed % 3).unwrap();
+        let mut w = World::new(3, &shared_with(ahead, reads_max), seed, 33);
         let mut joins = Vec::new();
         for conn in 1..=6u64 {
             let node = usize::try_from(conn % 3).unwrap();
