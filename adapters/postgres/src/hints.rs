@@ -1,5 +1,6 @@
 //! Hints between the processes sharing one store: PostgreSQL `LISTEN` /
-//! `NOTIFY` on a channel of the store's schema.
+//! `NOTIFY` on a channel of the store's schema. Typing and read receipts
+//! ride along as relays.
 //!
 //! A hint says "events `first..=last` of this channel were committed"; the
 //! receiver reads the events from the store. Hints are wake-ups, never the
@@ -17,8 +18,9 @@ use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use lockstep_core::ids::{ChannelId, Seq};
-use lockstep_core::server::{CommitHint, SharedTail};
-use lockstep_tokio::server::{PeerEvent, Peers};
+use lockstep_core::server::{CommitHint, Relay, SharedTail};
+use lockstep_core::wire::{ReadReceipt, TypingNotice};
+use lockstep_tokio::server::{PeerEvent, PeerNote, Peers};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -68,11 +70,72 @@ pub fn random_node() -> u64 {
     RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
 }
 
-/// One `NOTIFY` payload: who sent it and (channel, first, last) ranges.
+/// One `NOTIFY` payload: who sent it, (channel, first, last) ranges, and
+/// typing and read receipts to relay.
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload {
     node: u64,
+    #[serde(default)]
     hints: Vec<(ChannelId, u64, u64)>,
+    #[serde(default)]
+    relays: Vec<WireRelay>,
+}
+
+/// A [`Relay`] in a payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum WireRelay {
+    #[serde(rename = "typing")]
+    Typing(TypingNotice),
+    #[serde(rename = "read")]
+    Read(ReadReceipt),
+}
+
+impl From<Relay> for WireRelay {
+    fn from(r: Relay) -> Self {
+        match r {
+            Relay::Typing(t) => WireRelay::Typing(t),
+            Relay::Read(r) => WireRelay::Read(r),
+        }
+    }
+}
+
+impl From<WireRelay> for Relay {
+    fn from(r: WireRelay) -> Self {
+        match r {
+            WireRelay::Typing(t) => Relay::Typing(t),
+            WireRelay::Read(r) => Relay::Read(r),
+        }
+    }
+}
+
+/// Relays gathered into one batch at most; more wait for the next.
+const RELAYS_PER_BATCH: usize = 256;
+
+/// What queued while the previous `NOTIFY` was on its way.
+#[derive(Debug, Default)]
+struct Batch {
+    hints: BTreeMap<ChannelId, (Seq, Seq)>,
+    relays: Vec<Relay>,
+}
+
+impl Batch {
+    fn add(&mut self, note: PeerNote) {
+        match note {
+            PeerNote::Committed(hint) => {
+                let range = self
+                    .hints
+                    .entry(hint.channel)
+                    .or_insert((hint.first, hint.last));
+                range.0 = range.0.min(hint.first);
+                range.1 = range.1.max(hint.last);
+            }
+            PeerNote::Relay(relay) => self.relays.push(relay),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.relays.len() >= RELAYS_PER_BATCH
+    }
 }
 
 /// Starts the hint link of the store at `url` (the same URL and
@@ -103,7 +166,7 @@ pub fn hint_link(url: &str, store: &PgConfig, config: HintConfig) -> Result<Peer
     tokio::spawn(listen(pg, channel, config.clone(), events_tx));
     Ok(Peers {
         tail: config.tail,
-        hints: hints_tx,
+        notes: hints_tx,
         events: events_rx,
     })
 }
@@ -136,7 +199,7 @@ async fn publish(
     pg: tokio_postgres::Config,
     channel: String,
     config: HintConfig,
-    mut hints: mpsc::Receiver<CommitHint>,
+    mut notes: mpsc::Receiver<PeerNote>,
 ) {
     let mut failures = 0;
     loop {
@@ -157,13 +220,16 @@ async fn publish(
             }
         };
         loop {
-            let Some(first) = hints.recv().await else {
+            let Some(first) = notes.recv().await else {
                 return;
             };
-            let mut batch: BTreeMap<ChannelId, (Seq, Seq)> = BTreeMap::new();
-            merge(&mut batch, first);
-            while let Ok(more) = hints.try_recv() {
-                merge(&mut batch, more);
+            let mut batch = Batch::default();
+            batch.add(first);
+            while !batch.full() {
+                match notes.try_recv() {
+                    Ok(more) => batch.add(more),
+                    Err(_) => break,
+                }
             }
             let mut failed = false;
             for payload in payloads(config.node, batch) {
@@ -185,32 +251,41 @@ async fn publish(
     }
 }
 
-fn merge(batch: &mut BTreeMap<ChannelId, (Seq, Seq)>, hint: CommitHint) {
-    let range = batch.entry(hint.channel).or_insert((hint.first, hint.last));
-    range.0 = range.0.min(hint.first);
-    range.1 = range.1.max(hint.last);
-}
-
 /// The batch as payloads of at most [`PAYLOAD_MAX`] bytes each.
-fn payloads(node: u64, batch: BTreeMap<ChannelId, (Seq, Seq)>) -> Vec<String> {
+fn payloads(node: u64, batch: Batch) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = Payload {
         node,
         hints: Vec::new(),
+        relays: Vec::new(),
     };
     let mut size = 0;
-    for (channel, (first, last)) in batch {
+    let mut flush_if = |current: &mut Payload, size: &mut usize, cost: usize| {
+        if *size + cost > PAYLOAD_MAX && !(current.hints.is_empty() && current.relays.is_empty()) {
+            out.extend(serde_json::to_string(&*current).ok());
+            current.hints.clear();
+            current.relays.clear();
+            *size = 0;
+        }
+        *size += cost;
+    };
+    for (channel, (first, last)) in batch.hints {
         // A hint's share of the payload: its channel and two numbers.
         let cost = channel.as_str().len() + 48;
-        if size + cost > PAYLOAD_MAX && !current.hints.is_empty() {
-            out.extend(serde_json::to_string(&current).ok());
-            current.hints.clear();
-            size = 0;
-        }
-        size += cost;
+        flush_if(&mut current, &mut size, cost);
         current.hints.push((channel, first.0, last.0));
     }
-    if !current.hints.is_empty() {
+    for relay in batch.relays {
+        let relay = WireRelay::from(relay);
+        let cost = serde_json::to_string(&relay).map_or(PAYLOAD_MAX, |s| s.len() + 1);
+        if cost >= PAYLOAD_MAX {
+            // Ids are short; never happens, and losing a relay is harmless.
+            continue;
+        }
+        flush_if(&mut current, &mut size, cost);
+        current.relays.push(relay);
+    }
+    if !(current.hints.is_empty() && current.relays.is_empty()) {
         out.extend(serde_json::to_string(&current).ok());
     }
     out
@@ -303,6 +378,15 @@ async fn deliver(node: u64, payload: &str, events: &mpsc::Sender<PeerEvent>) -> 
             return false;
         }
     }
+    for relay in payload.relays {
+        if events
+            .send(PeerEvent::Relay(Relay::from(relay)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
     true
 }
 
@@ -312,21 +396,31 @@ mod tests {
 
     #[test]
     fn payloads_stay_under_the_notify_limit_and_round_trip() {
-        let mut batch = BTreeMap::new();
+        let mut batch = Batch::default();
         for i in 0..500u64 {
             let channel = ChannelId::new(format!("channel-with-a-longish-name-{i}")).unwrap();
-            batch.insert(channel, (Seq(i), Seq(i + 3)));
+            batch.add(PeerNote::Committed(CommitHint {
+                channel: channel.clone(),
+                first: Seq(i),
+                last: Seq(i + 3),
+            }));
+            batch.add(PeerNote::Relay(Relay::Read(ReadReceipt {
+                channel_id: channel,
+                user_id: lockstep_core::ids::UserId::new("alice").unwrap(),
+                up_to: Seq(i),
+            })));
         }
         let out = payloads(7, batch);
         assert!(out.len() > 1);
-        let mut seen = 0;
+        let (mut hints, mut relays) = (0, 0);
         for p in &out {
             assert!(p.len() < 8_000, "{} bytes", p.len());
             let back: Payload = serde_json::from_str(p).unwrap();
             assert_eq!(back.node, 7);
-            seen += back.hints.len();
+            hints += back.hints.len();
+            relays += back.relays.len();
         }
-        assert_eq!(seen, 500);
+        assert_eq!((hints, relays), (500, 500));
     }
 
     #[test]

@@ -7,10 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use lockstep_core::ids::{ChannelId, Seq};
-use lockstep_core::server::CommitHint;
+use lockstep_core::ids::{ChannelId, Seq, UserId};
+use lockstep_core::server::{CommitHint, Relay};
+use lockstep_core::wire::TypingNotice;
 use lockstep_postgres::{HintConfig, PgConfig, hint_link};
-use lockstep_tokio::server::{PeerEvent, Peers};
+use lockstep_tokio::server::{PeerEvent, PeerNote, Peers};
 
 /// The next event `pick` takes, waiting at most 30 s.
 async fn next<T>(peers: &mut Peers, mut pick: impl FnMut(PeerEvent) -> Option<T>) -> T {
@@ -30,7 +31,7 @@ async fn next<T>(peers: &mut Peers, mut pick: impl FnMut(PeerEvent) -> Option<T>
 async fn next_hint(peers: &mut Peers) -> CommitHint {
     next(peers, |e| match e {
         PeerEvent::Hint(h) => Some(h),
-        PeerEvent::Resync => None,
+        PeerEvent::Relay(_) | PeerEvent::Resync => None,
     })
     .await
 }
@@ -38,6 +39,10 @@ async fn next_hint(peers: &mut Peers) -> CommitHint {
 /// The next resync request.
 async fn next_resync(peers: &mut Peers) {
     next(peers, |e| (e == PeerEvent::Resync).then_some(())).await;
+}
+
+fn note(channel: &str, first: u64, last: u64) -> PeerNote {
+    PeerNote::Committed(hint(channel, first, last))
 }
 
 fn hint(channel: &str, first: u64, last: u64) -> CommitHint {
@@ -65,9 +70,9 @@ async fn hints_reach_the_other_processes_and_not_their_sender() {
     // Both listen once they have asked for their first resync.
     next_resync(&mut a).await;
     next_resync(&mut b).await;
-    a.hints.send(hint("room", 1, 3)).await.unwrap();
-    a.hints.send(hint("room", 4, 4)).await.unwrap();
-    a.hints.send(hint("other", 1, 1)).await.unwrap();
+    a.notes.send(note("room", 1, 3)).await.unwrap();
+    a.notes.send(note("room", 4, 4)).await.unwrap();
+    a.notes.send(note("other", 1, 1)).await.unwrap();
     // Merged or not, b learns that room reached 4 and other 1.
     let mut room = 0;
     let mut other = 0;
@@ -79,12 +84,25 @@ async fn hints_reach_the_other_processes_and_not_their_sender() {
             _ => panic!("unexpected {h:?}"),
         }
     }
-    b.hints.send(hint("room", 5, 5)).await.unwrap();
+    b.notes.send(note("room", 5, 5)).await.unwrap();
     assert_eq!(
         next_hint(&mut a).await,
         hint("room", 5, 5),
         "a only hears b"
     );
+    // Typing crosses too.
+    let typing = Relay::Typing(TypingNotice {
+        channel_id: ChannelId::new("room").unwrap(),
+        user_id: UserId::new("alice").unwrap(),
+        active: true,
+    });
+    a.notes.send(PeerNote::Relay(typing.clone())).await.unwrap();
+    let got = next(&mut b, |e| match e {
+        PeerEvent::Relay(r) => Some(r),
+        PeerEvent::Hint(_) | PeerEvent::Resync => None,
+    })
+    .await;
+    assert_eq!(got, typing);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

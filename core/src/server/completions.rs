@@ -10,11 +10,9 @@ use crate::ids::{ChannelId, Seq};
 use crate::ids::{Epoch, UserId};
 use crate::server::conn::{JoinAttempt, Membership};
 use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
-use crate::server::{AccessPolicy, ConnId, Denied, Except, Server};
+use crate::server::{AccessPolicy, ConnId, Denied, Relay, Server};
 use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
-use crate::wire::{
-    Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
-};
+use crate::wire::{Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck};
 
 fn unavailable(e: &StoreError) -> Denied {
     Denied::new(ErrorCode::Unavailable, e.to_string())
@@ -202,7 +200,7 @@ impl<P: AccessPolicy> Server<P> {
                         user_id: user,
                         up_to,
                     };
-                    self.broadcast(&channel, ServerFrame::Read(receipt), Except::Nobody);
+                    self.share(Relay::Read(receipt));
                 }
                 Ok(Ack::Read { up_to })
             }

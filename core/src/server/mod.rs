@@ -37,7 +37,7 @@ pub use config::ServerConfig;
 pub use outputs::{ConnId, Except, ServerOutput};
 pub use policy::{AccessPolicy, Open, PrivateChannels};
 pub use rooms::Rooms;
-pub use tail::{CommitHint, SharedTail, Writers};
+pub use tail::{CommitHint, Relay, SharedTail, Writers};
 
 use conn::{Conn, JoinAttempt, Membership};
 use limits::{Budgets, Kind, UserLimits};
@@ -656,10 +656,10 @@ impl<P: AccessPolicy> Server<P> {
     fn typing_stopped(&mut self, channel: &ChannelId, user: UserId) {
         let notice = TypingNotice {
             channel_id: channel.clone(),
-            user_id: user.clone(),
+            user_id: user,
             active: false,
         };
-        self.broadcast(channel, ServerFrame::Typing(notice), Except::User(user));
+        self.share(Relay::Typing(notice));
     }
 
     fn membership(&self, conn: ConnId, channel: &ChannelId) -> Option<Membership> {

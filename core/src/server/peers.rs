@@ -5,7 +5,7 @@
 use crate::Instant;
 use crate::ids::{ChannelId, Seq};
 use crate::server::ops::PendingOp;
-use crate::server::tail::{CommitHint, SharedTail, Step, Then, Writers};
+use crate::server::tail::{CommitHint, Relay, SharedTail, Step, Then, Writers};
 use crate::server::timers::TimerKey;
 use crate::server::{AccessPolicy, Except, Server, ServerOutput};
 use crate::store::{ReadFrom, StoreCommand, StoreError, StoreReply};
@@ -36,6 +36,42 @@ impl<P: AccessPolicy> Server<P> {
         for channel in channels {
             if let Then::Read(after) = self.tails.resync(&channel) {
                 self.issue_tail_read(&channel, after);
+            }
+        }
+    }
+
+    /// Typing or a read receipt of another process's members: relayed to
+    /// this process's members of the channel, if it has any. Ignored when
+    /// the store is not shared.
+    pub fn handle_relay(&mut self, now: Instant, relay: Relay) {
+        self.tick(now);
+        if self.shared().is_none() || !self.presence.has_conns(relay.channel()) {
+            return;
+        }
+        self.broadcast_relay(relay);
+    }
+
+    /// Broadcasts typing or a receipt to the local room and, when the
+    /// store is shared, to the other processes.
+    pub(super) fn share(&mut self, relay: Relay) {
+        if self.shared().is_some() {
+            self.outputs.push_back(ServerOutput::Relay(relay.clone()));
+        }
+        self.broadcast_relay(relay);
+    }
+
+    fn broadcast_relay(&mut self, relay: Relay) {
+        match relay {
+            Relay::Typing(notice) => {
+                let (channel, except) = (
+                    notice.channel_id.clone(),
+                    Except::User(notice.user_id.clone()),
+                );
+                self.broadcast(&channel, ServerFrame::Typing(notice), except);
+            }
+            Relay::Read(receipt) => {
+                let channel = receipt.channel_id.clone();
+                self.broadcast(&channel, ServerFrame::Read(receipt), Except::Nobody);
             }
         }
     }

@@ -94,6 +94,7 @@ impl Rooms {
             ServerOutput::Send { .. }
             | ServerOutput::Broadcast { .. }
             | ServerOutput::Committed(_)
+            | ServerOutput::Relay(_)
             | ServerOutput::Store { .. } => {}
         }
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::Instant;
 use crate::ids::{ChannelId, Epoch, Seq};
 use crate::store::{Page, StoreOpId};
-use crate::wire::LogEvent;
+use crate::wire::{LogEvent, ReadReceipt, TypingNotice};
 
 /// Who appends to the store the machine serves from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -72,6 +72,29 @@ pub struct CommitHint {
     pub first: Seq,
     /// The last seq committed.
     pub last: Seq,
+}
+
+/// An ephemeral event of a channel that another process's members caused:
+/// relayed as it is to this process's members (never stored; losing one
+/// is harmless, clients expire typing by themselves and get read
+/// watermarks on their next join).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// A user started or stopped typing: to the room but that user.
+    Typing(TypingNotice),
+    /// A user's read watermark advanced: to the whole room.
+    Read(ReadReceipt),
+}
+
+impl Relay {
+    /// The channel it is about.
+    #[must_use]
+    pub fn channel(&self) -> &ChannelId {
+        match self {
+            Relay::Typing(t) => &t.channel_id,
+            Relay::Read(r) => &r.channel_id,
+        }
+    }
 }
 
 /// Where a room's delivery stands.

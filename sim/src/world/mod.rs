@@ -682,7 +682,7 @@ impl World {
                 }
                 // The lab's server writes its store alone: no other
                 // process to tell.
-                ServerOutput::Committed(_) => {}
+                ServerOutput::Committed(_) | ServerOutput::Relay(_) => {}
                 ServerOutput::Store { op, cmd } => {
                     self.store.submit(now, self.incarnation, op, cmd);
                 }

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::clock::Clock;
 use super::front::{Input, OutFrame};
-use super::peers::{PeerEvent, Peers};
+use super::peers::{PeerEvent, PeerNote, Peers};
 use super::store::Store;
 
 /// Inputs handled before the outputs are carried out: enough to gather a
@@ -159,6 +159,7 @@ where
                     let now = self.clock.now();
                     match event {
                         PeerEvent::Hint(hint) => self.server.handle_hint(now, hint),
+                        PeerEvent::Relay(relay) => self.server.handle_relay(now, relay),
                         PeerEvent::Resync => self.server.handle_resync(now),
                     }
                 }
@@ -264,25 +265,29 @@ where
                 }
                 self.forget(conn);
             }
-            ServerOutput::Committed(hint) => {
-                let Some(peers) = &self.peers else {
-                    return;
-                };
-                if peers.hints.try_send(hint).is_err() {
-                    // Costs the others latency, never events.
-                    self.hints_dropped += 1;
-                    if self.hints_dropped.is_power_of_two() {
-                        warn!(
-                            dropped = self.hints_dropped,
-                            "hint queue full: hints dropped"
-                        );
-                    }
-                }
-            }
+            ServerOutput::Committed(hint) => self.tell_peers(PeerNote::Committed(hint)),
+            ServerOutput::Relay(relay) => self.tell_peers(PeerNote::Relay(relay)),
             ServerOutput::Store { op, cmd } => {
                 let store = Arc::clone(&self.store);
                 self.store_ops
                     .push(Box::pin(async move { (op, store.execute(cmd).await) }));
+            }
+        }
+    }
+
+    /// Hands a note to the peer link without waiting: a full queue drops
+    /// it (a hint's loss costs the others latency, a relay's nothing).
+    fn tell_peers(&mut self, note: PeerNote) {
+        let Some(peers) = &self.peers else {
+            return;
+        };
+        if peers.notes.try_send(note).is_err() {
+            self.hints_dropped += 1;
+            if self.hints_dropped.is_power_of_two() {
+                warn!(
+                    dropped = self.hints_dropped,
+                    "peer queue full: hints dropped"
+                );
             }
         }
     }

@@ -36,7 +36,7 @@ pub use auth::{
 pub use clock::{Clock, TokioClock};
 pub use framed_front::{FramedFrontConfig, serve_framed};
 pub use front::{ConnInbound, ConnOutbound, Frontdoor, OutFrame, OutboundEnd, ServerStopped};
-pub use peers::{PeerEvent, Peers};
+pub use peers::{PeerEvent, PeerNote, Peers};
 pub use store::{SharedMemStore, Store};
 
 use driver::Driver;

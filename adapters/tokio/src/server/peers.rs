@@ -3,7 +3,7 @@
 //! itself (PostgreSQL `LISTEN`/`NOTIFY`, say) lives in the store's adapter;
 //! the driver only moves hints between it and the machine.
 
-use lockstep_core::server::{CommitHint, SharedTail};
+use lockstep_core::server::{CommitHint, Relay, SharedTail};
 use tokio::sync::mpsc;
 
 /// What the link tells the driver.
@@ -12,9 +12,21 @@ pub enum PeerEvent {
     /// Another process committed events: the machine reads them from the
     /// store if it has members in the channel.
     Hint(CommitHint),
+    /// Typing or a read receipt of another process's members: relayed to
+    /// the channel's members here.
+    Relay(Relay),
     /// Hints may have been lost (the link reconnected, or the periodic
     /// safety net): the machine reads every tailed channel past its cursor.
     Resync,
+}
+
+/// What the driver tells the other processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerNote {
+    /// This process committed events (a hint).
+    Committed(CommitHint),
+    /// Typing or a read receipt of this process's members.
+    Relay(Relay),
 }
 
 /// How a driver shares its store with other processes (see
@@ -23,9 +35,10 @@ pub enum PeerEvent {
 pub struct Peers {
     /// How the machine delivers from the shared store.
     pub tail: SharedTail,
-    /// Where this process's commit hints go. The driver never waits on it:
-    /// a full queue drops the hint (the others' safety net reads the gap).
-    pub hints: mpsc::Sender<CommitHint>,
+    /// Where this process's hints and relays go. The driver never waits
+    /// on it: a full queue drops the note (for a hint, the others' safety
+    /// net reads the gap; a relay's loss is harmless).
+    pub notes: mpsc::Sender<PeerNote>,
     /// What the link reports.
     pub events: mpsc::Receiver<PeerEvent>,
 }

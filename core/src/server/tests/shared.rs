@@ -11,10 +11,16 @@ use crate::ids::{ChannelId, ClientMsgId, Seq};
 use crate::rng::Rng;
 use crate::server::tests::harness::{ch, user};
 use crate::server::{
-    CommitHint, ConnId, Rooms, Server, ServerConfig, ServerOutput, SharedTail, Writers,
+    CommitHint, ConnId, Relay, Rooms, Server, ServerConfig, ServerOutput, SharedTail, Writers,
 };
 use crate::store::{MemStore, MemStoreConfig, StoreCommand, StoreOpId};
 use crate::wire::{Ack, Body, ClientFrame, ReqId, ServerFrame};
+
+/// What crosses between nodes.
+enum Peer {
+    Hint(CommitHint),
+    Relay(Relay),
+}
 
 struct Node {
     server: Server,
@@ -29,8 +35,8 @@ struct World {
     rng: Rng,
     store: MemStore,
     nodes: Vec<Node>,
-    /// Hints in flight: (to node, hint).
-    bus: VecDeque<(usize, CommitHint)>,
+    /// Hints and relays in flight: (to node, what).
+    bus: VecDeque<(usize, Peer)>,
     /// Share of hints lost, in percent.
     loss: u64,
     /// Which node each connection is on.
@@ -155,7 +161,12 @@ impl World {
                 }
                 ServerOutput::Committed(hint) => {
                     for other in (0..self.nodes.len()).filter(|o| *o != node) {
-                        self.bus.push_back((other, hint.clone()));
+                        self.bus.push_back((other, Peer::Hint(hint.clone())));
+                    }
+                }
+                ServerOutput::Relay(relay) => {
+                    for other in (0..self.nodes.len()).filter(|o| *o != node) {
+                        self.bus.push_back((other, Peer::Relay(relay.clone())));
                     }
                 }
                 ServerOutput::Store { op, cmd } => self.nodes[node].held.push((op, cmd)),
@@ -183,9 +194,13 @@ impl World {
             self.drain(node);
             return true;
         }
-        if let Some((node, hint)) = self.bus.pop_front() {
+        if let Some((node, peer)) = self.bus.pop_front() {
             if self.rng.below(100) >= self.loss {
-                self.nodes[node].server.handle_hint(self.now, hint);
+                let server = &mut self.nodes[node].server;
+                match peer {
+                    Peer::Hint(hint) => server.handle_hint(self.now, hint),
+                    Peer::Relay(relay) => server.handle_relay(self.now, relay),
+                }
                 self.drain(node);
             }
             return true;
@@ -413,6 +428,61 @@ fn gap_reads_take_turns() {
         assert_eq!(w.head(&ch(room)), 1);
     }
     assert_eq!(w.nodes[1].server.pending_store_ops(), 0);
+}
+
+/// Typing and read receipts of members on one process reach the members
+/// on the other (typing not back to the typist's own connections).
+#[test]
+fn typing_and_receipts_cross_processes() {
+    let mut w = World::new(2, &shared(1 << 20), 8, 0);
+    w.connect(0, 1, "alice");
+    w.connect(1, 2, "bob");
+    w.connect(1, 3, "alice");
+    w.join(1, "room");
+    w.join(2, "room");
+    w.join(3, "room");
+    w.settle();
+    w.send(2, "room", "hi");
+    w.settle();
+    w.frame(
+        1,
+        ClientFrame::Typing {
+            req: None,
+            channel_id: ch("room"),
+            active: true,
+        },
+    );
+    let read = w.req();
+    w.frame(
+        1,
+        ClientFrame::Read {
+            req: read,
+            channel_id: ch("room"),
+            up_to: Seq(1),
+        },
+    );
+    w.settle();
+    let typing = |w: &World, conn| {
+        w.inbox[&ConnId(conn)]
+            .iter()
+            .filter(|f| matches!(f, ServerFrame::Typing(t) if t.user_id == user("alice")))
+            .count()
+    };
+    let receipts = |w: &World, conn| {
+        w.inbox[&ConnId(conn)]
+            .iter()
+            .filter(|f| matches!(f, ServerFrame::Read(r) if r.up_to == Seq(1)))
+            .count()
+    };
+    assert_eq!(
+        typing(&w, 2),
+        2,
+        "bob: alice typing, then her indicator expired"
+    );
+    assert_eq!(typing(&w, 3), 0, "not to alice's own connections");
+    assert_eq!(receipts(&w, 2), 1);
+    assert_eq!(receipts(&w, 3), 1);
+    assert_eq!(receipts(&w, 1), 1);
 }
 
 #[test]
