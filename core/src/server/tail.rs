@@ -279,9 +279,12 @@ impl Tails {
             Cursor::At { epoch: e, .. } if e == epoch => {
                 t.known = t.known.max(head);
             }
-            // Unknown, or the log was reset: start at its head, as a join
-            // does (a member learns of a reset when it joins again).
-            _ => t.reset(epoch, head),
+            // The first read: start at its head; what was held beyond it
+            // stays held.
+            Cursor::Unknown => t.start(epoch, head),
+            // The log was reset: start at its head, as a join does (a
+            // member learns of a reset when it joins again).
+            Cursor::At { .. } => t.reset(epoch, head),
         }
         t.step(cfg, now, false)
     }
@@ -410,11 +413,12 @@ impl Tails {
         let mut at = seq;
         for event in page.events {
             let s = event.seq();
+            // Past retention the page may start later than the cursor's
+            // next: those events are gone for everyone (a client's history
+            // read says so), and the cursor moves on.
             if s <= at {
                 continue;
             }
-            // Past retention, the page starts later: those events are gone
-            // for everyone (a client's history read says so).
             if let Some(held) = t.ahead.remove(&s) {
                 t.ahead_bytes = t.ahead_bytes.saturating_sub(held.wire_len());
             }
@@ -448,13 +452,21 @@ impl Tail {
         }
     }
 
-    /// The log is at `epoch`, `head` and nothing before it is owed.
-    fn reset(&mut self, epoch: Epoch, head: Seq) {
+    /// The first read found the log at `epoch`, `head`: nothing before it
+    /// is owed; events held or known beyond it still are.
+    fn start(&mut self, epoch: Epoch, head: Seq) {
         self.cursor = Cursor::At { epoch, seq: head };
+        self.known = self.known.max(head);
+        self.jumped = head;
+    }
+
+    /// The log is at `epoch`, `head` (a new epoch): nothing before it is
+    /// owed, and nothing held or known of the old epoch counts.
+    fn reset(&mut self, epoch: Epoch, head: Seq) {
         self.ahead.clear();
         self.ahead_bytes = 0;
         self.known = head;
-        self.jumped = head;
+        self.start(epoch, head);
     }
 
     /// Sends what follows the cursor, then decides about what is missing:

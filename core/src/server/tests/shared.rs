@@ -485,6 +485,28 @@ fn typing_and_receipts_cross_processes() {
     assert_eq!(receipts(&w, 1), 1);
 }
 
+/// A member's own send commits while its join still reads (the channel's
+/// first join here, so the cursor is not known yet): the event waits, and
+/// goes out once the join's read says where the log stands.
+#[test]
+fn a_commit_before_the_first_join_read_completes_is_delivered() {
+    let mut w = World::new(1, &shared(1 << 20), 9, 0);
+    w.connect(0, 1, "alice");
+    let join = w.join(1, "room");
+    w.send(1, "room", "x");
+    assert_eq!(w.nodes[0].held.len(), 2, "the join read and the append");
+    let read = execute(&mut w, 0, 0);
+    let (op, result) = execute(&mut w, 0, 0);
+    w.nodes[0].server.handle_store(w.now, op, result);
+    w.drain(0);
+    let (op, result) = read;
+    w.nodes[0].server.handle_store(w.now, op, result);
+    w.drain(0);
+    w.settle();
+    let (head, got) = w.received(1, join);
+    assert_eq!((head, got), (Seq(0), vec![1]));
+}
+
 #[test]
 fn lost_hints_cost_latency_not_events() {
     let mut w = World::new(2, &shared(1 << 20), 2, 100);
