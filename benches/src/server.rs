@@ -201,7 +201,7 @@ impl Driver {
             ServerOutput::RoomJoin { .. }
             | ServerOutput::RoomLeave { .. }
             | ServerOutput::Close { .. } => self.rooms.apply(&out),
-            ServerOutput::Store { .. } => {}
+            ServerOutput::Store { .. } | ServerOutput::Committed(_) | ServerOutput::Relay(_) => {}
         }
     }
 

@@ -6,7 +6,7 @@
 //! rule for rule (the kit in `lockstep_tokio::server::contract` checks it,
 //! as it checks the memory and SQLite stores), and several processes may
 //! share one database: it is the ground a multi-node deployment stands on
-//! (DESIGN §6).
+//! (DESIGN §5).
 //!
 //! # Choices
 //!
@@ -59,6 +59,14 @@
 //!   migrated at connect (versioned, in one transaction, under an advisory
 //!   lock so processes starting together take turns), so it can live in
 //!   the application's own database. PostgreSQL 13 or newer, UTF8.
+//! - **Hints between processes** ([`hint_link`]): after a commit a process
+//!   tells the others with `NOTIFY` (batched, outside the append
+//!   transaction) which seqs of which channel it committed; a dedicated
+//!   connection `LISTEN`s for theirs. Hints only wake the server machine
+//!   up: it reads the events from the store and delivers them from one
+//!   cursor per channel (DESIGN §5), and rereads every channel it serves
+//!   when the listener (re)connects and periodically, so a lost hint costs
+//!   latency, never an event.
 //! - **Readiness** ([`Store::is_alive`]): every writer task runs and the
 //!   server answered the last attempt to reach it (a new connection, or
 //!   the periodic maintenance query, once a second by default).
@@ -69,6 +77,7 @@
 #[cfg(test)]
 extern crate self as lockstep_postgres;
 
+mod hints;
 mod maintain;
 mod plan;
 mod reader;
@@ -96,6 +105,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use crate::plan::Retention;
+
+pub use hints::{HintConfig, hint_link, random_node};
 
 /// Settings of a [`PgStore`].
 #[derive(Debug, Clone)]

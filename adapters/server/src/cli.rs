@@ -147,6 +147,23 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCKSTEP_POSTGRES_READERS", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub postgres_readers: u64,
+    /// This process's id among the servers sharing one PostgreSQL store
+    /// (its own commit hints are skipped when PostgreSQL delivers them
+    /// back). Random when unset; set it to tell processes apart in logs.
+    #[arg(long, env = "LOCKSTEP_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// With `--postgres`: how often, on average (±25 %), every channel with
+    /// members here is read past its cursor, in case a hint from another
+    /// server was lost.
+    #[arg(long, env = "LOCKSTEP_POSTGRES_RESYNC_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub postgres_resync_ms: u64,
+    /// With `--postgres`: how long an event committed here waits for the
+    /// events before it (committed by other servers) before they are read
+    /// from the store.
+    #[arg(long, env = "LOCKSTEP_TAIL_GAP_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub tail_gap_ms: u64,
     /// HS256 secret for JWT auth, at least 32 bytes (`sub` = user id; `exp`
     /// ends the session). Prefer `--jwt-secret-file`: a flag shows in `ps`.
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]

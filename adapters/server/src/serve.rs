@@ -12,15 +12,15 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lockstep_core::server::{PrivateChannels, ServerConfig};
+use lockstep_core::server::{PrivateChannels, ServerConfig, SharedTail};
 use lockstep_core::store::{MemStore, MemStoreConfig};
 use lockstep_socketioxide::handshake::admit_session;
 use lockstep_socketioxide::report::ReportLimits;
 use lockstep_socketioxide::{SocketIoFrontConfig, attach};
 use lockstep_sqlite::{Durability, SqliteConfig, SqliteStore};
 use lockstep_tokio::server::{
-    Admission, AdmissionConfig, Authenticator, DevAuthenticator, ServerDriverConfig, ServerHandle,
-    SharedMemStore, Store, TokioClock, spawn_server,
+    Admission, AdmissionConfig, Authenticator, DevAuthenticator, Peers, ServerDriverConfig,
+    ServerHandle, SharedMemStore, Store, TokioClock, spawn_server, spawn_shared_server,
 };
 use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
@@ -135,11 +135,23 @@ pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
             retain_age: retain_age(&args),
             ..lockstep_postgres::PgConfig::default()
         };
-        let store = lockstep_postgres::PgStore::connect(url, config)
+        let store = lockstep_postgres::PgStore::connect(url, config.clone())
             .await
             .map_err(StartError::Postgres)?;
-        info!(schema = %args.postgres_schema, "postgres store open");
-        bind_with_store(args, store).await
+        let hints = lockstep_postgres::HintConfig {
+            node: args.node_id.unwrap_or_else(lockstep_postgres::random_node),
+            resync_every: Duration::from_millis(args.postgres_resync_ms),
+            tail: SharedTail {
+                gap_wait: Duration::from_millis(args.tail_gap_ms),
+                ..SharedTail::default()
+            },
+            ..lockstep_postgres::HintConfig::default()
+        };
+        let node = hints.node;
+        let peers =
+            lockstep_postgres::hint_link(url, &config, hints).map_err(StartError::Postgres)?;
+        info!(schema = %args.postgres_schema, node, "postgres store open, shared with other servers");
+        bind_inner(args, store, Some(peers)).await
     } else {
         let durability = match args.sqlite_sync {
             crate::cli::Sync::Full => Durability::Full,
@@ -186,6 +198,16 @@ pub struct Bound {
 ///
 /// [`StartError`] when a setting is unusable or the address cannot be bound.
 pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Bound, StartError> {
+    bind_inner(args, store, None).await
+}
+
+/// Binds with the given store, shared with other servers through `peers`
+/// when given.
+async fn bind_inner<S: Store>(
+    args: ServeArgs,
+    store: S,
+    peers: Option<Peers>,
+) -> Result<Bound, StartError> {
     let auth = authenticator(&args)?;
     let cors = cors(&args.cors_origins, args.dev)?;
     let page = Page::choose(args.web_root.as_deref(), args.dev);
@@ -231,7 +253,12 @@ pub async fn bind_with_store<S: Store>(args: ServeArgs, store: S) -> Result<Boun
     let (layer, io) = builder.build_layer();
     let metered = Metered::new(store);
     let (liveness, outcomes) = (metered.liveness(), metered.health());
-    let server = spawn_server(driver, PrivateChannels, metered, TokioClock::new());
+    let server = match peers {
+        Some(peers) => {
+            spawn_shared_server(driver, PrivateChannels, metered, TokioClock::new(), peers)
+        }
+        None => spawn_server(driver, PrivateChannels, metered, TokioClock::new()),
+    };
     let mode = if args.dev {
         Mode::Dev
     } else {

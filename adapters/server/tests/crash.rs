@@ -10,6 +10,8 @@
 //! `lockstep_tests::postgres_url`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,29 +32,14 @@ fn require_node() {
 /// Starts the server on the store `store` (its flags); returns it and its
 /// URL.
 async fn start_server(store: &[String]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-server"))
-        .args(["--dev", "--addr", "127.0.0.1:0"])
-        .args(store)
-        .args([
-            "--messages-per-sec",
-            "1000000",
-            "--messages-burst",
-            "1000000",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn lockstep-server");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(STEP_TIMEOUT, lines.next_line())
-        .await
-        .expect("server start timed out")
-        .unwrap()
-        .expect("server exited before listening");
-    let addr = line.strip_prefix("listening on ").expect("listening line");
-    (child, format!("http://{addr}"))
+    let rate = [
+        "--messages-per-sec",
+        "1000000",
+        "--messages-burst",
+        "1000000",
+    ];
+    let args = store.iter().map(String::as_str).chain(rate);
+    common::start_server(args).await
 }
 
 fn node(mode: &str, url: &str) -> Command {

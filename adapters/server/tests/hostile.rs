@@ -7,12 +7,13 @@
 //! Needs node and `scripts/js-setup` (the test fails, loudly, without them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use lockstep_tests::js_dir;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Bodies stored (about 62 KB each): a full reply of them would weigh far
@@ -32,24 +33,16 @@ fn require_node() {
 /// Starts the server on a SQLite file with default limits but a message
 /// rate high enough to store the bodies quickly; returns it and its URL.
 async fn start_server(db: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-server"))
-        .args(["--dev", "--addr", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .args(["--messages-per-sec", "10000", "--messages-burst", "10000"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn lockstep-server");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(STEP_TIMEOUT, lines.next_line())
-        .await
-        .expect("server start timed out")
-        .unwrap()
-        .expect("server exited before listening");
-    let addr = line.strip_prefix("listening on ").expect("listening line");
-    (child, format!("http://{addr}"))
+    let db = db.display().to_string();
+    common::start_server([
+        "--db",
+        &db,
+        "--messages-per-sec",
+        "10000",
+        "--messages-burst",
+        "10000",
+    ])
+    .await
 }
 
 /// A field of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`).

@@ -10,11 +10,9 @@ use crate::ids::{ChannelId, Seq};
 use crate::ids::{Epoch, UserId};
 use crate::server::conn::{JoinAttempt, Membership};
 use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
-use crate::server::{AccessPolicy, ConnId, Denied, Except, Server};
-use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreReply};
-use crate::wire::{
-    Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck, ServerFrame,
-};
+use crate::server::{AccessPolicy, ConnId, Denied, Relay, Server};
+use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
+use crate::wire::{Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck};
 
 fn unavailable(e: &StoreError) -> Denied {
     Denied::new(ErrorCode::Unavailable, e.to_string())
@@ -35,7 +33,12 @@ fn out_of_contract() -> Denied {
 }
 
 impl<P: AccessPolicy> Server<P> {
-    pub(super) fn complete(&mut self, pending: PendingOp, result: Result<StoreReply, StoreError>) {
+    pub(super) fn complete(
+        &mut self,
+        op: StoreOpId,
+        pending: PendingOp,
+        result: Result<StoreReply, StoreError>,
+    ) {
         match pending {
             PendingOp::Join {
                 waiter,
@@ -64,6 +67,7 @@ impl<P: AccessPolicy> Server<P> {
                 channel,
                 user,
             } => self.complete_receipt(waiter, channel, user, result),
+            PendingOp::Tail { channel } => self.complete_tail_read(&channel, op, result),
             PendingOp::Append { channel, origins } => {
                 self.appends.finish(&channel);
                 let outcomes: Vec<Result<AppendOutcome, Denied>> = match result {
@@ -73,6 +77,13 @@ impl<P: AccessPolicy> Server<P> {
                     Ok(other) => origins.iter().map(|_| Err(unexpected(&other))).collect(),
                     Err(e) => origins.iter().map(|_| Err(unavailable(&e))).collect(),
                 };
+                let mut seqs = outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().ok()?.appended().map(LogEvent::seq));
+                if let Some(first) = seqs.next() {
+                    let last = seqs.next_back().unwrap_or(first);
+                    self.announce(&channel, first, last);
+                }
                 // In entry order, so broadcasts go out in seq order.
                 for (origin, outcome) in origins.into_iter().zip(outcomes) {
                     match origin {
@@ -106,7 +117,7 @@ impl<P: AccessPolicy> Server<P> {
                     seq: m.seq,
                     ts: m.ts,
                 };
-                self.broadcast(&key.channel, ServerFrame::MessageNew(m), Except::Nobody);
+                self.deliver_committed(&key.channel, LogEvent::Message(m));
                 Ok(ack)
             }
             Ok(AppendOutcome::Duplicate(Existing::Message(ack))) => Ok(ack),
@@ -157,7 +168,7 @@ impl<P: AccessPolicy> Server<P> {
                     LogEvent::Updated(_) => Ack::Update { seq },
                     _ => Ack::Delete { seq },
                 };
-                self.broadcast(channel, ServerFrame::from(event), Except::Nobody);
+                self.deliver_committed(channel, event);
                 Ok(ack)
             }
             Ok(AppendOutcome::Duplicate(Existing::Deletion { seq })) => Ok(Ack::Delete { seq }),
@@ -189,7 +200,7 @@ impl<P: AccessPolicy> Server<P> {
                         user_id: user,
                         up_to,
                     };
-                    self.broadcast(&channel, ServerFrame::Read(receipt), Except::Nobody);
+                    self.share(Relay::Read(receipt));
                 }
                 Ok(Ack::Read { up_to })
             }
@@ -218,6 +229,16 @@ impl<P: AccessPolicy> Server<P> {
             Ok(reply) => reply,
             Err(e) => return self.fail_join(w, &channel, attempt, unavailable(&e)),
         };
+        let read_at = match &reply {
+            StoreReply::Head { epoch, head } => Some((*epoch, *head)),
+            StoreReply::Events(page) => Some((page.epoch, page.head)),
+            _ => None,
+        };
+        if read_at.is_some_and(|(epoch, head)| self.tail_jumped_past(&channel, epoch, head)) {
+            // The room's cursor jumped past this read without broadcasting
+            // what it skipped: read again, so the answer reaches it.
+            return self.issue_join_step(w, channel, attempt, step);
+        }
         match (step, reply) {
             (JoinStep::Head, StoreReply::Head { epoch, head }) => {
                 self.finish_join(w, channel, attempt, epoch, head, Vec::new(), false);
@@ -268,6 +289,7 @@ impl<P: AccessPolicy> Server<P> {
                 }
             }
         }
+        self.tail_learned(&channel, epoch, head_seq);
         let members = self.presence.users(&channel);
         let ack = JoinAck {
             channel_id: channel,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::server::Writers;
+
 use crate::wire::{
     HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, JOIN_EVENTS_MAX, MAX_BODY_BYTES, REPLY_BYTES_MAX,
 };
@@ -127,6 +129,10 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// How long a typing indicator lives without a refresh. Default 5 s.
     pub typing_ttl: Duration,
+    /// Whether other processes append to the same store. Default
+    /// [`Writers::Alone`]: one process, its commits broadcast as they
+    /// complete.
+    pub writers: Writers,
 }
 
 impl Default for ServerConfig {
@@ -163,6 +169,7 @@ impl Default for ServerConfig {
             order_gate_ttl: Duration::from_secs(30),
             idle_timeout: None,
             typing_ttl: Duration::from_secs(5),
+            writers: Writers::Alone,
         }
     }
 }

@@ -10,12 +10,14 @@ mod gate;
 mod limits;
 mod ops;
 mod outputs;
+mod peers;
 mod policy;
 mod presence;
 mod rate;
 mod reads;
 mod requests;
 mod rooms;
+mod tail;
 mod timers;
 mod typing;
 
@@ -35,12 +37,14 @@ pub use config::ServerConfig;
 pub use outputs::{ConnId, Except, ServerOutput};
 pub use policy::{AccessPolicy, Open, PrivateChannels};
 pub use rooms::Rooms;
+pub use tail::{CommitHint, Relay, SharedTail, Writers};
 
 use conn::{Conn, JoinAttempt, Membership};
 use limits::{Budgets, Kind, UserLimits};
 use ops::{AppendQueues, PendingOp, SendKey, Waiter};
 use presence::{Joined, Left, Presence};
 use reads::{Next, QueuedRead, Reads};
+use tail::Tails;
 use timers::{TimerKey, Timers};
 use typing::Typing;
 
@@ -100,6 +104,8 @@ pub struct Server<P: AccessPolicy = Open> {
     users: BTreeMap<UserId, UserLimits>,
     /// Store reads waiting for their turn or at the store.
     reads: Reads,
+    /// Channels with local members, by cursor (shared stores only).
+    tails: Tails,
     next_op: u64,
     next_attempt: u64,
     outputs: VecDeque<ServerOutput>,
@@ -143,6 +149,7 @@ impl<P: AccessPolicy> Server<P> {
             sends: BTreeMap::new(),
             users: BTreeMap::new(),
             reads: Reads::default(),
+            tails: Tails::default(),
             next_op: 1,
             next_attempt: 1,
             outputs: VecDeque::new(),
@@ -273,7 +280,7 @@ impl<P: AccessPolicy> Server<P> {
         if let Some(user) = self.reads.finished(op) {
             self.charge_read(&user, &result);
         }
-        self.complete(pending, result);
+        self.complete(op, pending, result);
     }
 
     /// Fires every timer due at `now`: presence leaves after their grace
@@ -304,6 +311,7 @@ impl<P: AccessPolicy> Server<P> {
                 }
                 TimerKey::Idle(conn) => self.check_idle(conn),
                 TimerKey::ReadsResume => self.reads.resume_at = None,
+                TimerKey::TailGap(channel) => self.tail_timer(&channel, at),
             }
         }
     }
@@ -403,7 +411,7 @@ impl<P: AccessPolicy> Server<P> {
     /// them and reads waiting for their turn.
     #[must_use]
     pub fn pending_store_ops(&self) -> usize {
-        self.ops.len() + self.appends.uncounted() + self.reads.waiting()
+        self.ops.len() + self.appends.uncounted() + self.reads.waiting() + self.tails.queued_reads()
     }
 
     /// Replies owed to open connections.
@@ -422,6 +430,21 @@ impl<P: AccessPolicy> Server<P> {
     #[must_use]
     pub fn typing_indicators(&self) -> usize {
         self.typing.len()
+    }
+
+    /// Channels tailed from a shared store (those with local members); 0
+    /// when this machine writes alone.
+    #[must_use]
+    pub fn tailed_channels(&self) -> usize {
+        self.tails.len()
+    }
+
+    /// Where delivery of a tailed `channel` stands: every event of the
+    /// epoch up to the seq was sent to its room. `None` when the channel
+    /// is not tailed or no join read has said where its log stands yet.
+    #[must_use]
+    pub fn cursor(&self, channel: &ChannelId) -> Option<(crate::ids::Epoch, crate::ids::Seq)> {
+        self.tails.cursor(channel)
     }
 
     // ---- shared helpers -----------------------------------------------------
@@ -611,6 +634,7 @@ impl<P: AccessPolicy> Server<P> {
             }
             Left::StillHere | Left::NotMember => {}
         }
+        self.tail_maybe_close(channel);
     }
 
     /// Registers `conn` in `channel`'s room and presence.
@@ -619,6 +643,7 @@ impl<P: AccessPolicy> Server<P> {
             conn,
             channel: channel.clone(),
         });
+        self.tail_open(channel);
         match self.presence.join(channel, user, conn) {
             Joined::Appeared => {
                 let change = PresenceChange {
@@ -644,10 +669,10 @@ impl<P: AccessPolicy> Server<P> {
     fn typing_stopped(&mut self, channel: &ChannelId, user: UserId) {
         let notice = TypingNotice {
             channel_id: channel.clone(),
-            user_id: user.clone(),
+            user_id: user,
             active: false,
         };
-        self.broadcast(channel, ServerFrame::Typing(notice), Except::User(user));
+        self.share(Relay::Typing(notice));
     }
 
     fn membership(&self, conn: ConnId, channel: &ChannelId) -> Option<Membership> {

@@ -75,6 +75,8 @@ pub(crate) enum PendingOp {
         channel: ChannelId,
         user: UserId,
     },
+    /// A read of a tailed channel past its cursor (shared stores only).
+    Tail { channel: ChannelId },
     /// An append command (the only one in flight for its channel): whom
     /// each entry answers, in the entries' order.
     Append {

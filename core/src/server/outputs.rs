@@ -76,6 +76,15 @@ pub enum ServerOutput {
         /// Why, for logs.
         reason: &'static str,
     },
+    /// This process committed events of a channel to a store other
+    /// processes share ([`Writers::Shared`](crate::server::Writers::Shared)
+    /// only): tell them, so they read the events (e.g. PostgreSQL
+    /// `NOTIFY`). Losing it costs their members latency, never events.
+    Committed(crate::server::CommitHint),
+    /// Typing or a read receipt of this process's members, for the
+    /// processes sharing the store ([`Writers::Shared`](crate::server::Writers::Shared)
+    /// only); its loss is harmless.
+    Relay(crate::server::Relay),
     /// Execute `cmd` and hand the outcome back with `Server::handle_store`
     /// and the same `op`, in any order and after any delay.
     Store {

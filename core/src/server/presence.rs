@@ -132,6 +132,13 @@ impl Presence {
         out
     }
 
+    /// Whether any connection is joined to `channel`.
+    pub(crate) fn has_conns(&self, channel: &ChannelId) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|users| users.values().any(|p| matches!(p, UserPresence::Here(_))))
+    }
+
     /// Channels with any presence state (joined or in grace), for leak checks.
     pub(crate) fn channel_count(&self) -> usize {
         self.channels.len()

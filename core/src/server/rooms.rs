@@ -93,6 +93,8 @@ impl Rooms {
             }
             ServerOutput::Send { .. }
             | ServerOutput::Broadcast { .. }
+            | ServerOutput::Committed(_)
+            | ServerOutput::Relay(_)
             | ServerOutput::Store { .. } => {}
         }
     }

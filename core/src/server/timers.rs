@@ -18,6 +18,8 @@ pub(crate) enum TimerKey {
     Idle(ConnId),
     /// A user's reply-byte debt is paid back: its waiting reads may start.
     ReadsResume,
+    /// The wait before a tailed channel's gap is read ends.
+    TailGap(ChannelId),
 }
 
 /// Armed timers by deadline. Each owner (presence, typing) keeps its own

@@ -686,6 +686,9 @@ impl World {
                 ServerOutput::RoomJoin { .. } | ServerOutput::RoomLeave { .. } => {
                     self.rooms.apply(&out);
                 }
+                // The lab's server writes its store alone: no other
+                // process to tell.
+                ServerOutput::Committed(_) | ServerOutput::Relay(_) => {}
                 ServerOutput::Store { op, cmd } => {
                     self.store.submit(now, self.incarnation, op, cmd);
                 }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::clock::Clock;
 use super::front::{Input, OutFrame};
+use super::peers::{PeerEvent, PeerNote, Peers};
 use super::store::Store;
 
 /// Inputs handled before the outputs are carried out: enough to gather a
@@ -72,6 +73,11 @@ pub(crate) struct Driver<P: AccessPolicy, S, K> {
     /// The bytes queued for every connection, as last summed, and when.
     total_queued: (usize, Option<tokio::time::Instant>),
     store_ops: FuturesUnordered<StoreFuture>,
+    /// The link to the processes sharing the store, if any.
+    peers: Option<Peers>,
+    /// Hints dropped because the link's queue was full (logged now and
+    /// then).
+    hints_dropped: u64,
 }
 
 impl<P, S, K> Driver<P, S, K>
@@ -101,7 +107,15 @@ where
             budgets,
             total_queued: (0, None),
             store_ops: FuturesUnordered::new(),
+            peers: None,
+            hints_dropped: 0,
         }
+    }
+
+    /// Links the driver to the processes sharing its store.
+    pub(crate) fn with_peers(mut self, peers: Option<Peers>) -> Self {
+        self.peers = peers;
+        self
     }
 
     /// Runs until shutdown: then stops taking requests, finishes the store
@@ -139,6 +153,14 @@ where
                     if self.forget(conn) {
                         let now = self.clock.now();
                         self.server.handle_disconnect(now, conn);
+                    }
+                }
+                Some(event) = peer_event(self.peers.as_mut()), if !stopping => {
+                    let now = self.clock.now();
+                    match event {
+                        PeerEvent::Hint(hint) => self.server.handle_hint(now, hint),
+                        PeerEvent::Relay(relay) => self.server.handle_relay(now, relay),
+                        PeerEvent::Resync => self.server.handle_resync(now),
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
@@ -243,10 +265,29 @@ where
                 }
                 self.forget(conn);
             }
+            ServerOutput::Committed(hint) => self.tell_peers(PeerNote::Committed(hint)),
+            ServerOutput::Relay(relay) => self.tell_peers(PeerNote::Relay(relay)),
             ServerOutput::Store { op, cmd } => {
                 let store = Arc::clone(&self.store);
                 self.store_ops
                     .push(Box::pin(async move { (op, store.execute(cmd).await) }));
+            }
+        }
+    }
+
+    /// Hands a note to the peer link without waiting: a full queue drops
+    /// it (a hint's loss costs the others latency, a relay's nothing).
+    fn tell_peers(&mut self, note: PeerNote) {
+        let Some(peers) = &self.peers else {
+            return;
+        };
+        if peers.notes.try_send(note).is_err() {
+            self.hints_dropped += 1;
+            if self.hints_dropped.is_power_of_two() {
+                warn!(
+                    dropped = self.hints_dropped,
+                    "peer queue full: hints dropped"
+                );
             }
         }
     }
@@ -341,6 +382,18 @@ where
     fn forget(&mut self, conn: ConnId) -> bool {
         self.rooms.close(conn);
         self.conns.remove(&conn).is_some()
+    }
+}
+
+/// The next event of the peer link; pending forever without one (or
+/// once it closed).
+async fn peer_event(peers: Option<&mut Peers>) -> Option<PeerEvent> {
+    match peers {
+        Some(p) => match p.events.recv().await {
+            Some(event) => Some(event),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -18,12 +18,13 @@ pub mod contract;
 mod driver;
 mod framed_front;
 mod front;
+mod peers;
 mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use lockstep_core::server::{AccessPolicy, Server, ServerConfig};
+use lockstep_core::server::{AccessPolicy, Server, ServerConfig, Writers};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +36,7 @@ pub use auth::{
 pub use clock::{Clock, TokioClock};
 pub use framed_front::{FramedFrontConfig, serve_framed};
 pub use front::{ConnInbound, ConnOutbound, Frontdoor, OutFrame, OutboundEnd, ServerStopped};
+pub use peers::{PeerEvent, PeerNote, Peers};
 pub use store::{SharedMemStore, Store};
 
 use driver::Driver;
@@ -100,7 +102,7 @@ where
     S: Store,
     K: Clock,
 {
-    spawn_server_with(config, policy, store, clock, |_| {})
+    spawn(config, policy, store, clock, None, |_| {})
 }
 
 /// Like [`spawn_server`], with the machine handed to `prepare` before the
@@ -110,6 +112,43 @@ pub fn spawn_server_with<P, S, K>(
     policy: P,
     store: S,
     clock: K,
+    prepare: impl FnOnce(&mut Server<P>),
+) -> ServerHandle
+where
+    P: AccessPolicy + Send + 'static,
+    S: Store,
+    K: Clock,
+{
+    spawn(config, policy, store, clock, None, prepare)
+}
+
+/// Starts the driver loop on a store other processes append to as well
+/// (N `lockstep-server` processes on one PostgreSQL): the machine delivers
+/// every channel from one cursor ([`Writers::Shared`] with `peers.tail`),
+/// its commits are announced on `peers.hints`, and the others' hints and
+/// resync requests come in on `peers.events`.
+pub fn spawn_shared_server<P, S, K>(
+    mut config: ServerDriverConfig,
+    policy: P,
+    store: S,
+    clock: K,
+    peers: Peers,
+) -> ServerHandle
+where
+    P: AccessPolicy + Send + 'static,
+    S: Store,
+    K: Clock,
+{
+    config.machine.writers = Writers::Shared(peers.tail.clone());
+    spawn(config, policy, store, clock, Some(peers), |_| {})
+}
+
+fn spawn<P, S, K>(
+    config: ServerDriverConfig,
+    policy: P,
+    store: S,
+    clock: K,
+    peers: Option<Peers>,
     prepare: impl FnOnce(&mut Server<P>),
 ) -> ServerHandle
 where
@@ -136,7 +175,8 @@ where
         closed_rx,
         shutdown.clone(),
         budgets,
-    );
+    )
+    .with_peers(peers);
     tracker.spawn(driver.run());
     let frontdoor = Frontdoor {
         inputs: inputs_tx,

@@ -6,8 +6,8 @@ use crate::server::limits::Kind;
 use crate::server::ops::Waiter;
 use crate::server::timers::TimerKey;
 use crate::server::typing::Typer;
-use crate::server::{AccessPolicy, ConnId, Denied, Except, Server};
-use crate::wire::{Ack, ReqId, ServerFrame, TypingNotice};
+use crate::server::{AccessPolicy, ConnId, Denied, Relay, Server};
+use crate::wire::{Ack, ReqId, TypingNotice};
 
 impl<P: AccessPolicy> Server<P> {
     pub(super) fn typing(
@@ -49,10 +49,10 @@ impl<P: AccessPolicy> Server<P> {
             self.timers.arm(deadline, key);
             let notice = TypingNotice {
                 channel_id: channel.clone(),
-                user_id: user.clone(),
+                user_id: user,
                 active,
             };
-            self.broadcast(channel, ServerFrame::Typing(notice), Except::User(user));
+            self.share(Relay::Typing(notice));
         } else if let Some(old) = self.typing.stop(channel, &user) {
             self.timers.cancel(old.deadline, key);
             self.typing_stopped(channel, user);

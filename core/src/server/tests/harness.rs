@@ -400,6 +400,13 @@ impl<P: AccessPolicy> Harness<P> {
                 self.log(format!("{conn} closed by the server: {reason}"));
                 self.rooms.close(conn);
             }
+            ServerOutput::Relay(relay) => self.log(format!("relay {relay:?}")),
+            ServerOutput::Committed(hint) => {
+                self.log(format!(
+                    "committed {} {}..={}",
+                    hint.channel, hint.first, hint.last
+                ));
+            }
         }
     }
 

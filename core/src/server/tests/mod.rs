@@ -9,4 +9,5 @@ mod order_gate;
 mod props;
 mod scenarios;
 mod scenarios_more;
+mod shared;
 mod stale_join;
