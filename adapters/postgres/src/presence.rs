@@ -41,7 +41,7 @@ pub(crate) struct Arbiter {
 const LOCK_PAIR: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 17))";
 
 impl Arbiter {
-    /// Connects and takes (or renews) this node's lease.
+    /// Connects; [`heartbeat`](Self::heartbeat) then takes the lease.
     pub(crate) async fn connect(
         pg: &tokio_postgres::Config,
         node: u64,
@@ -55,28 +55,39 @@ impl Arbiter {
         });
         // The node id's bits as PostgreSQL's bigint.
         let node = i64::from_ne_bytes(node.to_ne_bytes());
-        let arbiter = Arbiter {
+        Ok(Arbiter {
             client,
             node,
             lease,
-        };
-        arbiter.heartbeat().await?;
-        Ok(arbiter)
+        })
     }
 
-    /// Extends this node's lease by one lease from now (taking it again
-    /// if another process reaped it).
-    pub(crate) async fn heartbeat(&self) -> Result<(), tokio_postgres::Error> {
+    /// Extends this node's lease by one lease from now. True when there
+    /// was none (the first beat, or another process reaped this one and
+    /// adopted its claims): it is taken afresh.
+    pub(crate) async fn heartbeat(&self) -> Result<bool, tokio_postgres::Error> {
+        let secs = self.lease.as_secs_f64();
+        let renewed = self
+            .client
+            .execute(
+                "UPDATE presence_leases SET expires_at = now() + make_interval(secs => $2::float8)
+                 WHERE node = $1",
+                &[&self.node, &secs],
+            )
+            .await?;
+        if renewed == 1 {
+            debug!(node = self.node, "presence lease renewed");
+            return Ok(false);
+        }
         self.client
             .execute(
                 "INSERT INTO presence_leases (node, expires_at)
                  VALUES ($1, now() + make_interval(secs => $2::float8))
                  ON CONFLICT (node) DO UPDATE SET expires_at = excluded.expires_at",
-                &[&self.node, &self.lease.as_secs_f64()],
+                &[&self.node, &secs],
             )
             .await?;
-        debug!(node = self.node, "presence lease renewed");
-        Ok(())
+        Ok(true)
     }
 
     /// Claims `change`: true when no other process held it (announce the
@@ -197,15 +208,28 @@ pub(crate) async fn run(
     let mut failures = 0;
     // A command whose transaction failed, with its attempts so far.
     let mut pending: Option<(PresenceCommand, u32)> = None;
+    // Whether this process held a lease before: one taken afresh after
+    // that means another process may have adopted its claims.
+    let mut registered = false;
     loop {
-        let mut arbiter = match Arbiter::connect(&pg, node, lease).await {
-            Ok(a) => a,
+        let connected = match Arbiter::connect(&pg, node, lease).await {
+            Ok(a) => a.heartbeat().await.map(|fresh| (a, fresh)),
+            Err(error) => Err(error),
+        };
+        let mut arbiter = match connected {
+            Ok((a, fresh)) => {
+                if !lost(registered && fresh, &events).await {
+                    return;
+                }
+                a
+            }
             Err(error) => {
                 warn!(%error, "presence arbiter cannot connect; retrying");
                 crate::hints::backoff(reconnect_wait, &mut failures).await;
                 continue;
             }
         };
+        registered = true;
         failures = 0;
         let mut ticker = tokio::time::interval(beat);
         loop {
@@ -218,7 +242,12 @@ pub(crate) async fn run(
                     },
                     _ = ticker.tick() => {
                         let reaped = match arbiter.heartbeat().await {
-                            Ok(()) => arbiter.reap().await,
+                            Ok(fresh) => {
+                                if !lost(fresh, &events).await {
+                                    return;
+                                }
+                                arbiter.reap().await
+                            }
                             Err(error) => Err(error),
                         };
                         match reaped {
@@ -290,4 +319,17 @@ pub(crate) async fn run(
         }
         crate::hints::backoff(reconnect_wait, &mut failures).await;
     }
+}
+
+/// Tells the machine its lease was lost (when `lost`); false once the
+/// driver is gone.
+async fn lost(lost: bool, events: &mpsc::Sender<PeerEvent>) -> bool {
+    if !lost {
+        return true;
+    }
+    warn!("presence lease was lost (this process stalled past it): claiming every user again");
+    events
+        .send(PeerEvent::Presence(PresenceOutcome::Lost))
+        .await
+        .is_ok()
 }

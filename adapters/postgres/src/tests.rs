@@ -270,11 +270,15 @@ async fn presence_claims_releases_and_the_reap_of_a_dead_process() {
     };
     let long = Duration::from_secs(3_600);
     let mut a = Arbiter::connect(&pg, 1, long).await.unwrap();
-    // b's lease is short and never renewed: b is dead soon.
+    // b's lease is short and not renewed: b is dead soon.
     let mut b = Arbiter::connect(&pg, 2, Duration::from_millis(300))
         .await
         .unwrap();
     let mut c = Arbiter::connect(&pg, 3, long).await.unwrap();
+    for arbiter in [&a, &b, &c] {
+        assert!(arbiter.heartbeat().await.unwrap(), "a first lease");
+    }
+    assert!(!a.heartbeat().await.unwrap(), "renewed");
     assert!(a.claim(&change("alice")).await.unwrap(), "first claim");
     assert!(!b.claim(&change("alice")).await.unwrap(), "a holds it");
     assert!(!a.claim(&change("alice")).await.unwrap(), "a claim again");
@@ -296,6 +300,9 @@ async fn presence_claims_releases_and_the_reap_of_a_dead_process() {
     assert_eq!(adopted, [change("alice"), change("bob")], "adopted once");
     assert!(a.reap().await.unwrap().is_empty());
     assert!(c.reap().await.unwrap().is_empty());
+    // b was only slow: its next beat finds its lease gone.
+    assert!(b.heartbeat().await.unwrap(), "b's lease was reaped");
+    assert!(!b.heartbeat().await.unwrap());
     // The adopter's releases are the last ones; c's carol is untouched.
     let mut adopter = if by_a.is_empty() { c } else { a };
     assert!(adopter.release(&change("alice")).await.unwrap());

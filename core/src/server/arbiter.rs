@@ -61,6 +61,11 @@ pub enum PresenceOutcome {
     /// This process took over a dead process's claim: it holds it for one
     /// grace period, then releases it (a leave unless the user came back).
     Adopted(PresenceChange),
+    /// This process's lease was found expired and taken again: another
+    /// process may have adopted its claims (and will release them after a
+    /// grace). Every user connected here is claimed again, so one who is
+    /// still here is not announced as gone.
+    Lost,
 }
 
 impl<P: AccessPolicy> Server<P> {
@@ -106,6 +111,16 @@ impl<P: AccessPolicy> Server<P> {
                         deadline,
                         TimerKey::PresenceLeave(change.channel_id, change.user_id),
                     );
+                }
+            }
+            PresenceOutcome::Lost => {
+                for (channel_id, user_id) in self.presence.connected() {
+                    let change = PresenceChange {
+                        channel_id,
+                        user_id,
+                    };
+                    self.outputs
+                        .push_back(ServerOutput::Presence(PresenceCommand::Claim(change)));
                 }
             }
         }

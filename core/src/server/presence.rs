@@ -128,6 +128,19 @@ impl Presence {
             .unwrap_or_default()
     }
 
+    /// Every (channel, user) with a connection here (not those in grace).
+    pub(crate) fn connected(&self) -> Vec<(ChannelId, UserId)> {
+        self.channels
+            .iter()
+            .flat_map(|(channel, users)| {
+                users
+                    .iter()
+                    .filter(|(_, p)| matches!(p, UserPresence::Here(_)))
+                    .map(|(user, _)| (channel.clone(), user.clone()))
+            })
+            .collect()
+    }
+
     /// The connections joined to `channel`, in order.
     pub(crate) fn conns(&self, channel: &ChannelId) -> Vec<ConnId> {
         let Some(users) = self.channels.get(channel) else {

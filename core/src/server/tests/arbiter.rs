@@ -138,3 +138,25 @@ fn a_dead_process_users_leave_after_the_grace_once_reaped() {
             .all(|u| *u != user("alice"))
     );
 }
+
+#[test]
+fn a_process_that_lost_its_lease_claims_its_users_again() {
+    let mut w = observed();
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.settle();
+    // Node 0 stalls past its lease: node 1 adopts alice, node 0 learns it
+    // lost its lease and claims her again, before node 1's grace ends.
+    w.steal(0, 1);
+    w.settle();
+    observers_saw(&w, "alice", (1, 0));
+    assert!(
+        w.nodes[0]
+            .server
+            .present_users(&ch("room"))
+            .contains(&user("alice"))
+    );
+    w.disconnect(1);
+    w.settle();
+    observers_saw(&w, "alice", (1, 1));
+}

@@ -213,6 +213,21 @@ impl World {
         let dead: BTreeSet<usize> = (0..self.nodes.len())
             .filter(|n| !self.nodes[*n].alive)
             .collect();
+        self.adopt(&dead, by);
+    }
+
+    /// `victim` stalled past its lease but lives: `by` reaps it, then
+    /// `victim`'s next heartbeat finds its lease lost.
+    pub(super) fn steal(&mut self, victim: usize, by: usize) {
+        self.adopt(&BTreeSet::from([victim]), by);
+        self.nodes[victim]
+            .server
+            .handle_presence(self.now, PresenceOutcome::Lost);
+        self.drain(victim);
+    }
+
+    /// `by` takes over the claims of `dead`.
+    fn adopt(&mut self, dead: &BTreeSet<usize>, by: usize) {
         let mut adopted = Vec::new();
         for ((channel, user), holders) in &mut self.claims {
             if holders.iter().any(|h| dead.contains(h)) {
