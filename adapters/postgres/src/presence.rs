@@ -145,6 +145,19 @@ impl Arbiter {
         Ok((written, counted))
     }
 
+    /// The claims this node holds: at start, those of an earlier run with
+    /// the same node id (its users may be gone; they are adopted).
+    pub(crate) async fn held(&self) -> Result<Vec<PresenceChange>, tokio_postgres::Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT channel, user_id FROM presence_claims WHERE node = $1",
+                &[&self.node],
+            )
+            .await?;
+        Ok(changes(&rows))
+    }
+
     /// Deletes the leases that expired and adopts their nodes' claims (the
     /// ones this node does not hold already), in one transaction: only one
     /// process reaps a dead one.
@@ -178,19 +191,35 @@ impl Arbiter {
             .await?;
         tx.commit().await?;
         info!(dead = ?dead, adopted = rows.len(), "reaped the presence of dead processes");
-        let mut adopted = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (channel, user): (&str, &str) = (row.get(0), row.get(1));
-            match (ChannelId::new(channel), UserId::new(user)) {
-                (Ok(channel_id), Ok(user_id)) => adopted.push(PresenceChange {
-                    channel_id,
-                    user_id,
-                }),
-                _ => warn!(channel, user, "unusable presence claim skipped"),
-            }
-        }
-        Ok(adopted)
+        Ok(changes(&rows))
     }
+}
+
+/// (channel, user) rows as presence changes; unusable ones are skipped.
+fn changes(rows: &[tokio_postgres::Row]) -> Vec<PresenceChange> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (channel, user): (&str, &str) = (row.get(0), row.get(1));
+        match (ChannelId::new(channel), UserId::new(user)) {
+            (Ok(channel_id), Ok(user_id)) => out.push(PresenceChange {
+                channel_id,
+                user_id,
+            }),
+            _ => warn!(channel, user, "unusable presence claim skipped"),
+        }
+    }
+    out
+}
+
+/// Hands adopted claims to the machine; false once the driver is gone.
+async fn adopt(changes: Vec<PresenceChange>, events: &mpsc::Sender<PeerEvent>) -> bool {
+    for change in changes {
+        let event = PeerEvent::Presence(PresenceOutcome::Adopted(change));
+        if events.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Carries out the machine's presence commands in order, one after the
@@ -213,12 +242,17 @@ pub(crate) async fn run(
     let mut registered = false;
     loop {
         let connected = match Arbiter::connect(&pg, node, lease).await {
-            Ok(a) => a.heartbeat().await.map(|fresh| (a, fresh)),
+            Ok(a) => match a.heartbeat().await {
+                // An earlier run with this node id may have left claims.
+                Ok(fresh) if !registered => a.held().await.map(|held| (a, fresh, held)),
+                Ok(fresh) => Ok((a, fresh, Vec::new())),
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         };
         let mut arbiter = match connected {
-            Ok((a, fresh)) => {
-                if !lost(registered && fresh, &events).await {
+            Ok((a, fresh, held)) => {
+                if !lost(registered && fresh, &events).await || !adopt(held, &events).await {
                     return;
                 }
                 a
@@ -252,11 +286,8 @@ pub(crate) async fn run(
                         };
                         match reaped {
                             Ok(adopted) => {
-                                for change in adopted {
-                                    let event = PeerEvent::Presence(PresenceOutcome::Adopted(change));
-                                    if events.send(event).await.is_err() {
-                                        return;
-                                    }
+                                if !adopt(adopted, &events).await {
+                                    return;
                                 }
                                 continue;
                             }

@@ -311,4 +311,7 @@ async fn presence_claims_releases_and_the_reap_of_a_dead_process() {
         !adopter.claim(&change("carol")).await.unwrap(),
         "c holds carol"
     );
+    // c restarts with the same node id: it finds its earlier claims.
+    let c = Arbiter::connect(&pg, 3, long).await.unwrap();
+    assert_eq!(c.held().await.unwrap(), [change("carol")]);
 }

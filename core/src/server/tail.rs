@@ -80,8 +80,10 @@ pub struct CommitHint {
 
 /// An ephemeral event of a channel that another process's members caused:
 /// relayed as it is to this process's members (never stored; losing one
-/// is harmless, clients expire typing by themselves and get read
-/// watermarks on their next join).
+/// is harmless for typing, which clients expire by themselves, and read
+/// watermarks, which come with the next join; a lost presence change
+/// leaves this process's members with a stale member list until they
+/// join again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relay {
     /// A user started or stopped typing: to the room but that user.
