@@ -201,7 +201,10 @@ impl Driver {
             ServerOutput::RoomJoin { .. }
             | ServerOutput::RoomLeave { .. }
             | ServerOutput::Close { .. } => self.rooms.apply(&out),
-            ServerOutput::Store { .. } | ServerOutput::Committed(_) | ServerOutput::Relay(_) => {}
+            ServerOutput::Store { .. }
+            | ServerOutput::Committed(_)
+            | ServerOutput::Relay(_)
+            | ServerOutput::Presence(_) => {}
         }
     }
 

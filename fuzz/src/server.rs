@@ -442,7 +442,7 @@ impl World {
                     );
                 }
                 ServerOutput::Store { op, cmd } => self.held.push_back((op, cmd)),
-                ServerOutput::Committed(_) | ServerOutput::Relay(_) => {}
+                ServerOutput::Committed(_) | ServerOutput::Relay(_) | ServerOutput::Presence(_) => {}
                 ServerOutput::Close { conn, .. } => {
                     // Idle timeouts are off in this harness; a close still
                     // drops the connection's rooms as a driver would.

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use lockstep_core::ids::{ChannelId, Seq};
-use lockstep_core::server::{CommitHint, Relay, SharedTail};
-use lockstep_core::wire::{ReadReceipt, TypingNotice};
+use lockstep_core::server::{CommitHint, PresenceScope, Relay, SharedTail};
+use lockstep_core::wire::{PresenceChange, ReadReceipt, TypingNotice};
 use lockstep_tokio::server::{PeerEvent, PeerNote, Peers};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -50,6 +50,13 @@ pub struct HintConfig {
     pub reconnect_wait: Duration,
     /// How the machine delivers from the shared store.
     pub tail: SharedTail,
+    /// Presence across processes: each process heartbeats a lease this
+    /// long and claims its users' presence in PostgreSQL, so a user is
+    /// announced once whichever processes its sockets are on; a process
+    /// silent for a lease is reaped by another, and its users leave after
+    /// the grace. `None`: each process announces its own connections.
+    /// Default 10 s.
+    pub presence_lease: Option<Duration>,
 }
 
 impl Default for HintConfig {
@@ -60,6 +67,7 @@ impl Default for HintConfig {
             resync_every: Duration::from_secs(5),
             reconnect_wait: Duration::from_millis(250),
             tail: SharedTail::default(),
+            presence_lease: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -88,6 +96,10 @@ enum WireRelay {
     Typing(TypingNotice),
     #[serde(rename = "read")]
     Read(ReadReceipt),
+    #[serde(rename = "join")]
+    PresenceJoin(PresenceChange),
+    #[serde(rename = "leave")]
+    PresenceLeave(PresenceChange),
 }
 
 impl From<Relay> for WireRelay {
@@ -95,6 +107,8 @@ impl From<Relay> for WireRelay {
         match r {
             Relay::Typing(t) => WireRelay::Typing(t),
             Relay::Read(r) => WireRelay::Read(r),
+            Relay::PresenceJoin(p) => WireRelay::PresenceJoin(p),
+            Relay::PresenceLeave(p) => WireRelay::PresenceLeave(p),
         }
     }
 }
@@ -104,6 +118,8 @@ impl From<WireRelay> for Relay {
         match r {
             WireRelay::Typing(t) => Relay::Typing(t),
             WireRelay::Read(r) => Relay::Read(r),
+            WireRelay::PresenceJoin(p) => Relay::PresenceJoin(p),
+            WireRelay::PresenceLeave(p) => Relay::PresenceLeave(p),
         }
     }
 }
@@ -163,11 +179,26 @@ pub fn hint_link(url: &str, store: &PgConfig, config: HintConfig) -> Result<Peer
         config.clone(),
         hints_rx,
     ));
+    let mut tail = config.tail.clone();
+    let presence = config.presence_lease.map(|lease| {
+        tail.presence = PresenceScope::Arbitrated;
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        tokio::spawn(crate::presence::run(
+            pg.clone(),
+            config.node,
+            lease,
+            config.reconnect_wait,
+            rx,
+            events_tx.clone(),
+        ));
+        tx
+    });
     tokio::spawn(listen(pg, channel, config.clone(), events_tx));
     Ok(Peers {
-        tail: config.tail,
+        tail,
         notes: hints_tx,
         events: events_rx,
+        presence,
     })
 }
 
@@ -180,7 +211,7 @@ fn notify_channel(schema: &str) -> String {
 }
 
 /// Waits before connecting again: `base` doubled per failure, at most 16×.
-async fn backoff(base: Duration, failures: &mut u32) {
+pub(crate) async fn backoff(base: Duration, failures: &mut u32) {
     let wait = base.saturating_mul(1 << (*failures).min(4));
     *failures = failures.saturating_add(1);
     tokio::time::sleep(wait).await;

@@ -80,6 +80,7 @@ extern crate self as lockstep_postgres;
 mod hints;
 mod maintain;
 mod plan;
+mod presence;
 mod reader;
 mod schema;
 mod sql;

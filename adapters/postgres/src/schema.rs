@@ -11,12 +11,12 @@ use lockstep_core::ids::Epoch;
 use crate::ConnectError;
 
 /// The newest schema version this code knows.
-pub(crate) const VERSION: i64 = 1;
+pub(crate) const VERSION: i64 = 2;
 
 /// Versions in order: the SQL that takes a database from the version
 /// before to this one. A migration runs once, in the one transaction that
 /// also records its version, so a migration cut short leaves nothing.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
 
 /// Version 1.
 ///
@@ -78,6 +78,26 @@ CREATE TABLE receipts (
     up_to   bigint NOT NULL,
     PRIMARY KEY (channel, user_id)
 );
+"#;
+
+/// Version 2: presence across processes (`crate::presence`).
+///
+/// - `presence_leases`: each process's lease, renewed by its heartbeat
+///   (in the database's clock); an expired one is a dead process.
+/// - `presence_claims`: which processes hold a user's presence in a
+///   channel; indexed by node for the reap of a dead one.
+const V2: &str = r#"
+CREATE TABLE presence_leases (
+    node       bigint PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE presence_claims (
+    channel text COLLATE "C" NOT NULL,
+    user_id text COLLATE "C" NOT NULL,
+    node    bigint NOT NULL,
+    PRIMARY KEY (channel, user_id, node)
+);
+CREATE INDEX presence_claims_node ON presence_claims (node);
 "#;
 
 /// The oldest server this store runs on: `pg_xact_status` and

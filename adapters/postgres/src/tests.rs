@@ -245,3 +245,73 @@ async fn a_commit_in_doubt_is_answered_as_the_server_kept_it() {
         "{again:?}"
     );
 }
+
+/// Two processes claim and release; one stops its heartbeat, and once its
+/// lease expired exactly one of the others adopts its claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_claims_releases_and_the_reap_of_a_dead_process() {
+    use std::time::Duration;
+
+    use lockstep_core::wire::PresenceChange;
+
+    use crate::presence::Arbiter;
+
+    let Some(url) = common::url() else { return };
+    let config = PgConfig {
+        schema: common::fresh_schema(),
+        ..PgConfig::default()
+    };
+    drop(crate::PgStore::connect(&url, config.clone()).await.unwrap());
+    let mut pg: tokio_postgres::Config = url.parse().unwrap();
+    crate::session_settings(&mut pg, &config);
+    let change = |u: &str| PresenceChange {
+        channel_id: ch("room"),
+        user_id: user(u),
+    };
+    let long = Duration::from_secs(3_600);
+    let mut a = Arbiter::connect(&pg, 1, long).await.unwrap();
+    // b's lease is short and not renewed: b is dead soon.
+    let mut b = Arbiter::connect(&pg, 2, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let mut c = Arbiter::connect(&pg, 3, long).await.unwrap();
+    for arbiter in [&a, &b, &c] {
+        assert!(arbiter.heartbeat().await.unwrap(), "a first lease");
+    }
+    assert!(!a.heartbeat().await.unwrap(), "renewed");
+    assert!(a.claim(&change("alice")).await.unwrap(), "first claim");
+    assert!(!b.claim(&change("alice")).await.unwrap(), "a holds it");
+    assert!(!a.claim(&change("alice")).await.unwrap(), "a claim again");
+    assert!(!a.release(&change("alice")).await.unwrap(), "b holds it");
+    assert!(!a.release(&change("alice")).await.unwrap(), "a holds none");
+    assert!(b.claim(&change("bob")).await.unwrap());
+    assert!(c.claim(&change("carol")).await.unwrap());
+    // Bounded wait for b's lease to run out, as a or c sees it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (mut by_a, mut by_c) = (Vec::new(), Vec::new());
+    while by_a.is_empty() && by_c.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "b never reaped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        by_a = a.reap().await.unwrap();
+        by_c = c.reap().await.unwrap();
+    }
+    let mut adopted: Vec<_> = by_a.iter().chain(&by_c).cloned().collect();
+    adopted.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+    assert_eq!(adopted, [change("alice"), change("bob")], "adopted once");
+    assert!(a.reap().await.unwrap().is_empty());
+    assert!(c.reap().await.unwrap().is_empty());
+    // b was only slow: its next beat finds its lease gone.
+    assert!(b.heartbeat().await.unwrap(), "b's lease was reaped");
+    assert!(!b.heartbeat().await.unwrap());
+    // The adopter's releases are the last ones; c's carol is untouched.
+    let mut adopter = if by_a.is_empty() { c } else { a };
+    assert!(adopter.release(&change("alice")).await.unwrap());
+    assert!(adopter.release(&change("bob")).await.unwrap());
+    assert!(
+        !adopter.claim(&change("carol")).await.unwrap(),
+        "c holds carol"
+    );
+    // c restarts with the same node id: it finds its earlier claims.
+    let c = Arbiter::connect(&pg, 3, long).await.unwrap();
+    assert_eq!(c.held().await.unwrap(), [change("carol")]);
+}

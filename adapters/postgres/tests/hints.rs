@@ -31,7 +31,7 @@ async fn next<T>(peers: &mut Peers, mut pick: impl FnMut(PeerEvent) -> Option<T>
 async fn next_hint(peers: &mut Peers) -> CommitHint {
     next(peers, |e| match e {
         PeerEvent::Hint(h) => Some(h),
-        PeerEvent::Relay(_) | PeerEvent::Resync => None,
+        _ => None,
     })
     .await
 }
@@ -63,6 +63,7 @@ async fn hints_reach_the_other_processes_and_not_their_sender() {
     let config = |node| HintConfig {
         node,
         resync_every: Duration::from_secs(3_600),
+        presence_lease: None,
         ..HintConfig::default()
     };
     let mut a = hint_link(&url, &store, config(1)).unwrap();
@@ -99,7 +100,7 @@ async fn hints_reach_the_other_processes_and_not_their_sender() {
     a.notes.send(PeerNote::Relay(typing.clone())).await.unwrap();
     let got = next(&mut b, |e| match e {
         PeerEvent::Relay(r) => Some(r),
-        PeerEvent::Hint(_) | PeerEvent::Resync => None,
+        _ => None,
     })
     .await;
     assert_eq!(got, typing);
@@ -116,6 +117,7 @@ async fn a_listener_that_lost_its_connection_resyncs_when_it_is_back() {
         node: 1,
         resync_every: Duration::from_secs(3_600),
         reconnect_wait: Duration::from_millis(50),
+        presence_lease: None,
         ..HintConfig::default()
     };
     let mut a = hint_link(&url, &store, config).unwrap();

@@ -164,6 +164,14 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCKSTEP_TAIL_GAP_MS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub tail_gap_ms: u64,
+    /// With `--postgres`: the lease of this server's presence claims,
+    /// milliseconds, renewed every third of it. A user is announced once
+    /// whichever servers its sockets are on; a server silent for a lease
+    /// is reaped by another, and its users leave after the grace. 0: each
+    /// server announces its own connections only.
+    #[arg(long, env = "LOCKSTEP_PRESENCE_LEASE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub presence_lease_ms: u64,
     /// HS256 secret for JWT auth, at least 32 bytes (`sub` = user id; `exp`
     /// ends the session). Prefer `--jwt-secret-file`: a flag shows in `ps`.
     #[arg(long, env = "LOCKSTEP_JWT_SECRET", hide_env_values = true)]

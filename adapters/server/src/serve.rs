@@ -145,6 +145,8 @@ pub async fn bind(args: ServeArgs) -> Result<Bound, StartError> {
                 gap_wait: Duration::from_millis(args.tail_gap_ms),
                 ..SharedTail::default()
             },
+            presence_lease: (args.presence_lease_ms > 0)
+                .then(|| Duration::from_millis(args.presence_lease_ms)),
             ..lockstep_postgres::HintConfig::default()
         };
         let node = hints.node;

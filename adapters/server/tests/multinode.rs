@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lockstep_core::client::{ClientEvent, EntryId, Heartbeat, Outcome, SubscriptionState};
-use lockstep_core::ids::{ChannelId, ClientMsgId};
+use lockstep_core::ids::{ChannelId, ClientMsgId, UserId};
 use lockstep_core::wire::{Body, LogEvent};
 use lockstep_socketio_client::SocketIoConnector;
-use lockstep_tokio::client::{ClientDriverConfig, spawn_client};
+use lockstep_tokio::client::{ClientDriverConfig, Events, spawn_client};
 use lockstep_tokio::transport::Connector;
 use tokio::process::Child;
 use tokio::sync::Barrier;
@@ -40,10 +40,11 @@ const KILL_AFTER: usize = WARMUP + 150;
 /// but never this slow).
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Starts a server on the shared store; returns it and its URL.
-async fn start_server(url: &str, schema: &str, node: u64) -> (Child, String) {
+/// Starts a server on the shared store, with `extra` flags; returns it and
+/// its URL.
+async fn start_server(url: &str, schema: &str, node: u64, extra: &[&str]) -> (Child, String) {
     let node = node.to_string();
-    common::start_server([
+    let base = [
         "--postgres",
         url,
         "--postgres-schema",
@@ -62,8 +63,8 @@ async fn start_server(url: &str, schema: &str, node: u64) -> (Child, String) {
         "5000",
         "--ping-timeout-ms",
         "10000",
-    ])
-    .await
+    ];
+    common::start_server(base.iter().chain(extra)).await
 }
 
 /// Connects to the first server that answers, in the order given: a
@@ -213,8 +214,8 @@ async fn two_processes_deliver_every_message_once_in_order_across_a_sigkill() {
         return;
     };
     let schema = lockstep_tests::fresh_postgres_schema();
-    let (mut a, url_a) = start_server(&url, &schema, 1).await;
-    let (mut b, url_b) = start_server(&url, &schema, 2).await;
+    let (mut a, url_a) = start_server(&url, &schema, 1, &[]).await;
+    let (mut b, url_b) = start_server(&url, &schema, 2, &[]).await;
     let room = ChannelId::new("room").unwrap();
     let ready = Arc::new(Barrier::new(MEMBERS));
     let acked = Arc::new(AtomicUsize::new(0));
@@ -288,6 +289,122 @@ async fn two_processes_deliver_every_message_once_in_order_across_a_sigkill() {
         }
     }
     eprintln!("multi-node: A killed after {at_kill} of {total} acks");
+    b.start_kill().unwrap();
+    let _ = b.wait().await;
+}
+
+/// Waits (bounded by `deadline`) for an event `pick` accepts; every event
+/// on the way is kept in `log`.
+async fn wait_for(
+    events: &mut Events,
+    log: &mut Vec<ClientEvent>,
+    deadline: tokio::time::Instant,
+    what: &str,
+    mut pick: impl FnMut(&ClientEvent) -> bool,
+) {
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}; saw {log:?}"))
+            .expect("client stopped");
+        let done = pick(&e);
+        log.push(e);
+        if done {
+            return;
+        }
+    }
+}
+
+/// Whether `e` is the subscription of `room` completing.
+fn subscribed(e: &ClientEvent, room: &ChannelId) -> bool {
+    matches!(e, ClientEvent::Subscription { channel, state: SubscriptionState::Subscribed } if channel == room)
+}
+
+/// Presence across two processes: users on A are announced once to an
+/// observer on B; A is killed; a user who reconnects to B within the grace
+/// gets no `presence:leave`, one who does not gets one, within a lease
+/// plus the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_survives_a_sigkill_once_per_user() {
+    let Some(url) = lockstep_tests::postgres_url() else {
+        return;
+    };
+    let schema = lockstep_tests::fresh_postgres_schema();
+    let presence = ["--presence-lease-ms", "3000", "--presence-grace-ms", "3000"];
+    let (mut a, url_a) = start_server(&url, &schema, 11, &presence).await;
+    let (mut b, url_b) = start_server(&url, &schema, 12, &presence).await;
+    let room = ChannelId::new("room").unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (observer, mut seen) = spawn_client(config("observer", 1), failover(vec![url_b.clone()]));
+    observer.connect();
+    observer.subscribe(room.clone()).unwrap();
+    let mut log = Vec::new();
+    wait_for(&mut seen, &mut log, deadline, "the observer's join", |e| {
+        subscribed(e, &room)
+    })
+    .await;
+    // The mover falls over to B; the other only knows A.
+    let (mover, mut mover_events) = spawn_client(
+        config("mover", 2),
+        failover(vec![url_a.clone(), url_b.clone()]),
+    );
+    let (gone, mut gone_events) = spawn_client(config("gone", 3), failover(vec![url_a.clone()]));
+    for (h, events) in [(&mover, &mut mover_events), (&gone, &mut gone_events)] {
+        h.connect();
+        h.subscribe(room.clone()).unwrap();
+        wait_for(events, &mut Vec::new(), deadline, "a join on A", |e| {
+            subscribed(e, &room)
+        })
+        .await;
+    }
+    let joined = |who: &str| {
+        let who = UserId::new(who).unwrap();
+        move |e: &ClientEvent| matches!(e, ClientEvent::MemberJoined { user, .. } if *user == who)
+    };
+    let left = |who: &str| {
+        let who = UserId::new(who).unwrap();
+        move |e: &ClientEvent| matches!(e, ClientEvent::MemberLeft { user, .. } if *user == who)
+    };
+    wait_for(
+        &mut seen,
+        &mut log,
+        deadline,
+        "mover's join",
+        joined("mover"),
+    )
+    .await;
+    if !log.iter().any(joined("gone")) {
+        wait_for(&mut seen, &mut log, deadline, "gone's join", joined("gone")).await;
+    }
+    a.start_kill().unwrap();
+    let _ = a.wait().await;
+    let killed = tokio::time::Instant::now();
+    // The mover is back on B (well within the grace on any machine).
+    wait_for(
+        &mut mover_events,
+        &mut Vec::new(),
+        deadline,
+        "the mover's re-join",
+        |e| subscribed(e, &room),
+    )
+    .await;
+    wait_for(&mut seen, &mut log, deadline, "gone's leave", left("gone")).await;
+    let took = killed.elapsed();
+    // A bound, not a measurement: a lease, a beat, the grace, and slack.
+    assert!(took < Duration::from_secs(30), "gone left after {took:?}");
+    // Anything B announced with gone's leave is before the mover's message
+    // on the observer's socket.
+    mover.send(room.clone(), Body::text("after")).unwrap();
+    wait_for(&mut seen, &mut log, deadline, "the mover's message", |e| {
+        matches!(e, ClientEvent::Log { event: LogEvent::Message(m), .. } if m.author_id.as_str() == "mover")
+    })
+    .await;
+    assert!(!log.iter().any(left("mover")), "the mover flapped: {log:?}");
+    assert_eq!(log.iter().filter(|e| joined("mover")(e)).count(), 1);
+    assert_eq!(log.iter().filter(|e| left("gone")(e)).count(), 1);
+    observer.close().await;
+    mover.close().await;
+    drop(gone);
     b.start_kill().unwrap();
     let _ = b.wait().await;
 }

@@ -3,6 +3,7 @@
 //!
 //! See [`Server`] for the driving contract.
 
+mod arbiter;
 mod completions;
 mod config;
 mod conn;
@@ -29,10 +30,11 @@ use crate::Instant;
 use crate::ids::{ChannelId, UserId};
 use crate::store::{StoreCommand, StoreError, StoreOpId, StoreReply};
 use crate::wire::{
-    Ack, ClientFrame, DecodeError, ErrorBody, ErrorCode, PROTOCOL_VERSION, PresenceChange,
-    ServerFrame, TypingNotice,
+    Ack, ClientFrame, DecodeError, ErrorBody, ErrorCode, PROTOCOL_VERSION, ServerFrame,
+    TypingNotice,
 };
 
+pub use arbiter::{PresenceCommand, PresenceOutcome, PresenceScope};
 pub use config::ServerConfig;
 pub use outputs::{ConnId, Except, ServerOutput};
 pub use policy::{AccessPolicy, Open, PrivateChannels};
@@ -293,15 +295,7 @@ impl<P: AccessPolicy> Server<P> {
                     if !sabotaged!(self, ServerKeepsPresence)
                         && self.presence.expire(&channel, &user, at)
                     {
-                        let change = PresenceChange {
-                            channel_id: channel.clone(),
-                            user_id: user,
-                        };
-                        self.broadcast(
-                            &channel,
-                            ServerFrame::PresenceLeave(change),
-                            Except::Nobody,
-                        );
+                        self.presence_gone(&channel, user);
                     }
                 }
                 TimerKey::TypingExpire(channel, user) => {
@@ -645,17 +639,7 @@ impl<P: AccessPolicy> Server<P> {
         });
         self.tail_open(channel);
         match self.presence.join(channel, user, conn) {
-            Joined::Appeared => {
-                let change = PresenceChange {
-                    channel_id: channel.clone(),
-                    user_id: user.clone(),
-                };
-                self.broadcast(
-                    channel,
-                    ServerFrame::PresenceJoin(change),
-                    Except::Conn(conn),
-                );
-            }
+            Joined::Appeared => self.presence_appeared(channel, user, Except::Conn(conn)),
             Joined::Returned { deadline } => {
                 self.timers.cancel(
                     deadline,

@@ -85,6 +85,11 @@ pub enum ServerOutput {
     /// processes sharing the store ([`Writers::Shared`](crate::server::Writers::Shared)
     /// only); its loss is harmless.
     Relay(crate::server::Relay),
+    /// Claim or release a user's presence at the arbiter the processes
+    /// share ([`PresenceScope::Arbitrated`](crate::server::PresenceScope::Arbitrated)
+    /// only): carry these out in order, one after the other, and answer
+    /// each with `Server::handle_presence`.
+    Presence(crate::server::PresenceCommand),
     /// Execute `cmd` and hand the outcome back with `Server::handle_store`
     /// and the same `op`, in any order and after any delay.
     Store {

@@ -61,19 +61,20 @@ impl<P: AccessPolicy> Server<P> {
     }
 
     fn broadcast_relay(&mut self, relay: Relay) {
-        match relay {
+        let channel = relay.channel().clone();
+        let (frame, except) = match relay {
             Relay::Typing(notice) => {
-                let (channel, except) = (
-                    notice.channel_id.clone(),
-                    Except::User(notice.user_id.clone()),
-                );
-                self.broadcast(&channel, ServerFrame::Typing(notice), except);
+                let except = Except::User(notice.user_id.clone());
+                (ServerFrame::Typing(notice), except)
             }
-            Relay::Read(receipt) => {
-                let channel = receipt.channel_id.clone();
-                self.broadcast(&channel, ServerFrame::Read(receipt), Except::Nobody);
+            Relay::Read(receipt) => (ServerFrame::Read(receipt), Except::Nobody),
+            Relay::PresenceJoin(change) => {
+                let except = Except::User(change.user_id.clone());
+                (ServerFrame::PresenceJoin(change), except)
             }
-        }
+            Relay::PresenceLeave(change) => (ServerFrame::PresenceLeave(change), Except::Nobody),
+        };
+        self.broadcast(&channel, frame, except);
     }
 
     /// The settings of a shared store, `None` when this machine writes alone.

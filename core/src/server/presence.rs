@@ -92,6 +92,18 @@ impl Presence {
         Left::Leaving
     }
 
+    /// Takes over a dead process's claim of `user` in `channel`: in grace
+    /// until `deadline`. False (nothing changed) when the user already has
+    /// state here.
+    pub(crate) fn adopt(&mut self, channel: &ChannelId, user: &UserId, deadline: Instant) -> bool {
+        let users = self.channels.entry(channel.clone()).or_default();
+        if users.contains_key(user) {
+            return false;
+        }
+        users.insert(user.clone(), UserPresence::Leaving(deadline));
+        true
+    }
+
     /// Ends a grace period due at `deadline`; true when the user is gone now.
     pub(crate) fn expire(&mut self, channel: &ChannelId, user: &UserId, deadline: Instant) -> bool {
         let Some(users) = self.channels.get_mut(channel) else {
@@ -114,6 +126,19 @@ impl Presence {
             .get(channel)
             .map(|u| u.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Every (channel, user) with a connection here (not those in grace).
+    pub(crate) fn connected(&self) -> Vec<(ChannelId, UserId)> {
+        self.channels
+            .iter()
+            .flat_map(|(channel, users)| {
+                users
+                    .iter()
+                    .filter(|(_, p)| matches!(p, UserPresence::Here(_)))
+                    .map(|(user, _)| (channel.clone(), user.clone()))
+            })
+            .collect()
     }
 
     /// The connections joined to `channel`, in order.

@@ -95,6 +95,7 @@ impl Rooms {
             | ServerOutput::Broadcast { .. }
             | ServerOutput::Committed(_)
             | ServerOutput::Relay(_)
+            | ServerOutput::Presence(_)
             | ServerOutput::Store { .. } => {}
         }
     }

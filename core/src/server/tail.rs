@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::Instant;
 use crate::ids::{ChannelId, Epoch, Seq};
 use crate::store::{Page, StoreOpId};
-use crate::wire::{LogEvent, ReadReceipt, TypingNotice};
+use crate::wire::{LogEvent, PresenceChange, ReadReceipt, TypingNotice};
 
 /// Who appends to the store the machine serves from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -49,6 +49,9 @@ pub struct SharedTail {
     /// their turn in order, so a resync of thousands of channels does not
     /// flood the store or crowd out members' requests. Default 8.
     pub reads_max: usize,
+    /// Who decides presence: each process for itself (the default) or an
+    /// arbiter the processes share.
+    pub presence: crate::server::PresenceScope,
 }
 
 impl Default for SharedTail {
@@ -57,6 +60,7 @@ impl Default for SharedTail {
             gap_wait: Duration::from_millis(50),
             ahead_bytes_max: 1 << 20,
             reads_max: 8,
+            presence: crate::server::PresenceScope::PerProcess,
         }
     }
 }
@@ -76,14 +80,22 @@ pub struct CommitHint {
 
 /// An ephemeral event of a channel that another process's members caused:
 /// relayed as it is to this process's members (never stored; losing one
-/// is harmless, clients expire typing by themselves and get read
-/// watermarks on their next join).
+/// is harmless for typing, which clients expire by themselves, and read
+/// watermarks, which come with the next join; a lost presence change
+/// leaves this process's members with a stale member list until they
+/// join again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relay {
     /// A user started or stopped typing: to the room but that user.
     Typing(TypingNotice),
     /// A user's read watermark advanced: to the whole room.
     Read(ReadReceipt),
+    /// A user appeared in the channel, on any process (the arbiter's first
+    /// claim): to the room but that user.
+    PresenceJoin(PresenceChange),
+    /// A user left the channel, from every process (the arbiter's last
+    /// release): to the whole room.
+    PresenceLeave(PresenceChange),
 }
 
 impl Relay {
@@ -93,6 +105,7 @@ impl Relay {
         match self {
             Relay::Typing(t) => &t.channel_id,
             Relay::Read(r) => &r.channel_id,
+            Relay::PresenceJoin(p) | Relay::PresenceLeave(p) => &p.channel_id,
         }
     }
 }

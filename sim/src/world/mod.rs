@@ -688,7 +688,8 @@ impl World {
                 }
                 // The lab's server writes its store alone: no other
                 // process to tell.
-                ServerOutput::Committed(_) | ServerOutput::Relay(_) => {}
+                ServerOutput::Committed(_) | ServerOutput::Relay(_) | ServerOutput::Presence(_) => {
+                }
                 ServerOutput::Store { op, cmd } => {
                     self.store.submit(now, self.incarnation, op, cmd);
                 }

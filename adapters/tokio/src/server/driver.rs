@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use lockstep_core::Instant;
-use lockstep_core::server::{AccessPolicy, ConnId, Rooms, Server, ServerOutput};
+use lockstep_core::server::{AccessPolicy, ConnId, PresenceCommand, Rooms, Server, ServerOutput};
 use lockstep_core::store::{StoreError, StoreOpId, StoreReply};
 use lockstep_core::wire::ServerFrame;
 use tokio::sync::mpsc;
@@ -161,6 +161,7 @@ where
                         PeerEvent::Hint(hint) => self.server.handle_hint(now, hint),
                         PeerEvent::Relay(relay) => self.server.handle_relay(now, relay),
                         PeerEvent::Resync => self.server.handle_resync(now),
+                        PeerEvent::Presence(outcome) => self.server.handle_presence(now, outcome),
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
@@ -267,6 +268,7 @@ where
             }
             ServerOutput::Committed(hint) => self.tell_peers(PeerNote::Committed(hint)),
             ServerOutput::Relay(relay) => self.tell_peers(PeerNote::Relay(relay)),
+            ServerOutput::Presence(cmd) => self.tell_arbiter(cmd),
             ServerOutput::Store { op, cmd } => {
                 let store = Arc::clone(&self.store);
                 self.store_ops
@@ -289,6 +291,17 @@ where
                     "peer queue full: hints dropped"
                 );
             }
+        }
+    }
+
+    /// Hands a presence claim or release to the arbiter without waiting.
+    fn tell_arbiter(&mut self, cmd: PresenceCommand) {
+        let Some(arbiter) = self.peers.as_ref().and_then(|p| p.presence.as_ref()) else {
+            warn!(?cmd, "presence is arbitrated but no arbiter is linked");
+            return;
+        };
+        if let Err(error) = arbiter.try_send(cmd) {
+            warn!(%error, "presence queue full: command dropped");
         }
     }
 

@@ -3,7 +3,7 @@
 //! itself (PostgreSQL `LISTEN`/`NOTIFY`, say) lives in the store's adapter;
 //! the driver only moves hints between it and the machine.
 
-use lockstep_core::server::{CommitHint, Relay, SharedTail};
+use lockstep_core::server::{CommitHint, PresenceCommand, PresenceOutcome, Relay, SharedTail};
 use tokio::sync::mpsc;
 
 /// What the link tells the driver.
@@ -18,6 +18,9 @@ pub enum PeerEvent {
     /// Hints may have been lost (the link reconnected, or the periodic
     /// safety net): the machine reads every tailed channel past its cursor.
     Resync,
+    /// The presence arbiter answered a claim or release, or this process
+    /// adopted a dead process's claim.
+    Presence(PresenceOutcome),
 }
 
 /// What the driver tells the other processes.
@@ -41,4 +44,11 @@ pub struct Peers {
     pub notes: mpsc::Sender<PeerNote>,
     /// What the link reports.
     pub events: mpsc::Receiver<PeerEvent>,
+    /// Where the machine's presence claims and releases go, carried out in
+    /// order; `Some` exactly when `tail.presence` is
+    /// [`PresenceScope::Arbitrated`](lockstep_core::server::PresenceScope::Arbitrated).
+    /// A full queue drops the command (logged): a claim dropped announces
+    /// no join, a release dropped leaves the claim until this process's
+    /// lease is reaped.
+    pub presence: Option<mpsc::Sender<PresenceCommand>>,
 }

@@ -401,6 +401,7 @@ impl<P: AccessPolicy> Harness<P> {
                 self.rooms.close(conn);
             }
             ServerOutput::Relay(relay) => self.log(format!("relay {relay:?}")),
+            ServerOutput::Presence(cmd) => self.log(format!("presence {cmd:?}")),
             ServerOutput::Committed(hint) => {
                 self.log(format!(
                     "committed {} {}..={}",

@@ -1,6 +1,7 @@
 //! Server machine tests: named scenarios snapshotted as traces, and a
 //! property test over random frames.
 
+mod arbiter;
 mod batching;
 mod harness;
 mod idle;

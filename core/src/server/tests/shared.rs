@@ -3,15 +3,16 @@
 //! whoever committed them; hints may be lost, store completions come in
 //! any order, the buffer ahead of the cursor may be tiny.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::Instant;
-use crate::ids::{ChannelId, ClientMsgId, Seq};
+use crate::ids::{ChannelId, ClientMsgId, Seq, UserId};
 use crate::rng::Rng;
 use crate::server::tests::harness::{ch, user};
 use crate::server::{
-    CommitHint, ConnId, Relay, Rooms, Server, ServerConfig, ServerOutput, SharedTail, Writers,
+    CommitHint, ConnId, PresenceCommand, PresenceOutcome, PresenceScope, Relay, Rooms, Server,
+    ServerConfig, ServerOutput, SharedTail, Writers,
 };
 use crate::store::{MemStore, MemStoreConfig, StoreCommand, StoreOpId};
 use crate::wire::{Ack, Body, ClientFrame, ReqId, ServerFrame};
@@ -22,26 +23,31 @@ enum Peer {
     Relay(Relay),
 }
 
-struct Node {
-    server: Server,
+pub(super) struct Node {
+    pub(super) server: Server,
+    /// False once killed: it takes no input any more.
+    alive: bool,
     rooms: Rooms,
     held: Vec<(StoreOpId, StoreCommand)>,
 }
 
 /// Nodes sharing one store, a lossy hint bus, and what each connection
 /// received.
-struct World {
-    now: Instant,
+pub(super) struct World {
+    pub(super) now: Instant,
     rng: Rng,
     store: MemStore,
-    nodes: Vec<Node>,
+    pub(super) nodes: Vec<Node>,
+    /// The presence arbiter (the PostgreSQL rule in memory): which nodes
+    /// hold a claim of each (channel, user).
+    claims: BTreeMap<(ChannelId, UserId), BTreeSet<usize>>,
     /// Hints and relays in flight: (to node, what).
     bus: VecDeque<(usize, Peer)>,
     /// Share of hints lost, in percent.
     loss: u64,
     /// Which node each connection is on.
     home: BTreeMap<ConnId, usize>,
-    inbox: BTreeMap<ConnId, Vec<ServerFrame>>,
+    pub(super) inbox: BTreeMap<ConnId, Vec<ServerFrame>>,
     next_req: u64,
 }
 
@@ -55,6 +61,7 @@ fn shared_with(ahead_bytes_max: usize, reads_max: usize) -> ServerConfig {
             gap_wait: Duration::from_millis(50),
             ahead_bytes_max,
             reads_max,
+            presence: PresenceScope::PerProcess,
         }),
         messages_per_sec: 10_000,
         messages_burst: 10_000,
@@ -62,8 +69,17 @@ fn shared_with(ahead_bytes_max: usize, reads_max: usize) -> ServerConfig {
     }
 }
 
+/// Several processes on one store whose presence is arbitrated.
+pub(super) fn arbitrated() -> ServerConfig {
+    let mut config = shared(1 << 20);
+    if let Writers::Shared(tail) = &mut config.writers {
+        tail.presence = PresenceScope::Arbitrated;
+    }
+    config
+}
+
 impl World {
-    fn new(nodes: usize, config: &ServerConfig, seed: u64, loss: u64) -> Self {
+    pub(super) fn new(nodes: usize, config: &ServerConfig, seed: u64, loss: u64) -> Self {
         World {
             now: Instant::from_millis(1_000),
             rng: Rng::new(seed),
@@ -71,10 +87,12 @@ impl World {
             nodes: (0..nodes)
                 .map(|_| Node {
                     server: Server::new(config.clone()),
+                    alive: true,
                     rooms: Rooms::new(),
                     held: Vec::new(),
                 })
                 .collect(),
+            claims: BTreeMap::new(),
             bus: VecDeque::new(),
             loss,
             home: BTreeMap::new(),
@@ -83,7 +101,7 @@ impl World {
         }
     }
 
-    fn connect(&mut self, node: usize, conn: u64, name: &str) {
+    pub(super) fn connect(&mut self, node: usize, conn: u64, name: &str) {
         let conn = ConnId(conn);
         self.home.insert(conn, node);
         let n = &mut self.nodes[node];
@@ -92,7 +110,7 @@ impl World {
         self.drain(node);
     }
 
-    fn disconnect(&mut self, conn: u64) {
+    pub(super) fn disconnect(&mut self, conn: u64) {
         let conn = ConnId(conn);
         let node = self.home[&conn];
         self.nodes[node].rooms.close(conn);
@@ -112,7 +130,7 @@ impl World {
         ReqId(self.next_req)
     }
 
-    fn join(&mut self, conn: u64, channel: &str) -> ReqId {
+    pub(super) fn join(&mut self, conn: u64, channel: &str) -> ReqId {
         let req = self.req();
         self.frame(
             conn,
@@ -140,7 +158,97 @@ impl World {
         req
     }
 
+    /// Carries out a node's outputs; presence commands are answered by the
+    /// arbiter in order, and the answers fed back until none is left.
     fn drain(&mut self, node: usize) {
+        loop {
+            let mut answers = Vec::new();
+            self.drain_outputs(node, &mut answers);
+            if answers.is_empty() {
+                return;
+            }
+            for outcome in answers {
+                self.nodes[node].server.handle_presence(self.now, outcome);
+            }
+        }
+    }
+
+    /// The arbiter's rule: a claim is first when no node held one, a
+    /// release last when none holds one after it.
+    fn arbitrate(&mut self, node: usize, cmd: PresenceCommand) -> PresenceOutcome {
+        match cmd {
+            PresenceCommand::Claim(change) => {
+                let holders = self
+                    .claims
+                    .entry((change.channel_id.clone(), change.user_id.clone()))
+                    .or_default();
+                let first = holders.is_empty();
+                holders.insert(node);
+                PresenceOutcome::Claimed { change, first }
+            }
+            PresenceCommand::Release(change) => {
+                let key = (change.channel_id.clone(), change.user_id.clone());
+                let holders = self.claims.entry(key.clone()).or_default();
+                let released = holders.remove(&node);
+                let last = released && holders.is_empty();
+                if holders.is_empty() {
+                    self.claims.remove(&key);
+                }
+                PresenceOutcome::Released { change, last }
+            }
+        }
+    }
+
+    /// Kills `node`: it takes no input any more, its claims stay until
+    /// reaped.
+    pub(super) fn kill(&mut self, node: usize) {
+        self.nodes[node].alive = false;
+        self.nodes[node].held.clear();
+        self.bus.retain(|(to, _)| *to != node);
+    }
+
+    /// `by` reaps the dead nodes' claims (their leases expired): it adopts
+    /// those it does not hold itself.
+    pub(super) fn reap(&mut self, by: usize) {
+        let dead: BTreeSet<usize> = (0..self.nodes.len())
+            .filter(|n| !self.nodes[*n].alive)
+            .collect();
+        self.adopt(&dead, by);
+    }
+
+    /// `victim` stalled past its lease but lives: `by` reaps it, then
+    /// `victim`'s next heartbeat finds its lease lost.
+    pub(super) fn steal(&mut self, victim: usize, by: usize) {
+        self.adopt(&BTreeSet::from([victim]), by);
+        self.nodes[victim]
+            .server
+            .handle_presence(self.now, PresenceOutcome::Lost);
+        self.drain(victim);
+    }
+
+    /// `by` takes over the claims of `dead`.
+    fn adopt(&mut self, dead: &BTreeSet<usize>, by: usize) {
+        let mut adopted = Vec::new();
+        for ((channel, user), holders) in &mut self.claims {
+            if holders.iter().any(|h| dead.contains(h)) {
+                holders.retain(|h| !dead.contains(h));
+                if holders.insert(by) {
+                    adopted.push(crate::wire::PresenceChange {
+                        channel_id: channel.clone(),
+                        user_id: user.clone(),
+                    });
+                }
+            }
+        }
+        for change in adopted {
+            self.nodes[by]
+                .server
+                .handle_presence(self.now, PresenceOutcome::Adopted(change));
+        }
+        self.drain(by);
+    }
+
+    fn drain_outputs(&mut self, node: usize, answers: &mut Vec<PresenceOutcome>) {
         while let Some(out) = self.nodes[node].server.poll_output() {
             match out {
                 ServerOutput::Send { conn, frame } => {
@@ -170,6 +278,7 @@ impl World {
                     }
                 }
                 ServerOutput::Store { op, cmd } => self.nodes[node].held.push((op, cmd)),
+                ServerOutput::Presence(cmd) => answers.push(self.arbitrate(node, cmd)),
                 other @ (ServerOutput::RoomJoin { .. }
                 | ServerOutput::RoomLeave { .. }
                 | ServerOutput::Close { .. }) => self.nodes[node].rooms.apply(&other),
@@ -212,6 +321,7 @@ impl World {
         let next = self
             .nodes
             .iter()
+            .filter(|n| n.alive)
             .filter_map(|n| n.server.poll_timeout())
             .min();
         let Some(at) = next else {
@@ -219,6 +329,9 @@ impl World {
         };
         self.now = self.now.max(at);
         for node in 0..self.nodes.len() {
+            if !self.nodes[node].alive {
+                continue;
+            }
             self.nodes[node].server.handle_timeout(self.now);
             self.drain(node);
         }
@@ -226,7 +339,7 @@ impl World {
     }
 
     /// Runs until quiet (bounded).
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..1_000_000 {
             if !self.step() {
                 return;

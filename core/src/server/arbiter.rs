@@ -1,0 +1,164 @@
+//! Presence across processes ([`PresenceScope::Arbitrated`]): each process
+//! owns its connections' presence, an arbiter the processes share (e.g.
+//! PostgreSQL) says whether a claim is the first of a user in a channel and
+//! a release the last, and only those are announced, here and (as a
+//! [`Relay`]) on every other process.
+//!
+//! A claim is held through the grace period: a user who reconnects to
+//! another process within it finds the claim still held and is not
+//! announced again, and the old process's release is not the last. A dead
+//! process's claims are adopted by a live one, which holds them for one
+//! grace period and then releases them like its own.
+
+use crate::Instant;
+use crate::ids::{ChannelId, UserId};
+use crate::server::tail::Relay;
+use crate::server::timers::TimerKey;
+use crate::server::{AccessPolicy, Except, Server, ServerOutput};
+use crate::wire::{PresenceChange, ServerFrame};
+
+/// Who decides that a user appeared in or left a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresenceScope {
+    /// Each process for its own connections: a user connected to two
+    /// processes is announced by both.
+    #[default]
+    PerProcess,
+    /// An arbiter the processes share: the machine emits
+    /// [`ServerOutput::Presence`] and announces what
+    /// [`Server::handle_presence`] reports.
+    Arbitrated,
+}
+
+/// A claim or a release for the arbiter. The driver carries them out in
+/// the order emitted, one after the other, and answers each with
+/// [`Server::handle_presence`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceCommand {
+    /// This process has the user's first connection in the channel.
+    Claim(PresenceChange),
+    /// This process's grace for the user in the channel ended.
+    Release(PresenceChange),
+}
+
+/// The arbiter's answer, or a dead process's claims taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceOutcome {
+    /// A claim is held; `first` when no process held one before it.
+    Claimed {
+        /// Whose claim.
+        change: PresenceChange,
+        /// Announce `presence:join`.
+        first: bool,
+    },
+    /// A release is done; `last` when no process holds a claim any more.
+    Released {
+        /// Whose release.
+        change: PresenceChange,
+        /// Announce `presence:leave`.
+        last: bool,
+    },
+    /// This process took over a dead process's claim: it holds it for one
+    /// grace period, then releases it (a leave unless the user came back).
+    Adopted(PresenceChange),
+    /// This process's lease was found expired and taken again: another
+    /// process may have adopted its claims (and will release them after a
+    /// grace). Every user connected here is claimed again, so one who is
+    /// still here is not announced as gone.
+    Lost,
+}
+
+impl<P: AccessPolicy> Server<P> {
+    /// The arbiter answered a [`PresenceCommand`], or this process adopted
+    /// a dead process's claim. Ignored unless presence is
+    /// [`PresenceScope::Arbitrated`].
+    pub fn handle_presence(&mut self, now: Instant, outcome: PresenceOutcome) {
+        self.tick(now);
+        if !self.arbitrated() {
+            return;
+        }
+        match outcome {
+            PresenceOutcome::Claimed {
+                change,
+                first: true,
+            } => {
+                let except = Except::User(change.user_id.clone());
+                self.broadcast(
+                    &change.channel_id.clone(),
+                    ServerFrame::PresenceJoin(change.clone()),
+                    except,
+                );
+                self.outputs
+                    .push_back(ServerOutput::Relay(Relay::PresenceJoin(change)));
+            }
+            PresenceOutcome::Released { change, last: true } => {
+                self.broadcast(
+                    &change.channel_id.clone(),
+                    ServerFrame::PresenceLeave(change.clone()),
+                    Except::Nobody,
+                );
+                self.outputs
+                    .push_back(ServerOutput::Relay(Relay::PresenceLeave(change)));
+            }
+            PresenceOutcome::Claimed { .. } | PresenceOutcome::Released { .. } => {}
+            PresenceOutcome::Adopted(change) => {
+                let deadline = self.now.saturating_add(self.config.presence_grace);
+                if self
+                    .presence
+                    .adopt(&change.channel_id, &change.user_id, deadline)
+                {
+                    self.timers.arm(
+                        deadline,
+                        TimerKey::PresenceLeave(change.channel_id, change.user_id),
+                    );
+                }
+            }
+            PresenceOutcome::Lost => {
+                for (channel_id, user_id) in self.presence.connected() {
+                    let change = PresenceChange {
+                        channel_id,
+                        user_id,
+                    };
+                    self.outputs
+                        .push_back(ServerOutput::Presence(PresenceCommand::Claim(change)));
+                }
+            }
+        }
+    }
+
+    /// Whether presence is decided by a shared arbiter.
+    pub(super) fn arbitrated(&self) -> bool {
+        self.shared()
+            .is_some_and(|cfg| cfg.presence == PresenceScope::Arbitrated)
+    }
+
+    /// `user`'s first local connection joined `channel` (`joiner`): announce
+    /// it, or ask the arbiter whether it is the first anywhere.
+    pub(super) fn presence_appeared(&mut self, channel: &ChannelId, user: &UserId, joiner: Except) {
+        let change = PresenceChange {
+            channel_id: channel.clone(),
+            user_id: user.clone(),
+        };
+        if self.arbitrated() {
+            self.outputs
+                .push_back(ServerOutput::Presence(PresenceCommand::Claim(change)));
+        } else {
+            self.broadcast(channel, ServerFrame::PresenceJoin(change), joiner);
+        }
+    }
+
+    /// `user`'s grace in `channel` ended here: announce the leave, or
+    /// release the claim and let the arbiter say whether it was the last.
+    pub(super) fn presence_gone(&mut self, channel: &ChannelId, user: UserId) {
+        let change = PresenceChange {
+            channel_id: channel.clone(),
+            user_id: user,
+        };
+        if self.arbitrated() {
+            self.outputs
+                .push_back(ServerOutput::Presence(PresenceCommand::Release(change)));
+        } else {
+            self.broadcast(channel, ServerFrame::PresenceLeave(change), Except::Nobody);
+        }
+    }
+}
