@@ -44,9 +44,13 @@ const CONNECTIONS_MAX: usize = 1_000;
 #[derive(Debug, Parser)]
 #[command(name = "lockstep-load", version)]
 struct Args {
-    /// Server URL; only loopback hosts are accepted.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    url: String,
+    /// Server URL; only loopback hosts are accepted. Several, comma
+    /// separated, are the processes of one multi-node deployment: the
+    /// publishers connect to the first, subscribers take turns over all,
+    /// and each URL's delivery latency is reported (the extra latency of
+    /// members on another process than the sender's).
+    #[arg(long, default_value = "http://127.0.0.1:3000", value_delimiter = ',')]
+    url: Vec<String>,
     /// Subscribing connections (each its own user).
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
@@ -114,7 +118,14 @@ fn ws_url(url: &str) -> Result<String, String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let ws = ws_url(&args.url)?;
+    let ws = args
+        .url
+        .iter()
+        .map(|u| ws_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ws.is_empty() {
+        return Err("need a server URL".into());
+    }
     if args.subscribers > CONNECTIONS_MAX || args.publishers > CONNECTIONS_MAX {
         return Err(format!(
             "at most {CONNECTIONS_MAX} connections of each kind"
@@ -129,11 +140,11 @@ async fn run(args: Args) -> Result<(), String> {
     // Everyone is connected and joined before the clock starts.
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
-        subscribers.push(connect(&ws, &format!("sub{i}"), &args.channel).await?);
+        subscribers.push(connect(&ws[i % ws.len()], &format!("sub{i}"), &args.channel).await?);
     }
     let mut publishers = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
-        publishers.push(connect(&ws, &format!("pub{i}"), &args.channel).await?);
+        publishers.push(connect(&ws[0], &format!("pub{i}"), &args.channel).await?);
     }
 
     let cpu_before = args.server_pid.and_then(cpu_ticks);
@@ -178,12 +189,14 @@ async fn run(args: Args) -> Result<(), String> {
     let mut out_of_order = 0;
     let mut last_delivery = Duration::ZERO;
     let mut latency = Histogram::new();
-    for task in subs {
+    let mut per_url: Vec<Histogram> = ws.iter().map(|_| Histogram::new()).collect();
+    for (i, task) in subs.into_iter().enumerate() {
         let r = task.await.map_err(|e| e.to_string())?;
         delivered += r.delivered;
         out_of_order += r.out_of_order;
         last_delivery = last_delivery.max(r.last_delivery);
         latency.merge(&r.latency);
+        per_url[i % ws.len()].merge(&r.latency);
         errors.extend(r.error.map(|e| format!("subscriber: {e}")));
     }
     let server_cpu = match (cpu_before, args.server_pid.and_then(cpu_ticks)) {
@@ -229,6 +242,16 @@ async fn run(args: Args) -> Result<(), String> {
         ms(latency.max()),
         latency.len(),
     );
+    if ws.len() > 1 {
+        for (url, h) in args.url.iter().zip(&per_url) {
+            println!(
+                "  on {url}: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+                ms(h.quantile(0.50)),
+                ms(h.quantile(0.99)),
+                h.len(),
+            );
+        }
+    }
     let per_delivery = |cpu: Option<f64>| match cpu {
         Some(s) if delivered > 0 => {
             format!("{s:.2} s ({:.1} µs/delivery)", s * 1e6 / delivered as f64)
