@@ -34,6 +34,29 @@ async fn appended_at(s: &PgStore, cmid: &str) -> Seq {
     }
 }
 
+/// Sends k2 into the lock `side` holds, kills the backend it waits on:
+/// the send fails `unavailable`, and once `side` rolls back, only k1 is
+/// stored.
+async fn k2_fails_when_killed(
+    s: &PgStore,
+    side: &tokio_postgres::Client,
+    observer: &tokio_postgres::Client,
+    side_pid: i32,
+) {
+    let send = tokio::spawn({
+        let s = s.clone();
+        async move { s.execute(common::append("c", &["k2"])).await }
+    });
+    kill_the_blocked(observer, side_pid).await;
+    let failed = send.await.unwrap();
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+    side.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(common::seqs(s, "c").await, [1], "k2 was not stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_mid_transaction_loses_nothing_acknowledged() {
     let Some(url) = common::url() else { return };
@@ -55,18 +78,7 @@ async fn a_writer_killed_mid_transaction_loses_nothing_acknowledged() {
     ))
     .await
     .unwrap();
-    let send = tokio::spawn({
-        let s = s.clone();
-        async move { s.execute(common::append("c", &["k2"])).await }
-    });
-    kill_the_blocked(&observer, side_pid).await;
-    let failed = send.await.unwrap();
-    assert!(
-        matches!(failed, Err(StoreError::Unavailable(_))),
-        "{failed:?}"
-    );
-    side.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(common::seqs(&s, "c").await, [1], "k2 was not stored");
+    k2_fails_when_killed(&s, &side, &observer, side_pid).await;
 
     // 2. Killed after its COMMIT went out, behind an insert that waits
     // for another transaction's row at the same seq: the outcome is in
@@ -77,18 +89,7 @@ async fn a_writer_killed_mid_transaction_loses_nothing_acknowledged() {
     ))
     .await
     .unwrap();
-    let send = tokio::spawn({
-        let s = s.clone();
-        async move { s.execute(common::append("c", &["k2"])).await }
-    });
-    kill_the_blocked(&observer, side_pid).await;
-    let failed = send.await.unwrap();
-    assert!(
-        matches!(failed, Err(StoreError::Unavailable(_))),
-        "{failed:?}"
-    );
-    side.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(common::seqs(&s, "c").await, [1], "k2 was not stored");
+    k2_fails_when_killed(&s, &side, &observer, side_pid).await;
 
     // The store goes on: k2 is new (nothing of it was kept), k1 is a
     // duplicate of the original.
