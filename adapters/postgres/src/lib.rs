@@ -6,7 +6,7 @@
 //! rule for rule (the kit in `lockstep_tokio::server::contract` checks it,
 //! as it checks the memory and SQLite stores), and several processes may
 //! share one database: it is the ground a multi-node deployment stands on
-//! (DESIGN §5).
+//! (docs/DESIGN.md §5).
 //!
 //! # Choices
 //!
@@ -64,7 +64,7 @@
 //!   transaction) which seqs of which channel it committed; a dedicated
 //!   connection `LISTEN`s for theirs. Hints only wake the server machine
 //!   up: it reads the events from the store and delivers them from one
-//!   cursor per channel (DESIGN §5), and rereads every channel it serves
+//!   cursor per channel (docs/DESIGN.md §5), and rereads every channel it serves
 //!   when the listener (re)connects and periodically, so a lost hint costs
 //!   latency, never an event.
 //! - **Readiness** ([`Store::is_alive`]): every writer task runs and the
