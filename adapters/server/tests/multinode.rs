@@ -1,13 +1,18 @@
 //! Two `lockstep-server` processes on one PostgreSQL serve one chat: Rust
 //! clients (the tokio client driver over Socket.IO) are spread over both
-//! and send under load; one process is killed with SIGKILL mid-load and
-//! its clients reconnect to the other, re-joining from their position
-//! (`{ epoch, since }`) and resending what was not acknowledged with the
-//! same client message ids. Checked: every message is acknowledged once,
-//! stored once, and delivered exactly once, in seq order, to every member
-//! on both processes.
+//! and send under load, and mid-load either one process is killed with
+//! SIGKILL (its clients reconnect to the other, re-joining from their
+//! position, `{ epoch, since }`, and resending what was not acknowledged
+//! with the same client message ids) or PostgreSQL itself is restarted
+//! under both (appends fail until it is back, the clients retry, and each
+//! process's hint listener reconnects and rereads what it may have
+//! missed). Checked: every message is acknowledged once, stored once, and
+//! delivered exactly once, in seq order, to every member on both
+//! processes.
 //!
-//! Needs `LOCKSTEP_TEST_POSTGRES_URL` (see `lockstep_tests::postgres_url`).
+//! Needs `LOCKSTEP_TEST_POSTGRES_URL` and `LOCKSTEP_TEST_POSTGRES_CTL` (see
+//! `lockstep_tests::postgres_url`). The tests of this file take turns
+//! ([`TURN`]): a restart of PostgreSQL would disturb a neighbour.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -208,14 +213,46 @@ async fn member(
     seen
 }
 
+/// One test of this file at a time: the restart test takes PostgreSQL
+/// away from under everyone.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What happens mid-load.
+enum Disruption {
+    /// Process A is killed with SIGKILL.
+    KillA,
+    /// PostgreSQL is restarted (`pg_ctl restart -m fast`: every session
+    /// cut, then back) under both processes, through this `pg_ctl`.
+    RestartPostgres(String),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_deliver_every_message_once_in_order_across_a_sigkill() {
     let Some(url) = lockstep_tests::postgres_url() else {
         return;
     };
+    let _turn = TURN.lock().await;
+    load_across(&url, Disruption::KillA).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_deliver_every_message_once_in_order_across_a_postgres_restart() {
+    let (Some(url), Some(ctl)) = (
+        lockstep_tests::postgres_url(),
+        lockstep_tests::postgres_ctl(),
+    ) else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    load_across(&url, Disruption::RestartPostgres(ctl)).await;
+}
+
+/// Two processes, members spread over both, the load, `disruption` once
+/// `KILL_AFTER` sends are acknowledged; then every guarantee checked.
+async fn load_across(url: &str, disruption: Disruption) {
     let schema = lockstep_tests::fresh_postgres_schema();
-    let (mut a, url_a) = start_server(&url, &schema, 1, &[]).await;
-    let (mut b, url_b) = start_server(&url, &schema, 2, &[]).await;
+    let (mut a, url_a) = start_server(url, &schema, 1, &[]).await;
+    let (mut b, url_b) = start_server(url, &schema, 2, &[]).await;
     let room = ChannelId::new("room").unwrap();
     let ready = Arc::new(Barrier::new(MEMBERS));
     let acked = Arc::new(AtomicUsize::new(0));
@@ -237,7 +274,7 @@ async fn two_processes_deliver_every_message_once_in_order_across_a_sigkill() {
             Arc::clone(&acked),
         )));
     }
-    // SIGKILL A mid-load.
+    // The disruption, mid-load.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while acked.load(Ordering::SeqCst) < KILL_AFTER {
         assert!(
@@ -246,16 +283,30 @@ async fn two_processes_deliver_every_message_once_in_order_across_a_sigkill() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    a.start_kill().unwrap();
-    let at_kill = acked.load(Ordering::SeqCst);
+    let at_disruption = acked.load(Ordering::SeqCst);
+    match &disruption {
+        Disruption::KillA => a.start_kill().unwrap(),
+        Disruption::RestartPostgres(ctl) => {
+            let ctl = ctl.clone();
+            let status = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(ctl)
+                    .args(["restart", "-m", "fast"])
+                    .stdout(std::process::Stdio::null())
+                    .status()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            assert!(status.success(), "pg_ctl restart: {status}");
+        }
+    }
     let mut seen = Vec::new();
     for t in tasks {
         seen.push(t.await.unwrap());
     }
-    let _ = a.wait().await;
     assert!(
-        at_kill < MEMBERS * PER_MEMBER + WARMUP,
-        "the load finished before the kill"
+        at_disruption < MEMBERS * PER_MEMBER + WARMUP,
+        "the load finished before the disruption"
     );
 
     let total = MEMBERS * PER_MEMBER + WARMUP;
@@ -288,9 +339,15 @@ async fn two_processes_deliver_every_message_once_in_order_across_a_sigkill() {
             assert_eq!(seq_of.get(id), Some(seq), "{}: {id} at {seq}", s.name);
         }
     }
-    eprintln!("multi-node: A killed after {at_kill} of {total} acks");
-    b.start_kill().unwrap();
-    let _ = b.wait().await;
+    let what = match disruption {
+        Disruption::KillA => "A killed",
+        Disruption::RestartPostgres(_) => "PostgreSQL restarted",
+    };
+    eprintln!("multi-node: {what} after {at_disruption} of {total} acks");
+    for p in [&mut a, &mut b] {
+        let _ = p.start_kill();
+        let _ = p.wait().await;
+    }
 }
 
 /// Waits (bounded by `deadline`) for an event `pick` accepts; every event
@@ -329,6 +386,7 @@ async fn presence_survives_a_sigkill_once_per_user() {
     let Some(url) = lockstep_tests::postgres_url() else {
         return;
     };
+    let _turn = TURN.lock().await;
     let schema = lockstep_tests::fresh_postgres_schema();
     let presence = ["--presence-lease-ms", "3000", "--presence-grace-ms", "3000"];
     let (mut a, url_a) = start_server(&url, &schema, 11, &presence).await;

@@ -24,14 +24,16 @@ export async function until(what, pred, timeoutMs = 15_000) {
 }
 
 /**
- * Starts `lockstep-server --memory` on a free port; `args` adds flags
- * (default `--dev`). Resolves with its URL and a `stop()`.
+ * Starts `lockstep-server` on a free port; `args` adds flags (default
+ * `--dev`), and the store is `--memory` unless they name `--postgres`.
+ * Resolves with its URL, a `stop()` (SIGTERM) and a `kill()` (SIGKILL).
  */
 export async function startServer(args = ["--dev"]) {
   if (!existsSync(serverBin)) {
     throw new Error(`${serverBin} is missing: run \`cargo build -p lockstep-server\` (scripts/test does)`);
   }
-  const child = spawn(serverBin, [...args, "--memory", "--addr", "127.0.0.1:0"], {
+  const store = args.includes("--postgres") ? [] : ["--memory"];
+  const child = spawn(serverBin, [...args, ...store, "--addr", "127.0.0.1:0"], {
     stdio: ["ignore", "pipe", "inherit"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
   });
@@ -54,21 +56,31 @@ export async function startServer(args = ["--dev"]) {
     url: `http://${addr}`,
     port: Number(addr.split(":").pop()),
     async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
+      await end("SIGTERM");
+    },
+    async kill() {
+      await end("SIGKILL");
     },
   };
+
+  async function end(signal) {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill(signal);
+    await exited;
+  }
 }
 
 /**
  * A TCP proxy to `port`: `cut()` drops every connection and refuses new
  * ones until `heal()`; `mute()` keeps connections up but drops what the
- * server sends (its acks never arrive) until `unmute()`.
+ * server sends (its acks never arrive) until `unmute()`; `retarget(p)`
+ * sends new connections to port `p` (a load balancer moving off a dead
+ * server).
  */
 export async function startProxy(port) {
   const pairs = new Set();
+  let target = port;
   let refusing = false;
   let muted = false;
   const server = net.createServer((client) => {
@@ -76,7 +88,7 @@ export async function startProxy(port) {
       client.destroy();
       return;
     }
-    const upstream = net.connect(port, "127.0.0.1");
+    const upstream = net.connect(target, "127.0.0.1");
     const pair = { client, upstream };
     pairs.add(pair);
     client.on("data", (d) => upstream.write(d));
@@ -113,6 +125,9 @@ export async function startProxy(port) {
     },
     unmute() {
       muted = false;
+    },
+    retarget(p) {
+      target = p;
     },
     async stop() {
       this.cut();
