@@ -29,6 +29,11 @@ use tracing::{debug, info, warn};
 /// this process's lease expires and another reaps it).
 const ATTEMPTS: u32 = 5;
 
+/// Most users one answer to "who is present in this channel" lists: a
+/// bound on the answer's memory (a join's member list is cut to the
+/// reply's byte budget anyway).
+const MEMBERS_MAX: i64 = 100_000;
+
 /// One process's side of the arbiter, on its own connection.
 pub(crate) struct Arbiter {
     client: Client,
@@ -143,6 +148,31 @@ impl Arbiter {
             .get(0);
         tx.commit().await?;
         Ok((written, counted))
+    }
+
+    /// Every user holding a claim in `channel`, on any node (at most
+    /// [`MEMBERS_MAX`]).
+    pub(crate) async fn members(
+        &self,
+        channel: &ChannelId,
+    ) -> Result<Vec<UserId>, tokio_postgres::Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT user_id FROM presence_claims WHERE channel = $1
+                 ORDER BY user_id LIMIT $2",
+                &[&channel.as_str(), &MEMBERS_MAX],
+            )
+            .await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let user: &str = row.get(0);
+            match UserId::new(user) {
+                Ok(u) => users.push(u),
+                Err(_) => warn!(user, "unusable presence claim skipped"),
+            }
+        }
+        Ok(users)
     }
 
     /// The claims this node holds: at start, those of an earlier run with
@@ -299,26 +329,35 @@ pub(crate) async fn run(
                     }
                 },
             };
-            let outcome = match &cmd {
-                PresenceCommand::Claim(change) => {
-                    arbiter
-                        .claim(change)
+            let outcome =
+                match &cmd {
+                    PresenceCommand::Claim(change) => {
+                        arbiter
+                            .claim(change)
+                            .await
+                            .map(|first| PresenceOutcome::Claimed {
+                                change: change.clone(),
+                                first,
+                            })
+                    }
+                    PresenceCommand::Release(change) => {
+                        arbiter
+                            .release(change)
+                            .await
+                            .map(|last| PresenceOutcome::Released {
+                                change: change.clone(),
+                                last,
+                            })
+                    }
+                    PresenceCommand::Members { channel, token } => arbiter
+                        .members(channel)
                         .await
-                        .map(|first| PresenceOutcome::Claimed {
-                            change: change.clone(),
-                            first,
-                        })
-                }
-                PresenceCommand::Release(change) => {
-                    arbiter
-                        .release(change)
-                        .await
-                        .map(|last| PresenceOutcome::Released {
-                            change: change.clone(),
-                            last,
-                        })
-                }
-            };
+                        .map(|users| PresenceOutcome::Members {
+                            channel: channel.clone(),
+                            token: *token,
+                            users,
+                        }),
+                };
             match outcome {
                 Ok(outcome) => {
                     if events.send(PeerEvent::Presence(outcome)).await.is_err() {
@@ -341,6 +380,8 @@ pub(crate) async fn run(
                             change,
                             last: false,
                         },
+                        // Unanswered: the next resync asks again.
+                        PresenceCommand::Members { .. } => continue,
                     };
                     if events.send(PeerEvent::Presence(outcome)).await.is_err() {
                         return;

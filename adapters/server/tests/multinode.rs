@@ -466,3 +466,102 @@ async fn presence_survives_a_sigkill_once_per_user() {
     b.start_kill().unwrap();
     let _ = b.wait().await;
 }
+
+/// A member's view of who is present: the last join's snapshot, then the
+/// joins and leaves since.
+fn view(log: &[ClientEvent], room: &ChannelId) -> BTreeSet<UserId> {
+    let mut users = BTreeSet::new();
+    for e in log {
+        match e {
+            ClientEvent::Members { channel, members } if channel == room => {
+                users = members.iter().cloned().collect();
+            }
+            ClientEvent::MemberJoined { channel, user } if channel == room => {
+                users.insert(user.clone());
+            }
+            ClientEvent::MemberLeft { channel, user } if channel == room => {
+                users.remove(user);
+            }
+            _ => {}
+        }
+    }
+    users
+}
+
+/// The first member of a room on a process is told of the users present
+/// on the other (whose announcements that process did not follow, having
+/// no member there then), once; and of their leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_member_on_a_process_sees_the_users_of_the_other() {
+    let Some(url) = lockstep_tests::postgres_url() else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let schema = lockstep_tests::fresh_postgres_schema();
+    let presence = ["--presence-grace-ms", "500"];
+    let (mut a, url_a) = start_server(&url, &schema, 21, &presence).await;
+    let (mut b, url_b) = start_server(&url, &schema, 22, &presence).await;
+    let room = ChannelId::new("room").unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (alice, mut alice_events) = spawn_client(config("alice", 1), failover(vec![url_a]));
+    alice.connect();
+    alice.subscribe(room.clone()).unwrap();
+    wait_for(
+        &mut alice_events,
+        &mut Vec::new(),
+        deadline,
+        "alice's join",
+        |e| subscribed(e, &room),
+    )
+    .await;
+    let (bob, mut bob_events) = spawn_client(config("bob", 2), failover(vec![url_b]));
+    bob.connect();
+    bob.subscribe(room.clone()).unwrap();
+    let mut log = Vec::new();
+    wait_for(&mut bob_events, &mut log, deadline, "bob's join", |e| {
+        subscribed(e, &room)
+    })
+    .await;
+    let both: BTreeSet<UserId> = ["alice", "bob"].map(|u| UserId::new(u).unwrap()).into();
+    let mut guard = 0;
+    while view(&log, &room) != both {
+        guard += 1;
+        assert!(guard < 10_000, "bob's view: {:?}", view(&log, &room));
+        wait_for(
+            &mut bob_events,
+            &mut log,
+            deadline,
+            "alice in bob's view",
+            |_| true,
+        )
+        .await;
+    }
+    let is_alice = |e: &ClientEvent| {
+        matches!(e, ClientEvent::MemberJoined { user, .. } if user.as_str() == "alice")
+            || matches!(e, ClientEvent::Members { members, .. } if members.iter().any(|u| u.as_str() == "alice"))
+    };
+    assert_eq!(
+        log.iter().filter(|e| is_alice(e)).count(),
+        1,
+        "told twice: {log:?}"
+    );
+    // Alice goes: bob sees her leave after the grace.
+    alice.close().await;
+    wait_for(
+        &mut bob_events,
+        &mut log,
+        deadline,
+        "alice's leave",
+        |e| matches!(e, ClientEvent::MemberLeft { user, .. } if user.as_str() == "alice"),
+    )
+    .await;
+    assert_eq!(
+        view(&log, &room),
+        BTreeSet::from([UserId::new("bob").unwrap()])
+    );
+    bob.close().await;
+    for p in [&mut a, &mut b] {
+        let _ = p.start_kill();
+        let _ = p.wait().await;
+    }
+}

@@ -12,9 +12,11 @@
 
 use crate::Instant;
 use crate::ids::{ChannelId, UserId};
+use crate::server::conn::Membership;
+use crate::server::presence::Answered;
 use crate::server::tail::Relay;
 use crate::server::timers::TimerKey;
-use crate::server::{AccessPolicy, Except, Server, ServerOutput};
+use crate::server::{AccessPolicy, ConnId, Except, Server, ServerOutput};
 use crate::wire::{PresenceChange, ServerFrame};
 
 /// Who decides that a user appeared in or left a channel.
@@ -39,6 +41,19 @@ pub enum PresenceCommand {
     Claim(PresenceChange),
     /// This process's grace for the user in the channel ended.
     Release(PresenceChange),
+    /// Who holds a claim in `channel` on any process: asked when the
+    /// channel gets a local member and at every resync, so a join's
+    /// member list and the room know the users of other processes even
+    /// when a relay was lost. Answer with [`PresenceOutcome::Members`]
+    /// carrying `token` back; an answer may be lost (the next resync asks
+    /// again).
+    Members {
+        /// The channel asked about.
+        channel: ChannelId,
+        /// Handed back with the answer, which is not taken if a relay came
+        /// in after the question.
+        token: u64,
+    },
 }
 
 /// The arbiter's answer, or a dead process's claims taken over.
@@ -57,6 +72,17 @@ pub enum PresenceOutcome {
         change: PresenceChange,
         /// Announce `presence:leave`.
         last: bool,
+    },
+    /// The answer to [`PresenceCommand::Members`]: every user holding a
+    /// claim in `channel` (on this process too), at most a driver-set
+    /// bound of them.
+    Members {
+        /// The channel asked about.
+        channel: ChannelId,
+        /// The question's token.
+        token: u64,
+        /// The users, in any order.
+        users: Vec<UserId>,
     },
     /// This process took over a dead process's claim: it holds it for one
     /// grace period, then releases it (a leave unless the user came back).
@@ -92,6 +118,8 @@ impl<P: AccessPolicy> Server<P> {
                     .push_back(ServerOutput::Relay(Relay::PresenceJoin(change)));
             }
             PresenceOutcome::Released { change, last: true } => {
+                self.presence
+                    .released(&change.channel_id, &change.user_id, false);
                 self.broadcast(
                     &change.channel_id.clone(),
                     ServerFrame::PresenceLeave(change.clone()),
@@ -100,7 +128,24 @@ impl<P: AccessPolicy> Server<P> {
                 self.outputs
                     .push_back(ServerOutput::Relay(Relay::PresenceLeave(change)));
             }
-            PresenceOutcome::Claimed { .. } | PresenceOutcome::Released { .. } => {}
+            PresenceOutcome::Released {
+                change,
+                last: false,
+            } => {
+                self.presence
+                    .released(&change.channel_id, &change.user_id, true);
+            }
+            PresenceOutcome::Claimed { .. } => {}
+            PresenceOutcome::Members {
+                channel,
+                token,
+                users,
+            } => match self.presence.answered(&channel, token, users) {
+                Some(answered) => self.tell_joined(&channel, answered),
+                // Older than a relay: ask again while anyone here listens.
+                None if self.presence.has_conns(&channel) => self.ask_members(&channel),
+                None => {}
+            },
             PresenceOutcome::Adopted(change) => {
                 let deadline = self.now.saturating_add(self.config.presence_grace);
                 if self
@@ -124,6 +169,47 @@ impl<P: AccessPolicy> Server<P> {
                 }
             }
         }
+    }
+
+    /// Tells the connections joined to `channel` what the arbiter's answer
+    /// changed. Those still joining are not told: their join's member list
+    /// is taken after it, so they would hear of a user twice.
+    fn tell_joined(&mut self, channel: &ChannelId, answered: Answered) {
+        let joined: Vec<ConnId> = self
+            .presence
+            .conns(channel)
+            .into_iter()
+            .filter(|c| self.membership(*c, channel) == Some(Membership::Joined))
+            .collect();
+        let frames = answered
+            .added
+            .into_iter()
+            .map(|u| (u, true))
+            .chain(answered.removed.into_iter().map(|u| (u, false)));
+        for (user_id, present) in frames {
+            let change = PresenceChange {
+                channel_id: channel.clone(),
+                user_id,
+            };
+            for conn in &joined {
+                let frame = if present {
+                    ServerFrame::PresenceJoin(change.clone())
+                } else {
+                    ServerFrame::PresenceLeave(change.clone())
+                };
+                self.send(*conn, frame);
+            }
+        }
+    }
+
+    /// Asks the arbiter who is present in `channel` on any process.
+    pub(super) fn ask_members(&mut self, channel: &ChannelId) {
+        let token = self.presence.ask(channel);
+        self.outputs
+            .push_back(ServerOutput::Presence(PresenceCommand::Members {
+                channel: channel.clone(),
+                token,
+            }));
     }
 
     /// Whether presence is decided by a shared arbiter.

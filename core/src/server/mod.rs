@@ -638,6 +638,9 @@ impl<P: AccessPolicy> Server<P> {
             channel: channel.clone(),
         });
         self.tail_open(channel);
+        if self.arbitrated() && !self.presence.has_conns(channel) {
+            self.ask_members(channel);
+        }
         match self.presence.join(channel, user, conn) {
             Joined::Appeared => self.presence_appeared(channel, user, Except::Conn(conn)),
             Joined::Returned { deadline } => {

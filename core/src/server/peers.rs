@@ -24,8 +24,9 @@ impl<P: AccessPolicy> Server<P> {
         self.apply_step(&hint.channel, step);
     }
 
-    /// Reads every tailed channel past its cursor: the safety net for lost
-    /// hints, to be called when the hint listener (re)connects and
+    /// Reads every tailed channel past its cursor and, with arbitrated
+    /// presence, asks who is present in it: the safety net for lost hints
+    /// and relays, to be called when the hint listener (re)connects and
     /// periodically. A no-op when the store is not shared.
     pub fn handle_resync(&mut self, now: Instant) {
         self.tick(now);
@@ -33,22 +34,34 @@ impl<P: AccessPolicy> Server<P> {
             return;
         }
         let channels: Vec<ChannelId> = self.tails.channels().cloned().collect();
+        let arbitrated = self.arbitrated();
         for channel in channels {
             if let Then::Read(after) = self.tails.resync(&channel) {
                 self.issue_tail_read(&channel, after);
             }
+            if arbitrated {
+                self.ask_members(&channel);
+            }
         }
     }
 
-    /// Typing or a read receipt of another process's members: relayed to
-    /// this process's members of the channel, if it has any. Ignored when
-    /// the store is not shared.
+    /// Typing, a read receipt or a presence change of another process's
+    /// members: relayed to this process's members of the channel, if it
+    /// has any (a presence change only when it is news here). Ignored
+    /// when the store is not shared.
     pub fn handle_relay(&mut self, now: Instant, relay: Relay) {
         self.tick(now);
         if self.shared().is_none() || !self.presence.has_conns(relay.channel()) {
             return;
         }
-        self.broadcast_relay(relay);
+        let news = match &relay {
+            Relay::PresenceJoin(c) => self.presence.relayed(&c.channel_id, &c.user_id, true),
+            Relay::PresenceLeave(c) => self.presence.relayed(&c.channel_id, &c.user_id, false),
+            Relay::Typing(_) | Relay::Read(_) => true,
+        };
+        if news {
+            self.broadcast_relay(relay);
+        }
     }
 
     /// Broadcasts typing or a receipt to the local room and, when the

@@ -45,6 +45,29 @@ pub(crate) enum Left {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Presence {
     channels: BTreeMap<ChannelId, BTreeMap<UserId, UserPresence>>,
+    /// Arbitrated presence only: per channel with local presence, the users
+    /// that hold a claim on any process, as the arbiter last answered and
+    /// the relays since have changed it.
+    remote: BTreeMap<ChannelId, Remote>,
+}
+
+/// What a process knows of a channel's presence elsewhere.
+#[derive(Debug, Clone, Default)]
+struct Remote {
+    users: BTreeSet<UserId>,
+    /// Relays applied so far: an arbiter's answer to a question asked
+    /// before the latest of them may be older than it, and is not taken.
+    relays: u64,
+}
+
+/// Who the arbiter's answer adds to and removes from what the local room
+/// was told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// Present elsewhere, not known before: announce `presence:join`.
+    pub(crate) added: Vec<UserId>,
+    /// Known before, present nowhere now: announce `presence:leave`.
+    pub(crate) removed: Vec<UserId>,
 }
 
 impl Presence {
@@ -115,17 +138,88 @@ impl Presence {
         users.remove(user);
         if users.is_empty() {
             self.channels.remove(channel);
+            self.remote.remove(channel);
         }
         true
     }
 
     /// Sorted ids of the users present (in grace too: their leave has not
-    /// been announced yet).
+    /// been announced yet), here or, with arbitrated presence, elsewhere.
     pub(crate) fn users(&self, channel: &ChannelId) -> Vec<UserId> {
-        self.channels
+        let local = self
+            .channels
             .get(channel)
-            .map(|u| u.keys().cloned().collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|u| u.keys());
+        let remote = self.remote.get(channel).into_iter().flat_map(|r| &r.users);
+        let all: BTreeSet<&UserId> = local.chain(remote).collect();
+        all.into_iter().cloned().collect()
+    }
+
+    /// Starts (or goes on) learning `channel`'s presence elsewhere; returns
+    /// the token of a question to the arbiter asked now.
+    pub(crate) fn ask(&mut self, channel: &ChannelId) -> u64 {
+        self.remote.entry(channel.clone()).or_default().relays
+    }
+
+    /// Another process announced `user` in `channel` (`present`) or gone:
+    /// false when this process knew it already (nothing to announce).
+    pub(crate) fn relayed(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
+        let Some(remote) = self.remote.get_mut(channel) else {
+            return true;
+        };
+        remote.relays += 1;
+        if present {
+            remote.users.insert(user.clone())
+        } else {
+            remote.users.remove(user)
+        }
+    }
+
+    /// This process's release of `user` in `channel` left the user present
+    /// elsewhere (`elsewhere`) or nowhere.
+    pub(crate) fn released(&mut self, channel: &ChannelId, user: &UserId, elsewhere: bool) {
+        if let Some(remote) = self.remote.get_mut(channel) {
+            if elsewhere {
+                remote.users.insert(user.clone());
+            } else {
+                remote.users.remove(user);
+            }
+        }
+    }
+
+    /// The arbiter's answer to the question `token`: every user holding a
+    /// claim in `channel`. `None` when it is stale (a relay came in since
+    /// the question) or nobody here asks any more; else what changed for
+    /// the local room (users with local presence are announced by it).
+    pub(crate) fn answered(
+        &mut self,
+        channel: &ChannelId,
+        token: u64,
+        users: Vec<UserId>,
+    ) -> Option<Answered> {
+        let remote = self.remote.get_mut(channel)?;
+        if remote.relays != token {
+            return None;
+        }
+        let local = self.channels.get(channel);
+        let is_local = |u: &UserId| local.is_some_and(|l| l.contains_key(u));
+        let now: BTreeSet<UserId> = users.into_iter().collect();
+        let answered = Answered {
+            added: now
+                .difference(&remote.users)
+                .filter(|u| !is_local(u))
+                .cloned()
+                .collect(),
+            removed: remote
+                .users
+                .difference(&now)
+                .filter(|u| !is_local(u))
+                .cloned()
+                .collect(),
+        };
+        remote.users = now;
+        Some(answered)
     }
 
     /// Every (channel, user) with a connection here (not those in grace).

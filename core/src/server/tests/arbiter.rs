@@ -4,7 +4,7 @@
 
 use crate::server::tests::harness::{ch, user};
 use crate::server::tests::shared::{World, arbitrated};
-use crate::wire::{PresenceChange, ServerFrame};
+use crate::wire::{Ack, PresenceChange, ServerFrame};
 
 /// How many `presence:join` and `presence:leave` of `who` in `room` the
 /// connection `conn` was sent.
@@ -159,4 +159,109 @@ fn a_process_that_lost_its_lease_claims_its_users_again() {
     w.disconnect(1);
     w.settle();
     observers_saw(&w, "alice", (1, 1));
+}
+
+/// The member list `conn`'s join of "room" was answered with.
+fn join_members(w: &World, conn: u64) -> Vec<String> {
+    let frames = w
+        .inbox
+        .get(&crate::server::ConnId(conn))
+        .cloned()
+        .unwrap_or_default();
+    frames
+        .iter()
+        .find_map(|f| match f {
+            ServerFrame::Ack {
+                body: Ack::Join(ack),
+                ..
+            } => Some(ack.members.iter().map(|u| u.as_str().to_owned()).collect()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("c{conn} was not answered its join"))
+}
+
+#[test]
+fn a_join_lists_the_users_present_on_other_processes() {
+    let mut w = World::new(3, &arbitrated(), 5, 0);
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.connect(1, 2, "bob");
+    w.join(2, "room");
+    w.settle();
+    // Carol is the first member on node 2: the arbiter tells it of alice
+    // and bob, whose relays it could not have heard.
+    w.connect(2, 3, "carol");
+    w.join(3, "room");
+    w.settle();
+    let members: Vec<String> = w.nodes[2]
+        .server
+        .present_users(&ch("room"))
+        .iter()
+        .map(|u| u.as_str().to_owned())
+        .collect();
+    assert_eq!(members, ["alice", "bob", "carol"]);
+    // The join reply may go out before the arbiter answers: whatever it
+    // missed comes as one `presence:join` each, never twice.
+    for who in ["alice", "bob"] {
+        let listed = join_members(&w, 3).iter().any(|m| m == who);
+        let (joins, leaves) = seen(&w, 3, who);
+        assert_eq!((usize::from(listed) + joins, leaves), (1, 0), "{who}");
+    }
+    // A later member on node 1 is listed alice, bob and carol.
+    w.connect(1, 4, "dave");
+    w.join(4, "room");
+    w.settle();
+    assert_eq!(join_members(&w, 4), ["alice", "bob", "carol", "dave"]);
+}
+
+#[test]
+fn lost_presence_relays_are_made_good_by_the_resync_once() {
+    // Every hint and relay is lost: only the resync's question to the
+    // arbiter tells node 1 of alice.
+    let mut w = World::new(2, &arbitrated(), 6, 100);
+    w.connect(1, 10, "bob");
+    w.join(10, "room");
+    w.settle();
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.settle();
+    assert_eq!(seen(&w, 10, "alice"), (0, 0), "the relay was lost");
+    w.resync();
+    assert_eq!(seen(&w, 10, "alice"), (1, 0));
+    w.resync();
+    assert_eq!(seen(&w, 10, "alice"), (1, 0), "told once");
+    w.disconnect(1);
+    w.settle();
+    assert_eq!(seen(&w, 10, "alice"), (1, 0), "the leave's relay was lost");
+    assert!(
+        w.nodes[1]
+            .server
+            .present_users(&ch("room"))
+            .contains(&user("alice"))
+    );
+    w.resync();
+    w.resync();
+    assert_eq!(seen(&w, 10, "alice"), (1, 1));
+    assert_eq!(w.nodes[1].server.present_users(&ch("room")), [user("bob")]);
+}
+
+#[test]
+fn an_answer_older_than_a_relay_is_not_taken() {
+    use crate::server::presence::Presence;
+    let (room, alice) = (ch("room"), user("alice"));
+    let mut p = Presence::default();
+    p.join(&room, &user("bob"), crate::server::ConnId(1));
+    let token = p.ask(&room);
+    // Alice arrives elsewhere (relayed) after the arbiter was read
+    // without her: the answer is stale and does not remove her.
+    assert!(p.relayed(&room, &alice, true));
+    assert_eq!(p.answered(&room, token, vec![user("bob")]), None);
+    assert!(p.users(&room).contains(&alice));
+    // Asked again, the fresh answer is taken; what the room knew already
+    // is not announced again.
+    let token = p.ask(&room);
+    let answered = p.answered(&room, token, vec![user("bob"), alice.clone()]);
+    assert_eq!(answered, Some(Default::default()));
+    // A relay that repeats what the answer said is no news.
+    assert!(!p.relayed(&room, &alice, true));
 }

@@ -196,6 +196,16 @@ impl World {
                 }
                 PresenceOutcome::Released { change, last }
             }
+            PresenceCommand::Members { channel, token } => PresenceOutcome::Members {
+                users: self
+                    .claims
+                    .keys()
+                    .filter(|(c, _)| *c == channel)
+                    .map(|(_, u)| u.clone())
+                    .collect(),
+                channel,
+                token,
+            },
         }
     }
 
@@ -349,7 +359,7 @@ impl World {
     }
 
     /// The safety net on every node, then quiet again.
-    fn resync(&mut self) {
+    pub(super) fn resync(&mut self) {
         for node in 0..self.nodes.len() {
             self.nodes[node].server.handle_resync(self.now);
             self.drain(node);
