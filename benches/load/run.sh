@@ -7,6 +7,10 @@
 #   benches/load/run.sh            # from the workspace root
 #   DURATION=5 benches/load/run.sh
 #   SERVERS="lockstep-sqlite-full lockstep-postgres" benches/load/run.sh
+#   SHAPES="10x2 50x4 200x8" benches/load/run.sh   # subscribers x publishers
+#
+# `ws-ceiling` is the physical ceiling (`lockstep-ceiling`: raw WebSocket
+# frames, no Socket.IO framing, no store), loaded with `--protocol raw`.
 #
 # `lockstep-postgres` uses POSTGRES_URL when set, else a throwaway
 # PostgreSQL started here (scripts/postgres, fsync on: a commit waits for
@@ -23,9 +27,10 @@ WORK="$(mktemp -d)"
 SERVER_PID=""
 PG_DIR=""
 RUN=0
-SERVERS="${SERVERS:-lockstep-sqlite-full lockstep-sqlite-normal lockstep-postgres lockstep-memory node-socketio socketioxide-plain}"
+SERVERS="${SERVERS:-lockstep-sqlite-full lockstep-sqlite-normal lockstep-postgres lockstep-memory node-socketio socketioxide-plain ws-ceiling}"
+SHAPES="${SHAPES:-10x2 50x4}"
 
-cargo build --release -p lockstep-server -p lockstep-load -p lockstep-plain-socketioxide
+cargo build --release -p lockstep-server -p lockstep-load -p lockstep-plain-socketioxide -p lockstep-ceiling
 (cd benches/node && npm ci --no-audit --no-fund --silent)
 
 stop_server() {
@@ -75,17 +80,21 @@ start() {
         --postgres-schema "load_$$_$RUN" >"$WORK/log" 2>&1 & ;;
     node-socketio) PORT="$PORT" node benches/node/server.mjs >"$WORK/log" 2>&1 & ;;
     socketioxide-plain) PORT="$PORT" target/release/lockstep-plain-socketioxide >"$WORK/log" 2>&1 & ;;
+    ws-ceiling) PORT="$PORT" target/release/lockstep-ceiling >"$WORK/log" 2>&1 & ;;
   esac
   SERVER_PID=$!
   wait_port
 }
 
-for shape in "10 2" "50 4"; do
-  set -- $shape
+for shape in $SHAPES; do
+  subs="${shape%x*}"
+  pubs="${shape#*x}"
   for name in $SERVERS; do
     start "$name"
-    "$LOAD" --url "http://127.0.0.1:$PORT" --subscribers "$1" --publishers "$2" \
-      --window 32 --body-bytes 200 --duration "$DURATION" --drain 10 \
+    protocol=socketio
+    [ "$name" != ws-ceiling ] || protocol=raw
+    "$LOAD" --url "http://127.0.0.1:$PORT" --subscribers "$subs" --publishers "$pubs" \
+      --window 32 --body-bytes 200 --duration "$DURATION" --drain 10 --protocol "$protocol" \
       --server-pid "$SERVER_PID" --label "$name" || true
     stop_server
   done

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::histogram::Histogram;
 use crate::run::{Plan, Progress, body_pad, publish, subscribe};
-use crate::sio::Socket;
+use crate::sio::{Protocol, Socket};
 
 /// Longest run the generator accepts, seconds.
 const DURATION_MAX: u64 = 120;
@@ -75,6 +75,10 @@ struct Args {
     /// Pid of the server, to report the CPU time it spent during the run.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// What the server speaks: the lockstep contract over Socket.IO, or the
+    /// raw frames of the ceiling server (`lockstep-ceiling`).
+    #[arg(long, value_enum, default_value_t = Protocol::Socketio)]
+    protocol: Protocol,
     /// A name for the run, printed with the results.
     #[arg(long, default_value = "run")]
     label: String,
@@ -101,8 +105,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The WebSocket URL of the Socket.IO endpoint, if `url` is on loopback.
-fn ws_url(url: &str) -> Result<String, String> {
+/// The WebSocket URL of the endpoint `protocol` is served on, if `url` is
+/// on loopback.
+fn ws_url(url: &str, protocol: Protocol) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("ws://"))
@@ -114,14 +119,14 @@ fn ws_url(url: &str) -> Result<String, String> {
     if !loopback {
         return Err(format!("{url}: only loopback servers may be loaded"));
     }
-    Ok(format!("ws://{host}/socket.io/?EIO=4&transport=websocket"))
+    Ok(protocol.ws_url(host))
 }
 
 async fn run(args: Args) -> Result<(), String> {
     let ws = args
         .url
         .iter()
-        .map(|u| ws_url(u))
+        .map(|u| ws_url(u, args.protocol))
         .collect::<Result<Vec<_>, _>>()?;
     if ws.is_empty() {
         return Err("need a server URL".into());
@@ -140,11 +145,13 @@ async fn run(args: Args) -> Result<(), String> {
     // Everyone is connected and joined before the clock starts.
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
-        subscribers.push(connect(&ws[i % ws.len()], &format!("sub{i}"), &args.channel).await?);
+        let (url, user) = (&ws[i % ws.len()], format!("sub{i}"));
+        subscribers.push(connect(url, args.protocol, &user, &args.channel).await?);
     }
     let mut publishers = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
-        publishers.push(connect(&ws[0], &format!("pub{i}"), &args.channel).await?);
+        let user = format!("pub{i}");
+        publishers.push(connect(&ws[0], args.protocol, &user, &args.channel).await?);
     }
 
     let cpu_before = args.server_pid.and_then(cpu_ticks);
@@ -152,6 +159,7 @@ async fn run(args: Args) -> Result<(), String> {
     let origin = Instant::now();
     let plan = Arc::new(Plan {
         channel: args.channel.clone(),
+        protocol: args.protocol,
         window: args.window,
         pad: body_pad(args.body_bytes),
         origin,
@@ -290,8 +298,13 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-async fn connect(ws: &str, user: &str, channel: &str) -> Result<Socket, String> {
-    Socket::connect(ws, user, channel)
+async fn connect(
+    ws: &str,
+    protocol: Protocol,
+    user: &str,
+    channel: &str,
+) -> Result<Socket, String> {
+    Socket::connect(ws, protocol, user, channel)
         .await
         .map_err(|e| format!("{user}: {e}"))
 }
@@ -328,11 +341,15 @@ mod tests {
     #[test]
     fn only_loopback_urls_are_loaded() {
         assert_eq!(
-            ws_url("http://127.0.0.1:3000/").unwrap(),
+            ws_url("http://127.0.0.1:3000/", Protocol::Socketio).unwrap(),
             "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
         );
-        assert!(ws_url("http://example.com:3000").is_err());
-        assert!(ws_url("https://127.0.0.1:3000").is_err());
+        assert_eq!(
+            ws_url("http://127.0.0.1:3000/", Protocol::Raw).unwrap(),
+            "ws://127.0.0.1:3000/"
+        );
+        assert!(ws_url("http://example.com:3000", Protocol::Socketio).is_err());
+        assert!(ws_url("https://127.0.0.1:3000", Protocol::Socketio).is_err());
     }
 
     #[test]

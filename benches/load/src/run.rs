@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::histogram::Histogram;
-use crate::sio::{Incoming, Socket};
+use crate::sio::{Incoming, Protocol, Socket};
 
 /// How often an idle subscriber checks whether the run is over.
 const IDLE_CHECK: Duration = Duration::from_millis(50);
@@ -19,6 +19,8 @@ const IDLE_CHECK: Duration = Duration::from_millis(50);
 pub(crate) struct Plan {
     /// The channel everyone joins.
     pub(crate) channel: String,
+    /// What the server speaks.
+    pub(crate) protocol: Protocol,
     /// Sends in flight per publisher.
     pub(crate) window: usize,
     /// Padding that brings each body to its size (see [`body_pad`]).
@@ -107,13 +109,9 @@ pub(crate) async fn publish(
             let Incoming::Packet(text) = incoming else {
                 continue;
             };
-            // Events (`2...`) are this publisher's copies of the broadcast.
-            if !text.starts_with('3') {
-                continue;
-            }
-            if let Ok(SioPacket::Ack { reply, .. }) = parse_sio(&text) {
+            if let Some(ok) = ack_ok(plan.protocol, &text) {
                 in_flight = in_flight.saturating_sub(1);
-                if crate::sio::reply_ok(&reply) {
+                if ok {
                     report.acked += 1;
                     report.last_ack = plan.origin.elapsed();
                     progress.acked.fetch_add(1, Ordering::SeqCst);
@@ -133,16 +131,44 @@ pub(crate) async fn publish(
     report
 }
 
-/// The `message:send` packet for message `n` of publisher `me`, stamped
-/// with the time since the origin in µs (12 digits, so every body has the
-/// same length): what `codec::encode_event` makes, written
+/// Whether `packet` is an ack, and then whether it says `ok`. Anything
+/// else a publisher receives is its copy of a broadcast.
+fn ack_ok(protocol: Protocol, packet: &str) -> Option<bool> {
+    match protocol {
+        Protocol::Socketio if packet.starts_with('3') => match parse_sio(packet) {
+            Ok(SioPacket::Ack { reply, .. }) => Some(crate::sio::reply_ok(reply.get())),
+            _ => None,
+        },
+        Protocol::Raw if packet.starts_with(r#"{"ack":"#) => Some(crate::sio::reply_ok(packet)),
+        Protocol::Socketio | Protocol::Raw => None,
+    }
+}
+
+/// The message object of a delivery (`message:new`'s payload, followed by
+/// the event array's closing bracket in Socket.IO), if `packet` is one.
+fn delivery(protocol: Protocol, packet: &str) -> Option<&str> {
+    match protocol {
+        Protocol::Socketio => packet.strip_prefix("2[\"message:new\","),
+        Protocol::Raw => packet.starts_with(r#"{"seq":"#).then_some(packet),
+    }
+}
+
+/// The send request for message `n` of publisher `me`, stamped with the
+/// time since the origin in µs (12 digits, so every body has the same
+/// length). In Socket.IO, what `codec::encode_event` makes, written
 /// directly to keep the generator's own cost per message low.
 fn send_packet(plan: &Plan, me: usize, n: u64) -> String {
     let micros = plan.origin.elapsed().as_micros();
-    format!(
-        r#"42{n}["message:send",{{"channelId":"{}","clientMsgId":"p{me}-{n}","body":{{"t":"{micros:012}","p":"{}"}}}}]"#,
-        plan.channel, plan.pad
-    )
+    match plan.protocol {
+        Protocol::Socketio => format!(
+            r#"42{n}["message:send",{{"channelId":"{}","clientMsgId":"p{me}-{n}","body":{{"t":"{micros:012}","p":"{}"}}}}]"#,
+            plan.channel, plan.pad
+        ),
+        Protocol::Raw => format!(
+            r#"{{"id":{n},"channel":"{}","body":{{"t":"{micros:012}","p":"{}"}}}}"#,
+            plan.channel, plan.pad
+        ),
+    }
 }
 
 /// The padding that makes a body `{"t":"<12 digits>","p":"<pad>"}` take
@@ -196,7 +222,7 @@ pub(crate) async fn subscribe(
             Ok(Ok(Incoming::Other)) => continue,
             Ok(Ok(Incoming::Packet(text))) => text,
         };
-        let Some(json) = incoming.strip_prefix("2[\"message:new\",") else {
+        let Some(json) = delivery(plan.protocol, &incoming) else {
             continue;
         };
         // `{...}]`: read the payload object, ignore the closing bracket.
@@ -232,6 +258,7 @@ mod tests {
         let origin = Instant::now();
         let plan = Plan {
             channel: "load".into(),
+            protocol: Protocol::Socketio,
             window: 32,
             pad: body_pad(200),
             origin,
@@ -254,6 +281,46 @@ mod tests {
         assert_eq!(packet.len(), reencoded.len());
         assert!(packet.starts_with(r#"4217["message:send",{"#));
         assert!(reencoded.starts_with(r#"4217["message:send",{"#));
+    }
+
+    #[test]
+    fn raw_requests_acks_and_deliveries_are_told_apart() {
+        let origin = Instant::now();
+        let plan = Plan {
+            channel: "load".into(),
+            protocol: Protocol::Raw,
+            window: 32,
+            pad: body_pad(200),
+            origin,
+            send_until: origin,
+            hard_stop: origin,
+        };
+        let request: serde_json::Value = serde_json::from_str(&send_packet(&plan, 3, 17)).unwrap();
+        assert_eq!(
+            (request["id"].clone(), request["channel"].clone()),
+            (json!(17), json!("load"))
+        );
+        assert_eq!(serde_json::to_string(&request["body"]).unwrap().len(), 200);
+        assert_eq!(
+            ack_ok(Protocol::Raw, r#"{"ack":17,"ok":true,"seq":4}"#),
+            Some(true)
+        );
+        assert_eq!(
+            ack_ok(Protocol::Raw, r#"{"ack":17,"ok":false}"#),
+            Some(false)
+        );
+        let new = r#"{"seq":4,"body":{"t":"000000000042","p":"x"}}"#;
+        assert_eq!(ack_ok(Protocol::Raw, new), None);
+        assert_eq!(delivery(Protocol::Raw, new), Some(new));
+        assert_eq!(delivery(Protocol::Raw, r#"{"ack":1,"ok":true}"#), None);
+        assert_eq!(
+            ack_ok(Protocol::Socketio, r#"317[{"ok":true}]"#),
+            Some(true)
+        );
+        assert_eq!(
+            delivery(Protocol::Socketio, r#"2["message:new",{"seq":1}]"#),
+            Some(r#"{"seq":1}]"#)
+        );
     }
 
     #[test]

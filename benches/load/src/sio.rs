@@ -41,9 +41,31 @@ pub(crate) enum SioError {
     Timeout,
 }
 
+/// What the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    /// Socket.IO v5 over Engine.IO v4 (the lockstep contract).
+    Socketio,
+    /// The raw JSON frames of `lockstep-ceiling` (no Socket.IO framing):
+    /// `{"id":N,"join":C}`, `{"id":N,"channel":C,"body":B}`, acks
+    /// `{"ack":N,"ok":…}` and deliveries `{"seq":S,"body":B}`.
+    Raw,
+}
+
+impl Protocol {
+    /// The WebSocket URL to dial on `host` (`127.0.0.1:3000`).
+    pub(crate) fn ws_url(self, host: &str) -> String {
+        match self {
+            Protocol::Socketio => format!("ws://{host}/socket.io/?EIO=4&transport=websocket"),
+            Protocol::Raw => format!("ws://{host}/"),
+        }
+    }
+}
+
 /// One connected, joined socket.
 pub(crate) struct Socket {
     ws: Ws,
+    protocol: Protocol,
 }
 
 /// A packet the caller cares about.
@@ -56,15 +78,47 @@ pub(crate) enum Incoming {
 
 impl Socket {
     /// Connects to `ws_url` as `dev:<user>` and joins `channel`.
-    pub(crate) async fn connect(ws_url: &str, user: &str, channel: &str) -> Result<Self, SioError> {
-        tokio::time::timeout(SETUP_TIMEOUT, Self::connect_inner(ws_url, user, channel))
+    pub(crate) async fn connect(
+        ws_url: &str,
+        protocol: Protocol,
+        user: &str,
+        channel: &str,
+    ) -> Result<Self, SioError> {
+        let setup = async {
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
+            let mut socket = Socket { ws, protocol };
+            match protocol {
+                Protocol::Socketio => socket.sio_setup(user, channel).await?,
+                Protocol::Raw => socket.raw_setup(channel).await?,
+            }
+            Ok(socket)
+        };
+        tokio::time::timeout(SETUP_TIMEOUT, setup)
             .await
             .map_err(|_| SioError::Timeout)?
     }
 
-    async fn connect_inner(ws_url: &str, user: &str, channel: &str) -> Result<Self, SioError> {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
-        let mut socket = Socket { ws };
+    /// Joins `channel` in the raw protocol.
+    async fn raw_setup(&mut self, channel: &str) -> Result<(), SioError> {
+        let join = json!({ "id": 0, "join": channel }).to_string();
+        self.send(&join).await?;
+        for _ in 0..SETUP_PACKETS_MAX {
+            if let Incoming::Packet(text) = self.recv().await? {
+                if text.starts_with(r#"{"ack":0,"#) {
+                    return if reply_ok(&text) {
+                        Ok(())
+                    } else {
+                        Err(SioError::Protocol(format!("join refused: {text}")))
+                    };
+                }
+            }
+        }
+        Err(SioError::Protocol("no answer".into()))
+    }
+
+    /// The Socket.IO handshake as `dev:<user>`, then the join of `channel`.
+    async fn sio_setup(&mut self, user: &str, channel: &str) -> Result<(), SioError> {
+        let socket = self;
         match socket.next_text().await? {
             text if matches!(parse_eio(&text)?, EioPacket::Open(_)) => {}
             text => return Err(SioError::Protocol(format!("expected open, got {text}"))),
@@ -88,15 +142,14 @@ impl Socket {
         socket.send(&join).await?;
         socket
             .wait_for(|p| match p {
-                SioPacket::Ack { id: 0, reply } => Some(if reply_ok(reply) {
+                SioPacket::Ack { id: 0, reply } => Some(if reply_ok(reply.get()) {
                     Ok(())
                 } else {
                     Err(format!("join refused: {}", reply.get()))
                 }),
                 _ => None,
             })
-            .await?;
-        Ok(socket)
+            .await
     }
 
     /// Reads Socket.IO packets until `pick` answers one.
@@ -129,9 +182,13 @@ impl Socket {
         Ok(self.ws.flush().await?)
     }
 
-    /// Reads the next packet; answers an Engine.IO ping on the way.
+    /// Reads the next packet; answers an Engine.IO ping on the way. In
+    /// the raw protocol every frame is a packet.
     pub(crate) async fn recv(&mut self) -> Result<Incoming, SioError> {
         let text = self.next_text().await?;
+        if self.protocol == Protocol::Raw {
+            return Ok(Incoming::Packet(text));
+        }
         match text.as_bytes().first() {
             Some(b'4') => Ok(Incoming::Packet(text[1..].to_owned())),
             Some(b'2') => {
@@ -160,11 +217,11 @@ impl Socket {
     }
 }
 
-/// Whether an ack's reply says `ok: true`.
-pub(crate) fn reply_ok(reply: &serde_json::value::RawValue) -> bool {
+/// Whether an ack's reply (a JSON object) says `ok: true`.
+pub(crate) fn reply_ok(reply: &str) -> bool {
     #[derive(serde::Deserialize)]
     struct Ok {
         ok: bool,
     }
-    serde_json::from_str::<Ok>(reply.get()).is_ok_and(|r| r.ok)
+    serde_json::from_str::<Ok>(reply).is_ok_and(|r| r.ok)
 }
