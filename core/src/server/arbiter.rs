@@ -108,6 +108,8 @@ impl<P: AccessPolicy> Server<P> {
                 change,
                 first: true,
             } => {
+                self.presence
+                    .arbitrated(&change.channel_id, &change.user_id, true);
                 let except = Except::User(change.user_id.clone());
                 self.broadcast(
                     &change.channel_id.clone(),
@@ -119,7 +121,7 @@ impl<P: AccessPolicy> Server<P> {
             }
             PresenceOutcome::Released { change, last: true } => {
                 self.presence
-                    .released(&change.channel_id, &change.user_id, false);
+                    .arbitrated(&change.channel_id, &change.user_id, false);
                 self.broadcast(
                     &change.channel_id.clone(),
                     ServerFrame::PresenceLeave(change.clone()),
@@ -128,14 +130,28 @@ impl<P: AccessPolicy> Server<P> {
                 self.outputs
                     .push_back(ServerOutput::Relay(Relay::PresenceLeave(change)));
             }
-            PresenceOutcome::Released {
+            // Present elsewhere too: announced there, but if this room
+            // never heard of it (a lost relay), it is told now.
+            PresenceOutcome::Claimed {
+                change,
+                first: false,
+            }
+            | PresenceOutcome::Released {
                 change,
                 last: false,
             } => {
-                self.presence
-                    .released(&change.channel_id, &change.user_id, true);
+                if self
+                    .presence
+                    .arbitrated(&change.channel_id, &change.user_id, true)
+                {
+                    let except = Except::User(change.user_id.clone());
+                    self.broadcast(
+                        &change.channel_id.clone(),
+                        ServerFrame::PresenceJoin(change),
+                        except,
+                    );
+                }
             }
-            PresenceOutcome::Claimed { .. } => {}
             PresenceOutcome::Members {
                 channel,
                 token,

@@ -45,15 +45,17 @@ pub(crate) enum Left {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Presence {
     channels: BTreeMap<ChannelId, BTreeMap<UserId, UserPresence>>,
-    /// Arbitrated presence only: per channel with local presence, the users
-    /// that hold a claim on any process, as the arbiter last answered and
-    /// the relays since have changed it.
-    remote: BTreeMap<ChannelId, Remote>,
+    /// Arbitrated presence only: per channel with local presence, what the
+    /// local room has been told of the users present on any process.
+    told: BTreeMap<ChannelId, Told>,
 }
 
-/// What a process knows of a channel's presence elsewhere.
+/// What a process's room of one channel was told (arbitrated presence):
+/// announcements come from the arbiter (a first claim here), from other
+/// processes (relays, which may be lost) and from the arbiter's answers.
 #[derive(Debug, Clone, Default)]
-struct Remote {
+struct Told {
+    /// Announced present and not gone since.
     users: BTreeSet<UserId>,
     /// Relays applied so far: an arbiter's answer to a question asked
     /// before the latest of them may be older than it, and is not taken.
@@ -138,87 +140,84 @@ impl Presence {
         users.remove(user);
         if users.is_empty() {
             self.channels.remove(channel);
-            self.remote.remove(channel);
+            self.told.remove(channel);
         }
         true
     }
 
     /// Sorted ids of the users present (in grace too: their leave has not
-    /// been announced yet), here or, with arbitrated presence, elsewhere.
+    /// been announced yet), here or, with arbitrated presence, anywhere.
     pub(crate) fn users(&self, channel: &ChannelId) -> Vec<UserId> {
         let local = self
             .channels
             .get(channel)
             .into_iter()
             .flat_map(|u| u.keys());
-        let remote = self.remote.get(channel).into_iter().flat_map(|r| &r.users);
-        let all: BTreeSet<&UserId> = local.chain(remote).collect();
+        let told = self.told.get(channel).into_iter().flat_map(|r| &r.users);
+        let all: BTreeSet<&UserId> = local.chain(told).collect();
         all.into_iter().cloned().collect()
     }
 
-    /// Starts (or goes on) learning `channel`'s presence elsewhere; returns
-    /// the token of a question to the arbiter asked now.
+    /// Starts (or goes on) following `channel`'s presence on every
+    /// process; returns the token of a question to the arbiter asked now.
     pub(crate) fn ask(&mut self, channel: &ChannelId) -> u64 {
-        self.remote.entry(channel.clone()).or_default().relays
+        self.told.entry(channel.clone()).or_default().relays
     }
 
     /// Another process announced `user` in `channel` (`present`) or gone:
-    /// false when this process knew it already (nothing to announce).
+    /// false when the room knew it already (nothing to announce).
     pub(crate) fn relayed(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
-        let Some(remote) = self.remote.get_mut(channel) else {
+        let Some(told) = self.told.get_mut(channel) else {
             return true;
         };
-        remote.relays += 1;
-        if present {
-            remote.users.insert(user.clone())
-        } else {
-            remote.users.remove(user)
-        }
+        told.relays += 1;
+        told.set(user, present)
     }
 
-    /// This process's release of `user` in `channel` left the user present
-    /// elsewhere (`elsewhere`) or nowhere.
-    pub(crate) fn released(&mut self, channel: &ChannelId, user: &UserId, elsewhere: bool) {
-        if let Some(remote) = self.remote.get_mut(channel) {
-            if elsewhere {
-                remote.users.insert(user.clone());
-            } else {
-                remote.users.remove(user);
-            }
-        }
+    /// The arbiter answered this process's claim (`first`: announced
+    /// here) or release (`present`: the user is still present elsewhere).
+    /// True when the room must be told now: a claim that was not the
+    /// first, of a user whose first claim elsewhere the room never heard
+    /// of (its relay was lost).
+    pub(crate) fn arbitrated(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
+        self.told
+            .get_mut(channel)
+            .is_some_and(|told| told.set(user, present))
     }
 
     /// The arbiter's answer to the question `token`: every user holding a
     /// claim in `channel`. `None` when it is stale (a relay came in since
-    /// the question) or nobody here asks any more; else what changed for
-    /// the local room (users with local presence are announced by it).
+    /// the question) or nobody here follows the channel any more; else
+    /// what the room is to be told. A user with presence here is never
+    /// told gone by an answer (its own release says so).
     pub(crate) fn answered(
         &mut self,
         channel: &ChannelId,
         token: u64,
         users: Vec<UserId>,
     ) -> Option<Answered> {
-        let remote = self.remote.get_mut(channel)?;
-        if remote.relays != token {
+        let told = self.told.get_mut(channel)?;
+        if told.relays != token {
             return None;
         }
         let local = self.channels.get(channel);
         let is_local = |u: &UserId| local.is_some_and(|l| l.contains_key(u));
         let now: BTreeSet<UserId> = users.into_iter().collect();
         let answered = Answered {
-            added: now
-                .difference(&remote.users)
-                .filter(|u| !is_local(u))
-                .cloned()
-                .collect(),
-            removed: remote
+            added: now.difference(&told.users).cloned().collect(),
+            removed: told
                 .users
                 .difference(&now)
                 .filter(|u| !is_local(u))
                 .cloned()
                 .collect(),
         };
-        remote.users = now;
+        for u in &answered.added {
+            told.users.insert(u.clone());
+        }
+        for u in &answered.removed {
+            told.users.remove(u);
+        }
         Some(answered)
     }
 
@@ -261,5 +260,16 @@ impl Presence {
     /// Channels with any presence state (joined or in grace), for leak checks.
     pub(crate) fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+}
+
+impl Told {
+    /// Records `user` present or gone; true when that is news.
+    fn set(&mut self, user: &UserId, present: bool) -> bool {
+        if present {
+            self.users.insert(user.clone())
+        } else {
+            self.users.remove(user)
+        }
     }
 }

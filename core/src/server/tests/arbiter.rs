@@ -250,7 +250,10 @@ fn an_answer_older_than_a_relay_is_not_taken() {
     use crate::server::presence::Presence;
     let (room, alice) = (ch("room"), user("alice"));
     let mut p = Presence::default();
+    p.ask(&room);
     p.join(&room, &user("bob"), crate::server::ConnId(1));
+    // Bob's claim was the first: the room was told of him.
+    assert!(p.arbitrated(&room, &user("bob"), true));
     let token = p.ask(&room);
     // Alice arrives elsewhere (relayed) after the arbiter was read
     // without her: the answer is stale and does not remove her.
@@ -264,4 +267,26 @@ fn an_answer_older_than_a_relay_is_not_taken() {
     assert_eq!(answered, Some(Default::default()));
     // A relay that repeats what the answer said is no news.
     assert!(!p.relayed(&room, &alice, true));
+}
+
+/// Found by the lab (`--servers 3`, seed 9): a user first claimed on
+/// another process, whose relay was lost, joins here too. Its claim here
+/// is not the first, yet this room never heard of it: it is told now.
+#[test]
+fn a_user_whose_first_claim_was_not_heard_is_announced_by_its_second() {
+    let mut w = World::new(2, &arbitrated(), 8, 100);
+    w.connect(1, 10, "bob");
+    w.join(10, "room");
+    w.settle();
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.settle();
+    assert_eq!(seen(&w, 10, "alice"), (0, 0), "the relay was lost");
+    w.connect(1, 2, "alice");
+    w.join(2, "room");
+    w.settle();
+    assert_eq!(seen(&w, 10, "alice"), (1, 0));
+    // The resync's answer agrees: nothing more is said.
+    w.resync();
+    assert_eq!(seen(&w, 10, "alice"), (1, 0));
 }
