@@ -165,12 +165,22 @@ impl Presence {
     }
 
     /// Another process announced `user` in `channel` (`present`) or gone:
-    /// false when the room knew it already (nothing to announce).
+    /// false when the room knew it already (nothing to announce), and for
+    /// a user gone elsewhere who still has presence here (its claim here
+    /// was reaped while this process stalled: it claims again and the
+    /// room, the user's own connections included, keeps it).
     pub(crate) fn relayed(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
+        let here = self
+            .channels
+            .get(channel)
+            .is_some_and(|l| l.contains_key(user));
         let Some(told) = self.told.get_mut(channel) else {
             return true;
         };
         told.relays += 1;
+        if !present && here {
+            return false;
+        }
         told.set(user, present)
     }
 

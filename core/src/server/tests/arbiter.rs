@@ -2,6 +2,7 @@
 //! arbiter (the PostgreSQL rule in memory, in [`World`]); each user is
 //! announced once per channel whichever processes its sockets are on.
 
+use crate::server::Relay;
 use crate::server::tests::harness::{ch, user};
 use crate::server::tests::shared::{World, arbitrated};
 use crate::wire::{Ack, PresenceChange, ServerFrame};
@@ -289,4 +290,34 @@ fn a_user_whose_first_claim_was_not_heard_is_announced_by_its_second() {
     // The resync's answer agrees: nothing more is said.
     w.resync();
     assert_eq!(seen(&w, 10, "alice"), (1, 0));
+}
+
+/// Found by the lab (`--servers 3`, seed 31): a process stalled past its
+/// lease; another reaped and released its user, and relayed the leave.
+/// The user is still connected to the stalled process: its room (the
+/// user's own connections included) is not told it left.
+#[test]
+fn a_leave_relayed_for_a_user_still_here_is_not_told_here() {
+    let mut w = observed();
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.settle();
+    let change = PresenceChange {
+        channel_id: ch("room"),
+        user_id: user("alice"),
+    };
+    let now = w.now;
+    w.nodes[0]
+        .server
+        .handle_relay(now, Relay::PresenceLeave(change));
+    w.drain(0);
+    w.settle();
+    assert!(
+        w.nodes[0]
+            .server
+            .present_users(&ch("room"))
+            .contains(&user("alice"))
+    );
+    assert_eq!(seen(&w, 10, "alice"), (1, 0));
+    assert_eq!(seen(&w, 1, "alice"), (0, 0));
 }

@@ -160,7 +160,7 @@ impl World {
 
     /// Carries out a node's outputs; presence commands are answered by the
     /// arbiter in order, and the answers fed back until none is left.
-    fn drain(&mut self, node: usize) {
+    pub(super) fn drain(&mut self, node: usize) {
         loop {
             let mut answers = Vec::new();
             self.drain_outputs(node, &mut answers);
