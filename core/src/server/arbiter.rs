@@ -104,29 +104,18 @@ impl<P: AccessPolicy> Server<P> {
             return;
         }
         match outcome {
+            // The first claim anywhere, or the last release: every process
+            // is told; this room when it is news to it.
             PresenceOutcome::Claimed {
                 change,
                 first: true,
             } => {
-                self.presence
-                    .arbitrated(&change.channel_id, &change.user_id, true);
-                let except = Except::User(change.user_id.clone());
-                self.broadcast(
-                    &change.channel_id.clone(),
-                    ServerFrame::PresenceJoin(change.clone()),
-                    except,
-                );
+                self.tell_room(&change, true);
                 self.outputs
                     .push_back(ServerOutput::Relay(Relay::PresenceJoin(change)));
             }
             PresenceOutcome::Released { change, last: true } => {
-                self.presence
-                    .arbitrated(&change.channel_id, &change.user_id, false);
-                self.broadcast(
-                    &change.channel_id.clone(),
-                    ServerFrame::PresenceLeave(change.clone()),
-                    Except::Nobody,
-                );
+                self.tell_room(&change, false);
                 self.outputs
                     .push_back(ServerOutput::Relay(Relay::PresenceLeave(change)));
             }
@@ -139,19 +128,7 @@ impl<P: AccessPolicy> Server<P> {
             | PresenceOutcome::Released {
                 change,
                 last: false,
-            } => {
-                if self
-                    .presence
-                    .arbitrated(&change.channel_id, &change.user_id, true)
-                {
-                    let except = Except::User(change.user_id.clone());
-                    self.broadcast(
-                        &change.channel_id.clone(),
-                        ServerFrame::PresenceJoin(change),
-                        except,
-                    );
-                }
-            }
+            } => self.tell_room(&change, true),
             PresenceOutcome::Members {
                 channel,
                 token,
@@ -184,6 +161,22 @@ impl<P: AccessPolicy> Server<P> {
                         .push_back(ServerOutput::Presence(PresenceCommand::Claim(change)));
                 }
             }
+        }
+    }
+
+    /// Tells this process's room that `change`'s user is `present` or
+    /// gone, if that is news to it.
+    fn tell_room(&mut self, change: &PresenceChange, present: bool) {
+        let (channel, user) = (&change.channel_id, &change.user_id);
+        if !self.presence.arbitrated(channel, user, present) {
+            return;
+        }
+        if present {
+            let frame = ServerFrame::PresenceJoin(change.clone());
+            self.broadcast(channel, frame, Except::User(user.clone()));
+        } else {
+            let frame = ServerFrame::PresenceLeave(change.clone());
+            self.broadcast(channel, frame, Except::Nobody);
         }
     }
 

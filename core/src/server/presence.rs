@@ -170,10 +170,7 @@ impl Presence {
     /// was reaped while this process stalled: it claims again and the
     /// room, the user's own connections included, keeps it).
     pub(crate) fn relayed(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
-        let here = self
-            .channels
-            .get(channel)
-            .is_some_and(|l| l.contains_key(user));
+        let here = self.has(channel, user);
         let Some(told) = self.told.get_mut(channel) else {
             return true;
         };
@@ -184,15 +181,29 @@ impl Presence {
         told.set(user, present)
     }
 
-    /// The arbiter answered this process's claim (`first`: announced
-    /// here) or release (`present`: the user is still present elsewhere).
-    /// True when the room must be told now: a claim that was not the
-    /// first, of a user whose first claim elsewhere the room never heard
-    /// of (its relay was lost).
+    /// Whether `user` has presence state in `channel` here (connected or
+    /// in its grace period).
+    pub(crate) fn has(&self, channel: &ChannelId, user: &UserId) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|l| l.contains_key(user))
+    }
+
+    /// The arbiter answered this process's claim or release: the user is
+    /// `present` on some process or on none. True when the room must be
+    /// told: news to it (a claim that was not the first may still be, when
+    /// the first one's relay was lost). A user gone everywhere by a release
+    /// that ran late, but back here meanwhile, is not told gone here: its
+    /// new claim follows.
     pub(crate) fn arbitrated(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
-        self.told
-            .get_mut(channel)
-            .is_some_and(|told| told.set(user, present))
+        if !present && self.has(channel, user) {
+            return false;
+        }
+        match self.told.get_mut(channel) {
+            Some(told) => told.set(user, present),
+            // Not followed (no arbitrated state): as without it.
+            None => true,
+        }
     }
 
     /// The arbiter's answer to the question `token`: every user holding a

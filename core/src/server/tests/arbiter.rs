@@ -321,3 +321,28 @@ fn a_leave_relayed_for_a_user_still_here_is_not_told_here() {
     assert_eq!(seen(&w, 10, "alice"), (1, 0));
     assert_eq!(seen(&w, 1, "alice"), (0, 0));
 }
+
+/// Found by the lab (`--servers 3`, seed 50): the arbiter was down; when
+/// it came back a release from an earlier grace ran late and was the
+/// last, while the user had come back here (its new claim queued behind
+/// it). This room is not told the user left: the claim follows.
+#[test]
+fn a_late_last_release_of_a_user_back_here_is_not_told_here() {
+    let mut w = observed();
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.settle();
+    let change = PresenceChange {
+        channel_id: ch("room"),
+        user_id: user("alice"),
+    };
+    let now = w.now;
+    w.nodes[0].server.handle_presence(
+        now,
+        crate::server::PresenceOutcome::Released { change, last: true },
+    );
+    w.drain(0);
+    w.settle();
+    assert_eq!(seen(&w, 10, "alice"), (1, 0));
+    assert_eq!(seen(&w, 1, "alice"), (0, 0));
+}
