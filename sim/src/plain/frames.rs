@@ -105,7 +105,11 @@ impl PlainClient {
 
     /// Whether events of `channel` are wanted; an unwanted channel's events
     /// (a leave that has not landed yet, or was lost) are answered with a
-    /// leave, at most once per join timeout.
+    /// leave, at most once per join timeout. Not while this app's own join
+    /// or leave of it is in flight: the join's answer decides (a leave
+    /// follows it if the channel is still unwanted). A stray leave sent
+    /// behind a join that the app then wanted again would undo that join
+    /// after its ack (lab `--servers 3`, seed 1537).
     pub(super) fn wanted(&mut self, now: Instant, channel: &ChannelId) -> bool {
         if self.channels.get(channel).is_some_and(|c| c.desired) {
             return true;
@@ -113,7 +117,7 @@ impl PlainClient {
         let leaving = self
             .channels
             .get(channel)
-            .is_some_and(|c| c.leave.is_some());
+            .is_some_and(|c| c.leave.is_some() || c.join.is_some());
         let quiet = self.strays.get(channel).is_some_and(|until| *until > now);
         if !leaving && !quiet && self.is_connected() {
             self.strays.insert(
