@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use lockstep_core::client::{
-    ChannelView, Client, ClientConfig, ClientEvent, ConnectionState, Transmit, TransportEvent,
+    ChannelView, Client, ClientConfig, ClientEvent, ConnectionState, SubscriptionState, Transmit,
+    TransportEvent,
 };
 use lockstep_core::ids::{ChannelId, ClientMsgId, MessageId, Seq, UserId};
 use lockstep_core::wire::Body;
@@ -182,6 +183,14 @@ impl Machine {
         match self {
             Machine::Lockstep(c) => c.state().name(),
             Machine::Plain(p) => p.state_name(),
+        }
+    }
+
+    /// Where its subscription to `channel` stands (cheaper than a view).
+    pub(crate) fn subscription(&self, channel: &ChannelId) -> Option<SubscriptionState> {
+        match self {
+            Machine::Lockstep(c) => c.subscription(channel),
+            Machine::Plain(p) => p.subscription(channel),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The liveness check: has the healed world settled on the truth? While it
 //! has not, [`World::pending`] says what is still missing, in words.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use lockstep_core::client::SubscriptionState;
@@ -59,11 +60,7 @@ impl World {
             .clients
             .iter()
             .filter(|c| c.machine.is_connected())
-            .filter(|c| {
-                c.machine
-                    .channel(channel)
-                    .is_some_and(|v| v.subscription == SubscriptionState::Subscribed)
-            })
+            .filter(|c| c.machine.subscription(channel) == Some(SubscriptionState::Subscribed))
             .map(|c| c.user.clone())
             .collect();
         users.sort();
@@ -93,6 +90,9 @@ impl World {
                 "the server is down".into(),
             );
         };
+        // Each channel's truth is asked for by every client in it: work it
+        // out once per check.
+        let mut truths: BTreeMap<&ChannelId, Vec<UserId>> = BTreeMap::new();
         for host in &self.clients {
             let ix = Some(host.ix);
             let m = &host.machine;
@@ -183,8 +183,8 @@ impl World {
                         ),
                     );
                 }
-                let truth = self.present_truth(ch);
-                if view.members != truth {
+                let truth = truths.entry(ch).or_insert_with(|| self.present_truth(ch));
+                if view.members != *truth {
                     return pending(
                         Invariant::Convergence,
                         ix,
@@ -203,9 +203,9 @@ impl World {
             }
         }
         for ch in self.params.channels.iter() {
-            let truth = self.present_truth(ch);
+            let truth = truths.entry(ch).or_insert_with(|| self.present_truth(ch));
             let server_view = server.present_users(ch);
-            if server_view != truth {
+            if server_view != *truth {
                 return pending(
                     Invariant::Convergence,
                     None,
