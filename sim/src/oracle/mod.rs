@@ -9,6 +9,7 @@ mod invariant;
 mod view;
 mod violation;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use lockstep_core::Instant;
@@ -315,13 +316,12 @@ impl Oracle {
         event: &LogEvent,
     ) {
         let seq = event.seq();
+        let log = store.log(channel);
         // 1: what a member sees was committed, exactly as stored; or, once
         // a later edit or deletion left a tombstone in the store, exactly
         // as stored but for the body, which is the one committed.
-        let stored = store.event(channel, seq);
-        let retained = store
-            .oldest_retained(channel)
-            .is_some_and(|oldest| seq >= oldest);
+        let stored = log.and_then(|l| l.event(seq));
+        let retained = log.is_some_and(|l| seq >= l.oldest_retained());
         let superseded = stored.is_some_and(|s| {
             s.body().is_none()
                 && event.body().is_some_and(|body| {
@@ -337,7 +337,7 @@ impl Oracle {
         self.check(
             stored == Some(event)
                 || superseded
-                || (!retained && store.head(channel).is_some_and(|(_, h)| seq <= h)),
+                || (!retained && log.is_some_and(|l| seq <= l.head().1)),
             Invariant::AckedIsStored,
             now,
             Some(ix),
@@ -348,8 +348,13 @@ impl Oracle {
             },
         );
         // 3: strictly the next seq.
-        let key = (ix, channel.clone());
-        let prev = self.positions.get(&key).copied();
+        let prev = match self.positions.entry((ix, channel.clone())) {
+            Entry::Occupied(mut at) => Some(std::mem::replace(at.get_mut(), seq)),
+            Entry::Vacant(at) => {
+                at.insert(seq);
+                None
+            }
+        };
         if let Some(prev) = prev {
             self.check(
                 seq == prev.next(),
@@ -366,7 +371,6 @@ impl Oracle {
                 },
             );
         }
-        self.positions.insert(key, seq);
     }
 
     fn on_outcome(
@@ -392,14 +396,13 @@ impl Oracle {
             return;
         };
         // 1: the acked message is in the log, at the acked seq.
-        let stored = store.event(channel, *seq);
+        let log = store.log(channel);
+        let stored = log.and_then(|l| l.event(*seq));
         let matches = matches!(stored, Some(LogEvent::Message(m))
             if &m.message_id == message_id && &m.client_msg_id == cm);
-        let retained = store
-            .oldest_retained(channel)
-            .is_some_and(|oldest| *seq >= oldest);
+        let retained = log.is_some_and(|l| *seq >= l.oldest_retained());
         self.check(
-            matches || !retained && store.head(channel).is_some_and(|(_, h)| *seq <= h),
+            matches || !retained && log.is_some_and(|l| *seq <= l.head().1),
             Invariant::AckedIsStored,
             now,
             Some(ix),
