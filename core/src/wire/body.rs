@@ -295,6 +295,24 @@ mod tests {
     }
 
     #[test]
+    fn text_that_would_validate_quoted_as_it_is_is_still_escaped() {
+        for s in [
+            r"\n",
+            r"\",
+            r#"\""#,
+            r#"a"b"#,
+            r#"""#,
+            r#"a""#,
+            "tab\there",
+            "\u{0}",
+        ] {
+            let expected = serde_json::to_string(s).unwrap();
+            assert_eq!(Body::text(s).json(), expected, "{s:?}");
+            assert_eq!(Body::text(s).as_text().as_deref(), Some(s));
+        }
+    }
+
+    #[test]
     fn bad_text_is_an_error_not_a_body() {
         for bad in ["", "{", "[1,]", "1 2", "nul", "\"open"] {
             assert!(Body::from_json(bad).is_err(), "{bad:?}");
