@@ -209,6 +209,14 @@ impl Machine {
         }
     }
 
+    /// The channel of the oldest unresolved entry, without describing it.
+    pub(crate) fn first_unresolved_channel(&self) -> Option<ChannelId> {
+        match self {
+            Machine::Lockstep(c) => c.outbox().next().map(|e| e.channel.clone()),
+            Machine::Plain(p) => p.first_unresolved().map(|(ch, _, _)| ch),
+        }
+    }
+
     /// The oldest unresolved entry, described, and its channel.
     pub(crate) fn first_unresolved(&self) -> Option<(ChannelId, String)> {
         match self {
