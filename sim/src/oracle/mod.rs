@@ -9,7 +9,6 @@ mod invariant;
 mod view;
 mod violation;
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use lockstep_core::Instant;
@@ -39,8 +38,9 @@ pub struct Oracle {
     /// store. Filled by `on_append` as commits happen.
     bodies: BTreeMap<(ChannelId, Seq), Body>,
     /// Invariant 3: the last seq each client delivered per channel, in the
-    /// client's current incarnation and subscription.
-    positions: BTreeMap<(ClientIx, ChannelId), Seq>,
+    /// client's current incarnation and subscription; indexed by client, so
+    /// a delivery's lookup compares channel names only.
+    positions: Vec<BTreeMap<ChannelId, Seq>>,
     /// Invariant 4: entries that got their outcome (across app restarts).
     outcomes: BTreeSet<(ClientIx, EntryId)>,
     /// Invariants 4 and 5: every send, with its channel and send order.
@@ -230,10 +230,28 @@ impl Oracle {
         );
     }
 
+    /// The positions of `client`'s channels (see `positions`).
+    fn positions_of(&mut self, client: ClientIx) -> &mut BTreeMap<ChannelId, Seq> {
+        let i = client.index();
+        if self.positions.len() <= i {
+            self.positions.resize_with(i + 1, BTreeMap::new);
+        }
+        &mut self.positions[i]
+    }
+
+    /// `client`'s next delivery in `channel` starts a new stream.
+    fn forget_position(&mut self, client: ClientIx, channel: &ChannelId) {
+        if let Some(positions) = self.positions.get_mut(client.index()) {
+            positions.remove(channel);
+        }
+    }
+
     /// The client machine was rebuilt (app restart): its deliveries start
     /// over, its state chart starts at idle.
     pub fn on_client_restart(&mut self, client: ClientIx) {
-        self.positions.retain(|(c, _), _| *c != client);
+        if let Some(positions) = self.positions.get_mut(client.index()) {
+            positions.clear();
+        }
         self.states.remove(&client);
     }
 
@@ -248,7 +266,7 @@ impl Oracle {
         channel: &ChannelId,
     ) {
         if client.channel(channel).is_none_or(|v| !v.desired) {
-            self.positions.remove(&(ix, channel.clone()));
+            self.forget_position(ix, channel);
         }
     }
 
@@ -288,11 +306,9 @@ impl Oracle {
                     Some(channel),
                     || format!("reported {from}..={to} truncated, but the store still has {to} (oldest retained {oldest})"),
                 );
-                self.positions.insert((ix, channel.clone()), *to);
+                self.positions_of(ix).insert(channel.clone(), *to);
             }
-            ClientEvent::Reset { channel, .. } => {
-                self.positions.remove(&(ix, channel.clone()));
-            }
+            ClientEvent::Reset { channel, .. } => self.forget_position(ix, channel),
             ClientEvent::Subscription {
                 channel,
                 state: SubscriptionState::Unsubscribed,
@@ -348,10 +364,11 @@ impl Oracle {
             },
         );
         // 3: strictly the next seq.
-        let prev = match self.positions.entry((ix, channel.clone())) {
-            Entry::Occupied(mut at) => Some(std::mem::replace(at.get_mut(), seq)),
-            Entry::Vacant(at) => {
-                at.insert(seq);
+        let positions = self.positions_of(ix);
+        let prev = match positions.get_mut(channel) {
+            Some(at) => Some(std::mem::replace(at, seq)),
+            None => {
+                positions.insert(channel.clone(), seq);
                 None
             }
         };
