@@ -121,13 +121,16 @@ pub fn run_bounded(mut world: World, scenario: &Scenario, events_max: u64) -> Ru
             if !world.oracle().violations().is_empty() {
                 break;
             }
-            let pending = world.pending();
-            let Some(pending) = pending else {
+            if world.converged() {
                 converged_at_ms = Some(world.now().as_millis());
                 break;
-            };
+            }
             if world.now().as_millis() >= deadline {
                 let now = world.now();
+                // Described only now: the check above found something.
+                let Some(pending) = world.pending() else {
+                    break;
+                };
                 world.oracle_mut().fail(
                     Failure::NotConverged {
                         invariant: pending.invariant,

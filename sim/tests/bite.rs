@@ -267,6 +267,12 @@ fn invariant_6_bites_when_the_server_never_announces_a_leave() {
             allowed_ms: run::LIVENESS_MS_MAX,
         })
     );
+    // And what never settled, in words (described only at the deadline).
+    let detail = broken.violation.as_ref().map(|v| v.detail.as_str());
+    assert!(
+        detail.is_some_and(|d| d.contains("members") || d.contains("presence")),
+        "{detail:?}"
+    );
 }
 
 /// A world that does not settle between two ops is reported as a livelock,

@@ -36,10 +36,11 @@ impl Client {
     }
 
     fn deliver(&mut self, now: Instant, channel: &ChannelId, event: LogEvent) {
-        if let LogEvent::Message(m) = &event {
-            let mine = self.user_id() == Some(&m.author_id);
+        if let LogEvent::Message(m) = &event
+            && self.user_id() == Some(&m.author_id)
+        {
             let id = EntryId::Message(m.client_msg_id.clone());
-            if mine && self.outbox.contains(&id) {
+            if self.outbox.contains(&id) {
                 let outcome = Outcome::Sent {
                     seq: m.seq,
                     message_id: m.message_id.clone(),
@@ -149,17 +150,25 @@ impl Client {
 
     pub(super) fn on_live_event(&mut self, now: Instant, event: LogEvent) {
         let channel = event.channel_id().clone();
-        if !self.known_channel(&channel) || !self.is_joined(&channel) {
-            return;
-        }
         let buffer_max = self.config.inbox_buffer_max;
+        #[cfg(feature = "sabotage")]
+        let skip_gap_check = sabotaged!(self, InboxSkipsGapCheck);
         let mut out = Vec::new();
-        if let Some(ch) = self.channels.get_mut(&channel) {
-            #[cfg(feature = "sabotage")]
-            if sabotaged!(self, InboxSkipsGapCheck) {
-                ch.inbox.skip_gap_before(event.seq());
+        // One lookup for the common case; an unknown channel is reported
+        // by `known_channel`, a known one not joined is ignored.
+        match self.channels.get_mut(&channel) {
+            Some(ch) if ch.sub == Sub::Joined => {
+                #[cfg(feature = "sabotage")]
+                if skip_gap_check {
+                    ch.inbox.skip_gap_before(event.seq());
+                }
+                ch.inbox.ingest(event, buffer_max, &mut out);
             }
-            ch.inbox.ingest(event, buffer_max, &mut out);
+            Some(_) => return,
+            None => {
+                self.known_channel(&channel);
+                return;
+            }
         }
         self.apply_inbox(now, &channel, out);
     }

@@ -235,6 +235,14 @@ impl Client {
         self.channels.get(channel).map(Channel::view)
     }
 
+    /// Where the subscription to `channel` stands, `None` when the client
+    /// does not know it: [`Client::channel`]'s `subscription` without
+    /// copying the member and typing lists, for callers that ask often.
+    #[must_use]
+    pub fn subscription(&self, channel: &ChannelId) -> Option<SubscriptionState> {
+        self.channels.get(channel).map(|c| c.sub.view())
+    }
+
     /// The channels the client knows, in name order.
     pub fn channels(&self) -> impl Iterator<Item = &ChannelId> {
         self.channels.keys()

@@ -68,7 +68,7 @@ pub use command::{
     RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, ReadCommand, ReadFrom, Refusal, Routed,
     StoreCommand, StoreError, StoreOpId, StoreReply, WriteCommand, fitting,
 };
-pub use mem::{FailMode, MemStore, MemStoreConfig};
+pub use mem::{FailMode, LogView, MemStore, MemStoreConfig};
 pub use rules::{MessageState, Modify, PRUNE_STEP, decide_modify, decide_receipt};
 
 #[cfg(test)]

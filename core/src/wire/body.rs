@@ -23,8 +23,12 @@ pub const MAX_BODY_BYTES: usize = 65_536;
 ///
 /// Object keys keep the order they arrived in; two bodies are equal when
 /// their compact texts are.
+///
+/// The text stays in the `Box` it was validated in: an `Arc<RawValue>`
+/// would copy every body once more on the way in (`Arc::from(Box)`), and
+/// bodies run to 64 KiB.
 #[derive(Clone)]
-pub struct Body(Arc<RawValue>);
+pub struct Body(Arc<Box<RawValue>>);
 
 /// Whether JSON must escape `b` inside a string: quotes, backslashes and
 /// control characters, exactly the bytes `serde_json` escapes.
@@ -56,7 +60,7 @@ impl Body {
         // A `Value` always serializes; the fallback is never taken.
         let raw =
             serde_json::value::to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        Body(Arc::from(raw))
+        Body(Arc::new(raw))
     }
 
     /// A string body, the common case for chat text.
@@ -72,11 +76,11 @@ impl Body {
             quoted.push_str(s);
             quoted.push('"');
             if let Ok(raw) = RawValue::from_string(quoted) {
-                return Body(Arc::from(raw));
+                return Body(Arc::new(raw));
             }
         }
         let raw = serde_json::value::to_raw_value(s).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        Body(Arc::from(raw))
+        Body(Arc::new(raw))
     }
 
     /// Parses JSON text (any whitespace) into a compact body.
@@ -150,7 +154,7 @@ impl<'de> Deserialize<'de> for Body {
         Compact(&mut out).deserialize(deserializer)?;
         let text = String::from_utf8(out).map_err(de::Error::custom)?;
         let raw = RawValue::from_string(text).map_err(de::Error::custom)?;
-        Ok(Body(Arc::from(raw)))
+        Ok(Body(Arc::new(raw)))
     }
 }
 
@@ -287,6 +291,24 @@ mod tests {
             let expected = serde_json::to_string(&s).unwrap();
             let body = Body::text(&s);
             proptest::prop_assert_eq!(body.json(), expected.as_str());
+        }
+    }
+
+    #[test]
+    fn text_that_would_validate_quoted_as_it_is_is_still_escaped() {
+        for s in [
+            r"\n",
+            r"\",
+            r#"\""#,
+            r#"a"b"#,
+            r#"""#,
+            r#"a""#,
+            "tab\there",
+            "\u{0}",
+        ] {
+            let expected = serde_json::to_string(s).unwrap();
+            assert_eq!(Body::text(s).json(), expected, "{s:?}");
+            assert_eq!(Body::text(s).as_text().as_deref(), Some(s));
         }
     }
 

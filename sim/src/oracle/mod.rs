@@ -38,8 +38,9 @@ pub struct Oracle {
     /// store. Filled by `on_append` as commits happen.
     bodies: BTreeMap<(ChannelId, Seq), Body>,
     /// Invariant 3: the last seq each client delivered per channel, in the
-    /// client's current incarnation and subscription.
-    positions: BTreeMap<(ClientIx, ChannelId), Seq>,
+    /// client's current incarnation and subscription; indexed by client, so
+    /// a delivery's lookup compares channel names only.
+    positions: Vec<BTreeMap<ChannelId, Seq>>,
     /// Invariant 4: entries that got their outcome (across app restarts).
     outcomes: BTreeSet<(ClientIx, EntryId)>,
     /// Invariants 4 and 5: every send, with its channel and send order.
@@ -229,10 +230,28 @@ impl Oracle {
         );
     }
 
+    /// The positions of `client`'s channels (see `positions`).
+    fn positions_of(&mut self, client: ClientIx) -> &mut BTreeMap<ChannelId, Seq> {
+        let i = client.index();
+        if self.positions.len() <= i {
+            self.positions.resize_with(i + 1, BTreeMap::new);
+        }
+        &mut self.positions[i]
+    }
+
+    /// `client`'s next delivery in `channel` starts a new stream.
+    fn forget_position(&mut self, client: ClientIx, channel: &ChannelId) {
+        if let Some(positions) = self.positions.get_mut(client.index()) {
+            positions.remove(channel);
+        }
+    }
+
     /// The client machine was rebuilt (app restart): its deliveries start
     /// over, its state chart starts at idle.
     pub fn on_client_restart(&mut self, client: ClientIx) {
-        self.positions.retain(|(c, _), _| *c != client);
+        if let Some(positions) = self.positions.get_mut(client.index()) {
+            positions.clear();
+        }
         self.states.remove(&client);
     }
 
@@ -247,7 +266,7 @@ impl Oracle {
         channel: &ChannelId,
     ) {
         if client.channel(channel).is_none_or(|v| !v.desired) {
-            self.positions.remove(&(ix, channel.clone()));
+            self.forget_position(ix, channel);
         }
     }
 
@@ -287,11 +306,9 @@ impl Oracle {
                     Some(channel),
                     || format!("reported {from}..={to} truncated, but the store still has {to} (oldest retained {oldest})"),
                 );
-                self.positions.insert((ix, channel.clone()), *to);
+                self.positions_of(ix).insert(channel.clone(), *to);
             }
-            ClientEvent::Reset { channel, .. } => {
-                self.positions.remove(&(ix, channel.clone()));
-            }
+            ClientEvent::Reset { channel, .. } => self.forget_position(ix, channel),
             ClientEvent::Subscription {
                 channel,
                 state: SubscriptionState::Unsubscribed,
@@ -315,13 +332,12 @@ impl Oracle {
         event: &LogEvent,
     ) {
         let seq = event.seq();
+        let log = store.log(channel);
         // 1: what a member sees was committed, exactly as stored; or, once
         // a later edit or deletion left a tombstone in the store, exactly
         // as stored but for the body, which is the one committed.
-        let stored = store.event(channel, seq);
-        let retained = store
-            .oldest_retained(channel)
-            .is_some_and(|oldest| seq >= oldest);
+        let stored = log.and_then(|l| l.event(seq));
+        let retained = log.is_some_and(|l| seq >= l.oldest_retained());
         let superseded = stored.is_some_and(|s| {
             s.body().is_none()
                 && event.body().is_some_and(|body| {
@@ -337,7 +353,7 @@ impl Oracle {
         self.check(
             stored == Some(event)
                 || superseded
-                || (!retained && store.head(channel).is_some_and(|(_, h)| seq <= h)),
+                || (!retained && log.is_some_and(|l| seq <= l.head().1)),
             Invariant::AckedIsStored,
             now,
             Some(ix),
@@ -348,8 +364,14 @@ impl Oracle {
             },
         );
         // 3: strictly the next seq.
-        let key = (ix, channel.clone());
-        let prev = self.positions.get(&key).copied();
+        let positions = self.positions_of(ix);
+        let prev = match positions.get_mut(channel) {
+            Some(at) => Some(std::mem::replace(at, seq)),
+            None => {
+                positions.insert(channel.clone(), seq);
+                None
+            }
+        };
         if let Some(prev) = prev {
             self.check(
                 seq == prev.next(),
@@ -366,7 +388,6 @@ impl Oracle {
                 },
             );
         }
-        self.positions.insert(key, seq);
     }
 
     fn on_outcome(
@@ -392,14 +413,13 @@ impl Oracle {
             return;
         };
         // 1: the acked message is in the log, at the acked seq.
-        let stored = store.event(channel, *seq);
+        let log = store.log(channel);
+        let stored = log.and_then(|l| l.event(*seq));
         let matches = matches!(stored, Some(LogEvent::Message(m))
             if &m.message_id == message_id && &m.client_msg_id == cm);
-        let retained = store
-            .oldest_retained(channel)
-            .is_some_and(|oldest| *seq >= oldest);
+        let retained = log.is_some_and(|l| *seq >= l.oldest_retained());
         self.check(
-            matches || !retained && store.head(channel).is_some_and(|(_, h)| *seq <= h),
+            matches || !retained && log.is_some_and(|l| *seq <= l.head().1),
             Invariant::AckedIsStored,
             now,
             Some(ix),

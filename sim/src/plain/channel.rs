@@ -107,7 +107,7 @@ impl Channel {
         }
     }
 
-    fn subscription(&self) -> SubscriptionState {
+    pub(crate) fn subscription(&self) -> SubscriptionState {
         match self.sub {
             Sub::Idle if self.desired && (self.join_retry_at.is_some() || self.join.is_some()) => {
                 SubscriptionState::Subscribing {

@@ -46,8 +46,8 @@ mod socket;
 use std::collections::{BTreeMap, VecDeque};
 
 use lockstep_core::client::{
-    ChannelView, ClientEvent, CloseReason, EntryId, OpId, Outcome, SendFailure, Transmit,
-    TransportEvent,
+    ChannelView, ClientEvent, CloseReason, EntryId, OpId, Outcome, SendFailure, SubscriptionState,
+    Transmit, TransportEvent,
 };
 use lockstep_core::ids::{ChannelId, ClientMsgId, MessageId, Seq, UserId};
 use lockstep_core::wire::{Body, ClientFrame, PROTOCOL_VERSION};
@@ -495,6 +495,13 @@ impl PlainClient {
     #[must_use]
     pub fn channel(&self, channel: &ChannelId) -> Option<ChannelView> {
         self.channels.get(channel).map(Channel::view)
+    }
+
+    /// Where the subscription to `channel` stands: [`PlainClient::channel`]'s
+    /// `subscription` without copying the member and typing lists.
+    #[must_use]
+    pub fn subscription(&self, channel: &ChannelId) -> Option<SubscriptionState> {
+        self.channels.get(channel).map(Channel::subscription)
     }
 
     /// Every channel it keeps, in order.

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use lockstep_core::client::{
-    ChannelView, Client, ClientConfig, ClientEvent, ConnectionState, Transmit, TransportEvent,
+    ChannelView, Client, ClientConfig, ClientEvent, ConnectionState, SubscriptionState, Transmit,
+    TransportEvent,
 };
 use lockstep_core::ids::{ChannelId, ClientMsgId, MessageId, Seq, UserId};
 use lockstep_core::wire::Body;
@@ -185,6 +186,14 @@ impl Machine {
         }
     }
 
+    /// Where its subscription to `channel` stands (cheaper than a view).
+    pub(crate) fn subscription(&self, channel: &ChannelId) -> Option<SubscriptionState> {
+        match self {
+            Machine::Lockstep(c) => c.subscription(channel),
+            Machine::Plain(p) => p.subscription(channel),
+        }
+    }
+
     pub(crate) fn channels(&self) -> Vec<ChannelId> {
         match self {
             Machine::Lockstep(c) => c.channels().cloned().collect(),
@@ -197,6 +206,14 @@ impl Machine {
         match self {
             Machine::Lockstep(c) => c.outbox().count(),
             Machine::Plain(p) => p.unresolved(),
+        }
+    }
+
+    /// The channel of the oldest unresolved entry, without describing it.
+    pub(crate) fn first_unresolved_channel(&self) -> Option<ChannelId> {
+        match self {
+            Machine::Lockstep(c) => c.outbox().next().map(|e| e.channel.clone()),
+            Machine::Plain(p) => p.first_unresolved().map(|(ch, _, _)| ch),
         }
     }
 
