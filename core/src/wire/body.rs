@@ -148,7 +148,7 @@ impl Serialize for Body {
 impl<'de> Deserialize<'de> for Body {
     /// Takes the value's text as it is when it is already compact (what
     /// serde_json's own deserializers hand over, checked by
-    /// [`is_compact`]); otherwise writes the value as compact JSON while it
+    /// `is_compact`); otherwise writes the value as compact JSON while it
     /// is read, whatever the deserializer (serde_json on text with spaces or
     /// escapes, or the buffered content of an internally tagged frame): no
     /// tree is built either way.
