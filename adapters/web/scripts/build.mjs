@@ -1,7 +1,7 @@
 // Builds the package: the wasm module (cargo's `wasm-release` profile, the
 // `quiet` feature, then binaryen's wasm-opt), its glue (the pinned
-// wasm-bindgen CLI, comments stripped), then the TypeScript (tsc --strict: declarations with their
-// doc comments, JavaScript without).
+// wasm-bindgen CLI, comments stripped), then the TypeScript (tsc
+// --strict: declarations with their doc comments, JavaScript without).
 //
 //   node scripts/build.mjs            # everything
 //   node scripts/build.mjs --ts-only  # only tsc (gen/ must exist)
