@@ -116,8 +116,9 @@ macro_rules! string_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                $name::new(&*s).map_err(serde::de::Error::custom)
+                // Borrowed from the input where it can be: one copy, the id's own.
+                let s = crate::wire::body::Text::deserialize(d)?;
+                $name::new(&*s.0).map_err(serde::de::Error::custom)
             }
         }
     };

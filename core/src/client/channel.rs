@@ -1,6 +1,6 @@
 //! Everything the client keeps about one channel.
 
-use std::collections::{BTreeMap, BTreeSet};
+use super::vecmap::{VecMap, VecSet};
 
 use crate::Instant;
 use crate::ids::{Epoch, Seq, UserId};
@@ -79,9 +79,9 @@ pub(crate) struct Channel {
     /// The refresh (re-join) in flight, at most one.
     pub(crate) refresh: Option<ReqId>,
     /// Who is present (valid while joined).
-    pub(crate) members: BTreeSet<UserId>,
+    pub(crate) members: VecSet<UserId>,
     /// Remote typers and when their indicator expires.
-    pub(crate) typing: BTreeMap<UserId, Instant>,
+    pub(crate) typing: VecMap<UserId, Instant>,
     /// Our own typing indicator.
     pub(crate) local_typing: LocalTyping,
     /// Our read watermark as the app set it (max wins).
@@ -89,7 +89,7 @@ pub(crate) struct Channel {
     /// The watermark the server confirmed or was last sent.
     pub(crate) read_sent: Seq,
     /// Others' read watermarks (max wins).
-    pub(crate) receipts: BTreeMap<UserId, Seq>,
+    pub(crate) receipts: VecMap<UserId, Seq>,
 }
 
 impl Channel {
@@ -101,12 +101,12 @@ impl Channel {
             inbox: Inbox::default(),
             history: None,
             refresh: None,
-            members: BTreeSet::new(),
-            typing: BTreeMap::new(),
+            members: VecSet::new(),
+            typing: VecMap::new(),
             local_typing: LocalTyping::Idle,
             read_mark: Seq::ZERO,
             read_sent: Seq::ZERO,
-            receipts: BTreeMap::new(),
+            receipts: VecMap::new(),
         }
     }
 }
@@ -154,7 +154,7 @@ impl Channel {
             },
             last_seq: self.inbox.last(),
             buffered: self.inbox.buffered(),
-            members: self.members.iter().cloned().collect(),
+            members: self.members.keys().cloned().collect(),
             typing: self.typing.keys().cloned().collect(),
             read_up_to: self.read_mark,
         }

@@ -1,6 +1,6 @@
 //! One channel's inbound log stream: strictly in order, exactly once.
 
-use std::collections::BTreeMap;
+use super::vecmap::VecMap;
 
 use crate::ids::{Epoch, Seq};
 use crate::wire::{HistoryAck, LogEvent};
@@ -39,7 +39,7 @@ pub(crate) enum InboxOut {
 #[derive(Debug)]
 pub(crate) struct Inbox {
     position: Position,
-    buffer: BTreeMap<Seq, LogEvent>,
+    buffer: VecMap<Seq, LogEvent>,
     /// The highest seq known to exist (from heads and arrivals), so a gap
     /// is remembered even after the buffer was dropped.
     known_max: Seq,
@@ -49,7 +49,7 @@ impl Default for Inbox {
     fn default() -> Self {
         Inbox {
             position: Position::Fresh,
-            buffer: BTreeMap::new(),
+            buffer: VecMap::new(),
             known_max: Seq::ZERO,
         }
     }
@@ -170,13 +170,15 @@ impl Inbox {
     fn drain(&mut self, out: &mut Vec<InboxOut>) {
         loop {
             let last = self.last();
-            let Some(entry) = self.buffer.first_entry() else {
+            let Some((&first, _)) = self.buffer.first_key_value() else {
                 break;
             };
-            if *entry.key() <= last {
-                entry.remove();
-            } else if *entry.key() == last.next() {
-                let (seq, e) = entry.remove_entry();
+            if first <= last {
+                self.buffer.pop_first();
+            } else if first == last.next() {
+                let Some((seq, e)) = self.buffer.pop_first() else {
+                    break;
+                };
                 self.advance(seq);
                 out.push(InboxOut::Deliver(e));
             } else {

@@ -24,11 +24,14 @@ mod state_chart;
 mod strays;
 mod subscriptions;
 mod timers;
+mod vecmap;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
+
+use vecmap::{VecMap, VecSet};
 
 pub use channel::ChannelView;
 pub use config::{Backoff, ClientConfig, Heartbeat};
@@ -110,12 +113,12 @@ pub struct Client {
     timers: Timers,
     requests: Requests,
     outbox: Outbox,
-    channels: BTreeMap<ChannelId, Channel>,
+    channels: VecMap<ChannelId, Channel>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     /// Channels the server sent events of but we do not know, with the
     /// leave asking it to stop (bounded by `STRAYS_MAX`).
-    strays: BTreeMap<ChannelId, Stray>,
+    strays: VecMap<ChannelId, Stray>,
     /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
     #[cfg(feature = "sabotage")]
     sabotage: crate::sabotage::Sabotage,
@@ -145,10 +148,10 @@ impl Client {
             timers: Timers::default(),
             requests: Requests::default(),
             outbox: Outbox::default(),
-            channels: BTreeMap::new(),
+            channels: VecMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            strays: BTreeMap::new(),
+            strays: VecMap::new(),
             #[cfg(feature = "sabotage")]
             sabotage: crate::sabotage::Sabotage::default(),
         }
@@ -274,14 +277,14 @@ impl Client {
         if let Some(counter) = max_op.counter_of(self.instance) {
             self.next_local = self.next_local.max(counter);
         }
-        let orphans: BTreeSet<ChannelId> = self
+        let orphans: VecSet<ChannelId> = self
             .outbox
             .iter()
             .map(|e| &e.channel)
             .filter(|ch| !self.channels.get(*ch).is_some_and(|c| c.desired))
             .cloned()
             .collect();
-        for channel in &orphans {
+        for channel in orphans.keys() {
             self.fail_channel_outbox(channel, SendFailure::Unsubscribed, true);
         }
         self.pump(now);

@@ -1,6 +1,6 @@
 //! The outbox: optimistic entries, sent in order, resolved exactly once.
 
-use std::collections::BTreeMap;
+use super::vecmap::VecMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -119,7 +119,7 @@ pub struct SnapshotEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     next_order: u64,
-    entries: BTreeMap<u64, OutboxEntry>,
+    entries: VecMap<u64, OutboxEntry>,
 }
 
 impl Outbox {

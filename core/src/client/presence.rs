@@ -31,10 +31,10 @@ impl Client {
         if joined {
             if ch.members.len() >= PEOPLE_MAX {
                 tracing::warn!(%channel, "member view full; ignoring presence:join");
-            } else if ch.members.insert(user.clone()) {
+            } else if ch.members.add(user.clone()) {
                 self.emit(ClientEvent::MemberJoined { channel, user });
             }
-        } else if ch.members.remove(&user) {
+        } else if ch.members.take(&user) {
             self.emit(ClientEvent::MemberLeft {
                 channel: channel.clone(),
                 user: user.clone(),
@@ -102,7 +102,7 @@ impl Client {
             tracing::warn!(%channel, "receipt view full; ignoring message:read");
             return;
         }
-        let known = ch.receipts.entry(user.clone()).or_insert(Seq::ZERO);
+        let known = ch.receipts.get_or_insert(user.clone(), Seq::ZERO);
         if up_to > *known {
             *known = up_to;
             self.emit(ClientEvent::Read {

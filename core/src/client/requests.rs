@@ -7,7 +7,9 @@
 //! timer, so a request and its timer start and end together (invariant 8,
 //! no timer or request outlives its connection, by construction).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::vecmap::VecMap;
 
 use crate::Instant;
 use crate::ids::{ChannelId, Seq};
@@ -81,7 +83,7 @@ pub(crate) enum Lookup {
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
     next: u64,
-    pending: BTreeMap<ReqId, Request>,
+    pending: VecMap<ReqId, Request>,
     retired: VecDeque<(ReqId, Request)>,
 }
 

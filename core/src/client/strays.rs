@@ -35,7 +35,7 @@ impl Client {
             channel.clone(),
         )));
         if self.strays.len() < STRAYS_MAX {
-            self.strays.entry(channel.clone()).or_insert(Stray::Seen);
+            self.strays.get_or_insert(channel.clone(), Stray::Seen);
         }
         false
     }

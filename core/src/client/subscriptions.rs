@@ -2,7 +2,7 @@
 //! reconciled one step at a time (join, back off, leave, forget), in any
 //! connection state.
 
-use std::collections::BTreeSet;
+use super::vecmap::VecSet;
 
 use crate::Instant;
 use crate::ids::{ChannelId, Epoch, Seq, UserId};
@@ -336,7 +336,7 @@ impl Client {
         let backlog = self.config.initial_backlog;
         let buffer_max = self.config.inbox_buffer_max;
         let mut out = Vec::new();
-        let members: BTreeSet<UserId> = ack.members.into_iter().take(PEOPLE_MAX).collect();
+        let members: VecSet<UserId> = ack.members.into_iter().take(PEOPLE_MAX).collect();
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;
         };

@@ -1,6 +1,6 @@
 //! The client's timer table: a small keyed set whose minimum is the deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
+use super::vecmap::{VecMap, VecSet};
 
 use crate::Instant;
 use crate::ids::{ChannelId, UserId};
@@ -39,23 +39,23 @@ pub(crate) enum TimerKey {
 /// minimum and expiry.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    by_key: BTreeMap<TimerKey, Instant>,
-    by_time: BTreeSet<(Instant, TimerKey)>,
+    by_key: VecMap<TimerKey, Instant>,
+    by_time: VecSet<(Instant, TimerKey)>,
 }
 
 impl Timers {
     /// Arms (or moves) `key` to fire at `at`.
     pub(crate) fn arm(&mut self, key: TimerKey, at: Instant) {
         if let Some(old) = self.by_key.insert(key.clone(), at) {
-            self.by_time.remove(&(old, key.clone()));
+            self.by_time.take(&(old, key.clone()));
         }
-        self.by_time.insert((at, key));
+        self.by_time.add((at, key));
     }
 
     /// Disarms `key`; a no-op when it is not armed.
     pub(crate) fn cancel(&mut self, key: &TimerKey) {
         if let Some(at) = self.by_key.remove(key) {
-            self.by_time.remove(&(at, key.clone()));
+            self.by_time.take(&(at, key.clone()));
         }
     }
 
@@ -83,7 +83,7 @@ impl Timers {
         if *at > now {
             return None;
         }
-        let (_, key) = self.by_time.pop_first()?;
+        let ((_, key), ()) = self.by_time.pop_first()?;
         self.by_key.remove(&key);
         Some(key)
     }

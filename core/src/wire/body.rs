@@ -1,9 +1,13 @@
 //! Message bodies: any JSON value, held as its compact JSON text.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -146,15 +150,259 @@ impl Serialize for Body {
 }
 
 impl<'de> Deserialize<'de> for Body {
-    /// Writes the value as compact JSON while it is read, whatever the
-    /// deserializer (serde_json itself, or the buffered content of an
-    /// internally tagged frame): no tree is built.
+    /// Takes the value's text as it is when it is already compact (what
+    /// serde_json's own deserializers hand over, checked by
+    /// `is_compact`); otherwise writes the value as compact JSON while it
+    /// is read, whatever the deserializer (serde_json on text with spaces or
+    /// escapes, or the buffered content of an internally tagged frame): no
+    /// tree is built either way.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // serde_json answers this name with the value's raw text (its
+        // `RawValue` protocol); any other deserializer visits the newtype.
+        deserializer.deserialize_newtype_struct(RAW_VALUE_TOKEN, BodyVisitor)
+    }
+}
+
+/// The newtype name serde_json's deserializers answer with a value's raw
+/// text: `serde_json::value::RawValue` asks with it. Another deserializer
+/// treats it as any newtype, and the body is transcoded.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// A body from compact JSON text written by [`Compact`].
+fn from_compact<E: de::Error>(out: Vec<u8>) -> Result<Body, E> {
+    let text = String::from_utf8(out).map_err(E::custom)?;
+    let raw = RawValue::from_string(text).map_err(E::custom)?;
+    Ok(Body(Arc::new(raw)))
+}
+
+/// Whether `json`, one valid JSON value, is already exactly what
+/// [`Compact`] would write for it: no whitespace, strings escaped as
+/// serde_json escapes them (only quotes, backslashes and control
+/// characters, short forms where they exist, lowercase hex), and numbers
+/// that are plain integers serde_json reads and writes back unchanged (no
+/// fraction or exponent, at most 18 digits, not `-0`). Anything else is
+/// transcoded, so a body's text stays one canonical form however it arrived.
+fn is_compact(json: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        match b {
+            b'"' => {
+                i += 1;
+                loop {
+                    // Plain bytes up to the next quote or backslash.
+                    let Some(n) = json[i..].iter().position(|&c| c == b'"' || c == b'\\') else {
+                        return false;
+                    };
+                    i += n;
+                    if json[i] == b'"' {
+                        i += 1;
+                        break;
+                    }
+                    match json.get(i + 1) {
+                        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                        Some(b'u') => match json.get(i + 2..i + 6) {
+                            // Only control characters without a short form.
+                            Some(&[b'0', b'0', high @ (b'0' | b'1'), low])
+                                if low.is_ascii_digit() || (b'a'..=b'f').contains(&low) =>
+                            {
+                                let low = if low.is_ascii_digit() {
+                                    low - b'0'
+                                } else {
+                                    low - b'a' + 10
+                                };
+                                if !matches!((high - b'0') * 16 + low, 0x00..=0x07 | 0x0b | 0x0e..=0x1f)
+                                {
+                                    return false;
+                                }
+                                i += 6;
+                            }
+                            _ => return false,
+                        },
+                        _ => return false,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let negative = b == b'-';
+                let start = i + usize::from(negative);
+                i = start;
+                while json.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+                let digits = &json[start..i];
+                if digits.is_empty()
+                    || digits.len() > 18
+                    || (negative && digits == b"0")
+                    || matches!(json.get(i), Some(b'.' | b'e' | b'E'))
+                {
+                    return false;
+                }
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => return false,
+            // Brackets, braces, commas, colons, and the letters of
+            // `true`, `false` and `null`.
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+/// Reads a body from whatever its deserializer hands over: serde_json's
+/// raw text, a newtype to transcode, or (from a deserializer that ignores
+/// newtypes) the value itself.
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<Body, D::Error> {
         let mut out = Vec::new();
         Compact(&mut out).deserialize(deserializer)?;
-        let text = String::from_utf8(out).map_err(de::Error::custom)?;
-        let raw = RawValue::from_string(text).map_err(de::Error::custom)?;
-        Ok(Body(Arc::new(raw)))
+        from_compact(out)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+        let mut out = Vec::new();
+        let Some(key) = map.next_key::<Text<'de>>()? else {
+            out.extend_from_slice(b"{}");
+            return from_compact(out);
+        };
+        if key.0 == RAW_VALUE_TOKEN {
+            // serde_json's raw text of the value: valid JSON, maybe not compact.
+            let Text(json) = map.next_value()?;
+            if is_compact(json.as_bytes()) {
+                // Valid already: handed to serde_json's own `RawValue` the
+                // way its deserializer hands it over, so it is not parsed
+                // a third time.
+                let raw = Box::<RawValue>::deserialize(MapAccessDeserializer::new(RawText(
+                    Some(json),
+                    std::marker::PhantomData,
+                )))?;
+                return Ok(Body(Arc::new(raw)));
+            }
+            // Read it again, this time through the transcoder.
+            let mut out = Vec::new();
+            Compact(&mut out)
+                .deserialize(&mut serde_json::Deserializer::from_str(&json))
+                .map_err(de::Error::custom)?;
+            return from_compact(out);
+        }
+        // An object from a deserializer that does not know newtypes.
+        out.push(b'{');
+        Compact::map_entries(&mut out, &key.0, map)?;
+        from_compact(out)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Body, E> {
+        self.transcode(|c| c.visit_bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Body, E> {
+        self.transcode(|c| c.visit_i64(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Body, E> {
+        self.transcode(|c| c.visit_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Body, E> {
+        self.transcode(|c| c.visit_f64(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Body, E> {
+        self.transcode(|c| c.visit_str(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
+        self.transcode(|c| Visitor::<'de>::visit_unit(c))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Body, E> {
+        self.transcode(|c| Visitor::<'de>::visit_unit(c))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Body, D::Error> {
+        self.visit_newtype_struct(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Body, A::Error> {
+        self.transcode(|c| c.visit_seq(seq))
+    }
+}
+
+impl BodyVisitor {
+    /// A body from one value visited by [`Compact`].
+    fn transcode<E: de::Error>(
+        self,
+        visit: impl FnOnce(Compact<'_>) -> Result<(), E>,
+    ) -> Result<Body, E> {
+        let mut out = Vec::new();
+        visit(Compact(&mut out))?;
+        from_compact(out)
+    }
+}
+
+/// Replays serde_json's raw-value map (its token, then the text) for
+/// serde_json's `RawValue` to take.
+struct RawText<'de, E>(Option<Cow<'de, str>>, std::marker::PhantomData<E>);
+
+impl<'de, E: de::Error> MapAccess<'de> for RawText<'de, E> {
+    type Error = E;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        if self.0.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE_TOKEN))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0.take() {
+            Some(Cow::Borrowed(text)) => seed.deserialize(BorrowedStrDeserializer::new(text)),
+            Some(Cow::Owned(text)) => seed.deserialize(text.into_deserializer()),
+            None => Err(de::Error::custom("no raw value")),
+        }
+    }
+}
+
+/// A string borrowed from the input where the deserializer can lend it
+/// (`Cow<str>` itself always copies).
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
@@ -174,6 +422,26 @@ impl From<Value> for Body {
 struct Compact<'a>(&'a mut Vec<u8>);
 
 impl Compact<'_> {
+    /// Writes a map's entries from its first key on (the `{` is written)
+    /// and closes it.
+    fn map_entries<'de, A: MapAccess<'de>>(
+        out: &mut Vec<u8>,
+        first: &str,
+        mut map: A,
+    ) -> Result<(), A::Error> {
+        serde_json::to_writer(&mut *out, first).map_err(de::Error::custom)?;
+        out.push(b':');
+        map.next_value_seed(Compact(&mut *out))?;
+        while let Some(Text(key)) = map.next_key()? {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, key.as_ref()).map_err(de::Error::custom)?;
+            out.push(b':');
+            map.next_value_seed(Compact(&mut *out))?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     fn scalar<T: Serialize + ?Sized, E: de::Error>(self, v: &T) -> Result<(), E> {
         serde_json::to_writer(&mut *self.0, v).map_err(E::custom)
     }
@@ -249,18 +517,13 @@ impl<'de> Visitor<'de> for Compact<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.0.push(b'{');
-        let mut first = true;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !first {
-                self.0.push(b',');
+        match map.next_key::<Text<'de>>()? {
+            Some(key) => Compact::map_entries(self.0, &key.0, map),
+            None => {
+                self.0.push(b'}');
+                Ok(())
             }
-            first = false;
-            serde_json::to_writer(&mut *self.0, key.as_ref()).map_err(de::Error::custom)?;
-            self.0.push(b':');
-            map.next_value_seed(Compact(&mut *self.0))?;
         }
-        self.0.push(b'}');
-        Ok(())
     }
 }
 
@@ -291,6 +554,138 @@ mod tests {
             let expected = serde_json::to_string(&s).unwrap();
             let body = Body::text(&s);
             proptest::prop_assert_eq!(body.json(), expected.as_str());
+        }
+    }
+
+    /// What the transcoder alone writes for `json`: the compact form.
+    fn transcoded(json: &str) -> String {
+        let mut out = Vec::new();
+        Compact(&mut out)
+            .deserialize(&mut serde_json::Deserializer::from_str(json))
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// JSON text in any spelling: spaces, escapes (needed, optional, upper
+    /// or lower hex), integers of any length, `-0`, fractions, exponents.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let space = prop::sample::select(vec!["", "", "", " ", "\n\t "]);
+        let string = prop::collection::vec(
+            prop_oneof![
+                "[a-zé\u{7f}😀 ]{1,4}".prop_map(|s| s),
+                prop::sample::select(vec![
+                    r#"\""#,
+                    r"\\",
+                    r"\/",
+                    r"\b",
+                    r"\f",
+                    r"\n",
+                    r"\r",
+                    r"\t",
+                    r"\u0000",
+                    r"\u001f",
+                    r"\u001F",
+                    r"\u0008",
+                    r"\u000a",
+                    r"\u0041",
+                    r"\u00e9",
+                    r"\u00E9",
+                    r"\u007f",
+                    r"\ud83d\ude00",
+                ])
+                .prop_map(str::to_owned),
+            ],
+            0..4,
+        )
+        .prop_map(|parts| format!("\"{}\"", parts.concat()));
+        let number = prop_oneof![
+            "-?(0|[1-9][0-9]{0,21})",
+            "-?(0|[1-9][0-9]{0,3})\\.[0-9]{1,20}",
+            "-?[1-9](\\.[0-9]{1,5})?[eE][-+]?[0-9]{1,3}",
+        ];
+        let leaf = prop_oneof![
+            string.clone(),
+            number,
+            prop::sample::select(vec!["true", "false", "null"]).prop_map(str::to_owned),
+        ];
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            let pair = (space.clone(), string.clone(), space.clone(), inner.clone());
+            prop_oneof![
+                prop::collection::vec((space.clone(), inner), 0..4).prop_map(|items| {
+                    let items: Vec<String> =
+                        items.into_iter().map(|(s, v)| format!("{s}{v}")).collect();
+                    format!("[{}]", items.join(","))
+                }),
+                prop::collection::vec(pair, 0..4).prop_map(|entries| {
+                    let entries: Vec<String> = entries
+                        .into_iter()
+                        .map(|(s, k, t, v)| format!("{s}{k}{t}:{v}"))
+                        .collect();
+                    format!("{{{}}}", entries.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Text taken as it is (the fast path) is exactly what the
+        /// transcoder would have written, and a body read any way (raw
+        /// text, or the buffered content of a tagged frame) is the
+        /// transcoder's compact form.
+        #[test]
+        fn a_body_is_the_compact_form_however_it_is_read(json in any_json()) {
+            let Ok(expected) = std::panic::catch_unwind(|| transcoded(&json)) else {
+                // Not JSON serde_json takes (a lone surrogate, a number
+                // out of range): no body either way.
+                proptest::prop_assert!(Body::from_json(&json).is_err());
+                return Ok(());
+            };
+            if is_compact(json.as_bytes()) {
+                proptest::prop_assert_eq!(&json, &expected);
+            }
+            let body = Body::from_json(&json).unwrap();
+            proptest::prop_assert_eq!(body.json(), expected.as_str());
+            let framed = format!(r#"{{"type":"m","body":{json}}}"#);
+            #[derive(Deserialize)]
+            #[serde(tag = "type")]
+            enum Frame {
+                #[serde(rename = "m")]
+                M { body: Body },
+            }
+            let Frame::M { body: tagged } = serde_json::from_str(&framed).unwrap();
+            proptest::prop_assert_eq!(tagged.json(), expected.as_str());
+            let value: Value = serde_json::from_str(&json).unwrap();
+            let from_value: Body = serde_json::from_value(value.clone()).unwrap();
+            proptest::prop_assert_eq!(from_value, Body::new(value));
+        }
+    }
+
+    #[test]
+    fn compact_text_is_taken_as_it_is_and_other_text_is_not() {
+        for compact in [
+            r#"{"a":[1,-2,true,false,null,"x\"\\\n\u0001é"],"b":{}}"#,
+            "123456789012345678",
+            "-123456789012345678",
+            "0",
+            r#""\u001f\u000b""#,
+        ] {
+            assert!(is_compact(compact.as_bytes()), "{compact}");
+            assert_eq!(transcoded(compact), compact);
+        }
+        for other in [
+            " 1",
+            "[1, 2]",
+            "1.0",
+            "1e3",
+            "-0",
+            "1234567890123456789",
+            r#""\/""#,
+            r#""\u0041""#,
+            r#""\u001F""#,
+            r#""\u000a""#,
+        ] {
+            assert!(!is_compact(other.as_bytes()), "{other}");
         }
     }
 

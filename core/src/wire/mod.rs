@@ -4,7 +4,7 @@
 //! `type` to the event name and `req` to the ack id; stream transports send
 //! the JSON as it is. See `docs/PROTOCOL.md` for the full contract.
 
-mod body;
+pub(crate) mod body;
 mod codec;
 mod error;
 mod event;
