@@ -137,6 +137,27 @@ pub enum Op {
         /// Who.
         client: ClientIx,
     },
+    /// Fault, with several server processes: process `server` dies (memory
+    /// lost, connections closed, its presence claims left to be reaped).
+    /// Provokes failover: its clients reconnect to another process.
+    ProcessCrash {
+        /// Which process (no such process: no-op).
+        server: u8,
+    },
+    /// Process `server` starts again (a running one: no-op).
+    ProcessRestart {
+        /// Which process.
+        server: u8,
+    },
+    /// Fault, with several server processes: process `server`'s hint
+    /// listener disconnects; hints and relays for it are lost until it
+    /// reconnects, which asks for a resync. Provokes lost hints.
+    ListenerDrop {
+        /// Which process.
+        server: u8,
+        /// How long until the listener reconnects, in virtual ms.
+        duration_ms: u64,
+    },
 }
 
 impl Op {
@@ -153,6 +174,9 @@ impl Op {
             Op::StoreFail { .. } => Fault::StoreFail,
             Op::StoreLatency { .. } => Fault::StoreLatency,
             Op::AppRestart { .. } => Fault::AppRestart,
+            Op::ProcessCrash { .. } => Fault::ProcessCrash,
+            Op::ProcessRestart { .. } => Fault::ProcessRestart,
+            Op::ListenerDrop { .. } => Fault::ListenerDrop,
             Op::Connect { .. }
             | Op::Disconnect { .. }
             | Op::Subscribe { .. }
@@ -192,7 +216,10 @@ impl Op {
             | Op::Crash
             | Op::Bounce
             | Op::StoreFail { .. }
-            | Op::StoreLatency { .. } => None,
+            | Op::StoreLatency { .. }
+            | Op::ProcessCrash { .. }
+            | Op::ProcessRestart { .. }
+            | Op::ListenerDrop { .. } => None,
         }
     }
 
@@ -284,6 +311,22 @@ impl fmt::Display for Op {
                     Fault::AppRestart
                 )
             }
+            Op::ProcessCrash { server } => write!(
+                f,
+                "FAULT {} s{server} (memory lost, store kept)",
+                Fault::ProcessCrash
+            ),
+            Op::ProcessRestart { server } => {
+                write!(f, "FAULT {} s{server}", Fault::ProcessRestart)
+            }
+            Op::ListenerDrop {
+                server,
+                duration_ms,
+            } => write!(
+                f,
+                "FAULT {} s{server} for {duration_ms} ms",
+                Fault::ListenerDrop
+            ),
         }
     }
 }

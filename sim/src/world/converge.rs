@@ -53,12 +53,13 @@ fn pending(
 
 impl World {
     /// Users truly present in `channel`: a client of theirs is online and
-    /// subscribed to it.
-    fn present_truth(&self, channel: &ChannelId) -> Vec<UserId> {
+    /// subscribed to it (through process `node`, when given).
+    fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<UserId> {
         let mut users: Vec<UserId> = self
             .clients
             .iter()
             .filter(|c| c.machine.is_connected())
+            .filter(|c| node.is_none() || self.node_of(c.ix) == node)
             .filter(|c| {
                 c.machine
                     .channel(channel)
@@ -85,14 +86,23 @@ impl World {
                 format!("{} store operations in flight", self.store.in_flight()),
             );
         }
-        let Some(server) = self.server.as_ref() else {
+        if let Some(node) = self.nodes.iter().position(|n| n.server.is_none()) {
+            let what = if self.nodes.len() == 1 {
+                "the server is down".into()
+            } else {
+                format!("server s{node} is down")
+            };
+            return pending(Invariant::Convergence, None, None, what);
+        }
+        let multi = self.cluster.as_ref();
+        if let Some(calls) = multi.map(|c| c.calls_in_flight()).filter(|n| *n > 0) {
             return pending(
-                Invariant::Convergence,
+                Invariant::PresenceIsUnion,
                 None,
                 None,
-                "the server is down".into(),
+                format!("{calls} presence commands at the arbiter"),
             );
-        };
+        }
         for host in &self.clients {
             let ix = Some(host.ix);
             let m = &host.machine;
@@ -173,8 +183,13 @@ impl World {
                     .head(ch)
                     .map_or((None, Seq::ZERO), |(e, h)| (Some(e), h));
                 if view.last_seq != head || (head > Seq::ZERO && view.epoch != epoch) {
+                    let invariant = if multi.is_some() {
+                        Invariant::EveryProcessDelivers
+                    } else {
+                        Invariant::InOrderDelivery
+                    };
                     return pending(
-                        Invariant::InOrderDelivery,
+                        invariant,
                         ix,
                         Some(ch),
                         format!(
@@ -183,8 +198,11 @@ impl World {
                         ),
                     );
                 }
-                let truth = self.present_truth(ch);
-                if view.members != truth {
+                // Across processes a join's member list is the serving
+                // process's and relays may be lost (docs/DESIGN.md §5):
+                // members' views are judged with one process only.
+                let truth = self.present_truth(ch, None);
+                if multi.is_none() && view.members != truth {
                     return pending(
                         Invariant::Convergence,
                         ix,
@@ -203,27 +221,48 @@ impl World {
             }
         }
         for ch in self.params.channels.iter() {
-            let truth = self.present_truth(ch);
-            let server_view = server.present_users(ch);
-            if server_view != truth {
-                return pending(
-                    Invariant::Convergence,
-                    None,
-                    Some(ch),
-                    format!("server presence {server_view:?}, truth is {truth:?}"),
-                );
+            let truth = self.present_truth(ch, None);
+            if let Some(cluster) = multi {
+                let claimed = cluster.arbiter.claimed(ch);
+                if claimed != truth {
+                    return pending(
+                        Invariant::PresenceIsUnion,
+                        None,
+                        Some(ch),
+                        format!("the arbiter's claims {claimed:?}, truth is {truth:?}"),
+                    );
+                }
+            }
+            for (i, node) in self.nodes.iter().enumerate() {
+                let Some(server) = &node.server else { continue };
+                let (truth, invariant) = match multi {
+                    Some(_) => (self.present_truth(ch, Some(i)), Invariant::PresenceIsUnion),
+                    None => (truth.clone(), Invariant::Convergence),
+                };
+                let server_view = server.present_users(ch);
+                if server_view != truth {
+                    return pending(
+                        invariant,
+                        None,
+                        Some(ch),
+                        format!("server s{i} presence {server_view:?}, truth is {truth:?}"),
+                    );
+                }
             }
         }
-        if server.pending_store_ops() > 0 {
-            return pending(
-                Invariant::NoLeaks,
-                None,
-                None,
-                format!(
-                    "server has {} store operations pending",
-                    server.pending_store_ops()
-                ),
-            );
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(server) = &node.server else { continue };
+            if server.pending_store_ops() > 0 {
+                return pending(
+                    Invariant::NoLeaks,
+                    None,
+                    None,
+                    format!(
+                        "server s{i} has {} store operations pending",
+                        server.pending_store_ops()
+                    ),
+                );
+            }
         }
         None
     }
