@@ -1,4 +1,4 @@
-//! The world: clients, one server process (or several, see [`servers`])
+//! The world: clients, one server process (or several, see [`MultiConfig`])
 //! and a store on a virtual network and a virtual clock, every step watched
 //! by the oracle.
 //!
