@@ -288,3 +288,30 @@ fn invariant_10_bites_without_the_resync() {
     );
     assert_eq!(violation.client, Some(c(1)));
 }
+
+/// Seed 1935 of `explore --servers 3 --transport stream`: after a failover
+/// a client resent a burst of messages that were committed already; the
+/// server refused one (rate limit) and held the rest of the burst behind
+/// it, none of which the client ever resent. The order gate let them go
+/// one TTL after another and held the client's new sends for minutes
+/// (fixed in `core/src/server/gate.rs`).
+#[test]
+fn regression_seed_1935_a_gate_held_sends_behind_committed_ones() {
+    let overrides = SwarmOverrides {
+        transport: Some(lockstep_sim::swarm::TransportPolicy::AllStream),
+        ..SwarmOverrides::default()
+    };
+    let scenario = Scenario::generate(1935, &overrides)
+        .unwrap()
+        .with_servers(3);
+    let report = run::run(
+        &scenario,
+        RunOptions {
+            servers: 3,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.violation.is_none(), "{report}");
+    assert!(report.converged_at_ms.is_some());
+}
