@@ -1,20 +1,26 @@
 //! Several server processes on one store (issue 17 item 5): named
 //! scenarios for what sharing a store adds (a hint lost and recovered by
 //! the resync, a process crash with its clients moving, presence across
-//! processes), the determinism of such worlds, and the oracle's bite on
-//! them: without the resync safety net a lost hint hides a commit.
+//! processes), the determinism of such worlds, the oracle's bite on its
+//! two new invariants (without the resync safety net a lost hint hides a
+//! commit; a process that keeps presence keeps a claim), and the
+//! explorer's findings as regressions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::*;
+use std::rc::Rc;
+
 use lockstep_core::ids::UserId;
+use lockstep_core::sabotage::{Break, Sabotage};
+use lockstep_core::server::{PrivateChannels, Server};
 use lockstep_sim::op::Op;
 use lockstep_sim::oracle::{Failure, Invariant};
 use lockstep_sim::run::{self, RunOptions};
 use lockstep_sim::scenario::Scenario;
 use lockstep_sim::swarm::SwarmOverrides;
-use lockstep_sim::world::{BusFaults, MultiConfig, World, WorldConfig};
+use lockstep_sim::world::{BusFaults, Hooks, MultiConfig, World, WorldConfig};
 
 /// A calm stream world of `clients` clients on `servers` processes, the
 /// bus calm too (faults come from the ops alone). Client `i`'s first
@@ -223,13 +229,11 @@ fn presence_stays_for_a_user_who_reconnects_within_the_grace() {
     insta::assert_snapshot!(trace(&w));
 }
 
-/// The scenario of the lost hint, judged by the oracle: it passes as
-/// shipped, and with the resync safety net off the message never reaches
-/// c1, which the oracle reports as invariant 10.
-#[test]
-fn invariant_10_bites_without_the_resync() {
+/// A scenario of two clients in `room-0` from the start (c0 on s0, c1 on
+/// s1), then `then`, safety phase `safety_ms`.
+fn two_in_room(safety_ms: u64, then: Vec<(u64, Op)>) -> Scenario {
     let mut params = params(2, &["room-0"]);
-    params.safety_ms = 10_000;
+    params.safety_ms = safety_ms;
     let mut ops = Vec::new();
     for i in 0..2 {
         ops.push((0, Op::Connect { client: c(i) }));
@@ -241,27 +245,79 @@ fn invariant_10_bites_without_the_resync() {
             },
         ));
     }
-    ops.push((
-        1_000,
-        Op::ListenerDrop {
-            server: 1,
-            duration_ms: 3_000,
-        },
-    ));
-    ops.push((
-        2_000,
-        Op::Send {
-            client: c(0),
-            channel: ch("room-0"),
-            body_len: 10,
-        },
-    ));
+    ops.extend(then);
     let scenario = Scenario {
         seed: params.seed,
         params,
         ops,
     };
     scenario.check().unwrap();
+    scenario
+}
+
+/// The failure is `invariant` not converged.
+fn not_converged(report: &run::RunReport, invariant: Invariant) -> bool {
+    report.violation.as_ref().is_some_and(
+        |v| matches!(v.failure, Failure::NotConverged { invariant: i, .. } if i == invariant),
+    )
+}
+
+/// c0 (on s0) leaves the channel while c1 (on s1) stays: as shipped s0
+/// releases user-0's claim after the grace; with a server that never ends
+/// a grace the claim stays, which the oracle reports as invariant 11.
+#[test]
+fn invariant_11_bites_when_a_process_keeps_presence() {
+    let leave = Op::Unsubscribe {
+        client: c(0),
+        channel: ch("room-0"),
+    };
+    let scenario = two_in_room(5_000, vec![(2_000, leave)]);
+    let run_with = |sabotage: Sabotage| {
+        let mut config = WorldConfig::new(scenario.params.clone());
+        config.servers = 2;
+        config.multi.bus = Some(BusFaults::CALM);
+        config.hooks = Hooks {
+            server: Some(Rc::new(move |m: &mut Server<PrivateChannels>| {
+                m.set_sabotage(sabotage.clone());
+            })),
+            ..Hooks::default()
+        };
+        run::run_in(World::new(config).unwrap(), &scenario)
+    };
+    let clean = run_with(Sabotage::default());
+    assert!(clean.violation.is_none(), "{clean}");
+    let broken = run_with(Sabotage::only(Break::ServerKeepsPresence));
+    assert!(
+        not_converged(&broken, Invariant::PresenceIsUnion),
+        "{broken}"
+    );
+}
+
+/// The scenario of the lost hint, judged by the oracle: it passes as
+/// shipped, and with the resync safety net off the message never reaches
+/// c1, which the oracle reports as invariant 10.
+#[test]
+fn invariant_10_bites_without_the_resync() {
+    let scenario = two_in_room(
+        10_000,
+        vec![
+            (
+                1_000,
+                Op::ListenerDrop {
+                    server: 1,
+                    duration_ms: 3_000,
+                },
+            ),
+            (
+                2_000,
+                Op::Send {
+                    client: c(0),
+                    channel: ch("room-0"),
+                    body_len: 10,
+                },
+            ),
+        ],
+    );
     let run_with = |resync_every| {
         let mut config = WorldConfig::new(scenario.params.clone());
         config.servers = 2;
@@ -275,18 +331,11 @@ fn invariant_10_bites_without_the_resync() {
     let clean = run_with(MultiConfig::default().resync_every);
     assert!(clean.violation.is_none(), "{clean}");
     let broken = run_with(None);
-    let violation = broken.violation.expect("a lost hint without resync");
     assert!(
-        matches!(
-            violation.failure,
-            Failure::NotConverged {
-                invariant: Invariant::EveryProcessDelivers,
-                ..
-            }
-        ),
-        "{violation}"
+        not_converged(&broken, Invariant::EveryProcessDelivers),
+        "{broken}"
     );
-    assert_eq!(violation.client, Some(c(1)));
+    assert_eq!(broken.violation.and_then(|v| v.client), Some(c(1)));
 }
 
 /// Seed 1935 of `explore --servers 3 --transport stream`: after a failover
