@@ -229,6 +229,29 @@ fn presence_stays_for_a_user_who_reconnects_within_the_grace() {
     insta::assert_snapshot!(trace(&w));
 }
 
+/// The arbiter's transactions fail while the store is down: c0's release
+/// (its grace ends during the outage) is carried out once s0 reconnected
+/// after it, and c1 is told then.
+#[test]
+fn a_presence_command_waits_out_a_store_outage() {
+    let mut w = both_present(MultiConfig::default());
+    w.apply(&Op::StoreFail { duration_ms: 5_000 });
+    w.apply(&Op::Unsubscribe {
+        client: c(0),
+        channel: ch("room-0"),
+    });
+    let down = w.now().as_millis();
+    run_for(&mut w, 4_900);
+    assert!(lines_with(&w, &["s0 arbiter: Released"]).is_empty());
+    assert_eq!(members(&w, 1), [user(0), user(1)]);
+    run_for(&mut w, 1_000);
+    let released = lines_with(&w, &["s0 arbiter: Released", "last: true"]);
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(members(&w, 1), [user(1)]);
+    assert!(w.now().as_millis() >= down + 5_250);
+    heal_and_converge(&mut w);
+}
+
 /// A scenario of two clients in `room-0` from the start (c0 on s0, c1 on
 /// s1), then `then`, safety phase `safety_ms`.
 fn two_in_room(safety_ms: u64, then: Vec<(u64, Op)>) -> Scenario {

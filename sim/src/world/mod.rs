@@ -408,7 +408,12 @@ impl World {
                 }
             }
         }
-        while let Some(due) = self.cluster.as_mut().and_then(|c| c.pop_due(now)) {
+        let store_down_until = self.store.fail_until;
+        while let Some(due) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.pop_due(now, store_down_until))
+        {
             self.stats.events += 1;
             self.peer_event(due);
         }

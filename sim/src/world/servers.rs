@@ -172,7 +172,14 @@ struct Proc {
     /// When the arbiter is done with this process's last command: the
     /// next one starts after it (commands are carried out in order).
     arbiter_free: Instant,
+    /// A command failed (the store was down): this process's commands wait
+    /// until then, when it has reconnected, and keep their order.
+    blocked_until: Instant,
 }
+
+/// How long a process's arbiter connection waits before it reconnects
+/// after a failure (`HintConfig::reconnect_wait`'s default).
+const RECONNECT_WAIT_MS: u64 = 250;
 
 /// The presence arbiter's tables: claims and leases, as in PostgreSQL.
 #[derive(Debug, Default)]
@@ -333,6 +340,7 @@ impl Cluster {
         p.resync_at = resync_at;
         p.beat_at = beat_at;
         p.arbiter_free = now;
+        p.blocked_until = now;
     }
 
     /// Process `node` died: its lease is left to expire, its notes lost.
@@ -453,8 +461,12 @@ impl Cluster {
         self.calls.len()
     }
 
-    /// The next thing due at `now` for a machine, if any.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+    /// The next thing due at `now` for a machine, if any. While the store
+    /// is down (until `store_down_until`) the arbiter's transactions fail:
+    /// a command is carried out once its process reconnected after the
+    /// outage (production retries it first, before any later one), and a
+    /// heartbeat is skipped (neither renewing nor reaping).
+    pub(crate) fn pop_due(&mut self, now: Instant, store_down_until: Instant) -> Option<Due> {
         loop {
             if let Some(due) = self.ready.pop_front() {
                 return Some(due);
@@ -464,6 +476,20 @@ impl Cluster {
                 continue;
             }
             if let Some((_, call)) = self.calls.pop_due(now) {
+                let p = &mut self.procs[call.node];
+                if now < store_down_until || (p.run == call.run && now < p.blocked_until) {
+                    let retry = if now < store_down_until {
+                        Instant::from_millis(store_down_until.as_millis() + RECONNECT_WAIT_MS)
+                    } else {
+                        p.blocked_until
+                    };
+                    if p.run == call.run {
+                        p.blocked_until = p.blocked_until.max(retry);
+                        p.arbiter_free = p.arbiter_free.max(retry);
+                    }
+                    self.calls.push(retry, call);
+                    continue;
+                }
                 // The transaction commits whether or not its process is
                 // still alive to hear the answer.
                 let outcome = self.arbiter.carry_out(call.id, call.cmd);
@@ -480,7 +506,7 @@ impl Cluster {
                     .flatten()
                     .any(|t| t <= now)
             })?;
-            self.timers(node, now);
+            self.timers(node, now, now < store_down_until);
         }
     }
 
@@ -509,7 +535,7 @@ impl Cluster {
         self.ready.push_back(due);
     }
 
-    fn timers(&mut self, node: usize, now: Instant) {
+    fn timers(&mut self, node: usize, now: Instant, store_down: bool) {
         if self.procs[node].resync_at.is_some_and(|t| t <= now) {
             let next = self.resync_every.map(|every| self.jittered(now, every));
             let p = &mut self.procs[node];
@@ -523,6 +549,9 @@ impl Cluster {
             let every = self.beat_every();
             let p = &mut self.procs[node];
             p.beat_at = Some(now.saturating_add(every));
+            if store_down {
+                return;
+            }
             let id = p.id;
             if self.arbiter.beat(id, now.saturating_add(self.lease)) {
                 // Reaped while alive (the lab's processes never stall, so
