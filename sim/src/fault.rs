@@ -40,6 +40,8 @@ pub enum Fault {
     ProcessRestart,
     /// A server process's hint listener disconnects for a while.
     ListenerDrop,
+    /// A server process's connection to the presence arbiter stalls.
+    ArbiterStall,
 }
 
 impl Fault {
@@ -61,6 +63,7 @@ impl Fault {
             Fault::ProcessCrash => "process crash",
             Fault::ProcessRestart => "process restart",
             Fault::ListenerDrop => "listener drop",
+            Fault::ArbiterStall => "arbiter stall",
         }
     }
 }

@@ -149,6 +149,16 @@ pub enum Op {
         /// Which process.
         server: u8,
     },
+    /// Fault, with several server processes: process `server`'s connection
+    /// to the presence arbiter stalls (its heartbeats and commands wait);
+    /// past the lease another process reaps its claims. Provokes adoption
+    /// and a lease found lost.
+    ArbiterStall {
+        /// Which process.
+        server: u8,
+        /// How long the stall lasts, in virtual ms.
+        duration_ms: u64,
+    },
     /// Fault, with several server processes: process `server`'s hint
     /// listener disconnects; hints and relays for it are lost until it
     /// reconnects, which asks for a resync. Provokes lost hints.
@@ -177,6 +187,7 @@ impl Op {
             Op::ProcessCrash { .. } => Fault::ProcessCrash,
             Op::ProcessRestart { .. } => Fault::ProcessRestart,
             Op::ListenerDrop { .. } => Fault::ListenerDrop,
+            Op::ArbiterStall { .. } => Fault::ArbiterStall,
             Op::Connect { .. }
             | Op::Disconnect { .. }
             | Op::Subscribe { .. }
@@ -219,7 +230,8 @@ impl Op {
             | Op::StoreLatency { .. }
             | Op::ProcessCrash { .. }
             | Op::ProcessRestart { .. }
-            | Op::ListenerDrop { .. } => None,
+            | Op::ListenerDrop { .. }
+            | Op::ArbiterStall { .. } => None,
         }
     }
 
@@ -326,6 +338,14 @@ impl fmt::Display for Op {
                 f,
                 "FAULT {} s{server} for {duration_ms} ms",
                 Fault::ListenerDrop
+            ),
+            Op::ArbiterStall {
+                server,
+                duration_ms,
+            } => write!(
+                f,
+                "FAULT {} s{server} for {duration_ms} ms",
+                Fault::ArbiterStall
             ),
         }
     }

@@ -63,8 +63,12 @@ pub enum PresenceOutcome {
     Adopted(PresenceChange),
     /// This process's lease was found expired and taken again: another
     /// process may have adopted its claims (and will release them after a
-    /// grace). Every user connected here is claimed again, so one who is
-    /// still here is not announced as gone.
+    /// grace). Every user with presence here is claimed again, connected
+    /// or in grace, so one who is still here, or comes back within the
+    /// grace, is not announced as gone (a user back within the grace is
+    /// not claimed anew: the machine holds its claim). Found by the lab
+    /// (`--servers 3`, seed 91): a user in grace at the loss came back,
+    /// and its claim, released by the adopter, was never taken again.
     Lost,
 }
 
@@ -114,7 +118,7 @@ impl<P: AccessPolicy> Server<P> {
                 }
             }
             PresenceOutcome::Lost => {
-                for (channel_id, user_id) in self.presence.connected() {
+                for (channel_id, user_id) in self.presence.held() {
                     let change = PresenceChange {
                         channel_id,
                         user_id,

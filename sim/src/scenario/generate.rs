@@ -13,6 +13,9 @@ const OPS_SALT: u64 = 0x6f70_735f_7365_6564;
 /// Separates the process faults' stream from the others ("servers").
 const SERVERS_SALT: u64 = 0x0073_6572_7665_7273;
 
+/// Separates the arbiter stalls' stream ("stalls").
+const STALLS_SALT: u64 = 0x0000_7374_616c_6c73;
+
 /// A uniform value in `lo..=hi`.
 fn between(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
     lo + rng.below(hi.saturating_sub(lo).saturating_add(1))
@@ -228,6 +231,21 @@ pub(super) fn process_ops(p: &SwarmParams, servers: usize) -> Vec<(u64, Op)> {
         ops.push((
             at_ms,
             Op::ListenerDrop {
+                server,
+                duration_ms,
+            },
+        ));
+    }
+    // Stalls on their own stream: some past the lease (10 s).
+    let mut rng = Rng::new(p.seed ^ STALLS_SALT);
+    let stalls_per_min = u32::try_from(rng.below(3)).unwrap_or(0);
+    for _ in 0..count(&mut rng, stalls_per_min, end_ms) {
+        let at_ms = rng.below(end_ms);
+        let server = server(&mut rng);
+        let duration_ms = between(&mut rng, 1, 20_000);
+        ops.push((
+            at_ms,
+            Op::ArbiterStall {
                 server,
                 duration_ms,
             },

@@ -558,6 +558,15 @@ impl World {
                     cluster.deafen(usize::from(*server), now, until);
                 }
             }
+            Op::ArbiterStall {
+                server,
+                duration_ms,
+            } => {
+                let until = now.saturating_add(std::time::Duration::from_millis(*duration_ms));
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.stall(usize::from(*server), until);
+                }
+            }
             Op::StoreFail { duration_ms } => {
                 self.store.fail_until =
                     now.saturating_add(std::time::Duration::from_millis(*duration_ms));
@@ -607,7 +616,7 @@ impl World {
             }
             return;
         };
-        cluster.stop(node);
+        cluster.stop(node, now);
         let conns: Vec<ConnId> = self
             .route
             .values()

@@ -153,6 +153,11 @@ struct Call {
     run: u64,
     id: u64,
     cmd: PresenceCommand,
+    /// When it reaches the arbiter (after the commands before it).
+    start: Instant,
+    /// It waited for its process to reconnect: it has not reached the
+    /// arbiter, and dies with its process.
+    waited: bool,
 }
 
 /// One process as the cluster sees it.
@@ -172,6 +177,9 @@ struct Proc {
     /// When the arbiter is done with this process's last command: the
     /// next one starts after it (commands are carried out in order).
     arbiter_free: Instant,
+    /// The run that died last and when: its command at the arbiter then
+    /// still commits, the ones queued behind it are lost.
+    died: Option<(u64, Instant)>,
     /// A command failed (the store was down): this process's commands wait
     /// until then, when it has reconnected, and keep their order.
     blocked_until: Instant,
@@ -344,8 +352,9 @@ impl Cluster {
     }
 
     /// Process `node` died: its lease is left to expire, its notes lost.
-    pub(crate) fn stop(&mut self, node: usize) {
+    pub(crate) fn stop(&mut self, node: usize, now: Instant) {
         let p = &mut self.procs[node];
+        p.died = Some((p.run, now));
         p.up = false;
         p.run += 1;
         p.resync_at = None;
@@ -372,8 +381,26 @@ impl Cluster {
         );
     }
 
-    /// Every listener reconnects now (the heal).
+    /// `node`'s connection to the arbiter stalls until `until`: its
+    /// commands wait, in order, and its heartbeats are skipped, so a stall
+    /// past the lease gets its claims reaped by another process, and its
+    /// next beat finds its lease gone (`PresenceOutcome::Lost`).
+    pub(crate) fn stall(&mut self, node: usize, until: Instant) {
+        if let Some(p) = self.procs.get_mut(node).filter(|p| p.up) {
+            p.blocked_until = p.blocked_until.max(until);
+            // The reconnect beats first, then carries out what waited.
+            p.beat_at = Some(p.blocked_until);
+            let after = Instant::from_millis(p.blocked_until.as_millis() + 1);
+            p.arbiter_free = p.arbiter_free.max(after);
+        }
+    }
+
+    /// Every listener reconnects now, every stalled arbiter connection
+    /// too (the heal).
     pub(crate) fn hear_all(&mut self, now: Instant) {
+        for p in &mut self.procs {
+            p.blocked_until = p.blocked_until.min(now);
+        }
         for node in 0..self.procs.len() {
             if let Some(p) = self.procs.get_mut(node).filter(|p| p.deaf_until.is_some()) {
                 p.deaf_until = Some(now);
@@ -435,10 +462,22 @@ impl Cluster {
         cmd: PresenceCommand,
     ) {
         let p = &mut self.procs[node];
-        let at = Instant::from_millis(now.as_millis() + latency_ms.max(1)).max(p.arbiter_free);
+        let latency_ms = latency_ms.max(1);
+        let at = Instant::from_millis(now.as_millis() + latency_ms).max(p.arbiter_free);
         p.arbiter_free = at;
         let (run, id) = (p.run, p.id);
-        self.calls.push(at, Call { node, run, id, cmd });
+        let start = Instant::from_millis(at.as_millis() - latency_ms);
+        self.calls.push(
+            at,
+            Call {
+                node,
+                run,
+                id,
+                cmd,
+                start,
+                waited: false,
+            },
+        );
     }
 
     /// When the next thing happens.
@@ -475,18 +514,32 @@ impl Cluster {
                 self.mail(now, mail);
                 continue;
             }
-            if let Some((_, call)) = self.calls.pop_due(now) {
+            if let Some((_, mut call)) = self.calls.pop_due(now) {
                 let p = &mut self.procs[call.node];
-                if now < store_down_until || (p.run == call.run && now < p.blocked_until) {
-                    let retry = if now < store_down_until {
+                let current = p.run == call.run;
+                let down = now < store_down_until;
+                let reached = p
+                    .died
+                    .is_some_and(|(run, at)| run == call.run && at >= call.start);
+                if !current && (down || call.waited || !reached) {
+                    // It never reached the arbiter: its connection died
+                    // with its process.
+                    continue;
+                }
+                if down || (current && now < p.blocked_until) {
+                    // Carried out after the process reconnected, which
+                    // beats first (production retries the failed command
+                    // before any later one).
+                    let reconnect = if down {
                         Instant::from_millis(store_down_until.as_millis() + RECONNECT_WAIT_MS)
                     } else {
                         p.blocked_until
                     };
-                    if p.run == call.run {
-                        p.blocked_until = p.blocked_until.max(retry);
-                        p.arbiter_free = p.arbiter_free.max(retry);
-                    }
+                    p.blocked_until = p.blocked_until.max(reconnect);
+                    p.beat_at = Some(p.blocked_until);
+                    let retry = Instant::from_millis(p.blocked_until.as_millis() + 1);
+                    p.arbiter_free = p.arbiter_free.max(retry);
+                    call.waited = true;
                     self.calls.push(retry, call);
                     continue;
                 }
@@ -549,7 +602,7 @@ impl Cluster {
             let every = self.beat_every();
             let p = &mut self.procs[node];
             p.beat_at = Some(now.saturating_add(every));
-            if store_down {
+            if store_down || now < p.blocked_until {
                 return;
             }
             let id = p.id;
