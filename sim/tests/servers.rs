@@ -262,15 +262,18 @@ fn regression_seed_91_a_user_back_within_the_grace_after_a_lost_lease() {
     let scenario = Scenario::generate(91, &SwarmOverrides::default())
         .unwrap()
         .with_servers(3);
-    let report = run::run(
-        &scenario,
-        RunOptions {
-            servers: 3,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    passes_on_three(&scenario);
+}
+
+/// `scenario` passes, and converges, on three processes.
+fn passes_on_three(scenario: &Scenario) {
+    let options = RunOptions {
+        servers: 3,
+        ..RunOptions::default()
+    };
+    let report = run::run(scenario, options).unwrap();
     assert!(report.violation.is_none(), "{report}");
+    assert!(report.converged_at_ms.is_some(), "{report}");
 }
 
 /// The arbiter's transactions fail while the store is down: c0's release
@@ -424,14 +427,5 @@ fn regression_seed_1935_a_gate_held_sends_behind_committed_ones() {
     scenario
         .ops
         .retain(|(_, op)| !matches!(op, Op::ArbiterStall { .. }));
-    let report = run::run(
-        &scenario,
-        RunOptions {
-            servers: 3,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
-    assert!(report.violation.is_none(), "{report}");
-    assert!(report.converged_at_ms.is_some());
+    passes_on_three(&scenario);
 }
