@@ -276,6 +276,24 @@ fn passes_on_three(scenario: &Scenario) {
     assert!(report.converged_at_ms.is_some(), "{report}");
 }
 
+/// Seed 31590 of `explore --servers 3 --transport mixed`: s1's release
+/// of user-0 waited behind a stalled arbiter connection; on reconnect s1
+/// reaped a dead process and adopted user-0's claim, then the release
+/// deleted it, and user-0, back on s1 within the adopted grace, stayed
+/// without a claim (fixed in `core/src/server/arbiter.rs`: a release
+/// answered while the user has presence here again claims anew).
+#[test]
+fn regression_seed_31590_a_late_release_deleted_an_adopted_claim() {
+    let overrides = SwarmOverrides {
+        transport: Some(lockstep_sim::swarm::TransportPolicy::Mixed),
+        ..SwarmOverrides::default()
+    };
+    let scenario = Scenario::generate(31590, &overrides)
+        .unwrap()
+        .with_servers(3);
+    passes_on_three(&scenario);
+}
+
 /// The arbiter's transactions fail while the store is down: c0's release
 /// (its grace ends during the outage) is carried out once s0 reconnected
 /// after it, and c1 is told then.

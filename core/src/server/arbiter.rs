@@ -95,16 +95,29 @@ impl<P: AccessPolicy> Server<P> {
                 self.outputs
                     .push_back(ServerOutput::Relay(Relay::PresenceJoin(change)));
             }
-            PresenceOutcome::Released { change, last: true } => {
-                self.broadcast(
-                    &change.channel_id.clone(),
-                    ServerFrame::PresenceLeave(change.clone()),
-                    Except::Nobody,
-                );
-                self.outputs
-                    .push_back(ServerOutput::Relay(Relay::PresenceLeave(change)));
+            PresenceOutcome::Released { change, last } => {
+                if last {
+                    self.broadcast(
+                        &change.channel_id.clone(),
+                        ServerFrame::PresenceLeave(change.clone()),
+                        Except::Nobody,
+                    );
+                    self.outputs
+                        .push_back(ServerOutput::Relay(Relay::PresenceLeave(change.clone())));
+                }
+                // The release was of an earlier grace, but the user has
+                // presence here again (a dead process's claim adopted, or
+                // back) while it was on its way: claim anew, or a user back
+                // within an adopted grace would stay without a claim. Found
+                // by the lab (`--servers 3`, seed 31590): a release queued
+                // behind a stalled arbiter connection deleted the claim the
+                // reap had just adopted.
+                if self.presence.has(&change.channel_id, &change.user_id) {
+                    self.outputs
+                        .push_back(ServerOutput::Presence(PresenceCommand::Claim(change)));
+                }
             }
-            PresenceOutcome::Claimed { .. } | PresenceOutcome::Released { .. } => {}
+            PresenceOutcome::Claimed { .. } => {}
             PresenceOutcome::Adopted(change) => {
                 let deadline = self.now.saturating_add(self.config.presence_grace);
                 if self

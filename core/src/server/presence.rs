@@ -128,6 +128,13 @@ impl Presence {
             .unwrap_or_default()
     }
 
+    /// Whether `user` has presence in `channel` here (connected or in grace).
+    pub(crate) fn has(&self, channel: &ChannelId, user: &UserId) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|users| users.contains_key(user))
+    }
+
     /// Every (channel, user) with presence here: connected or in grace
     /// (whose claim this process holds, as far as it knows).
     pub(crate) fn held(&self) -> Vec<(ChannelId, UserId)> {

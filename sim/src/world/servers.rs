@@ -149,15 +149,13 @@ struct Mail {
 /// A presence command at the arbiter.
 #[derive(Debug)]
 struct Call {
-    node: usize,
-    run: u64,
+    /// The arbiter id of the process that asked.
     id: u64,
     cmd: PresenceCommand,
     /// When it reaches the arbiter (after the commands before it).
     start: Instant,
-    /// It waited for its process to reconnect: it has not reached the
-    /// arbiter, and dies with its process.
-    waited: bool,
+    /// When it is done, unless its process is cut off from the arbiter.
+    at: Instant,
 }
 
 /// One process as the cluster sees it.
@@ -177,12 +175,21 @@ struct Proc {
     /// When the arbiter is done with this process's last command: the
     /// next one starts after it (commands are carried out in order).
     arbiter_free: Instant,
-    /// The run that died last and when: its command at the arbiter then
-    /// still commits, the ones queued behind it are lost.
-    died: Option<(u64, Instant)>,
-    /// A command failed (the store was down): this process's commands wait
-    /// until then, when it has reconnected, and keep their order.
+    /// This process's commands, in order: the first is carried out when
+    /// due, the others wait their turn.
+    queue: VecDeque<Call>,
+    /// Its arbiter connection is cut (the store was down, or a stall)
+    /// until then: it reconnects then, beats first, then carries out its
+    /// commands, in order.
     blocked_until: Instant,
+}
+
+impl Proc {
+    /// When its first command is carried out, if it has one.
+    fn next_call_at(&self) -> Option<Instant> {
+        let after = Instant::from_millis(self.blocked_until.as_millis() + 1);
+        self.queue.front().map(|c| c.at.max(after))
+    }
 }
 
 /// How long a process's arbiter connection waits before it reconnects
@@ -285,7 +292,9 @@ pub(crate) struct Cluster {
     resync_every: Option<Duration>,
     lease: Duration,
     bus: EventQueue<Mail>,
-    calls: EventQueue<Call>,
+    /// Commands of dead processes that had reached the arbiter: they
+    /// commit all the same.
+    orphans: EventQueue<Call>,
     procs: Vec<Proc>,
     ready: VecDeque<Due>,
     pub(crate) arbiter: Arbiter,
@@ -302,7 +311,7 @@ impl Cluster {
             resync_every: config.resync_every,
             lease: config.lease,
             bus: EventQueue::new(),
-            calls: EventQueue::new(),
+            orphans: EventQueue::new(),
             procs: (0..servers).map(|_| Proc::default()).collect(),
             ready: VecDeque::new(),
             arbiter: Arbiter::default(),
@@ -349,12 +358,22 @@ impl Cluster {
         p.beat_at = beat_at;
         p.arbiter_free = now;
         p.blocked_until = now;
+        p.queue.clear();
     }
 
     /// Process `node` died: its lease is left to expire, its notes lost.
     pub(crate) fn stop(&mut self, node: usize, now: Instant) {
         let p = &mut self.procs[node];
-        p.died = Some((p.run, now));
+        // The command at the arbiter commits; those behind it are lost.
+        let reached = p
+            .queue
+            .pop_front()
+            .filter(|c| c.start <= now && p.blocked_until <= now);
+        p.queue.clear();
+        if let Some(call) = reached {
+            self.orphans.push(call.at, call);
+        }
+        let p = &mut self.procs[node];
         p.up = false;
         p.run += 1;
         p.resync_at = None;
@@ -390,16 +409,19 @@ impl Cluster {
             p.blocked_until = p.blocked_until.max(until);
             // The reconnect beats first, then carries out what waited.
             p.beat_at = Some(p.blocked_until);
-            let after = Instant::from_millis(p.blocked_until.as_millis() + 1);
-            p.arbiter_free = p.arbiter_free.max(after);
         }
     }
 
     /// Every listener reconnects now, every stalled arbiter connection
     /// too (the heal).
     pub(crate) fn hear_all(&mut self, now: Instant) {
-        for p in &mut self.procs {
-            p.blocked_until = p.blocked_until.min(now);
+        for p in self
+            .procs
+            .iter_mut()
+            .filter(|p| p.up && p.blocked_until > now)
+        {
+            p.blocked_until = now;
+            p.beat_at = Some(now);
         }
         for node in 0..self.procs.len() {
             if let Some(p) = self.procs.get_mut(node).filter(|p| p.deaf_until.is_some()) {
@@ -465,19 +487,9 @@ impl Cluster {
         let latency_ms = latency_ms.max(1);
         let at = Instant::from_millis(now.as_millis() + latency_ms).max(p.arbiter_free);
         p.arbiter_free = at;
-        let (run, id) = (p.run, p.id);
         let start = Instant::from_millis(at.as_millis() - latency_ms);
-        self.calls.push(
-            at,
-            Call {
-                node,
-                run,
-                id,
-                cmd,
-                start,
-                waited: false,
-            },
-        );
+        let id = p.id;
+        p.queue.push_back(Call { id, cmd, start, at });
     }
 
     /// When the next thing happens.
@@ -489,15 +501,22 @@ impl Cluster {
             .flatten()
             .min();
         let ready = (!self.ready.is_empty()).then_some(Instant::ZERO);
-        [ready, self.bus.peek_time(), self.calls.peek_time(), timers]
-            .into_iter()
-            .flatten()
-            .min()
+        let calls = self.procs.iter().filter_map(Proc::next_call_at).min();
+        [
+            ready,
+            self.bus.peek_time(),
+            self.orphans.peek_time(),
+            calls,
+            timers,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Commands still at the arbiter.
     pub(crate) fn calls_in_flight(&self) -> usize {
-        self.calls.len()
+        self.orphans.len() + self.procs.iter().map(|p| p.queue.len()).sum::<usize>()
     }
 
     /// The next thing due at `now` for a machine, if any. While the store
@@ -514,42 +533,32 @@ impl Cluster {
                 self.mail(now, mail);
                 continue;
             }
-            if let Some((_, mut call)) = self.calls.pop_due(now) {
-                let p = &mut self.procs[call.node];
-                let current = p.run == call.run;
-                let down = now < store_down_until;
-                let reached = p
-                    .died
-                    .is_some_and(|(run, at)| run == call.run && at >= call.start);
-                if !current && (down || call.waited || !reached) {
-                    // It never reached the arbiter: its connection died
-                    // with its process.
-                    continue;
+            if let Some((_, call)) = self.orphans.pop_due(now) {
+                if now >= store_down_until {
+                    self.arbiter.carry_out(call.id, call.cmd);
                 }
-                if down || (current && now < p.blocked_until) {
-                    // Carried out after the process reconnected, which
-                    // beats first (production retries the failed command
-                    // before any later one).
-                    let reconnect = if down {
-                        Instant::from_millis(store_down_until.as_millis() + RECONNECT_WAIT_MS)
-                    } else {
-                        p.blocked_until
-                    };
-                    p.blocked_until = p.blocked_until.max(reconnect);
+                continue;
+            }
+            let due = (0..self.procs.len()).find(|n| {
+                let p = &self.procs[*n];
+                p.up && p.next_call_at().is_some_and(|at| at <= now)
+            });
+            if let Some(node) = due {
+                let p = &mut self.procs[node];
+                if now < store_down_until {
+                    // The transaction fails: the process reconnects after
+                    // the outage, beats, and retries it before any later
+                    // one.
+                    p.blocked_until =
+                        Instant::from_millis(store_down_until.as_millis() + RECONNECT_WAIT_MS);
                     p.beat_at = Some(p.blocked_until);
-                    let retry = Instant::from_millis(p.blocked_until.as_millis() + 1);
-                    p.arbiter_free = p.arbiter_free.max(retry);
-                    call.waited = true;
-                    self.calls.push(retry, call);
                     continue;
                 }
-                // The transaction commits whether or not its process is
-                // still alive to hear the answer.
+                let Some(call) = p.queue.pop_front() else {
+                    continue;
+                };
                 let outcome = self.arbiter.carry_out(call.id, call.cmd);
-                let p = &self.procs[call.node];
-                if p.up && p.run == call.run {
-                    self.ready.push_back(Due::Presence(call.node, outcome));
-                }
+                self.ready.push_back(Due::Presence(node, outcome));
                 continue;
             }
             let node = (0..self.procs.len()).find(|n| {
