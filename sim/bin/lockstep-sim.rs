@@ -74,6 +74,11 @@ struct WorldArgs {
     /// No faults: a calm network, server and store.
     #[arg(long)]
     calm: bool,
+    /// Server processes sharing the one store, with a lossy hint bus
+    /// between them, process crashes and listener drops (1: one process
+    /// writing alone, as always).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    servers: u8,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +124,7 @@ impl WorldArgs {
         RunOptions {
             wire: self.wire,
             trace,
+            servers: usize::from(self.servers),
         }
     }
 
@@ -148,12 +154,17 @@ impl WorldArgs {
         if self.calm {
             s += " --calm";
         }
+        if self.servers > 1 {
+            s += &format!(" --servers {}", self.servers);
+        }
         s
     }
 }
 
 fn scenario(seed: u64, world: WorldArgs) -> Result<Scenario, String> {
-    Scenario::generate(seed, &world.overrides()).map_err(|e| format!("lockstep-sim: {e}"))
+    Scenario::generate(seed, &world.overrides())
+        .map(|s| s.with_servers(usize::from(world.servers)))
+        .map_err(|e| format!("lockstep-sim: {e}"))
 }
 
 fn one(seed: u64, world: WorldArgs, trace: bool) -> Result<(Scenario, RunReport), String> {

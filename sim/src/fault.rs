@@ -34,6 +34,14 @@ pub enum Fault {
     StoreLatency,
     /// A client app is rebuilt from scratch, its unsent messages restored.
     AppRestart,
+    /// One of several server processes dies; its clients move to another.
+    ProcessCrash,
+    /// One of several server processes starts again.
+    ProcessRestart,
+    /// A server process's hint listener disconnects for a while.
+    ListenerDrop,
+    /// A server process's connection to the presence arbiter stalls.
+    ArbiterStall,
 }
 
 impl Fault {
@@ -52,6 +60,10 @@ impl Fault {
             Fault::StoreFail => "store fail",
             Fault::StoreLatency => "store latency",
             Fault::AppRestart => "app restart",
+            Fault::ProcessCrash => "process crash",
+            Fault::ProcessRestart => "process restart",
+            Fault::ListenerDrop => "listener drop",
+            Fault::ArbiterStall => "arbiter stall",
         }
     }
 }

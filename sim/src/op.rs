@@ -137,6 +137,37 @@ pub enum Op {
         /// Who.
         client: ClientIx,
     },
+    /// Fault, with several server processes: process `server` dies (memory
+    /// lost, connections closed, its presence claims left to be reaped).
+    /// Provokes failover: its clients reconnect to another process.
+    ProcessCrash {
+        /// Which process (no such process: no-op).
+        server: u8,
+    },
+    /// Process `server` starts again (a running one: no-op).
+    ProcessRestart {
+        /// Which process.
+        server: u8,
+    },
+    /// Fault, with several server processes: process `server`'s connection
+    /// to the presence arbiter stalls (its heartbeats and commands wait);
+    /// past the lease another process reaps its claims. Provokes adoption
+    /// and a lease found lost.
+    ArbiterStall {
+        /// Which process.
+        server: u8,
+        /// How long the stall lasts, in virtual ms.
+        duration_ms: u64,
+    },
+    /// Fault, with several server processes: process `server`'s hint
+    /// listener disconnects; hints and relays for it are lost until it
+    /// reconnects, which asks for a resync. Provokes lost hints.
+    ListenerDrop {
+        /// Which process.
+        server: u8,
+        /// How long until the listener reconnects, in virtual ms.
+        duration_ms: u64,
+    },
 }
 
 impl Op {
@@ -153,6 +184,10 @@ impl Op {
             Op::StoreFail { .. } => Fault::StoreFail,
             Op::StoreLatency { .. } => Fault::StoreLatency,
             Op::AppRestart { .. } => Fault::AppRestart,
+            Op::ProcessCrash { .. } => Fault::ProcessCrash,
+            Op::ProcessRestart { .. } => Fault::ProcessRestart,
+            Op::ListenerDrop { .. } => Fault::ListenerDrop,
+            Op::ArbiterStall { .. } => Fault::ArbiterStall,
             Op::Connect { .. }
             | Op::Disconnect { .. }
             | Op::Subscribe { .. }
@@ -192,7 +227,11 @@ impl Op {
             | Op::Crash
             | Op::Bounce
             | Op::StoreFail { .. }
-            | Op::StoreLatency { .. } => None,
+            | Op::StoreLatency { .. }
+            | Op::ProcessCrash { .. }
+            | Op::ProcessRestart { .. }
+            | Op::ListenerDrop { .. }
+            | Op::ArbiterStall { .. } => None,
         }
     }
 
@@ -284,6 +323,30 @@ impl fmt::Display for Op {
                     Fault::AppRestart
                 )
             }
+            Op::ProcessCrash { server } => write!(
+                f,
+                "FAULT {} s{server} (memory lost, store kept)",
+                Fault::ProcessCrash
+            ),
+            Op::ProcessRestart { server } => {
+                write!(f, "FAULT {} s{server}", Fault::ProcessRestart)
+            }
+            Op::ListenerDrop {
+                server,
+                duration_ms,
+            } => write!(
+                f,
+                "FAULT {} s{server} for {duration_ms} ms",
+                Fault::ListenerDrop
+            ),
+            Op::ArbiterStall {
+                server,
+                duration_ms,
+            } => write!(
+                f,
+                "FAULT {} s{server} for {duration_ms} ms",
+                Fault::ArbiterStall
+            ),
         }
     }
 }

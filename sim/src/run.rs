@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub wire: bool,
     /// Keep readable trace lines.
     pub trace: bool,
+    /// Server processes on the one store; 0 counts as 1 (the default).
+    pub servers: usize,
 }
 
 /// What one run found.
@@ -80,6 +82,7 @@ pub fn world_for(scenario: &Scenario, options: RunOptions) -> Result<World, Worl
     let mut config = WorldConfig::new(scenario.params.clone());
     config.wire = options.wire;
     config.trace_lines = options.trace;
+    config.servers = options.servers.max(1);
     World::new(config)
 }
 

@@ -129,6 +129,7 @@ fn frames_survive_their_encoding() {
             RunOptions {
                 wire: true,
                 trace: false,
+                servers: 1,
             },
         )
         .unwrap();

@@ -89,8 +89,12 @@ pub enum PresenceOutcome {
     Adopted(PresenceChange),
     /// This process's lease was found expired and taken again: another
     /// process may have adopted its claims (and will release them after a
-    /// grace). Every user connected here is claimed again, so one who is
-    /// still here is not announced as gone.
+    /// grace). Every user with presence here is claimed again, connected
+    /// or in grace, so one who is still here, or comes back within the
+    /// grace, is not announced as gone (a user back within the grace is
+    /// not claimed anew: the machine holds its claim). Found by the lab
+    /// (`--servers 3`, seed 91): a user in grace at the loss came back,
+    /// and its claim, released by the adopter, was never taken again.
     Lost,
 }
 
@@ -114,20 +118,33 @@ impl<P: AccessPolicy> Server<P> {
                 self.outputs
                     .push_back(ServerOutput::Relay(Relay::PresenceJoin(change)));
             }
-            PresenceOutcome::Released { change, last: true } => {
-                self.tell_room(&change, false);
-                self.outputs
-                    .push_back(ServerOutput::Relay(Relay::PresenceLeave(change)));
+            PresenceOutcome::Released { change, last } => {
+                if last {
+                    self.tell_room(&change, false);
+                    self.outputs
+                        .push_back(ServerOutput::Relay(Relay::PresenceLeave(change.clone())));
+                } else {
+                    // Present elsewhere: if this room never heard of it (a
+                    // lost relay), it is told now.
+                    self.tell_room(&change, true);
+                }
+                // The release was of an earlier grace, but the user has
+                // presence here again (a dead process's claim adopted, or
+                // back) while it was on its way: claim anew, or a user back
+                // within an adopted grace would stay without a claim. Found
+                // by the lab (`--servers 3`, seed 31590): a release queued
+                // behind a stalled arbiter connection deleted the claim the
+                // reap had just adopted.
+                if self.presence.has(&change.channel_id, &change.user_id) {
+                    self.outputs
+                        .push_back(ServerOutput::Presence(PresenceCommand::Claim(change)));
+                }
             }
             // Present elsewhere too: announced there, but if this room
             // never heard of it (a lost relay), it is told now.
             PresenceOutcome::Claimed {
                 change,
                 first: false,
-            }
-            | PresenceOutcome::Released {
-                change,
-                last: false,
             } => self.tell_room(&change, true),
             PresenceOutcome::Members {
                 channel,
@@ -152,7 +169,7 @@ impl<P: AccessPolicy> Server<P> {
                 }
             }
             PresenceOutcome::Lost => {
-                for (channel_id, user_id) in self.presence.connected() {
+                for (channel_id, user_id) in self.presence.held() {
                     let change = PresenceChange {
                         channel_id,
                         user_id,

@@ -20,6 +20,16 @@
 //! resent in order held a message back behind earlier refused ones for
 //! longer than the TTL, and a gate that expired every waiting send on its
 //! own clock let a later message overtake it.
+//!
+//! The sends right behind a first send given up that were not seen since
+//! its last refusal are given up with it: a client resending in order that
+//! still held one would have sent it again after the first. Found by the
+//! lab with three server processes (seed 1935, streams): after a failover a
+//! client resent a burst of messages the join's history then showed it as
+//! committed; the server had refused one of the burst (rate limit) and held
+//! the rest behind it, the client resent none of them, and the gate let
+//! them go one TTL after another, holding the client's new sends for
+//! minutes.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -96,8 +106,16 @@ impl OrderGate {
             if head.key == key || since.saturating_add(ttl) > now {
                 break;
             }
+            let last_seen = head.refused_at;
             self.places.remove(&head.key);
             self.by_place.remove(&first);
+            while let Some((&next, w)) = self.by_place.first_key_value() {
+                if w.key == key || w.refused_at > last_seen {
+                    break;
+                }
+                self.places.remove(&w.key);
+                self.by_place.remove(&next);
+            }
             self.head_since = now;
         }
         match self.by_place.first_key_value() {
@@ -238,29 +256,52 @@ mod tests {
             g.judge(&id("c"), 9, t(29_000), TTL),
             Verdict::Hold { code: RL }
         );
-        // At 30 s `a` was not seen for its whole time: given up. `b` is
-        // the first now, for a whole TTL of its own, though it was
-        // refused as long ago as `a`: its client resends it only after
-        // the ones before it.
+        // `b` is seen again: it waits behind `a`, last seen after it.
         assert_eq!(
-            g.judge(&id("c"), 10, t(30_000), TTL),
+            g.judge(&id("b"), 10, t(29_500), TTL),
+            Verdict::Hold { code: RL }
+        );
+        // At 30 s `a` was not seen for its whole time: given up. `b` is
+        // the first now, for a whole TTL of its own: its client resends it
+        // only after the ones before it.
+        assert_eq!(
+            g.judge(&id("c"), 11, t(30_000), TTL),
             Verdict::Hold { code: RL }
         );
         assert_eq!(g.len(), 2);
         assert_eq!(
-            g.judge(&id("c"), 11, t(59_000), TTL),
+            g.judge(&id("c"), 12, t(59_000), TTL),
             Verdict::Hold { code: RL }
         );
         assert_eq!(
-            g.judge(&id("b"), 12, t(59_500), TTL),
+            g.judge(&id("b"), 13, t(59_500), TTL),
             Verdict::Pass { place: 2 }
         );
         g.admitted(&id("b"), t(59_500));
         // `c`, last refused at 59 s, is the first from 59.5 s: it passes.
         assert_eq!(
-            g.judge(&id("c"), 13, t(60_000), TTL),
+            g.judge(&id("c"), 14, t(60_000), TTL),
             Verdict::Pass { place: 3 }
         );
+    }
+
+    #[test]
+    fn the_sends_not_seen_since_a_given_up_one_go_with_it() {
+        // Seed 1935 (three processes): `a` and the burst behind it were
+        // committed after all; the client resends none of them, only `d`.
+        let mut g = gate(&["a", "b", "c"], t(0));
+        assert_eq!(
+            g.judge(&id("d"), 9, t(1_000), TTL),
+            Verdict::Hold { code: RL }
+        );
+        // When `a` is given up, so are `b` and `c`, not seen since; `d`,
+        // seen after `a`'s last refusal, is the first now, and passes.
+        assert_eq!(
+            g.judge(&id("d"), 10, t(30_000), TTL),
+            Verdict::Pass { place: 9 }
+        );
+        g.admitted(&id("d"), t(30_000));
+        assert!(g.is_empty());
     }
 
     #[test]

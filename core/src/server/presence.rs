@@ -242,16 +242,12 @@ impl Presence {
         Some(answered)
     }
 
-    /// Every (channel, user) with a connection here (not those in grace).
-    pub(crate) fn connected(&self) -> Vec<(ChannelId, UserId)> {
+    /// Every (channel, user) with presence here: connected or in grace
+    /// (whose claim this process holds, as far as it knows).
+    pub(crate) fn held(&self) -> Vec<(ChannelId, UserId)> {
         self.channels
             .iter()
-            .flat_map(|(channel, users)| {
-                users
-                    .iter()
-                    .filter(|(_, p)| matches!(p, UserPresence::Here(_)))
-                    .map(|(user, _)| (channel.clone(), user.clone()))
-            })
+            .flat_map(|(channel, users)| users.keys().map(|user| (channel.clone(), user.clone())))
             .collect()
     }
 

@@ -37,11 +37,22 @@ pub enum Invariant {
     /// 9. Connection state changes follow the state chart: the UI never sees
     ///    an impossible transition (e.g. back from `closed`).
     StateChart = 9,
+    /// 10. With several server processes on one store: after healing, every
+    ///     committed event reaches every live member, whichever process
+    ///     serves it. A lost hint delays a message, never hides it.
+    EveryProcessDelivers = 10,
+    /// 11. With several server processes: after healing, presence is the
+    ///     union of live connections. The arbiter holds a user's claim in a
+    ///     channel iff a live connection of theirs joined it, and each
+    ///     process with members in a channel lists every user present there
+    ///     on any process: a user who left is announced gone, one who moved
+    ///     is not.
+    PresenceIsUnion = 11,
 }
 
 impl Invariant {
     /// Every invariant, in number order.
-    pub const ALL: [Invariant; 9] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::AckedIsStored,
         Invariant::NoDuplicates,
         Invariant::InOrderDelivery,
@@ -51,6 +62,8 @@ impl Invariant {
         Invariant::OnlyJoined,
         Invariant::NoLeaks,
         Invariant::StateChart,
+        Invariant::EveryProcessDelivers,
+        Invariant::PresenceIsUnion,
     ];
 
     /// The invariant's number in docs/DESIGN.md §4.
@@ -72,6 +85,8 @@ impl Invariant {
             Invariant::OnlyJoined => "only joined, allowed channels are received",
             Invariant::NoLeaks => "no timer or request outlives its connection",
             Invariant::StateChart => "state changes follow the chart",
+            Invariant::EveryProcessDelivers => "every process delivers every commit",
+            Invariant::PresenceIsUnion => "presence is the union of live connections",
         }
     }
 }

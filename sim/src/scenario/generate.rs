@@ -10,6 +10,12 @@ use crate::swarm::{OPS_MAX, SwarmParams};
 /// Separates the ops' random stream from the parameters' ("ops_seed").
 const OPS_SALT: u64 = 0x6f70_735f_7365_6564;
 
+/// Separates the process faults' stream from the others ("servers").
+const SERVERS_SALT: u64 = 0x0073_6572_7665_7273;
+
+/// Separates the arbiter stalls' stream ("stalls").
+const STALLS_SALT: u64 = 0x0000_7374_616c_6c73;
+
 /// A uniform value in `lo..=hi`.
 fn between(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
     lo + rng.below(hi.saturating_sub(lo).saturating_add(1))
@@ -194,4 +200,57 @@ fn fault_ops(p: &SwarmParams, pick: &Picker<'_>, rng: &mut Rng, ops: &mut Vec<(u
         let client = pick.client(rng);
         push_until(ops, rng.below(end_ms), Op::AppRestart { client });
     }
+}
+
+/// Process crashes (each followed by a restart) and listener drops among
+/// `servers` processes, sorted by time; none for a calm world or one
+/// process. A stream of their own, so the other ops stay as they are.
+pub(super) fn process_ops(p: &SwarmParams, servers: usize) -> Vec<(u64, Op)> {
+    let mut ops = Vec::new();
+    if servers < 2 || p.faults == crate::swarm::FaultMix::calm() {
+        return ops;
+    }
+    let mut rng = Rng::new(p.seed ^ SERVERS_SALT);
+    let end_ms = p.safety_ms;
+    let server = |rng: &mut Rng| u8::try_from(rng.below(servers as u64)).unwrap_or(0);
+    let crashes_per_min = 1 + u32::try_from(rng.below(3)).unwrap_or(0);
+    for _ in 0..count(&mut rng, crashes_per_min, end_ms) {
+        let at_ms = rng.below(end_ms);
+        let server = server(&mut rng);
+        ops.push((at_ms, Op::ProcessCrash { server }));
+        let up_ms = at_ms + between(&mut rng, 1, 20_000);
+        if up_ms < end_ms {
+            ops.push((up_ms, Op::ProcessRestart { server }));
+        }
+    }
+    let drops_per_min = u32::try_from(rng.below(6)).unwrap_or(0);
+    for _ in 0..count(&mut rng, drops_per_min, end_ms) {
+        let at_ms = rng.below(end_ms);
+        let server = server(&mut rng);
+        let duration_ms = between(&mut rng, 1, 10_000);
+        ops.push((
+            at_ms,
+            Op::ListenerDrop {
+                server,
+                duration_ms,
+            },
+        ));
+    }
+    // Stalls on their own stream: some past the lease (10 s).
+    let mut rng = Rng::new(p.seed ^ STALLS_SALT);
+    let stalls_per_min = u32::try_from(rng.below(3)).unwrap_or(0);
+    for _ in 0..count(&mut rng, stalls_per_min, end_ms) {
+        let at_ms = rng.below(end_ms);
+        let server = server(&mut rng);
+        let duration_ms = between(&mut rng, 1, 20_000);
+        ops.push((
+            at_ms,
+            Op::ArbiterStall {
+                server,
+                duration_ms,
+            },
+        ));
+    }
+    ops.sort_by_key(|(at_ms, _)| *at_ms);
+    ops
 }

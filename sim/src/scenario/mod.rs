@@ -83,6 +83,20 @@ impl Scenario {
         }
     }
 
+    /// Adds process crashes, restarts and listener drops for a world of
+    /// `servers` processes (none for one): drawn from the seed on a stream
+    /// of their own and merged in time order, the other ops unchanged.
+    #[must_use]
+    pub fn with_servers(mut self, servers: usize) -> Self {
+        let extra = generate::process_ops(&self.params, servers);
+        if !extra.is_empty() {
+            self.ops.extend(extra);
+            self.ops.sort_by_key(|(at_ms, _)| *at_ms);
+            self.ops.truncate(crate::swarm::OPS_MAX);
+        }
+        self
+    }
+
     /// Checks that ops are in time order and name only existing clients and
     /// channels.
     pub fn check(&self) -> Result<(), ScenarioError> {

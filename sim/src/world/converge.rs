@@ -65,12 +65,13 @@ impl Find {
 
 impl World {
     /// Users truly present in `channel`: a client of theirs is online and
-    /// subscribed to it.
-    fn present_truth(&self, channel: &ChannelId) -> Vec<UserId> {
+    /// subscribed to it (through process `node`, when given).
+    fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<UserId> {
         let mut users: Vec<UserId> = self
             .clients
             .iter()
             .filter(|c| c.machine.is_connected())
+            .filter(|c| node.is_none() || self.node_of(c.ix) == node)
             .filter(|c| c.machine.subscription(channel) == Some(SubscriptionState::Subscribed))
             .map(|c| c.user.clone())
             .collect();
@@ -101,11 +102,21 @@ impl World {
                 format!("{} store operations in flight", self.store.in_flight())
             });
         }
-        let Some(server) = self.server.as_ref() else {
+        if let Some(node) = self.nodes.iter().position(|n| n.server.is_none()) {
             return find.found(Invariant::Convergence, None, None, || {
-                "the server is down".into()
+                if self.nodes.len() == 1 {
+                    "the server is down".into()
+                } else {
+                    format!("server s{node} is down")
+                }
             });
-        };
+        }
+        let multi = self.cluster.as_ref();
+        if let Some(calls) = multi.map(|c| c.calls_in_flight()).filter(|n| *n > 0) {
+            return find.found(Invariant::PresenceIsUnion, None, None, || {
+                format!("{calls} presence commands at the arbiter")
+            });
+        }
         // Each channel's truth is asked for by every client in it: work it
         // out once per check.
         let mut truths: BTreeMap<&ChannelId, Vec<UserId>> = BTreeMap::new();
@@ -173,16 +184,30 @@ impl World {
                     .head(ch)
                     .map_or((None, Seq::ZERO), |(e, h)| (Some(e), h));
                 if view.last_seq != head || (head > Seq::ZERO && view.epoch != epoch) {
-                    return find.found(Invariant::InOrderDelivery, ix, Some(ch), || {
+                    let invariant = if multi.is_some() {
+                        Invariant::EveryProcessDelivers
+                    } else {
+                        Invariant::InOrderDelivery
+                    };
+                    return find.found(invariant, ix, Some(ch), || {
                         format!(
                             "delivered up to {:?}{}, the log's head is {epoch:?}{head}",
                             view.epoch, view.last_seq
                         )
                     });
                 }
-                let truth = truths.entry(ch).or_insert_with(|| self.present_truth(ch));
+                // Across processes too: a join lists the users of every
+                // process, and lost relays are made good by the resync.
+                let truth = truths
+                    .entry(ch)
+                    .or_insert_with(|| self.present_truth(ch, None));
                 if view.members != *truth {
-                    return find.found(Invariant::Convergence, ix, Some(ch), || {
+                    let invariant = if multi.is_some() {
+                        Invariant::PresenceIsUnion
+                    } else {
+                        Invariant::Convergence
+                    };
+                    return find.found(invariant, ix, Some(ch), || {
                         format!("shows members {:?}, truth is {truth:?}", view.members)
                     });
                 }
@@ -194,21 +219,46 @@ impl World {
             }
         }
         for ch in self.params.channels.iter() {
-            let truth = truths.entry(ch).or_insert_with(|| self.present_truth(ch));
-            let server_view = server.present_users(ch);
-            if server_view != *truth {
-                return find.found(Invariant::Convergence, None, Some(ch), || {
-                    format!("server presence {server_view:?}, truth is {truth:?}")
-                });
+            let truth = truths
+                .entry(ch)
+                .or_insert_with(|| self.present_truth(ch, None));
+            if let Some(cluster) = multi {
+                let claimed = cluster.arbiter.claimed(ch);
+                if claimed != *truth {
+                    return find.found(Invariant::PresenceIsUnion, None, Some(ch), || {
+                        format!("the arbiter's claims {claimed:?}, truth is {truth:?}")
+                    });
+                }
+            }
+            for (i, node) in self.nodes.iter().enumerate() {
+                let Some(server) = &node.server else { continue };
+                // A process knows who is present everywhere in a channel it
+                // has members in, and nothing of one it has none in.
+                let (expected, invariant) = match multi {
+                    Some(_) if self.present_truth(ch, Some(i)).is_empty() => {
+                        (&[][..], Invariant::PresenceIsUnion)
+                    }
+                    Some(_) => (truth.as_slice(), Invariant::PresenceIsUnion),
+                    None => (truth.as_slice(), Invariant::Convergence),
+                };
+                let server_view = server.present_users(ch);
+                if server_view != expected {
+                    return find.found(invariant, None, Some(ch), || {
+                        format!("server s{i} presence {server_view:?}, truth is {expected:?}")
+                    });
+                }
             }
         }
-        if server.pending_store_ops() > 0 {
-            return find.found(Invariant::NoLeaks, None, None, || {
-                format!(
-                    "server has {} store operations pending",
-                    server.pending_store_ops()
-                )
-            });
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(server) = &node.server else { continue };
+            if server.pending_store_ops() > 0 {
+                return find.found(Invariant::NoLeaks, None, None, || {
+                    format!(
+                        "server s{i} has {} store operations pending",
+                        server.pending_store_ops()
+                    )
+                });
+            }
         }
         None
     }

@@ -1,5 +1,6 @@
-//! The world: clients, one server and a store on a virtual network and a
-//! virtual clock, every step watched by the oracle.
+//! The world: clients, one server process (or several, see [`MultiConfig`])
+//! and a store on a virtual network and a virtual clock, every step watched
+//! by the oracle.
 //!
 //! The world is the driver of every machine, the way the tokio adapters are
 //! in production: it carries out each machine's outputs (open a transport,
@@ -14,6 +15,7 @@
 mod client_host;
 mod converge;
 mod hooks;
+mod servers;
 mod store_host;
 mod wire;
 
@@ -25,7 +27,8 @@ use lockstep_core::client::{
 };
 use lockstep_core::ids::UserId;
 use lockstep_core::server::{
-    ConnId as ServerConn, PrivateChannels, Rooms, Server, ServerConfig, ServerOutput,
+    ConnId as ServerConn, PresenceScope, PrivateChannels, Server, ServerConfig, ServerOutput,
+    SharedTail, Writers,
 };
 use lockstep_core::store::{AppendOutcome, MemStore, MemStoreConfig, StoreError, StoreReply};
 use lockstep_core::wire::{Ack, Body, ClientFrame, ErrorBody, ErrorCode, ServerFrame};
@@ -43,6 +46,8 @@ use crate::trace::{self, Trace};
 use client_host::{ClientHost, Machine, Recipe};
 pub use converge::Pending;
 pub use hooks::{Hook, Hooks};
+pub use servers::{BusFaults, MultiConfig, SERVERS_MAX};
+use servers::{Cluster, Due, Node};
 use store_host::{InFlight, StoreHost};
 
 /// What travels on the virtual network. Server frames are shared: one
@@ -77,6 +82,12 @@ pub struct WorldConfig {
     /// Adjustments to every machine the world builds (tests switch the
     /// core's deliberate bugs on with them). Default: none.
     pub hooks: Hooks,
+    /// Server processes on the one store (1 to [`SERVERS_MAX`]). Default 1:
+    /// one machine writing alone. More run `Writers::Shared` with
+    /// arbitrated presence, a hint bus and an arbiter (see [`MultiConfig`]).
+    pub servers: usize,
+    /// How several processes talk; ignored with one.
+    pub multi: MultiConfig,
 }
 
 impl WorldConfig {
@@ -101,6 +112,8 @@ impl WorldConfig {
             wire: false,
             trace_lines: false,
             hooks: Hooks::default(),
+            servers: 1,
+            multi: MultiConfig::default(),
         }
     }
 }
@@ -125,18 +138,17 @@ pub struct World {
     params: SwarmParams,
     net: Network<Packet>,
     clients: Vec<ClientHost>,
-    server: Option<Server<PrivateChannels>>,
+    /// The server processes (one unless [`WorldConfig::servers`] says more).
+    nodes: Vec<Node>,
     server_config: ServerConfig,
     /// Adjusts every machine the world builds, restarts included.
     hooks: Hooks,
-    incarnation: u64,
-    server_deadline: Option<Instant>,
-    /// The server's end of each open network connection, by serial (the
-    /// server machine's connection id).
-    links: BTreeMap<u64, ConnId>,
-    /// Who is open as whom (once `hello` was accepted) and in which rooms:
-    /// production's own room code.
-    rooms: Rooms,
+    /// Which process each network connection (by serial) was routed to.
+    route: BTreeMap<u64, (ConnId, usize)>,
+    /// Connections each client opened: the next goes to the next process.
+    opens: Vec<u64>,
+    /// Bus, listeners, resync and arbiter, when several processes run.
+    cluster: Option<Cluster>,
     store: StoreHost,
     oracle: Oracle,
     trace: Trace,
@@ -151,11 +163,23 @@ pub enum WorldError {
     /// The network configuration is invalid.
     #[error("network: {0}")]
     Net(#[from] crate::net::NetConfigError),
+    /// No server process, or more than [`SERVERS_MAX`].
+    #[error("servers: {0} is not within 1..={SERVERS_MAX}")]
+    Servers(usize),
 }
 
 impl World {
     /// Builds a world at time zero: every client idle, the server up.
-    pub fn new(config: WorldConfig) -> Result<Self, WorldError> {
+    pub fn new(mut config: WorldConfig) -> Result<Self, WorldError> {
+        if !(1..=SERVERS_MAX).contains(&config.servers) {
+            return Err(WorldError::Servers(config.servers));
+        }
+        if config.servers > 1 && config.server.writers == Writers::Alone {
+            config.server.writers = Writers::Shared(SharedTail {
+                presence: PresenceScope::Arbitrated,
+                ..SharedTail::default()
+            });
+        }
         let mut rng = Rng::new(config.params.seed);
         let net = Network::new(config.params.net_config(), rng.fork())?;
         let clients = (0..config.params.clients)
@@ -192,19 +216,25 @@ impl World {
             .collect();
         let mut trace = Trace::new(config.trace_lines);
         trace.mix(&[config.params.seed]);
+        let store_rng = rng.fork();
+        let cluster =
+            (config.servers > 1).then(|| Cluster::new(config.servers, &config.multi, rng.fork()));
+        let nodes = (0..config.servers)
+            .map(|_| Node::new(config.hooks.server(&config.server)))
+            .collect();
+        let opens = vec![0; config.params.clients as usize];
         Ok(World {
             now: Instant::ZERO,
             params: config.params,
             net,
             clients,
-            server: Some(config.hooks.server(&config.server)),
+            nodes,
             server_config: config.server,
             hooks: config.hooks.clone(),
-            incarnation: 0,
-            server_deadline: None,
-            links: BTreeMap::new(),
-            rooms: Rooms::new(),
-            store: StoreHost::new(config.hooks.store(config.store), rng.fork()),
+            route: BTreeMap::new(),
+            opens,
+            cluster,
+            store: StoreHost::new(config.hooks.store(config.store), store_rng),
             oracle: Oracle::default(),
             trace,
             stats: WorldStats::default(),
@@ -266,10 +296,35 @@ impl World {
         &self.store.store
     }
 
-    /// The server machine, unless crashed.
+    /// The (first) server machine, unless crashed.
     #[must_use]
     pub fn server(&self) -> Option<&Server<PrivateChannels>> {
-        self.server.as_ref()
+        self.nodes[0].server.as_ref()
+    }
+
+    /// Server process `node`'s machine, unless crashed (or no such process).
+    #[must_use]
+    pub fn server_at(&self, node: usize) -> Option<&Server<PrivateChannels>> {
+        self.nodes.get(node).and_then(|n| n.server.as_ref())
+    }
+
+    /// How many server processes the world runs.
+    #[must_use]
+    pub fn servers(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The process client `ix`'s current connection goes to, if it has one.
+    #[must_use]
+    pub fn node_of(&self, ix: ClientIx) -> Option<usize> {
+        let (_, conn) = self.clients.get(ix.index())?.transport?;
+        self.route.get(&conn.serial()).map(|(_, n)| *n)
+    }
+
+    /// The hint bus's faults this run, when several processes run.
+    #[must_use]
+    pub fn bus_faults(&self) -> Option<BusFaults> {
+        self.cluster.as_ref().map(Cluster::faults)
     }
 
     /// The oracle and its findings.
@@ -302,11 +357,13 @@ impl World {
     #[must_use]
     pub fn next_event_at(&self) -> Option<Instant> {
         let clients = self.clients.iter().filter_map(|c| c.deadline).min();
+        let servers = self.nodes.iter().filter_map(|n| n.deadline).min();
         [
             self.net.next_ready_at(),
             self.store.next_at(),
-            self.server_deadline,
+            servers,
             clients,
+            self.cluster.as_ref().and_then(Cluster::next_at),
         ]
         .into_iter()
         .flatten()
@@ -342,12 +399,23 @@ impl World {
             self.stats.events += 1;
             self.store_done(inflight, result);
         }
-        if self.server_deadline.is_some_and(|d| d <= now) {
-            if let Some(server) = &mut self.server {
-                self.stats.events += 1;
-                server.handle_timeout(now);
-                self.drain_server();
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].deadline.is_some_and(|d| d <= now) {
+                if let Some(server) = &mut self.nodes[node].server {
+                    self.stats.events += 1;
+                    server.handle_timeout(now);
+                    self.drain_server(node);
+                }
             }
+        }
+        let store_down_until = self.store.fail_until;
+        while let Some(due) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.pop_due(now, store_down_until))
+        {
+            self.stats.events += 1;
+            self.peer_event(due);
         }
         for i in 0..self.clients.len() {
             if self.clients[i].deadline.is_some_and(|d| d <= now) {
@@ -468,10 +536,36 @@ impl World {
                 client,
                 duration_ms,
             } => self.net.hold(now, *client, *duration_ms),
-            Op::Crash => self.crash_server(),
+            Op::Crash => {
+                for node in 0..self.nodes.len() {
+                    self.crash_server(node);
+                }
+            }
             Op::Bounce => {
-                self.crash_server();
-                self.restart_server();
+                for node in 0..self.nodes.len() {
+                    self.crash_server(node);
+                    self.restart_server(node);
+                }
+            }
+            Op::ProcessCrash { server } => self.crash_server(usize::from(*server)),
+            Op::ProcessRestart { server } => self.restart_server(usize::from(*server)),
+            Op::ListenerDrop {
+                server,
+                duration_ms,
+            } => {
+                let until = now.saturating_add(std::time::Duration::from_millis(*duration_ms));
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.deafen(usize::from(*server), now, until);
+                }
+            }
+            Op::ArbiterStall {
+                server,
+                duration_ms,
+            } => {
+                let until = now.saturating_add(std::time::Duration::from_millis(*duration_ms));
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.stall(usize::from(*server), until);
+                }
             }
             Op::StoreFail { duration_ms } => {
                 self.store.fail_until =
@@ -491,28 +585,78 @@ impl World {
         let now = self.now;
         self.trace.line(now, || "heal everything".into());
         self.net.repair_all(now);
-        self.restart_server();
+        for node in 0..self.nodes.len() {
+            self.restart_server(node);
+        }
+        if let Some(cluster) = &mut self.cluster {
+            cluster.hear_all(now);
+        }
         self.store.fail_until = now;
         self.store.latency_ms = self.store.latency_ms.min(20);
     }
 
-    fn crash_server(&mut self) {
-        if self.server.take().is_none() {
+    /// Process `node` dies: its memory is lost, its connections close
+    /// (its clients reconnect, to another process when there is one), its
+    /// claims stay with the arbiter until another process reaps them.
+    fn crash_server(&mut self, node: usize) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if n.server.take().is_none() {
             return;
         }
-        self.incarnation += 1;
-        self.server_deadline = None;
-        self.rooms.clear();
-        self.links.clear();
-        for i in 0..self.clients.len() {
-            self.net.drop_connection(self.now, ClientIx(i as u32));
+        n.incarnation += 1;
+        n.deadline = None;
+        n.rooms.clear();
+        n.links.clear();
+        let Some(cluster) = &mut self.cluster else {
+            for i in 0..self.clients.len() {
+                self.net.drop_connection(now, ClientIx(i as u32));
+            }
+            return;
+        };
+        cluster.stop(node, now);
+        let conns: Vec<ConnId> = self
+            .route
+            .values()
+            .filter(|(_, n)| *n == node)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            self.net.close(now, conn, CloseReason::Dropped);
         }
     }
 
-    fn restart_server(&mut self) {
-        if self.server.is_none() {
-            self.server = Some(self.hooks.server(&self.server_config));
+    /// Process `node` starts again (a running one is left alone).
+    fn restart_server(&mut self, node: usize) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if n.server.is_none() {
+            n.server = Some(self.hooks.server(&self.server_config));
+            if let Some(cluster) = &mut self.cluster {
+                cluster.start(node, now);
+            }
         }
+    }
+
+    /// The process a client's new connection goes to: the next one up,
+    /// turn by turn (a load balancer in front of the processes); with one
+    /// process, always it.
+    fn pick_node(&mut self, i: usize) -> usize {
+        let k = self.nodes.len();
+        if k == 1 {
+            return 0;
+        }
+        let turn = self.opens[i];
+        self.opens[i] += 1;
+        let start = (i as u64 + turn) as usize % k;
+        (0..k)
+            .map(|step| (start + step) % k)
+            .find(|n| self.nodes[*n].server.is_some())
+            .unwrap_or(start)
     }
 
     fn restart_app(&mut self, i: usize) {
@@ -553,6 +697,8 @@ impl World {
                 let Ok(conn) = self.net.open(now, ix) else {
                     return;
                 };
+                let node = self.pick_node(i);
+                self.route.insert(conn.serial(), (conn, node));
                 self.trace.mix(&[40, u64::from(ix.0), conn.serial()]);
                 self.trace.line(now, || {
                     format!("{ix} opens {conn} (generation {generation})")
@@ -643,15 +789,22 @@ impl World {
 
     // ---- server ------------------------------------------------------------
 
-    fn drain_server(&mut self) {
+    fn drain_server(&mut self, node: usize) {
         let now = self.now;
-        let Some(server) = &mut self.server else {
+        let Node {
+            server: Some(server),
+            links,
+            rooms,
+            incarnation,
+            deadline,
+        } = &mut self.nodes[node]
+        else {
             return;
         };
         while let Some(out) = server.poll_output() {
             match out {
                 ServerOutput::Send { conn, frame } => {
-                    if let Some(link) = self.links.get(&conn.0) {
+                    if let Some(link) = links.get(&conn.0) {
                         let frame = if self.wire {
                             wire::roundtrip(&mut self.oracle, now, None, frame, wire::server_both)
                         } else {
@@ -672,8 +825,8 @@ impl World {
                     } else {
                         frame
                     });
-                    for member in self.rooms.recipients(&channel, &except) {
-                        if let Some(link) = self.links.get(&member.0) {
+                    for member in rooms.recipients(&channel, &except) {
+                        if let Some(link) = links.get(&member.0) {
                             let _ = self.net.send(
                                 now,
                                 *link,
@@ -684,26 +837,76 @@ impl World {
                     }
                 }
                 ServerOutput::RoomJoin { .. } | ServerOutput::RoomLeave { .. } => {
-                    self.rooms.apply(&out);
+                    rooms.apply(&out);
                 }
-                // The lab's server writes its store alone: no other
-                // process to tell.
-                ServerOutput::Committed(_) | ServerOutput::Relay(_) | ServerOutput::Presence(_) => {
+                // Only a process that shares its store tells the others
+                // (the bus and the arbiter exist only then).
+                ServerOutput::Committed(hint) => {
+                    if let Some(cluster) = &mut self.cluster {
+                        self.trace.mix(&[45, node as u64, hint.last.0]);
+                        cluster.hint(node, now, hint);
+                    }
+                }
+                ServerOutput::Relay(relay) => {
+                    if let Some(cluster) = &mut self.cluster {
+                        cluster.relay(node, now, relay);
+                    }
+                }
+                ServerOutput::Presence(cmd) => {
+                    if let Some(cluster) = &mut self.cluster {
+                        self.trace
+                            .line(now, || format!("s{node} asks the arbiter: {cmd:?}"));
+                        cluster.command(node, now, self.store.latency_ms, cmd);
+                    }
                 }
                 ServerOutput::Store { op, cmd } => {
-                    self.store.submit(now, self.incarnation, op, cmd);
+                    self.store.submit(now, node, *incarnation, op, cmd);
                 }
                 ServerOutput::Close { conn, reason } => {
-                    if let Some(link) = self.links.remove(&conn.0) {
+                    if let Some(link) = links.remove(&conn.0) {
                         self.trace
                             .line(now, || format!("server closes {link}: {reason}"));
                         self.net.close(now, link, CloseReason::ServerClosed);
                     }
-                    self.rooms.close(conn);
+                    rooms.close(conn);
                 }
             }
         }
-        self.server_deadline = server.poll_timeout();
+        *deadline = server.poll_timeout();
+    }
+
+    /// Hands a machine what the cluster has for it.
+    fn peer_event(&mut self, due: Due) {
+        let now = self.now;
+        let (node, what) = match &due {
+            Due::Hint(n, h) => (*n, format!("hint {} {}..={}", h.channel, h.first, h.last)),
+            Due::Relay(n, r) => (*n, format!("relay {r:?}")),
+            Due::Resync(n) => (*n, "resync".to_string()),
+            Due::Presence(n, o) => (*n, format!("arbiter: {o:?}")),
+        };
+        self.trace.line(now, || format!("s{node} {what}"));
+        let Some(server) = self.nodes[node].server.as_mut() else {
+            return;
+        };
+        match due {
+            Due::Hint(_, hint) => {
+                self.trace.mix(&[46, node as u64, hint.last.0]);
+                server.handle_hint(now, hint);
+            }
+            Due::Relay(_, relay) => {
+                self.trace.mix(&[47, node as u64]);
+                server.handle_relay(now, relay);
+            }
+            Due::Resync(_) => {
+                self.trace.mix(&[48, node as u64]);
+                server.handle_resync(now);
+            }
+            Due::Presence(_, outcome) => {
+                self.trace.mix(&[49, node as u64]);
+                server.handle_presence(now, outcome);
+            }
+        }
+        self.drain_server(node);
     }
 
     fn store_done(&mut self, inflight: InFlight, result: Result<StoreReply, StoreError>) {
@@ -719,12 +922,13 @@ impl World {
                 }
             }
         }
-        if inflight.incarnation != self.incarnation {
+        let node = inflight.node;
+        if inflight.incarnation != self.nodes[node].incarnation {
             return;
         }
-        if let Some(server) = &mut self.server {
+        if let Some(server) = &mut self.nodes[node].server {
             server.handle_store(now, inflight.op, result);
-            self.drain_server();
+            self.drain_server(node);
         }
     }
 
@@ -734,12 +938,13 @@ impl World {
         let now = self.now;
         match d {
             Delivery::Opened { conn } => {
-                if self.server.is_none() {
+                let node = self.node_at(conn);
+                if self.nodes[node].server.is_none() {
                     // Connection refused: nobody listens.
                     self.net.close(now, conn, CloseReason::ServerClosed);
                     return;
                 }
-                self.links.insert(conn.serial(), conn);
+                self.nodes[node].links.insert(conn.serial(), conn);
             }
             Delivery::Frame {
                 conn,
@@ -757,13 +962,16 @@ impl World {
                 dir: Dir::ToServer,
                 ..
             } => {
-                if self.links.remove(&conn.serial()).is_none() {
+                let node = self.node_at(conn);
+                self.route.remove(&conn.serial());
+                let n = &mut self.nodes[node];
+                if n.links.remove(&conn.serial()).is_none() {
                     return;
                 }
-                if self.rooms.close(ServerConn(conn.serial())).is_some() {
-                    if let Some(server) = &mut self.server {
+                if n.rooms.close(ServerConn(conn.serial())).is_some() {
+                    if let Some(server) = &mut n.server {
                         server.handle_disconnect(now, ServerConn(conn.serial()));
-                        self.drain_server();
+                        self.drain_server(node);
                     }
                 }
             }
@@ -795,16 +1003,23 @@ impl World {
         }
     }
 
+    /// The process a connection was routed to.
+    fn node_at(&self, conn: ConnId) -> usize {
+        self.route.get(&conn.serial()).map_or(0, |(_, n)| *n)
+    }
+
     fn server_receives(&mut self, conn: ConnId, frame: ClientFrame) {
         let now = self.now;
-        let Some(server) = &mut self.server else {
+        let node = self.node_at(conn);
+        let n = &mut self.nodes[node];
+        let Some(server) = &mut n.server else {
             return;
         };
-        if !self.links.contains_key(&conn.serial()) {
+        if !n.links.contains_key(&conn.serial()) {
             return;
         }
         let sconn = ServerConn(conn.serial());
-        if self.rooms.is_open(sconn) {
+        if n.rooms.is_open(sconn) {
             server.handle_frame(now, sconn, frame);
         } else if let ClientFrame::Hello { token, .. } = &frame {
             // The lab's authenticator: `dev:<user>`, the user must exist.
@@ -814,7 +1029,7 @@ impl World {
                 .filter(|u| self.clients.iter().any(|c| &c.user == u));
             match user {
                 Some(user) => {
-                    self.rooms.open(sconn, user.clone());
+                    n.rooms.open(sconn, user.clone());
                     server.handle_connect(now, sconn, user);
                 }
                 None => {
@@ -832,7 +1047,7 @@ impl World {
             // Nothing is served before `hello`.
             return;
         }
-        self.drain_server();
+        self.drain_server(node);
     }
 
     fn client_receives(&mut self, conn: ConnId, frame: &Rc<ServerFrame>) {

@@ -15,6 +15,8 @@ pub(crate) struct InFlight {
     /// The server incarnation that issued it: completions for a crashed
     /// server still take effect in the store but are not handed back.
     pub(crate) incarnation: u64,
+    /// The server process that issued it.
+    pub(crate) node: usize,
     pub(crate) op: StoreOpId,
     pub(crate) cmd: StoreCommand,
 }
@@ -47,6 +49,7 @@ impl StoreHost {
     pub(crate) fn submit(
         &mut self,
         now: Instant,
+        node: usize,
         incarnation: u64,
         op: StoreOpId,
         cmd: StoreCommand,
@@ -57,6 +60,7 @@ impl StoreHost {
             at,
             InFlight {
                 incarnation,
+                node,
                 op,
                 cmd,
             },

@@ -346,3 +346,26 @@ fn a_late_last_release_of_a_user_back_here_is_not_told_here() {
     assert_eq!(seen(&w, 10, "alice"), (1, 0));
     assert_eq!(seen(&w, 1, "alice"), (0, 0));
 }
+
+#[test]
+fn a_user_in_grace_when_the_lease_is_lost_and_back_within_it_stays() {
+    // The lab's seed 91 (`--servers 3`): alice's grace runs on node 0 when
+    // node 0 finds its lease lost; she comes back to node 0 within the
+    // grace. Node 0 claims her again with the users connected there, so
+    // node 1's release of the adopted claim is not the last.
+    let mut w = observed();
+    w.connect(0, 1, "alice");
+    w.join(1, "room");
+    w.settle();
+    w.disconnect(1);
+    w.steal(0, 1);
+    w.connect(0, 3, "alice");
+    w.join(3, "room");
+    w.settle();
+    observers_saw(&w, "alice", (1, 0));
+    let holders = w.claims.get(&(ch("room"), user("alice"))).cloned();
+    assert_eq!(holders, Some(std::collections::BTreeSet::from([0])));
+    w.disconnect(3);
+    w.settle();
+    observers_saw(&w, "alice", (1, 1));
+}

@@ -40,7 +40,7 @@ pub(super) struct World {
     pub(super) nodes: Vec<Node>,
     /// The presence arbiter (the PostgreSQL rule in memory): which nodes
     /// hold a claim of each (channel, user).
-    claims: BTreeMap<(ChannelId, UserId), BTreeSet<usize>>,
+    pub(super) claims: BTreeMap<(ChannelId, UserId), BTreeSet<usize>>,
     /// Hints and relays in flight: (to node, what).
     bus: VecDeque<(usize, Peer)>,
     /// Share of hints lost, in percent.
