@@ -2,7 +2,7 @@
 //! connection events through the [`Frontdoor`](super::Frontdoor); it is
 //! the only owner of the machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -78,7 +78,17 @@ pub(crate) struct Driver<P: AccessPolicy, S, K> {
     /// Hints dropped because the link's queue was full (logged now and
     /// then).
     hints_dropped: u64,
+    /// Presence commands waiting for room in the arbiter's queue, in
+    /// order (a burst of claims when a dead process's clients arrive at
+    /// once); at most [`PRESENCE_BACKLOG_MAX`].
+    presence_backlog: VecDeque<PresenceCommand>,
 }
+
+/// Presence commands held while the arbiter's queue is full (each about a
+/// hundred bytes: a few MiB at most). Past it a command is dropped and
+/// logged: a claim dropped announces no join, a release dropped leaves the
+/// claim until this process's lease is reaped.
+const PRESENCE_BACKLOG_MAX: usize = 65_536;
 
 impl<P, S, K> Driver<P, S, K>
 where
@@ -109,6 +119,7 @@ where
             store_ops: FuturesUnordered::new(),
             peers: None,
             hints_dropped: 0,
+            presence_backlog: VecDeque::new(),
         }
     }
 
@@ -127,6 +138,11 @@ where
                 break;
             }
             let deadline = self.server.poll_timeout().map(|at| self.tokio_deadline(at));
+            let arbiter = if self.presence_backlog.is_empty() {
+                None
+            } else {
+                self.peers.as_ref().and_then(|p| p.presence.clone())
+            };
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled(), if !stopping => {
@@ -167,6 +183,11 @@ where
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let now = self.clock.now();
                     self.server.handle_timeout(now);
+                }
+                Some(permit) = room_at(arbiter) => {
+                    if let Some(cmd) = self.presence_backlog.pop_front() {
+                        permit.send(cmd);
+                    }
                 }
             }
             self.drain();
@@ -294,15 +315,32 @@ where
         }
     }
 
-    /// Hands a presence claim or release to the arbiter without waiting.
+    /// Hands a presence command to the arbiter without waiting: behind
+    /// the backlog, if any (order matters), else straight into its queue,
+    /// else into the backlog; dropped (logged) only past the backlog's
+    /// bound.
     fn tell_arbiter(&mut self, cmd: PresenceCommand) {
         let Some(arbiter) = self.peers.as_ref().and_then(|p| p.presence.as_ref()) else {
             warn!(?cmd, "presence is arbitrated but no arbiter is linked");
             return;
         };
-        if let Err(error) = arbiter.try_send(cmd) {
-            warn!(%error, "presence queue full: command dropped");
+        let cmd = if self.presence_backlog.is_empty() {
+            match arbiter.try_send(cmd) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    warn!("presence arbiter gone: command dropped");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(cmd)) => cmd,
+            }
+        } else {
+            cmd
+        };
+        if self.presence_backlog.len() >= PRESENCE_BACKLOG_MAX {
+            warn!(?cmd, "presence backlog full: command dropped");
+            return;
         }
+        self.presence_backlog.push_back(cmd);
     }
 
     /// Queues a frame for one connection. A full queue (in frames or in
@@ -406,6 +444,17 @@ async fn peer_event(peers: Option<&mut Peers>) -> Option<PeerEvent> {
             Some(event) => Some(event),
             None => std::future::pending().await,
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// Room for one command in the arbiter's queue, when there is a backlog
+/// to send (never ready otherwise).
+async fn room_at(
+    arbiter: Option<mpsc::Sender<PresenceCommand>>,
+) -> Option<mpsc::OwnedPermit<PresenceCommand>> {
+    match arbiter {
+        Some(tx) => tx.reserve_owned().await.ok(),
         None => std::future::pending().await,
     }
 }

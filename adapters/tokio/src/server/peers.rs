@@ -47,8 +47,10 @@ pub struct Peers {
     /// Where the machine's presence claims and releases go, carried out in
     /// order; `Some` exactly when `tail.presence` is
     /// [`PresenceScope::Arbitrated`](lockstep_core::server::PresenceScope::Arbitrated).
-    /// A full queue drops the command (logged): a claim dropped announces
-    /// no join, a release dropped leaves the claim until this process's
-    /// lease is reaped.
+    /// While the queue is full the driver holds commands in order in a
+    /// bounded backlog and feeds them as room frees up; only past that
+    /// bound is one dropped (logged): a claim dropped announces no join, a
+    /// release dropped leaves the claim until this process's lease is
+    /// reaped.
     pub presence: Option<mpsc::Sender<PresenceCommand>>,
 }
