@@ -185,7 +185,7 @@ impl<P: AccessPolicy> Server<P> {
     /// gone, if that is news to it.
     fn tell_room(&mut self, change: &PresenceChange, present: bool) {
         let (channel, user) = (&change.channel_id, &change.user_id);
-        if !self.presence.arbitrated(channel, user, present) {
+        if !self.presence.news(channel, user, present) {
             return;
         }
         if present {

@@ -165,20 +165,13 @@ impl Presence {
     }
 
     /// Another process announced `user` in `channel` (`present`) or gone:
-    /// false when the room knew it already (nothing to announce), and for
-    /// a user gone elsewhere who still has presence here (its claim here
-    /// was reaped while this process stalled: it claims again and the
-    /// room, the user's own connections included, keeps it).
+    /// counted (answers asked before it are stale), then judged as any
+    /// news is ([`Presence::news`]).
     pub(crate) fn relayed(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
-        let here = self.has(channel, user);
-        let Some(told) = self.told.get_mut(channel) else {
-            return true;
-        };
-        told.relays += 1;
-        if !present && here {
-            return false;
+        if let Some(told) = self.told.get_mut(channel) {
+            told.relays += 1;
         }
-        told.set(user, present)
+        self.news(channel, user, present)
     }
 
     /// Whether `user` has presence state in `channel` here (connected or
@@ -189,13 +182,14 @@ impl Presence {
             .is_some_and(|l| l.contains_key(user))
     }
 
-    /// The arbiter answered this process's claim or release: the user is
-    /// `present` on some process or on none. True when the room must be
-    /// told: news to it (a claim that was not the first may still be, when
-    /// the first one's relay was lost). A user gone everywhere by a release
-    /// that ran late, but back here meanwhile, is not told gone here: its
-    /// new claim follows.
-    pub(crate) fn arbitrated(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
+    /// The room learns that `user` is `present` in `channel` on some
+    /// process, or on none (a relay, or the arbiter's answer to this
+    /// process's claim or release). True when the room must be told: news
+    /// to it (a claim that was not the first may still be, when the first
+    /// one's relay was lost). A user gone elsewhere but with presence here
+    /// (a release that ran late, a claim reaped while this process
+    /// stalled) is not told gone here: its claim here follows or stands.
+    pub(crate) fn news(&mut self, channel: &ChannelId, user: &UserId, present: bool) -> bool {
         if !present && self.has(channel, user) {
             return false;
         }
