@@ -4,7 +4,7 @@ use super::vecmap::{VecMap, VecSet};
 
 use crate::Instant;
 use crate::ids::{Epoch, Seq, UserId};
-use crate::wire::{ErrorCode, ReqId};
+use crate::wire::{ErrorCode, LogEvent, ReqId};
 
 use super::events::SubscriptionState;
 use super::inbox::{Inbox, Position};
@@ -74,6 +74,12 @@ pub(crate) struct Channel {
     pub(crate) sub: Sub,
     /// The inbound stream.
     pub(crate) inbox: Inbox,
+    /// Live events that came while a join was in flight (the protocol lets
+    /// them come before the join's ack, and the ack's head may be below
+    /// them): taken into the inbox after the ack. Kept only while
+    /// joining; at most `inbox_buffer_max`, the newest kept, so a gap
+    /// stays visible.
+    pub(crate) held: Vec<LogEvent>,
     /// The `channel:history` request in flight, at most one.
     pub(crate) history: Option<ReqId>,
     /// The refresh (re-join) in flight, at most one.
@@ -99,6 +105,7 @@ impl Channel {
             desired: true,
             sub: Sub::Idle,
             inbox: Inbox::default(),
+            held: Vec::new(),
             history: None,
             refresh: None,
             members: VecSet::new(),

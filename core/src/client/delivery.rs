@@ -155,7 +155,8 @@ impl Client {
         let skip_gap_check = sabotaged!(self, InboxSkipsGapCheck);
         let mut out = Vec::new();
         // One lookup for the common case; an unknown channel is reported
-        // by `known_channel`, a known one not joined is ignored.
+        // by `known_channel`, one being joined holds the event for the
+        // ack, any other is ignored.
         match self.channels.get_mut(&channel) {
             Some(ch) if ch.sub == Sub::Joined => {
                 #[cfg(feature = "sabotage")]
@@ -163,6 +164,16 @@ impl Client {
                     ch.inbox.skip_gap_before(event.seq());
                 }
                 ch.inbox.ingest(event, buffer_max, &mut out);
+            }
+            Some(ch) if matches!(ch.sub, Sub::Joining { .. }) => {
+                ch.held.push(event);
+                if ch.held.len() > buffer_max.max(1) {
+                    let oldest = (0..ch.held.len()).min_by_key(|&i| ch.held[i].seq());
+                    if let Some(i) = oldest {
+                        ch.held.swap_remove(i);
+                    }
+                }
+                return;
             }
             Some(_) => return,
             None => {

@@ -138,6 +138,9 @@ impl Client {
         };
         let before = ch.sub.view();
         ch.sub = sub;
+        if !matches!(sub, Sub::Joining { .. }) {
+            ch.held.clear();
+        }
         let after = sub.view();
         if before != after {
             self.emit(ClientEvent::Subscription {
@@ -332,6 +335,11 @@ impl Client {
     }
 
     pub(super) fn on_joined(&mut self, now: Instant, channel: ChannelId, ack: JoinAck) {
+        let held = self
+            .channels
+            .get_mut(&channel)
+            .map(|ch| std::mem::take(&mut ch.held))
+            .unwrap_or_default();
         self.set_sub(&channel, Sub::Joined);
         let backlog = self.config.initial_backlog;
         let buffer_max = self.config.inbox_buffer_max;
@@ -353,6 +361,12 @@ impl Client {
             buffer_max,
             &mut out,
         );
+        // Then the live events that came before the ack: those past its
+        // head are next in line (found by the lab: seed 272, streams, an
+        // append's completion handled before the join read's).
+        for event in held {
+            ch.inbox.ingest(event, buffer_max, &mut out);
+        }
         let read = (ch.read_mark > ch.read_sent).then_some(ch.read_mark);
         self.emit(ClientEvent::Members {
             channel: channel.clone(),

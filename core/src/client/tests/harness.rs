@@ -195,6 +195,15 @@ impl Harness {
         });
     }
 
+    /// Connects, completes the handshake and subscribes to `channel`:
+    /// returns the join's request id (its reply is the test's to give).
+    pub(crate) fn connect_and_subscribe(&mut self, channel: &str) -> ReqId {
+        self.act("connect", |c, now| c.connect(now));
+        self.handshake();
+        self.act("subscribe", |c, now| c.subscribe(now, ch(channel)).unwrap());
+        self.take_req()
+    }
+
     /// The transport drops, the backoff passes, the handshake completes:
     /// returns the first frame of the new connection (the re-join).
     pub(crate) fn reconnect(&mut self) -> ClientFrame {
