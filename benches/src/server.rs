@@ -261,6 +261,7 @@ impl Backlog {
                     body: body.clone(),
                     ts: 1_700_000_000_000 + i,
                 }],
+                chain: lockstep_core::store::AppendChain::Start,
             });
         }
         let epoch = driver

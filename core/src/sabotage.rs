@@ -28,6 +28,10 @@ pub enum Break {
     /// Store: forgets every dedupe key, so a retried send is appended again.
     /// Breaks 2, no duplicates in a channel log.
     StoreSkipsDedupe,
+    /// Store: runs an append issued behind a failed one of its channel as if
+    /// nothing had failed, so a later batch commits while the earlier one
+    /// is retried after it. Breaks 5, sender order.
+    StoreIgnoresChains,
     /// Client: a live event is delivered as soon as it arrives, even past a
     /// gap, instead of waiting for the events before it. Breaks 3, in-order
     /// delivery.

@@ -232,16 +232,34 @@ fn invariant_4_bites_when_the_outbox_forgets_to_resend() {
 
 #[test]
 fn invariant_5_bites_when_the_server_ignores_its_order_gate() {
-    // Two pipelined sends; the store fails only the first one's append
-    // (50-75 ms latency, a 98 ms failure window). The second, queued behind
-    // it, must be refused until the first is resent.
+    // Three pipelined sends; the store fails the appends of the first two
+    // (each its own command, the second issued behind the first: 50-75 ms
+    // latency, a 98 ms failure window). The third, queued behind them,
+    // must be refused until they are resent.
     let mut ops = online(1);
     ops.push((1_000, Op::StoreLatency { ms: 50 }));
     ops.push((2_000, Op::StoreFail { duration_ms: 98 }));
     ops.push((2_000, send(C0)));
     ops.push((2_000, send(C0)));
+    ops.push((2_000, send(C0)));
     let s = scenario(params(1, TransportKind::Stream, FaultMix::calm()), ops);
     bites(&s, Break::ServerIgnoresOrderGate, Invariant::SenderOrder);
+}
+
+#[test]
+fn invariant_5_bites_when_the_store_ignores_a_broken_chain() {
+    // Two sends 30 ms apart, each its own append command, the second issued
+    // behind the first (50-75 ms latency). The failure window fails the
+    // first; the second executes after the window closes and must fail by
+    // the chain rule, or it takes the first seq and the first, resent,
+    // lands after it.
+    let mut ops = online(1);
+    ops.push((1_000, Op::StoreLatency { ms: 50 }));
+    ops.push((2_000, Op::StoreFail { duration_ms: 78 }));
+    ops.push((2_000, send(C0)));
+    ops.push((2_030, send(C0)));
+    let s = scenario(params(1, TransportKind::Stream, FaultMix::calm()), ops);
+    bites(&s, Break::StoreIgnoresChains, Invariant::SenderOrder);
 }
 
 #[test]

@@ -85,6 +85,7 @@ fn seeds_that_found_bugs_stay_fixed() {
         (10125, AllStream),  // a gate expiring mid-round passed to an older round's send
         (10367, Mixed),      // a window-1 sender's gate kept passing to a given-up send
         (30397, AllStream),  // sends refused from the queue were missing from the gate's order
+        (272, AllStream),    // an event broadcast before the join's ack, past its head, was dropped
     ];
     for (seed, transport) in regressions {
         assert_clean_with(seed, transport, Some(ClientPolicy::AllMachine));

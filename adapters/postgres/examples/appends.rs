@@ -58,6 +58,7 @@ async fn channel<S: Store + Clone>(
                     }
                 })
                 .collect(),
+            chain: lockstep_core::store::AppendChain::Start,
         };
         let at = Instant::now();
         let reply = s.execute(cmd).await.expect("append");

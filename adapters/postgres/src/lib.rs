@@ -27,14 +27,20 @@
 //!   failing on a unique index. Every writer locks head rows in one order
 //!   (sorted), in one statement, so two batches never wait in a cycle.
 //! - **Group commit.** Write commands queue for a few writer tasks
-//!   ([`PgConfig::writers`]), each on its own connection; a writer takes
+//!   ([`PgConfig::writers`]), each on its own connection and with a queue
+//!   of its own; a channel's commands always go to the same writer (by a
+//!   hash of its name), joining its queue when `execute` is called, so a
+//!   channel's pipelined appends run in the order the server issued them
+//!   and the writer fails the ones issued behind a failed one (the store
+//!   contract's chain rule). A writer takes
 //!   everything queued (up to [`PgConfig::batch_max`]) and runs it as one
 //!   transaction: one `COMMIT`, one WAL flush for the lot. A batch costs
 //!   two round trips whatever its size: one pipeline that locks and looks
 //!   everything up, then the plan made in memory (the contract's rules, the
 //!   ones `MemStore` and SQLite ask), then one pipeline of set-based writes
-//!   (arrays through `unnest`) ending in `COMMIT`. The queue is bounded:
-//!   a slow database slows the driver down instead of growing memory.
+//!   (arrays through `unnest`) ending in `COMMIT`. The queues hold no more
+//!   than the server machine has in flight
+//!   (`ServerConfig::max_pending_total`).
 //! - **Reads on their own connections** ([`PgConfig::readers`]): `Read`
 //!   and `Head` are single statements (one snapshot) on the reader pool,
 //!   so history reads never wait behind commits. A page is cut by its byte
@@ -118,16 +124,14 @@ pub struct PgConfig {
     /// `lockstep`.
     pub schema: String,
     /// Writer tasks, each with a connection of its own, each committing
-    /// one batch at a time. Default 2: while one batch waits for its
-    /// commit, the next is being planned and sent.
+    /// one batch at a time; a channel's writes always go to the same one.
+    /// Default 2: while one batch waits for its commit, another channel's
+    /// is being planned and sent.
     pub writers: usize,
     /// Connections for reads (`Read`, `Head`). Default 4: reads are short
     /// (a page of at most 1,000 events) and the server already bounds
     /// how many it has in flight.
     pub readers: usize,
-    /// Write commands queued for the writers; callers wait while it is
-    /// full. Default 4,096.
-    pub queue: usize,
     /// Most commands committed in one transaction. Default 256.
     pub batch_max: usize,
     /// Events kept per channel; older ones are deleted (a bounded step
@@ -160,7 +164,6 @@ impl Default for PgConfig {
             schema: "lockstep".into(),
             writers: 2,
             readers: 4,
-            queue: 4_096,
             batch_max: 256,
             retain: RETAIN_EVENTS_DEFAULT,
             retain_age: Some(RETAIN_AGE_DEFAULT),
@@ -218,7 +221,9 @@ pub struct PgStore {
 
 #[derive(Debug)]
 struct Inner {
-    jobs: mpsc::Sender<writer::Job>,
+    /// Each writer's queue, unbounded so a command takes its place when
+    /// `execute` is called (the server machine bounds what is in flight).
+    jobs: Vec<mpsc::UnboundedSender<writer::Job>>,
     readers: Pool,
     fresh_epoch: Epoch,
     health: Arc<Health>,
@@ -322,8 +327,6 @@ impl PgStore {
             #[cfg(test)]
             commit_fault: Mutex::new(None),
         });
-        let (jobs, rx) = mpsc::channel(config.queue.max(1));
-        let queue: writer::Queue = Arc::new(tokio::sync::Mutex::new(rx));
         let w = Arc::new(writer::Writer {
             pool: write_pool.clone(),
             fresh_epoch,
@@ -334,8 +337,11 @@ impl PgStore {
             batch_max: config.batch_max.max(1),
             health: health.clone(),
         });
+        let mut jobs = Vec::with_capacity(writers);
         for _ in 0..writers {
-            tokio::spawn(w.clone().run(queue.clone()));
+            let (tx, rx) = mpsc::unbounded_channel();
+            jobs.push(tx);
+            tokio::spawn(w.clone().run(rx));
         }
         let alive = Arc::new(());
         tokio::spawn(maintain::run(
@@ -415,18 +421,31 @@ fn pool(pg: &tokio_postgres::Config, size: usize, config: &PgConfig) -> Result<P
 }
 
 impl Store for PgStore {
-    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
-        let write = match Routed::from(cmd) {
-            Routed::Read(read) => return self.read(read).await,
-            Routed::Write(write) => write,
+    /// A write joins its channel's writer queue now, in call order.
+    fn execute(
+        &self,
+        cmd: StoreCommand,
+    ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send {
+        let routed = match Routed::from(cmd) {
+            Routed::Read(read) => Ok(read),
+            Routed::Write(write) => {
+                let (reply, outcome) = oneshot::channel();
+                let shard = writer::shard(write.channel(), self.inner.jobs.len());
+                if let Some(jobs) = self.inner.jobs.get(shard) {
+                    // Err: the writer is gone; the dropped reply answers
+                    // ShuttingDown below.
+                    let _ = jobs.send(writer::Job { cmd: write, reply });
+                }
+                Err(outcome)
+            }
         };
-        let (reply, outcome) = oneshot::channel();
-        self.inner
-            .jobs
-            .send(writer::Job { cmd: write, reply })
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        outcome.await.map_err(|_| StoreError::ShuttingDown)?
+        let store = self.clone();
+        async move {
+            match routed {
+                Ok(read) => store.read(read).await,
+                Err(outcome) => outcome.await.map_err(|_| StoreError::ShuttingDown)?,
+            }
+        }
     }
 
     /// True while every writer task runs and the server answered the last

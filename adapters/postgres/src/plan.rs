@@ -63,7 +63,9 @@ impl Keys {
         let mut receipts = Vec::new();
         for cmd in cmds {
             match cmd {
-                WriteCommand::Append { channel, entries } => {
+                WriteCommand::Append {
+                    channel, entries, ..
+                } => {
                     lock.push(channel.clone());
                     for entry in entries {
                         match entry {
@@ -290,7 +292,9 @@ impl Planner {
 
     fn command(&mut self, cmd: &WriteCommand) -> Result<StoreReply, StoreError> {
         match cmd {
-            WriteCommand::Append { channel, entries } => {
+            WriteCommand::Append {
+                channel, entries, ..
+            } => {
                 if !self.channels.contains_key(channel) {
                     // The lock returns every channel it was given.
                     return Err(StoreError::Unavailable(format!(

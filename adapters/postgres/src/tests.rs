@@ -57,6 +57,7 @@ fn an_edit_of_a_message_of_the_same_batch_drops_its_body_in_memory() {
         WriteCommand::Append {
             channel: ch("g"),
             entries: vec![message("a")],
+            chain: lockstep_core::store::AppendChain::Start,
         },
         WriteCommand::Append {
             channel: ch("g"),
@@ -66,6 +67,7 @@ fn an_edit_of_a_message_of_the_same_batch_drops_its_body_in_memory() {
                 rule: ModifyRule::AuthorOnly,
                 body: Body::text("edited"),
             }],
+            chain: lockstep_core::store::AppendChain::Start,
         },
     ];
     let p = plan(&cmds, locked(&[("g", 0, 0)]), KEEP_ALL, 100);
@@ -106,6 +108,7 @@ fn a_stored_target_is_updated_and_its_entry_tombstoned() {
             actor: user("alice"),
             rule: ModifyRule::AuthorOnly,
         }],
+        chain: lockstep_core::store::AppendChain::Start,
     }];
     let p = plan(&cmds, facts, KEEP_ALL, 100);
     assert_eq!(p.writes.tombstones, [(ch("g"), Seq(3))]);
@@ -124,6 +127,7 @@ fn an_append_of_which_nothing_commits_leaves_no_row() {
             actor: user("u"),
             rule: ModifyRule::Anyone,
         }],
+        chain: lockstep_core::store::AppendChain::Start,
     }];
     let p = plan(&cmds, locked(&[("fresh", 0, 0)]), KEEP_ALL, 100);
     assert_eq!(p.writes.unwritten, [ch("fresh")]);
@@ -139,6 +143,7 @@ fn retention_steps_are_planned_with_the_head() {
     let cmds = [WriteCommand::Append {
         channel: ch("g"),
         entries: vec![message("a"), message("b")],
+        chain: lockstep_core::store::AppendChain::Start,
     }];
     let p = plan(&cmds, locked(&[("g", 3, 3)]), retention, 100);
     assert_eq!(p.writes.prune, [(ch("g"), Seq(3))], "keep 4 and 5");
@@ -157,6 +162,7 @@ fn receipts_see_the_batch_before_them_and_keep_the_highest() {
         WriteCommand::Append {
             channel: ch("g"),
             entries: vec![message("a")],
+            chain: lockstep_core::store::AppendChain::Start,
         },
         WriteCommand::SetReceipt {
             channel: ch("g"),
@@ -201,10 +207,12 @@ fn keys_are_unique_and_sorted_and_skip_targets_that_cannot_exist() {
                     rule: ModifyRule::Anyone,
                 },
             ],
+            chain: lockstep_core::store::AppendChain::Start,
         },
         WriteCommand::Append {
             channel: ch("a"),
             entries: vec![message("x")],
+            chain: lockstep_core::store::AppendChain::Start,
         },
     ];
     let keys = Keys::of(&cmds);
@@ -242,6 +250,51 @@ async fn a_commit_in_doubt_is_answered_as_the_server_kept_it() {
     let again = s.execute(common::append("c", &["k3"])).await;
     assert!(
         matches!(&again, Ok(StoreReply::Appended(o)) if o[0].appended().map(|e| e.seq()) == Some(Seq(3))),
+        "{again:?}"
+    );
+}
+
+/// The chain rule: one command a batch, the first append of a channel is
+/// rolled back, and the append issued behind it (queued before the writer
+/// knew) fails too instead of taking its seq; another channel goes on, and
+/// an append that starts a new chain is stored after.
+#[tokio::test]
+async fn an_append_issued_behind_a_rolled_back_one_fails_too() {
+    use lockstep_core::store::{AppendChain, StoreCommand};
+    let Some(url) = common::url() else { return };
+    let config = PgConfig {
+        batch_max: 1,
+        ..PgConfig::default()
+    };
+    let s = common::fresh(&url, config).await;
+    let behind = |cmd: StoreCommand| match cmd {
+        StoreCommand::Append {
+            channel, entries, ..
+        } => StoreCommand::Append {
+            channel,
+            entries,
+            chain: AppendChain::Behind,
+        },
+        other => other,
+    };
+    s.fail_next_commit(CommitFault::RollBackSilently);
+    let first = s.execute(common::append("c", &["k1"]));
+    let second = s.execute(behind(common::append("c", &["k2"])));
+    let other = s.execute(behind(common::append("d", &["d1"])));
+    let (first, second, other) = (first.await, second.await, other.await);
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "{first:?}"
+    );
+    assert!(
+        matches!(&second, Err(StoreError::Unavailable(why)) if why.contains("an earlier append")),
+        "k2 may not commit before k1: {second:?}"
+    );
+    assert!(other.is_ok(), "{other:?}");
+    assert_eq!(common::seqs(&s, "c").await, Vec::<u64>::new());
+    let again = s.execute(common::append("c", &["k1"])).await;
+    assert!(
+        matches!(&again, Ok(StoreReply::Appended(o)) if o[0].appended().map(|e| e.seq()) == Some(Seq(1))),
         "{again:?}"
     );
 }

@@ -41,9 +41,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Object, Pool};
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq};
-use lockstep_core::store::{MessageState, PRUNE_STEP, StoreError, StoreReply};
+use lockstep_core::store::{BrokenChains, MessageState, PRUNE_STEP, StoreError, StoreReply};
 use lockstep_core::wire::{LogEvent, SendAck};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
@@ -60,6 +60,14 @@ macro_rules! params {
     };
 }
 
+/// Whether `cmd` may run (the store contract's chain rule).
+fn admit(chains: &mut BrokenChains, cmd: &WriteCommand) -> Result<(), StoreError> {
+    match cmd {
+        WriteCommand::Append { channel, chain, .. } => chains.admit(channel, *chain),
+        WriteCommand::SetReceipt { .. } => Ok(()),
+    }
+}
+
 /// What a command comes to.
 pub(crate) type Outcome = Result<StoreReply, StoreError>;
 
@@ -69,8 +77,18 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Outcome>,
 }
 
-/// The queue the writers share: one of them waits on it at a time.
-pub(crate) type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
+/// The writer of `channel` among `writers`: always the same, so a
+/// channel's writes run in the order they were queued (FNV-1a of the
+/// name: stable across processes and releases).
+pub(crate) fn shard(channel: &ChannelId, writers: usize) -> usize {
+    let hash = channel
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    usize::try_from(hash % writers.max(1) as u64).unwrap_or(0)
+}
 
 /// Why a batch failed before its `COMMIT` was sent: it rolled back.
 #[derive(Debug, thiserror::Error)]
@@ -141,28 +159,24 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Runs batches until every sender is gone.
-    pub(crate) async fn run(self: Arc<Self>, jobs: Queue) {
+    /// Runs batches from its queue until every sender is gone.
+    pub(crate) async fn run(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Job>) {
         let _running = self.health.writer_running();
         let mut cmds = Vec::with_capacity(self.batch_max);
         let mut replies = Vec::with_capacity(self.batch_max);
-        loop {
-            {
-                let mut rx = jobs.lock().await;
-                let Some(first) = rx.recv().await else {
+        // This writer's channels whose last append failed.
+        let mut chains = BrokenChains::default();
+        while let Some(first) = jobs.recv().await {
+            cmds.push(first.cmd);
+            replies.push(first.reply);
+            while cmds.len() < self.batch_max {
+                let Ok(job) = jobs.try_recv() else {
                     break;
                 };
-                cmds.push(first.cmd);
-                replies.push(first.reply);
-                while cmds.len() < self.batch_max {
-                    let Ok(job) = rx.try_recv() else {
-                        break;
-                    };
-                    cmds.push(job.cmd);
-                    replies.push(job.reply);
-                }
+                cmds.push(job.cmd);
+                replies.push(job.reply);
             }
-            let outcomes = self.execute(&cmds).await;
+            let outcomes = self.execute(&mut chains, &cmds).await;
             cmds.clear();
             match outcomes {
                 Some(outcomes) => {
@@ -178,33 +192,88 @@ impl Writer {
         debug!("postgres writer stopped");
     }
 
-    /// Runs a batch; when it rolled back for an error one command may have
-    /// caused, runs each command alone.
-    async fn execute(&self, cmds: &[WriteCommand]) -> Option<Vec<Outcome>> {
-        let why = match self.attempt(cmds).await {
-            Attempt::Done(outcomes) => return outcomes,
-            Attempt::Refused(why) => why,
+    /// Runs a batch: the appends issued behind a failed one of their
+    /// channel fail at once, the rest run as one transaction; when it
+    /// rolled back for an error one command may have caused, each runs
+    /// alone, in order, a failure failing what follows it in its channel.
+    async fn execute(
+        &self,
+        chains: &mut BrokenChains,
+        cmds: &[WriteCommand],
+    ) -> Option<Vec<Outcome>> {
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(cmds.len());
+        let mut batch = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            match admit(chains, cmd) {
+                Ok(()) => {
+                    outcomes.push(None);
+                    batch.push(cmd.clone());
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        let ran = match self.attempt(&batch).await {
+            Attempt::Done(ran) => ran?,
+            Attempt::Refused(why) => {
+                error!(error = %why, commands = batch.len(), "postgres batch rolled back");
+                self.one_by_one(chains, &batch, &why).await?
+            }
         };
-        error!(error = %why, commands = cmds.len(), "postgres batch rolled back");
+        let mut ran = ran.into_iter();
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.or_else(|| ran.next())
+                    .unwrap_or_else(|| Err(StoreError::Unavailable("no outcome".into())))
+            })
+            .collect();
+        for (cmd, outcome) in cmds.iter().zip(&outcomes) {
+            if let (WriteCommand::Append { channel, .. }, Err(_)) = (cmd, outcome) {
+                chains.failed(channel);
+            }
+        }
+        Some(outcomes)
+    }
+
+    /// Runs each command of a batch that rolled back alone, in order.
+    async fn one_by_one(
+        &self,
+        chains: &mut BrokenChains,
+        cmds: &[WriteCommand],
+        why: &OpError,
+    ) -> Option<Vec<Outcome>> {
         if cmds.len() == 1 {
             return Some(failed_all(1, &why.to_string()));
         }
         let mut outcomes = Vec::with_capacity(cmds.len());
         for cmd in cmds {
-            match self.attempt(std::slice::from_ref(cmd)).await {
-                Attempt::Done(Some(mut one)) => outcomes.append(&mut one),
+            if let Err(e) = admit(chains, cmd) {
+                outcomes.push(Err(e));
+                continue;
+            }
+            let outcome = match self.attempt(std::slice::from_ref(cmd)).await {
+                Attempt::Done(Some(mut one)) => one.pop(),
                 Attempt::Done(None) => return None,
                 Attempt::Refused(why) => {
                     error!(error = %why, "postgres command failed");
-                    outcomes.push(Err(StoreError::Unavailable(why.to_string())));
+                    Some(Err(StoreError::Unavailable(why.to_string())))
                 }
+            };
+            let outcome =
+                outcome.unwrap_or_else(|| Err(StoreError::Unavailable("no outcome".into())));
+            if let (WriteCommand::Append { channel, .. }, Err(_)) = (cmd, &outcome) {
+                chains.failed(channel);
             }
+            outcomes.push(outcome);
         }
         Some(outcomes)
     }
 
     async fn attempt(&self, cmds: &[WriteCommand]) -> Attempt {
         let n = cmds.len();
+        if n == 0 {
+            return Attempt::Done(Some(Vec::new()));
+        }
         let conn = match self.pool.get().await {
             Ok(conn) => {
                 self.health.reached();

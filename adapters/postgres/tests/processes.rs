@@ -42,6 +42,7 @@ async fn sender(s: PgStore, t: usize) -> Vec<(String, String, AppendOutcome)> {
                     ts: 1,
                 })
                 .collect(),
+            chain: lockstep_core::store::AppendChain::Start,
         };
         let reply = s.execute(cmd).await;
         let Ok(StoreReply::Appended(outcomes)) = reply else {

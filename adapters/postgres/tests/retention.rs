@@ -133,6 +133,7 @@ async fn client_message_ids_and_bodies_round_trip_whatever_they_hold() {
             body: body.clone(),
             ts: 7,
         }],
+        chain: lockstep_core::store::AppendChain::Start,
     };
     let first = s.execute(send()).await.unwrap();
     let StoreReply::Appended(o) = &first else {

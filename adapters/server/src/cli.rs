@@ -360,6 +360,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCKSTEP_APPEND_BATCH", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=1_024))]
     pub append_batch: u64,
+    /// Append commands of one channel at the store at once: with 2 a busy
+    /// channel's next batch starts while the previous one commits; 1
+    /// waits for each commit.
+    #[arg(long, env = "LOCKSTEP_APPENDS_IN_FLIGHT", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub appends_in_flight: u64,
     /// Presence grace period before `presence:leave`, milliseconds (at most 5000).
     #[arg(long, env = "LOCKSTEP_PRESENCE_GRACE_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(0..=5_000))]

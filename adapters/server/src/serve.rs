@@ -557,6 +557,7 @@ fn machine_config(args: &ServeArgs) -> ServerConfig {
         user_reply_bytes_per_sec: args.user_reply_bytes_per_sec,
         user_reply_bytes_burst: args.user_reply_bytes_burst,
         max_append_batch: usize::try_from(args.append_batch).unwrap_or(1),
+        appends_in_flight: usize::try_from(args.appends_in_flight).unwrap_or(1),
         presence_grace: Duration::from_millis(args.presence_grace_ms),
         typing_ttl: Duration::from_millis(args.typing_ttl_ms),
         ..ServerConfig::default()

@@ -34,6 +34,7 @@ fn append(channel: &str, cmid: &str, body: &Body) -> StoreCommand {
             body: body.clone(),
             ts: 1,
         }],
+        chain: lockstep_core::store::AppendChain::Start,
     }
 }
 
@@ -89,6 +90,7 @@ async fn main() {
             .execute(StoreCommand::Append {
                 channel: ChannelId::new("big").unwrap(),
                 entries,
+                chain: lockstep_core::store::AppendChain::Start,
             })
             .await
             .unwrap();

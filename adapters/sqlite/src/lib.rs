@@ -22,12 +22,14 @@
 //!   runs them in one transaction with one savepoint each (a lone command
 //!   needs none: the transaction is its savepoint), so a burst of appends
 //!   costs one `fsync` while every command stays atomic on its own and no
-//!   outcome is answered before the transaction is durable. Its
-//!   queue is bounded, so a slow disk slows the driver down (backpressure)
-//!   instead of growing memory. The server machine never issues two
-//!   append commands for one channel at once, so batching changes no
-//!   order; a busy channel's own appends arrive already batched in one
-//!   command (one savepoint: all its entries commit, or none).
+//!   outcome is answered before the transaction is durable. A command
+//!   joins the writer's queue when `execute` is called, so the writer runs
+//!   a channel's pipelined appends in the order the server issued them,
+//!   and fails the ones issued behind a failed one (the store contract's
+//!   chain rule); the queue holds no more than the server machine has in
+//!   flight (`ServerConfig::max_pending_total`). A busy channel's own
+//!   appends arrive already batched in each command (one savepoint: all
+//!   its entries commit, or none).
 //! - **Reads on connections of their own.** `Read` and `Head` are served
 //!   by a small pool of reader threads ([`SqliteConfig::readers`]), each
 //!   with its own connection and one read transaction per command. WAL
@@ -90,9 +92,6 @@ pub use schema::Durability;
 pub struct SqliteConfig {
     /// How hard each commit is pushed to disk. Default [`Durability::Full`].
     pub durability: Durability,
-    /// Commands queued for the writer; callers wait while it is full.
-    /// Default 4,096.
-    pub queue: usize,
     /// Most commands committed in one transaction. Default 256.
     pub batch_max: usize,
     /// Reader threads, each with its own connection, serving `Read` and
@@ -133,7 +132,6 @@ impl Default for SqliteConfig {
     fn default() -> Self {
         SqliteConfig {
             durability: Durability::Full,
-            queue: 4_096,
             batch_max: 256,
             readers: 2,
             read_queue: 1_024,
@@ -169,7 +167,9 @@ pub enum OpenError {
 /// the commands already queued.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: mpsc::Sender<writer::Job>,
+    /// Unbounded so that a command takes its place when `execute` is
+    /// called (the server machine bounds what is in flight).
+    writer: mpsc::UnboundedSender<writer::Job>,
     /// `None`: the writer serves reads.
     readers: Option<mpsc::Sender<reader::Job>>,
     health: Arc<Health>,
@@ -280,7 +280,7 @@ impl SqliteStore {
         } else {
             None
         };
-        let (jobs, rx) = mpsc::channel(config.queue.max(1));
+        let (jobs, rx) = mpsc::unbounded_channel();
         let tick_queued = Arc::new(AtomicBool::new(false));
         let w = writer::Writer {
             conn,
@@ -298,6 +298,7 @@ impl SqliteStore {
             sweep_after: None,
             tick_queued: tick_queued.clone(),
             gate,
+            chains: lockstep_core::store::BrokenChains::default(),
             #[cfg(test)]
             commit_fault: None,
         };
@@ -324,7 +325,7 @@ fn wal_path(path: &Path) -> PathBuf {
 /// A thread that queues a maintenance tick for the writer every `every`
 /// (at most one at a time), until the store is gone.
 fn start_ticker(
-    jobs: &mpsc::Sender<writer::Job>,
+    jobs: &mpsc::UnboundedSender<writer::Job>,
     queued: Arc<AtomicBool>,
     every: Duration,
 ) -> std::io::Result<()> {
@@ -342,10 +343,9 @@ fn start_ticker(
                     return;
                 }
                 if !queued.swap(true, Ordering::Relaxed)
-                    && jobs.try_send(writer::Job::Maintain).is_err()
+                    && jobs.send(writer::Job::Maintain).is_err()
                 {
-                    // Full: the writer is busy; the next tick tries again.
-                    queued.store(false, Ordering::Relaxed);
+                    return;
                 }
             }
         })?;
@@ -353,20 +353,33 @@ fn start_ticker(
 }
 
 impl Store for SqliteStore {
-    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
+    /// A write joins the writer's queue now, in call order; a read waits
+    /// its turn at the readers.
+    fn execute(
+        &self,
+        cmd: StoreCommand,
+    ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send {
         let (reply, outcome) = oneshot::channel();
-        match (Command::from(cmd), &self.readers) {
-            (Command::Read(cmd), Some(readers)) => readers
-                .send(reader::Job::Read { cmd, reply })
-                .await
-                .map_err(|_| StoreError::ShuttingDown)?,
-            (cmd, _) => self
-                .writer
-                .send(writer::Job::Command { cmd, reply })
-                .await
-                .map_err(|_| StoreError::ShuttingDown)?,
+        let read = match (Command::from(cmd), &self.readers) {
+            (Command::Read(cmd), Some(readers)) => {
+                Some((readers.clone(), reader::Job::Read { cmd, reply }))
+            }
+            (cmd, _) => {
+                // Err: the writer is gone; the dropped reply answers
+                // ShuttingDown below.
+                let _ = self.writer.send(writer::Job::Command { cmd, reply });
+                None
+            }
+        };
+        async move {
+            if let Some((readers, job)) = read {
+                readers
+                    .send(job)
+                    .await
+                    .map_err(|_| StoreError::ShuttingDown)?;
+            }
+            outcome.await.map_err(|_| StoreError::ShuttingDown)?
         }
-        outcome.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// True while the writer thread and every reader thread run (each

@@ -53,7 +53,9 @@ pub(crate) use lockstep_core::store::{ReadCommand, Routed as Command, WriteComma
 pub(crate) fn execute(conn: &Connection, ctx: &Ctx, cmd: Command) -> OpResult<StoreReply> {
     match cmd {
         Command::Read(read) => execute_read(conn, ctx.fresh_epoch, read),
-        Command::Write(WriteCommand::Append { channel, entries }) => {
+        Command::Write(WriteCommand::Append {
+            channel, entries, ..
+        }) => {
             let mut log = Log::load(conn, ctx.fresh_epoch, &channel)?;
             let before = (log.head, log.messages);
             let outcomes = entries

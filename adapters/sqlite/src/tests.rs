@@ -140,6 +140,21 @@ fn append(channel: &str, cmids: &[&str]) -> StoreCommand {
     StoreCommand::Append {
         channel: ch(channel),
         entries,
+        chain: lockstep_core::store::AppendChain::Start,
+    }
+}
+
+/// [`append`] issued behind appends of its channel still in flight.
+fn append_behind(channel: &str, cmids: &[&str]) -> StoreCommand {
+    match append(channel, cmids) {
+        StoreCommand::Append {
+            channel, entries, ..
+        } => StoreCommand::Append {
+            channel,
+            entries,
+            chain: lockstep_core::store::AppendChain::Behind,
+        },
+        other => other,
     }
 }
 
@@ -166,7 +181,7 @@ fn seqs(outcome: &Result<StoreReply, StoreError>) -> Result<Vec<u64>, String> {
 }
 
 async fn writer_job(s: &SqliteStore, test: WriterTest) {
-    s.writer.send(writer::Job::Test(test)).await.unwrap();
+    s.writer.send(writer::Job::Test(test)).unwrap();
 }
 
 /// Holds the writer until the returned sender is dropped (or sends).
@@ -193,7 +208,6 @@ async fn queue(
             cmd: Command::from(cmd),
             reply,
         })
-        .await
         .unwrap();
     outcome
 }
@@ -202,6 +216,25 @@ async fn outcome(
     rx: oneshot::Receiver<Result<StoreReply, StoreError>>,
 ) -> Result<StoreReply, StoreError> {
     rx.await.unwrap_or(Err(StoreError::ShuttingDown))
+}
+
+/// Queues `cmds` behind a held writer, in order, then releases it; the
+/// outcomes, in order.
+async fn behind_held_writer(
+    s: &SqliteStore,
+    cmds: impl IntoIterator<Item = StoreCommand>,
+) -> Vec<Result<StoreReply, StoreError>> {
+    let release = hold_writer(s).await;
+    let mut pending = Vec::new();
+    for cmd in cmds {
+        pending.push(queue(s, cmd).await);
+    }
+    drop(release);
+    let mut outcomes = Vec::new();
+    for p in pending {
+        outcomes.push(outcome(p).await);
+    }
+    outcomes
 }
 
 /// A connection of the test's own to the store's file.
@@ -370,27 +403,12 @@ async fn group_commit(
     sent: &[(String, Vec<String>)],
     body: &Body,
 ) -> Vec<Result<StoreReply, StoreError>> {
-    let release = hold_writer(s).await;
-    let mut pending = Vec::new();
-    for (channel, cmids) in sent {
-        let entries = cmids.iter().map(|c| message(c, body)).collect();
-        pending.push(
-            queue(
-                s,
-                StoreCommand::Append {
-                    channel: ch(channel),
-                    entries,
-                },
-            )
-            .await,
-        );
-    }
-    drop(release);
-    let mut outcomes = Vec::new();
-    for p in pending {
-        outcomes.push(outcome(p).await);
-    }
-    outcomes
+    let cmds = sent.iter().map(|(channel, cmids)| StoreCommand::Append {
+        channel: ch(channel),
+        entries: cmids.iter().map(|c| message(c, body)).collect(),
+        chain: lockstep_core::store::AppendChain::Start,
+    });
+    behind_held_writer(s, cmds).await
 }
 
 fn commands(n: usize, entries: usize, tag: &str) -> Vec<(String, Vec<String>)> {
@@ -404,14 +422,11 @@ fn commands(n: usize, entries: usize, tag: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
-    // `k1` is stored, then damaged behind the store's back (a negative
-    // seq), so a later command repeating it fails half-way, after writing
-    // `k2`. Held behind the writer, the failing command and eight others
-    // share one group commit (not only "likely": the writer drains them as
-    // one batch), and the failure stays the failing command's own.
-    let (s, path) = open("fail-group.db", SqliteConfig::default());
+/// A store in `name` whose message `k1` in channel `c` was stored, then
+/// damaged behind the store's back (a negative seq), so a later command
+/// repeating it fails half-way.
+async fn with_damaged_k1(name: &str) -> (SqliteStore, PathBuf) {
+    let (s, path) = open(name, SqliteConfig::default());
     assert_eq!(seqs(&s.execute(append("c", &["k1"])).await), Ok(vec![1]));
     let changed = side(&path)
         .execute(
@@ -420,6 +435,17 @@ async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
         )
         .unwrap();
     assert_eq!(changed, 1);
+    (s, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
+    // `k1` is stored, then damaged behind the store's back (a negative
+    // seq), so a later command repeating it fails half-way, after writing
+    // `k2`. Held behind the writer, the failing command and eight others
+    // share one group commit (not only "likely": the writer drains them as
+    // one batch), and the failure stays the failing command's own.
+    let (s, path) = with_damaged_k1("fail-group.db").await;
     let mut sent: Vec<(String, Vec<String>)> = (0..8)
         .map(|i| (format!("other{i}"), vec![format!("o{i}")]))
         .collect();
@@ -446,6 +472,76 @@ async fn a_failing_command_in_a_group_commit_takes_nothing_else_down() {
         let sql = format!("SELECT count(*) FROM events WHERE channel = 'other{i}'");
         assert_eq!(count(&conn, &sql), 1);
     }
+}
+
+/// The chain rule across transactions: one command a batch, the first
+/// append's commit fails, and the appends of its channel issued behind it
+/// fail too, in later transactions, while other channels go on; an append
+/// that starts a new chain is stored after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_issued_behind_a_failed_commit_fail_in_later_transactions_too() {
+    let config = SqliteConfig {
+        batch_max: 1,
+        ..SqliteConfig::default()
+    };
+    let (s, path) = open("chain-commit.db", config);
+    assert_eq!(seqs(&s.execute(append("a", &["a0"])).await), Ok(vec![1]));
+    writer_job(&s, WriterTest::FailCommit(CommitFault::Refused)).await;
+    let cmds = [
+        append("a", &["a1"]),
+        append_behind("a", &["a2"]),
+        append("b", &["b1"]),
+        append_behind("a", &["a3"]),
+    ];
+    let outcomes: Vec<_> = behind_held_writer(&s, cmds)
+        .await
+        .iter()
+        .map(seqs)
+        .collect();
+    assert!(outcomes[0].is_err(), "{outcomes:?}");
+    assert!(
+        outcomes[1]
+            .as_ref()
+            .is_err_and(|e| e.contains("an earlier append of this channel failed")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2], Ok(vec![1]), "another channel goes on");
+    assert!(outcomes[3].is_err(), "{outcomes:?}");
+    assert_eq!(seqs(&s.execute(append("a", &["a1"])).await), Ok(vec![2]));
+    let conn = side(&path);
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM events WHERE channel = 'a'"),
+        2
+    );
+}
+
+/// The chain rule inside one group commit: an append that fails in its
+/// savepoint fails the append of its channel issued behind it in the same
+/// transaction; the others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_behind_a_failed_one_in_the_same_group_commit_fails_too() {
+    let (s, path) = with_damaged_k1("chain-group.db").await;
+    let cmds = [
+        append("c", &["k2", "k1"]),
+        append("d", &["d1"]),
+        append_behind("c", &["k3"]),
+    ];
+    let outcomes: Vec<_> = behind_held_writer(&s, cmds)
+        .await
+        .iter()
+        .map(seqs)
+        .collect();
+    assert!(outcomes[0].is_err(), "{outcomes:?}");
+    assert_eq!(outcomes[1], Ok(vec![1]));
+    assert!(
+        outcomes[2].is_err(),
+        "k3 may not commit before k2: {outcomes:?}"
+    );
+    let conn = side(&path);
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM events WHERE channel = 'c'"),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,6 +599,7 @@ async fn a_disk_full_for_a_lone_command_stores_none_of_it() {
         .execute(StoreCommand::Append {
             channel: ch("lone"),
             entries,
+            chain: lockstep_core::store::AppendChain::Start,
         })
         .await;
     assert!(
@@ -559,7 +656,6 @@ async fn batch_with_commit_fault(
     let (s, path) = open(name, SqliteConfig::default());
     s.execute(append("a", &["a0"])).await.unwrap();
     writer_job(&s, WriterTest::FailCommit(fault)).await;
-    let release = hold_writer(&s).await;
     let cmds = vec![
         append("a", &["a1", "a2"]),
         // A duplicate of this same batch: true only if the batch is stored.
@@ -571,15 +667,7 @@ async fn batch_with_commit_fault(
         },
         append("a", &["a1"]),
     ];
-    let mut pending = Vec::new();
-    for cmd in cmds {
-        pending.push(queue(&s, cmd).await);
-    }
-    drop(release);
-    let mut outcomes = Vec::new();
-    for p in pending {
-        outcomes.push(outcome(p).await);
-    }
+    let outcomes = behind_held_writer(&s, cmds).await;
     (path, outcomes, s)
 }
 
@@ -885,6 +973,7 @@ async fn a_version_1_database_is_migrated_with_tombstones() {
             },
             message("k1", &Body::text("retry")),
         ],
+        chain: lockstep_core::store::AppendChain::Start,
     };
     let outcomes = s.execute(edit).await;
     assert_eq!(seqs(&outcomes), Ok(vec![6]));

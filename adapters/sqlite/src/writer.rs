@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lockstep_core::ids::{ChannelId, Epoch, Seq, UserId};
-use lockstep_core::store::{AppendOutcome, StoreError, StoreReply};
+use lockstep_core::store::{AppendOutcome, BrokenChains, StoreError, StoreReply};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
@@ -80,6 +80,8 @@ pub(crate) struct Writer {
     pub(crate) tick_queued: Arc<AtomicBool>,
     /// Held closed while a checkpoint resets the WAL.
     pub(crate) gate: Arc<Gate>,
+    /// Channels whose last append failed: appends issued behind it fail.
+    pub(crate) chains: BrokenChains,
     /// Test hook: how the next `COMMIT` fails.
     #[cfg(test)]
     pub(crate) commit_fault: Option<crate::tests::CommitFault>,
@@ -99,7 +101,7 @@ enum Attempt {
 
 impl Writer {
     /// Runs until every sender is dropped (or the truth cannot be read).
-    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>, health: Arc<Health>) {
+    pub(crate) fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>, health: Arc<Health>) {
         let _alive = health.writer_running();
         let mut cmds = Vec::with_capacity(self.batch_max);
         let mut replies = Vec::with_capacity(self.batch_max);
@@ -160,7 +162,7 @@ impl Writer {
         };
         let n = cmds.len();
         let (at, why) = match self.attempt(&ctx, cmds)? {
-            Attempt::Done(outcomes) => return Ok(outcomes),
+            Attempt::Done(outcomes) => return Ok(self.chained(cmds, outcomes)),
             Attempt::RolledBack { at, why } => (at, why),
         };
         error!(error = %why, commands = n, failed_at = at, "sqlite rolled the batch back; storing the commands before the failure again");
@@ -172,7 +174,29 @@ impl Writer {
             n - at,
             &format!("transaction rolled back: {why}"),
         ));
-        Ok(outcomes)
+        Ok(self.chained(cmds, outcomes))
+    }
+
+    /// Records the batch's failed appends as broken chains, now that their
+    /// outcomes are final (a commit can fail what ran fine).
+    fn chained(&mut self, cmds: &[Command], outcomes: Vec<Outcome>) -> Vec<Outcome> {
+        for (cmd, outcome) in cmds.iter().zip(&outcomes) {
+            if let (Command::Write(WriteCommand::Append { channel, .. }), Err(_)) = (cmd, outcome) {
+                self.chains.failed(channel);
+            }
+        }
+        outcomes
+    }
+
+    /// Whether `cmd` may run: an append issued behind a failed one of its
+    /// channel may not (see `lockstep_core::store::AppendChain`).
+    fn admit(&mut self, cmd: &Command) -> Result<(), StoreError> {
+        match cmd {
+            Command::Write(WriteCommand::Append { channel, chain, .. }) => {
+                self.chains.admit(channel, *chain)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Runs `cmds` in one transaction (see [`Writer::execute_batch`]).
@@ -189,6 +213,13 @@ impl Writer {
         let mut written = Vec::with_capacity(n);
         for (i, cmd) in cmds.iter().enumerate() {
             written.push(WriteKey::of(cmd));
+            if let Err(e) = self.admit(cmd) {
+                if lone {
+                    return Ok(Attempt::Done(self.roll_back(n, &e.to_string())));
+                }
+                outcomes.push(Err(e));
+                continue;
+            }
             let outcome = if lone {
                 // The transaction alone makes a lone command atomic; a
                 // savepoint would only add its statement journal (a copy of
@@ -221,6 +252,10 @@ impl Writer {
             };
             if let Err(e) = &outcome {
                 error!(error = %e, "store command failed");
+                if let Command::Write(WriteCommand::Append { channel, .. }) = cmd {
+                    // What this batch runs behind it must fail too.
+                    self.chains.failed(channel);
+                }
                 if lone {
                     return Ok(Attempt::Done(self.roll_back(n, &e.to_string())));
                 }

@@ -73,6 +73,7 @@ async fn the_wal_stays_bounded_under_writes_with_readers_running() {
             .execute(StoreCommand::Append {
                 channel: ChannelId::new(format!("w{}", i % 4)).unwrap(),
                 entries,
+                chain: lockstep_core::store::AppendChain::Start,
             })
             .await
             .unwrap();

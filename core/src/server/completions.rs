@@ -9,7 +9,7 @@ use tracing::warn;
 use crate::ids::{ChannelId, Seq};
 use crate::ids::{Epoch, UserId};
 use crate::server::conn::{JoinAttempt, Membership};
-use crate::server::ops::{AppendOrigin, JoinStep, PendingOp, SendKey, Waiter};
+use crate::server::ops::{AppendOrigin, Done, JoinStep, PendingOp, SendKey, Waiter};
 use crate::server::{AccessPolicy, ConnId, Denied, Relay, Server};
 use crate::store::{AppendOutcome, Existing, Page, Refusal, StoreError, StoreOpId, StoreReply};
 use crate::wire::{Ack, ErrorCode, HistoryAck, JoinAck, LogEvent, ReadReceipt, SendAck};
@@ -69,29 +69,38 @@ impl<P: AccessPolicy> Server<P> {
             } => self.complete_receipt(waiter, channel, user, result),
             PendingOp::Tail { channel } => self.complete_tail_read(&channel, op, result),
             PendingOp::Append { channel, origins } => {
-                self.appends.finish(&channel);
-                let outcomes: Vec<Result<AppendOutcome, Denied>> = match result {
-                    Ok(StoreReply::Appended(outcomes)) if outcomes.len() == origins.len() => {
-                        outcomes.into_iter().map(Ok).collect()
-                    }
-                    Ok(other) => origins.iter().map(|_| Err(unexpected(&other))).collect(),
-                    Err(e) => origins.iter().map(|_| Err(unavailable(&e))).collect(),
-                };
-                let mut seqs = outcomes
-                    .iter()
-                    .filter_map(|o| o.as_ref().ok()?.appended().map(LogEvent::seq));
-                if let Some(first) = seqs.next() {
-                    let last = seqs.next_back().unwrap_or(first);
-                    self.announce(&channel, first, last);
+                let depth = self.config.appends_in_flight;
+                let done = Done { origins, result };
+                for done in self.appends.finish(&channel, op, done, depth) {
+                    self.complete_append(&channel, done);
                 }
-                // In entry order, so broadcasts go out in seq order.
-                for (origin, outcome) in origins.into_iter().zip(outcomes) {
-                    match origin {
-                        AppendOrigin::Send(key) => self.complete_send(key, outcome),
-                        AppendOrigin::Modify(waiter) => {
-                            self.complete_modify(waiter, &channel, outcome);
-                        }
-                    }
+            }
+        }
+    }
+
+    /// Answers and broadcasts one append command's outcome (in issue order
+    /// within its channel).
+    fn complete_append(&mut self, channel: &ChannelId, Done { origins, result }: Done) {
+        let outcomes: Vec<Result<AppendOutcome, Denied>> = match result {
+            Ok(StoreReply::Appended(outcomes)) if outcomes.len() == origins.len() => {
+                outcomes.into_iter().map(Ok).collect()
+            }
+            Ok(other) => origins.iter().map(|_| Err(unexpected(&other))).collect(),
+            Err(e) => origins.iter().map(|_| Err(unavailable(&e))).collect(),
+        };
+        let mut seqs = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok()?.appended().map(LogEvent::seq));
+        if let Some(first) = seqs.next() {
+            let last = seqs.next_back().unwrap_or(first);
+            self.announce(channel, first, last);
+        }
+        // In entry order, so broadcasts go out in seq order.
+        for (origin, outcome) in origins.into_iter().zip(outcomes) {
+            match origin {
+                AppendOrigin::Send(key) => self.complete_send(key, outcome),
+                AppendOrigin::Modify(waiter) => {
+                    self.complete_modify(waiter, channel, outcome);
                 }
             }
         }

@@ -109,6 +109,13 @@ pub struct ServerConfig {
     /// flush over a whole burst of pipelined sends, while one command stays
     /// bounded (64 maximal bodies are 4 MiB).
     pub max_append_batch: usize,
+    /// Append commands of one channel at the store at once. With more than
+    /// one, a busy channel's next batch starts while the previous one
+    /// commits, instead of waiting a whole commit (one `fsync`); the store
+    /// keeps them in order and fails the ones behind a failure (see
+    /// `lockstep_core::store::AppendChain`). Default 2: the commit in
+    /// progress and the one gathering behind it; 1 turns pipelining off.
+    pub appends_in_flight: usize,
     /// Delay before `presence:leave` after a user's last connection leaves,
     /// so a quick reconnect does not flap. Default 2 s (the protocol allows
     /// at most 5 s).
@@ -165,6 +172,7 @@ impl Default for ServerConfig {
             max_pending_per_conn: 256,
             max_pending_total: 65_536,
             max_append_batch: 64,
+            appends_in_flight: 2,
             presence_grace: Duration::from_secs(2),
             order_gate_ttl: Duration::from_secs(30),
             idle_timeout: None,

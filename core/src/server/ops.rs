@@ -1,18 +1,24 @@
 //! Store operations in flight and the per-channel append queues.
 //!
-//! At most one append command per channel is at the store at a time, so
-//! appends commit in the order the server accepted them whatever order the
-//! store completes other operations in: a sender's messages keep their
-//! order. The command carries everything that queued up behind the
-//! previous one (up to `ServerConfig::max_append_batch` entries), so a busy
-//! channel pays one store commit per batch, not per message.
+//! A channel has at most `ServerConfig::appends_in_flight` append commands
+//! at the store at once. The store executes a channel's commands in the
+//! order they were issued, and fails every one issued behind a failed one
+//! (`AppendChain::Behind`), so appends commit in the order the server
+//! accepted them and a sender's messages keep their order. Completions
+//! are handled in issue order too, whatever order they come back in, so
+//! commits are broadcast in seq order; after a failure nothing more is
+//! issued until what was behind it is back. Each command carries
+//! everything that queued up while the channel could not issue (up to
+//! `ServerConfig::max_append_batch` entries), so a busy channel pays one
+//! store commit per batch, not per message, and the next batch starts
+//! while the previous one commits.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::server::ConnId;
 use crate::server::conn::JoinAttempt;
-use crate::store::{AppendEntry, ModifyRule};
+use crate::store::{AppendChain, AppendEntry, ModifyRule, StoreError, StoreOpId, StoreReply};
 use crate::wire::{Body, ReqId};
 
 /// The dedupe key of a send: (channel, author, client message id).
@@ -77,8 +83,7 @@ pub(crate) enum PendingOp {
     },
     /// A read of a tailed channel past its cursor (shared stores only).
     Tail { channel: ChannelId },
-    /// An append command (the only one in flight for its channel): whom
-    /// each entry answers, in the entries' order.
+    /// An append command: whom each entry answers, in the entries' order.
     Append {
         channel: ChannelId,
         origins: Vec<AppendOrigin>,
@@ -148,69 +153,177 @@ impl QueuedAppend {
     }
 }
 
+/// An append command at the store.
+#[derive(Debug, Clone)]
+struct InFlight {
+    op: StoreOpId,
+    /// Entries it carries.
+    entries: usize,
+    /// Its completion, when it came back before one issued ahead of it
+    /// (handled once those are).
+    done: Option<Done>,
+}
+
+/// A completed append command, in the order to handle it.
+#[derive(Debug, Clone)]
+pub(crate) struct Done {
+    pub(crate) origins: Vec<AppendOrigin>,
+    pub(crate) result: Result<StoreReply, StoreError>,
+}
+
+/// Whether a channel may issue its next command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Chain {
+    /// Every completion handled so far succeeded.
+    #[default]
+    Sound,
+    /// A command failed while others were in flight behind it: they fail
+    /// too (the store's rule), so nothing more is issued until the last
+    /// is back and a new chain can start.
+    Draining,
+}
+
 #[derive(Debug, Clone, Default)]
 struct ChannelQueue {
-    /// Entries of the command at the store (0: none is).
-    in_flight: usize,
+    /// Commands at the store, oldest first (at most
+    /// `ServerConfig::appends_in_flight`).
+    in_flight: VecDeque<InFlight>,
+    chain: Chain,
     waiting: VecDeque<QueuedAppend>,
 }
 
-/// Per-channel FIFO of appends with at most one command at the store.
+impl ChannelQueue {
+    fn may_issue(&self, depth: usize) -> bool {
+        self.chain == Chain::Sound && self.in_flight.len() < depth.max(1)
+    }
+}
+
+/// Per-channel FIFO of appends with at most `depth` commands at the store,
+/// their completions handled in the order they were issued.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AppendQueues {
     channels: BTreeMap<ChannelId, ChannelQueue>,
-    /// Channels with appends waiting and no command in flight: issued when
-    /// the driver next polls, so appends accepted in one burst of inputs
-    /// leave together.
+    /// Channels with appends waiting that may issue: issued when the driver
+    /// next polls, so appends accepted in one burst of inputs leave
+    /// together.
     ready: BTreeSet<ChannelId>,
     /// Entries waiting, over all channels.
     queued: usize,
-    /// Entries at the store beyond the first of each command (the op
-    /// table counts a command once).
+    /// Entries at the store the op table does not count: beyond the first
+    /// of each command, and all of a completed command held for its turn.
     batched: usize,
 }
 
+/// The next command to issue.
+pub(crate) struct Batch {
+    pub(crate) channel: ChannelId,
+    pub(crate) appends: Vec<QueuedAppend>,
+    pub(crate) chain: AppendChain,
+}
+
 impl AppendQueues {
-    pub(crate) fn push(&mut self, channel: &ChannelId, append: QueuedAppend) {
+    pub(crate) fn push(&mut self, channel: &ChannelId, append: QueuedAppend, depth: usize) {
         let q = self.channels.entry(channel.clone()).or_default();
         q.waiting.push_back(append);
-        if q.in_flight == 0 {
+        if q.may_issue(depth) {
             self.ready.insert(channel.clone());
         }
         self.queued += 1;
     }
 
     /// The next command to issue: a ready channel and its oldest appends
-    /// (at most `max`, at least one), now in flight.
-    pub(crate) fn next_batch(&mut self, max: usize) -> Option<(ChannelId, Vec<QueuedAppend>)> {
+    /// (at most `max`, at least one). [`started`](Self::started) must
+    /// follow with its op.
+    pub(crate) fn next_batch(&mut self, max: usize, depth: usize) -> Option<Batch> {
         while let Some(channel) = self.ready.pop_first() {
             let Some(q) = self.channels.get_mut(&channel) else {
                 continue;
             };
-            if q.in_flight > 0 || q.waiting.is_empty() {
+            if !q.may_issue(depth) || q.waiting.is_empty() {
                 continue;
             }
             let n = q.waiting.len().min(max.max(1));
-            let batch: Vec<_> = q.waiting.drain(..n).collect();
-            q.in_flight = n;
+            let appends: Vec<_> = q.waiting.drain(..n).collect();
+            let chain = if q.in_flight.is_empty() {
+                AppendChain::Start
+            } else {
+                AppendChain::Behind
+            };
             self.queued -= n;
-            self.batched += n.saturating_sub(1);
-            return Some((channel, batch));
+            return Some(Batch {
+                channel,
+                appends,
+                chain,
+            });
         }
         None
     }
 
-    /// The in-flight command of `channel` completed.
-    pub(crate) fn finish(&mut self, channel: &ChannelId) {
-        if let Some(q) = self.channels.get_mut(channel) {
-            self.batched -= q.in_flight.saturating_sub(1);
-            q.in_flight = 0;
-            if q.waiting.is_empty() {
-                self.channels.remove(channel);
-            } else {
-                self.ready.insert(channel.clone());
-            }
+    /// The batch of `entries` appends just taken from `channel` was issued
+    /// as `op`.
+    pub(crate) fn started(
+        &mut self,
+        channel: &ChannelId,
+        op: StoreOpId,
+        entries: usize,
+        depth: usize,
+    ) {
+        let q = self.channels.entry(channel.clone()).or_default();
+        q.in_flight.push_back(InFlight {
+            op,
+            entries,
+            done: None,
+        });
+        self.batched += entries.saturating_sub(1);
+        if q.may_issue(depth) && !q.waiting.is_empty() {
+            self.ready.insert(channel.clone());
         }
+    }
+
+    /// The command `op` of `channel` completed: the completions to handle
+    /// now, in issue order (none while one issued earlier is still out).
+    pub(crate) fn finish(
+        &mut self,
+        channel: &ChannelId,
+        op: StoreOpId,
+        done: Done,
+        depth: usize,
+    ) -> Vec<Done> {
+        let Some(q) = self.channels.get_mut(channel) else {
+            return vec![done];
+        };
+        let Some(slot) = q.in_flight.iter_mut().find(|f| f.op == op) else {
+            return vec![done];
+        };
+        // Held until its turn, it is no longer counted by the op table.
+        self.batched += 1;
+        slot.done = Some(done);
+        let mut handle = Vec::new();
+        while q.in_flight.front().is_some_and(|f| f.done.is_some()) {
+            let Some(InFlight {
+                entries,
+                done: Some(done),
+                ..
+            }) = q.in_flight.pop_front()
+            else {
+                break;
+            };
+            self.batched -= entries;
+            let failed = !matches!(done.result, Ok(StoreReply::Appended(_)));
+            if failed && !q.in_flight.is_empty() {
+                q.chain = Chain::Draining;
+            }
+            handle.push(done);
+        }
+        if q.in_flight.is_empty() {
+            q.chain = Chain::Sound;
+        }
+        if q.in_flight.is_empty() && q.waiting.is_empty() {
+            self.channels.remove(channel);
+        } else if q.may_issue(depth) && !q.waiting.is_empty() {
+            self.ready.insert(channel.clone());
+        }
+        handle
     }
 
     /// The dedupe keys of the sends waiting (not issued) in `channel`.
@@ -235,7 +348,7 @@ impl AppendQueues {
         q.waiting
             .retain(|a| !matches!(a, QueuedAppend::Send { key: k, .. } if k == key));
         self.queued -= before - q.waiting.len();
-        if q.in_flight == 0 && q.waiting.is_empty() {
+        if q.in_flight.is_empty() && q.waiting.is_empty() {
             self.channels.remove(channel);
             self.ready.remove(channel);
         }

@@ -84,6 +84,22 @@ pub enum AppendEntry {
     },
 }
 
+/// Where an append stands in its channel's pipeline. The server may have
+/// several appends of one channel at the store at once (so a busy channel
+/// does not wait a whole commit before its next batch starts); a store
+/// executes them in the order it was handed them, and an append issued
+/// behind one that failed must fail too, or a later batch could commit
+/// while an earlier one is lost and retried after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AppendChain {
+    /// No earlier append of the channel was in flight when it was issued:
+    /// whatever failed before is settled, and it runs on its own merits.
+    Start,
+    /// Issued while earlier appends of the channel were in flight: it fails
+    /// (committing nothing) if the channel's previous append failed.
+    Behind,
+}
+
 /// Where a read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -106,6 +122,9 @@ pub enum StoreCommand {
         channel: ChannelId,
         /// What to append, in commit order (at least one).
         entries: Vec<AppendEntry>,
+        /// Whether earlier appends of the channel were still at the store
+        /// when it was issued (see [`AppendChain`]).
+        chain: AppendChain,
     },
     /// Read a page of a channel log.
     Read {
@@ -192,6 +211,8 @@ pub enum WriteCommand {
         channel: ChannelId,
         /// What to append, in commit order.
         entries: Vec<AppendEntry>,
+        /// Its place in the channel's pipeline.
+        chain: AppendChain,
     },
     /// [`StoreCommand::SetReceipt`].
     SetReceipt {
@@ -202,6 +223,19 @@ pub enum WriteCommand {
         /// The proposed watermark.
         up_to: Seq,
     },
+}
+
+impl WriteCommand {
+    /// The channel the command writes to: an engine keeps a channel's
+    /// writes in one queue, in order.
+    #[must_use]
+    pub fn channel(&self) -> &ChannelId {
+        match self {
+            WriteCommand::Append { channel, .. } | WriteCommand::SetReceipt { channel, .. } => {
+                channel
+            }
+        }
+    }
 }
 
 impl From<StoreCommand> for Routed {
@@ -219,9 +253,15 @@ impl From<StoreCommand> for Routed {
                 max_bytes,
             }),
             StoreCommand::Head { channel } => Routed::Read(ReadCommand::Head { channel }),
-            StoreCommand::Append { channel, entries } => {
-                Routed::Write(WriteCommand::Append { channel, entries })
-            }
+            StoreCommand::Append {
+                channel,
+                entries,
+                chain,
+            } => Routed::Write(WriteCommand::Append {
+                channel,
+                entries,
+                chain,
+            }),
             StoreCommand::SetReceipt {
                 channel,
                 user,

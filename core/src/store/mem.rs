@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::ids::{ChannelId, Epoch, Seq};
 use crate::store::mem_log::{ChannelLog, Limits};
 use crate::store::{
-    REMEMBER_DEFAULT, RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, StoreCommand, StoreError,
-    StoreReply,
+    BrokenChains, REMEMBER_DEFAULT, RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, StoreCommand,
+    StoreError, StoreReply,
 };
 use crate::wire::LogEvent;
 
@@ -102,6 +102,8 @@ pub struct MemStore {
     /// The epoch the next reset takes.
     next_epoch: u64,
     fail: FailMode,
+    /// Channels whose last append failed (the pipelining rule), per writer.
+    chains: BTreeMap<usize, BrokenChains>,
     /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
     #[cfg(feature = "sabotage")]
     sabotage: crate::sabotage::Sabotage,
@@ -117,6 +119,7 @@ impl MemStore {
             channels: BTreeMap::new(),
             next_epoch,
             fail: FailMode::Never,
+            chains: BTreeMap::new(),
             #[cfg(feature = "sabotage")]
             sabotage: crate::sabotage::Sabotage::default(),
         }
@@ -134,22 +137,54 @@ impl MemStore {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when a failure was injected with
-    /// [`set_fail_mode`](Self::set_fail_mode); nothing is changed then.
+    /// [`set_fail_mode`](Self::set_fail_mode), or when an append issued
+    /// behind a failed one of its channel comes
+    /// ([`AppendChain::Behind`](crate::store::AppendChain::Behind));
+    /// nothing is changed then.
     pub fn execute(&mut self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
-        match self.fail {
-            FailMode::Never => {}
+        self.execute_for(0, cmd)
+    }
+
+    /// [`execute`](Self::execute) for one of several writers sharing the
+    /// store (the lab's server processes on one store): each keeps its own
+    /// append chains, as each PostgreSQL process's writer does, so one
+    /// process's failure does not fail another's appends.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub fn execute_for(
+        &mut self,
+        writer: usize,
+        cmd: StoreCommand,
+    ) -> Result<StoreReply, StoreError> {
+        let injected = match self.fail {
+            FailMode::Never => false,
             FailMode::Next(n) => {
                 self.fail = if n <= 1 {
                     FailMode::Never
                 } else {
                     FailMode::Next(n - 1)
                 };
-                return Err(StoreError::Unavailable("injected failure".into()));
+                true
             }
-            FailMode::Always => return Err(StoreError::Unavailable("injected failure".into())),
+            FailMode::Always => true,
+        };
+        if injected {
+            return Err(self.fail_for(writer, &cmd, "injected failure"));
         }
         match cmd {
-            StoreCommand::Append { channel, entries } => {
+            StoreCommand::Append {
+                channel,
+                entries,
+                chain,
+            } => {
+                let chains = self.chains.entry(writer).or_default();
+                if let Err(e) = chains.admit(&channel, chain) {
+                    if !sabotaged!(self, StoreIgnoresChains) {
+                        chains.failed(&channel);
+                        return Err(e);
+                    }
+                }
                 let forget = sabotaged!(self, StoreForgetsAppends);
                 #[cfg(feature = "sabotage")]
                 if sabotaged!(self, StoreSkipsDedupe) {
@@ -194,6 +229,23 @@ impl MemStore {
                 })
             }
         }
+    }
+
+    /// Fails `cmd` as a failing engine would (fault injection by a caller
+    /// that decides failures itself, like the lab's failure windows):
+    /// nothing changes but that an append's failure breaks its channel's
+    /// chain, so what was issued behind it fails too.
+    pub fn fail(&mut self, cmd: &StoreCommand, why: &str) -> StoreError {
+        self.fail_for(0, cmd, why)
+    }
+
+    /// [`fail`](Self::fail) for one of several writers (see
+    /// [`execute_for`](Self::execute_for)).
+    pub fn fail_for(&mut self, writer: usize, cmd: &StoreCommand, why: &str) -> StoreError {
+        if let StoreCommand::Append { channel, .. } = cmd {
+            self.chains.entry(writer).or_default().failed(channel);
+        }
+        StoreError::Unavailable(why.into())
     }
 
     /// Sets when commands fail (fault injection).

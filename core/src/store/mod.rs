@@ -18,6 +18,13 @@
 //!   on a [`StoreError`], not at all, so a failure can never let a later
 //!   message of a sender in while an earlier one is lost. A refused entry
 //!   consumes no seq and does not stop the others.
+//! - **Pipelined appends keep their order.** The server may have several
+//!   appends of one channel at the store at once. A store executes them in
+//!   the order it was handed them (seqs follow that order), and an append
+//!   marked [`AppendChain::Behind`] fails, committing nothing, when the
+//!   channel's previous append failed: nothing commits out of order and
+//!   nothing is acked that is not stored. [`BrokenChains`] is the memory
+//!   that rule needs.
 //! - **Deduplication.** The key is (channel, author, client message id). A hit
 //!   commits nothing and answers [`AppendOutcome::Duplicate`] with the original
 //!   message's id, seq and ts. The memory covers at least the last 100,000
@@ -58,15 +65,17 @@
 //!   disk before it answers. Slowness is not modelled here: the caller
 //!   simply delays handing the completion back.
 
+mod chains;
 mod command;
 mod mem;
 mod mem_log;
 mod rules;
 
+pub use chains::{BROKEN_CHAINS_MAX, BrokenChains};
 pub use command::{
-    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX, REMEMBER_DEFAULT,
-    RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, ReadCommand, ReadFrom, Refusal, Routed,
-    StoreCommand, StoreError, StoreOpId, StoreReply, WriteCommand, fitting,
+    AppendChain, AppendEntry, AppendOutcome, Existing, ModifyRule, Page, READ_LIMIT_MAX,
+    REMEMBER_DEFAULT, RETAIN_AGE_DEFAULT, RETAIN_EVENTS_DEFAULT, ReadCommand, ReadFrom, Refusal,
+    Routed, StoreCommand, StoreError, StoreOpId, StoreReply, WriteCommand, fitting,
 };
 pub use mem::{FailMode, LogView, MemStore, MemStoreConfig};
 pub use rules::{MessageState, Modify, PRUNE_STEP, decide_modify, decide_receipt};

@@ -27,6 +27,7 @@ fn append(store: &mut MemStore, c: &str, entries: Vec<AppendEntry>) -> Vec<Appen
     match store.execute(StoreCommand::Append {
         channel: ch(c),
         entries,
+        chain: AppendChain::Start,
     }) {
         Ok(StoreReply::Appended(outcomes)) if outcomes.len() == n => outcomes,
         other => panic!("not {n} append outcomes: {other:?}"),
@@ -136,6 +137,7 @@ fn a_failed_append_commits_none_of_its_entries() {
     let failed = s.execute(StoreCommand::Append {
         channel: ch("g"),
         entries: vec![message("u", "1"), message("u", "2")],
+        chain: AppendChain::Start,
     });
     assert!(failed.is_err());
     assert_eq!(s.events(&ch("g")).count(), 0);
@@ -144,6 +146,42 @@ fn a_failed_append_commits_none_of_its_entries() {
         outcomes.iter().map(appended_seq).collect::<Vec<_>>(),
         vec![1, 2]
     );
+}
+
+/// The pipelining rule: an append issued behind a failed one of its channel
+/// fails too, committing nothing, until an append starts a new chain; other
+/// channels are not affected.
+#[test]
+fn an_append_behind_a_failed_one_fails_until_a_chain_starts() {
+    let mut s = MemStore::default();
+    let cmd = |c: &str, cmid: &str, chain| StoreCommand::Append {
+        channel: ch(c),
+        entries: vec![message("u", cmid)],
+        chain,
+    };
+    assert!(s.execute(cmd("g", "1", AppendChain::Start)).is_ok());
+    assert!(s.execute(cmd("g", "2", AppendChain::Behind)).is_ok());
+    s.set_fail_mode(FailMode::Next(1));
+    assert!(s.execute(cmd("g", "3", AppendChain::Behind)).is_err());
+    assert!(s.execute(cmd("g", "4", AppendChain::Behind)).is_err());
+    assert!(s.execute(cmd("g", "5", AppendChain::Behind)).is_err());
+    assert!(s.execute(cmd("h", "1", AppendChain::Behind)).is_ok());
+    assert_eq!(s.events(&ch("g")).count(), 2, "nothing behind the failure");
+    assert!(s.execute(cmd("g", "3", AppendChain::Start)).is_ok());
+    assert!(s.execute(cmd("g", "4", AppendChain::Behind)).is_ok());
+    let cmids: Vec<String> = s
+        .events(&ch("g"))
+        .filter_map(|e| match e {
+            LogEvent::Message(m) => Some(m.client_msg_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cmids, ["1", "2", "3", "4"]);
+    // A failure decided by the caller (the lab's failure windows) breaks
+    // the chain the same way.
+    let failing = cmd("g", "5", AppendChain::Behind);
+    let _ = s.fail(&failing, "window");
+    assert!(s.execute(cmd("g", "6", AppendChain::Behind)).is_err());
 }
 
 #[test]

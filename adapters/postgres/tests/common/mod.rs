@@ -52,6 +52,7 @@ pub fn append(channel: &str, cmids: &[&str]) -> StoreCommand {
                 ts: 1,
             })
             .collect(),
+        chain: lockstep_core::store::AppendChain::Start,
     }
 }
 

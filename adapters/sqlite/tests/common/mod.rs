@@ -23,6 +23,7 @@ pub(crate) fn append(channel: &str, cmids: &[&str]) -> StoreCommand {
                 ts: 1,
             })
             .collect(),
+        chain: lockstep_core::store::AppendChain::Start,
     }
 }
 

@@ -24,8 +24,8 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use lockstep_core::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use lockstep_core::store::{
-    AppendEntry, AppendOutcome, Existing, ModifyRule, Page, ReadFrom, Refusal, StoreCommand,
-    StoreReply,
+    AppendChain, AppendEntry, AppendOutcome, Existing, ModifyRule, Page, ReadFrom, Refusal,
+    StoreCommand, StoreReply,
 };
 use lockstep_core::wire::{Body, LogEvent};
 
@@ -77,6 +77,11 @@ pub async fn check_store<S: Store>(mut make: impl FnMut() -> S) {
     check(
         "edits_and_deletes_leave_tombstones",
         edits_and_deletes_leave_tombstones(make()),
+    )
+    .await;
+    check(
+        "pipelined_appends_are_ordered_by_call",
+        pipelined_appends_are_ordered_by_call(make()),
     )
     .await;
 }
@@ -148,6 +153,7 @@ async fn append<S: Store>(s: &S, c: &str, entries: Vec<AppendEntry>) -> Vec<Appe
     let cmd = StoreCommand::Append {
         channel: ch(c),
         entries,
+        chain: AppendChain::Start,
     };
     match run(s, cmd).await {
         StoreReply::Appended(outcomes) if outcomes.len() == n => outcomes,
@@ -157,6 +163,37 @@ async fn append<S: Store>(s: &S, c: &str, entries: Vec<AppendEntry>) -> Vec<Appe
 async fn send<S: Store>(s: &S, c: &str, author: &str, cmid: &str) -> AppendOutcome {
     append(s, c, vec![message(author, cmid)]).await.remove(0)
 }
+
+/// The server hands a channel's next append over while the previous one is
+/// still at the store (`AppendChain::Behind`); the store must order them
+/// as they were handed over, whichever future is awaited first, or a
+/// sender's later batch could take the earlier seq.
+async fn pipelined_appends_are_ordered_by_call<S: Store>(s: S) {
+    let command = |cmid: &str, chain| StoreCommand::Append {
+        channel: ch("pipe"),
+        entries: vec![message("alice", cmid)],
+        chain,
+    };
+    let first = s.execute(command("1", AppendChain::Start));
+    let second = s.execute(command("2", AppendChain::Behind));
+    let third = s.execute(command("3", AppendChain::Behind));
+    let seq = |reply: Result<StoreReply, lockstep_core::store::StoreError>| match reply {
+        Ok(StoreReply::Appended(outcomes)) => match outcomes.as_slice() {
+            [AppendOutcome::Appended(event)] => event.seq().0,
+            other => panic!("not one appended outcome: {other:?}"),
+        },
+        other => panic!("a pipelined append was not answered: {other:?}"),
+    };
+    let third = seq(third.await);
+    let second = seq(second.await);
+    let first = seq(first.await);
+    assert_eq!(
+        [first, second, third],
+        [1, 2, 3],
+        "seqs must follow the order of the execute calls"
+    );
+}
+
 fn appended(r: &AppendOutcome) -> &LogEvent {
     r.appended()
         .unwrap_or_else(|| panic!("not appended: {r:?}"))
@@ -649,8 +686,13 @@ mod tests {
             cmd: StoreCommand,
         ) -> Result<StoreReply, lockstep_core::store::StoreError> {
             let cmd = match cmd {
-                StoreCommand::Append { channel, entries } => StoreCommand::Append {
+                StoreCommand::Append {
                     channel,
+                    entries,
+                    chain,
+                } => StoreCommand::Append {
+                    channel,
+                    chain,
                     entries: entries
                         .into_iter()
                         .map(|e| match e {
@@ -678,6 +720,34 @@ mod tests {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         ClientMsgId::new(format!("forgotten-{n}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A store that takes a command's place when its future is first
+    /// polled, not when `execute` is called: the kit must catch it.
+    struct Lazy(SharedMemStore);
+
+    impl Store for Lazy {
+        async fn execute(
+            &self,
+            cmd: StoreCommand,
+        ) -> Result<StoreReply, lockstep_core::store::StoreError> {
+            self.0.lock().execute(cmd)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_ordered_by_first_poll_is_caught_by_name() {
+        let caught = AssertUnwindSafe(check_store(|| Lazy(SharedMemStore::default())))
+            .catch_unwind()
+            .await;
+        let Err(payload) = caught else {
+            panic!("a store ordered by first poll passed the contract")
+        };
+        let text = panic_text(payload.as_ref());
+        assert!(
+            text.starts_with("store contract broken: pipelined_appends_are_ordered_by_call:"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

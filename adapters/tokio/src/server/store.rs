@@ -13,14 +13,18 @@ use lockstep_core::store::{MemStore, MemStoreConfig, StoreCommand, StoreError, S
 ///
 /// Commands are plain data (see `lockstep_core::store` for the contract every
 /// store keeps: one append is one transaction, dedupe in the same
-/// transaction, bounded reads, failure is a reply). The driver may run
-/// several commands concurrently; the machine never issues two append
-/// commands for one channel at once (it batches what queues up behind one
-/// instead), so an engine needs no ordering of its own. A
-/// SQLite or PostgreSQL store implements it with its own connection pool
-/// (and `spawn_blocking` for a blocking engine).
+/// transaction, bounded reads, failure is a reply). The driver runs
+/// several commands concurrently, and a channel may have several appends
+/// in flight (`lockstep_core::store::AppendChain`): a command takes its
+/// place in the store's order when `execute` is *called*, not when its
+/// future is first polled, and the store executes a channel's appends in
+/// that order, failing those behind a failed one
+/// (`lockstep_core::store::BrokenChains` keeps that memory). A SQLite or
+/// PostgreSQL store implements it with its own writer queue and
+/// connections (and `spawn_blocking` for a blocking engine).
 pub trait Store: Send + Sync + 'static {
-    /// Executes one command.
+    /// Executes one command, in the store's order from the moment it is
+    /// called (see the trait docs).
     fn execute(
         &self,
         cmd: StoreCommand,
@@ -65,7 +69,11 @@ impl SharedMemStore {
 }
 
 impl Store for SharedMemStore {
-    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
-        self.lock().execute(cmd)
+    /// Executes at once, so commands are ordered by call.
+    fn execute(
+        &self,
+        cmd: StoreCommand,
+    ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send {
+        std::future::ready(self.lock().execute(cmd))
     }
 }

@@ -41,6 +41,7 @@ impl<P: AccessPolicy> Server<P> {
                 rule,
                 change,
             },
+            self.config.appends_in_flight,
         );
         Ok(())
     }

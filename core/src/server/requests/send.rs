@@ -65,8 +65,9 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(());
         }
         self.sends.insert(key.clone(), vec![(w, place)]);
+        let depth = self.config.appends_in_flight;
         self.appends
-            .push(&channel, QueuedAppend::Send { key, body });
+            .push(&channel, QueuedAppend::Send { key, body }, depth);
         Ok(())
     }
 
@@ -91,19 +92,26 @@ impl<P: AccessPolicy> Server<P> {
         self.take_token(w.conn, Kind::Message)
     }
 
-    /// Issues one append command per channel that has appends waiting and
-    /// none at the store.
+    /// Issues an append command for every channel that has appends waiting
+    /// and room in its pipeline.
     pub(crate) fn pump(&mut self) {
         let ts = self.now.as_millis();
-        while let Some((channel, batch)) = self.appends.next_batch(self.config.max_append_batch) {
-            let (entries, origins) = batch.into_iter().map(|a| a.into_entry(ts)).unzip();
-            self.issue(
+        let (max, depth) = (self.config.max_append_batch, self.config.appends_in_flight);
+        while let Some(batch) = self.appends.next_batch(max, depth) {
+            let n = batch.appends.len();
+            let (entries, origins) = batch.appends.into_iter().map(|a| a.into_entry(ts)).unzip();
+            let op = self.issue(
                 StoreCommand::Append {
-                    channel: channel.clone(),
+                    channel: batch.channel.clone(),
                     entries,
+                    chain: batch.chain,
                 },
-                PendingOp::Append { channel, origins },
+                PendingOp::Append {
+                    channel: batch.channel.clone(),
+                    origins,
+                },
             );
+            self.appends.started(&batch.channel, op, n, depth);
         }
     }
 }

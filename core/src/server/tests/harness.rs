@@ -8,8 +8,8 @@ use crate::Instant;
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId, Seq, UserId};
 use crate::server::{AccessPolicy, ConnId, Open, Rooms, Server, ServerConfig, ServerOutput};
 use crate::store::{
-    AppendEntry, AppendOutcome, Existing, MemStore, MemStoreConfig, ReadFrom, StoreCommand,
-    StoreError, StoreOpId, StoreReply,
+    AppendChain, AppendEntry, AppendOutcome, Existing, MemStore, MemStoreConfig, ReadFrom,
+    StoreCommand, StoreError, StoreOpId, StoreReply,
 };
 use crate::wire::{
     Ack, Body, ClientFrame, ErrorCode, ReqId, ServerFrame, encode_client, encode_server,
@@ -470,9 +470,17 @@ impl<P: AccessPolicy> Harness<P> {
 
 fn describe_command(cmd: &StoreCommand) -> String {
     match cmd {
-        StoreCommand::Append { channel, entries } => {
+        StoreCommand::Append {
+            channel,
+            entries,
+            chain,
+        } => {
             let entries: Vec<String> = entries.iter().map(describe_entry).collect();
-            format!("append {channel} {}", entries.join("; "))
+            let behind = match chain {
+                AppendChain::Start => "",
+                AppendChain::Behind => " (behind)",
+            };
+            format!("append {channel}{behind} {}", entries.join("; "))
         }
         StoreCommand::Read {
             channel,
