@@ -54,7 +54,12 @@ impl<S: Store> Metered<S> {
 }
 
 impl<S: Store> Store for Metered<S> {
-    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
+    /// Hands `cmd` to the wrapped store at once (a command takes its place
+    /// in the store's order when `execute` is called), then measures it.
+    fn execute(
+        &self,
+        cmd: StoreCommand,
+    ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send {
         let kind = match &cmd {
             StoreCommand::Append { .. } => "append",
             StoreCommand::Read { .. } => "read",
@@ -62,21 +67,25 @@ impl<S: Store> Store for Metered<S> {
             StoreCommand::SetReceipt { .. } => "receipt",
         };
         let started = Instant::now();
-        let result = self.store.execute(cmd).await;
-        self.health.record(result.is_ok());
-        metrics::histogram!(STORE_LATENCY, "command" => kind)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!(STORE_COMMANDS, "command" => kind, "outcome" => outcome).increment(1);
-        if let Ok(StoreReply::Appended(outcomes)) = &result {
-            let committed = outcomes
-                .iter()
-                .filter(|o| matches!(o, AppendOutcome::Appended(_)))
-                .count();
-            metrics::counter!(STORED).increment(committed as u64);
-            metrics::histogram!(APPEND_BATCH).record(outcomes.len() as f64);
+        let running = self.store.execute(cmd);
+        let health = Arc::clone(&self.health);
+        async move {
+            let result = running.await;
+            health.record(result.is_ok());
+            metrics::histogram!(STORE_LATENCY, "command" => kind)
+                .record(started.elapsed().as_secs_f64());
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            metrics::counter!(STORE_COMMANDS, "command" => kind, "outcome" => outcome).increment(1);
+            if let Ok(StoreReply::Appended(outcomes)) = &result {
+                let committed = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, AppendOutcome::Appended(_)))
+                    .count();
+                metrics::counter!(STORED).increment(committed as u64);
+                metrics::histogram!(APPEND_BATCH).record(outcomes.len() as f64);
+            }
+            result
         }
-        result
     }
 
     fn is_alive(&self) -> bool {
@@ -142,4 +151,19 @@ pub fn prometheus() -> &'static PrometheusHandle {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use lockstep_tokio::server::SharedMemStore;
+    use lockstep_tokio::server::contract::check_store;
+
+    use super::Metered;
+
+    /// The wrapper keeps the store contract, call order included: it hands
+    /// a command over when called, not when first polled.
+    #[tokio::test]
+    async fn a_metered_store_keeps_the_contract() {
+        check_store(|| Metered::new(SharedMemStore::default())).await;
+    }
 }

@@ -546,11 +546,22 @@ const DEAD: u8 = 2;
 const PANICKING: u8 = 3;
 
 impl Store for Faulty {
-    async fn execute(&self, cmd: StoreCommand) -> Result<StoreReply, StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            HEALTHY => self.inner.execute(cmd).await,
-            PANICKING => panic!("the test store panics (the driver task dies)"),
-            _ => Err(StoreError::Unavailable("test fault".into())),
+    fn execute(
+        &self,
+        cmd: StoreCommand,
+    ) -> impl Future<Output = Result<StoreReply, StoreError>> + Send {
+        // The command takes its place when called, as the contract asks.
+        let running = match self.mode.load(Ordering::SeqCst) {
+            HEALTHY => Ok(self.inner.execute(cmd)),
+            PANICKING => Err(None),
+            _ => Err(Some(StoreError::Unavailable("test fault".into()))),
+        };
+        async move {
+            match running {
+                Ok(running) => running.await,
+                Err(Some(e)) => Err(e),
+                Err(None) => panic!("the test store panics (the driver task dies)"),
+            }
         }
     }
 
