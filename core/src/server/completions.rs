@@ -69,9 +69,9 @@ impl<P: AccessPolicy> Server<P> {
             } => self.complete_receipt(waiter, channel, user, result),
             PendingOp::Tail { channel } => self.complete_tail_read(&channel, op, result),
             PendingOp::Append { channel, origins } => {
-                let depth = self.config.appends_in_flight;
+                let pipeline = self.config.pipeline();
                 let done = Done { origins, result };
-                for done in self.appends.finish(&channel, op, done, depth) {
+                for done in self.appends.finish(&channel, op, done, pipeline) {
                     self.complete_append(&channel, done);
                 }
             }

@@ -111,8 +111,9 @@ pub struct ServerConfig {
     pub max_append_batch: usize,
     /// Append commands of one channel at the store at once. With more than
     /// one, a busy channel's next batch starts while the previous one
-    /// commits, instead of waiting a whole commit (one `fsync`); the store
-    /// keeps them in order and fails the ones behind a failure (see
+    /// commits, instead of waiting a whole commit (one `fsync`), once as
+    /// many appends wait as the previous command carried; the store keeps
+    /// them in order and fails the ones behind a failure (see
     /// `lockstep_core::store::AppendChain`). Default 2: the commit in
     /// progress and the one gathering behind it; 1 turns pipelining off.
     pub appends_in_flight: usize,
@@ -178,6 +179,16 @@ impl Default for ServerConfig {
             idle_timeout: None,
             typing_ttl: Duration::from_secs(5),
             writers: Writers::Alone,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// How a channel's appends are cut into commands and pipelined.
+    pub(crate) fn pipeline(&self) -> crate::server::ops::Pipeline {
+        crate::server::ops::Pipeline {
+            batch: self.max_append_batch,
+            depth: self.appends_in_flight,
         }
     }
 }

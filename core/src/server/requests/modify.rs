@@ -41,7 +41,7 @@ impl<P: AccessPolicy> Server<P> {
                 rule,
                 change,
             },
-            self.config.appends_in_flight,
+            self.config.pipeline(),
         );
         Ok(())
     }

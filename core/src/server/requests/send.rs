@@ -65,9 +65,9 @@ impl<P: AccessPolicy> Server<P> {
             return Ok(());
         }
         self.sends.insert(key.clone(), vec![(w, place)]);
-        let depth = self.config.appends_in_flight;
+        let pipeline = self.config.pipeline();
         self.appends
-            .push(&channel, QueuedAppend::Send { key, body }, depth);
+            .push(&channel, QueuedAppend::Send { key, body }, pipeline);
         Ok(())
     }
 
@@ -96,8 +96,8 @@ impl<P: AccessPolicy> Server<P> {
     /// and room in its pipeline.
     pub(crate) fn pump(&mut self) {
         let ts = self.now.as_millis();
-        let (max, depth) = (self.config.max_append_batch, self.config.appends_in_flight);
-        while let Some(batch) = self.appends.next_batch(max, depth) {
+        let pipeline = self.config.pipeline();
+        while let Some(batch) = self.appends.next_batch(pipeline) {
             let n = batch.appends.len();
             let (entries, origins) = batch.appends.into_iter().map(|a| a.into_entry(ts)).unzip();
             let op = self.issue(
@@ -111,7 +111,7 @@ impl<P: AccessPolicy> Server<P> {
                     origins,
                 },
             );
-            self.appends.started(&batch.channel, op, n, depth);
+            self.appends.started(&batch.channel, op, n, pipeline);
         }
     }
 }
