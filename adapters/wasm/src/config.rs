@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use lockstep_core::client::{Backoff, ClientConfig};
-use lockstep_core::wire::json::{Fields, JsonError, Reader};
+use lockstep_core::wire::json::{Fields, JsonError, Reader, f64_text};
 use tsify::Tsify;
 
 /// Longest duration accepted, in milliseconds (about 24 days, the most a
@@ -150,7 +150,7 @@ pub enum ConfigError {
         value: u64,
     },
     /// `randomizationFactor` is not a number in `[0, 1]`.
-    #[error("randomizationFactor must be between 0 and 1, got {0}")]
+    #[error("randomizationFactor must be between 0 and 1, got {}", f64_text(*.0))]
     Randomization(f64),
 }
 

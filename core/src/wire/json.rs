@@ -485,13 +485,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A JSON number's text as an `f64`, `None` when out of range: read by
-/// serde_json's own float parser, so a number rounds as serde reads it
-/// (and the browser module carries one float parser, not two).
+/// A JSON number's text (checked by [`Reader::number`]) as an `f64`,
+/// `None` when out of range. Core's parser rounds exactly, as serde_json
+/// does with `float_roundtrip` (the tests hold the two together).
 fn float(text: &str) -> Option<f64> {
-    serde_json::from_str::<f64>(text)
-        .ok()
-        .filter(|f| f.is_finite())
+    text.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// The fields named in `names` of one object, as their raw text, read in
@@ -640,6 +638,14 @@ pub fn write_str(out: &mut String, s: &str) {
     }
     out.push_str(s.get(run..).unwrap_or_default());
     out.push('"');
+}
+
+/// An `f64` as serde_json writes it (the shortest text that reads back
+/// the same; `NaN` and `inf` spelled out), for messages: it spares a
+/// browser module core's own float formatter.
+#[must_use]
+pub fn f64_text(f: f64) -> String {
+    zmij::Buffer::new().format(f).to_owned()
 }
 
 /// Writes `n` in decimal.

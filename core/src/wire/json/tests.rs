@@ -399,3 +399,52 @@ fn strings_are_escaped_as_serde_escapes_them() {
         assert_eq!(out, n.to_string());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Numbers of any spelling (long mantissas, exponents far out either
+    /// way, integers past `u64` and `i64`) come out as serde_json writes
+    /// what it reads, or are refused where serde_json refuses them.
+    #[test]
+    fn numbers_are_written_as_serde_reads_them(
+        text in "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,40})?([eE][-+]?[0-9]{1,3})?",
+    ) {
+        let serde = serde_json::from_str::<serde_json::Value>(&text)
+            .map(|v| serde_json::to_string(&v).unwrap());
+        let hand = compact(&text);
+        prop_assert_eq!(hand.ok(), serde.ok(), "{}", text);
+    }
+}
+
+#[test]
+fn numbers_at_the_edges_are_written_as_serde_reads_them() {
+    for text in [
+        "0",
+        "-0",
+        "-0.0",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "1e308",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "1e309",
+        "-1e400",
+        "2.2250738585072011e-308",
+        "4.9e-324",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "1e-400",
+        "-1e-400",
+        "9007199254740993",
+        "0.1",
+        "100000000000000000000000",
+        "123456789012345678901234567890e-10",
+    ] {
+        let serde = serde_json::from_str::<serde_json::Value>(text)
+            .map(|v| serde_json::to_string(&v).unwrap());
+        assert_eq!(compact(text).ok(), serde.ok(), "{text}");
+    }
+}
