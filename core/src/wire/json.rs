@@ -117,6 +117,15 @@ impl<'a> Reader<'a> {
         &mut self,
         mut field: impl FnMut(&mut Self, Cow<'a, str>) -> Result<()>,
     ) -> Result<()> {
+        self.object_dyn(&mut field)
+    }
+
+    /// [`object`](Reader::object) compiled once, not once per caller: the
+    /// browser module is smaller for it.
+    fn object_dyn(
+        &mut self,
+        field: &mut dyn FnMut(&mut Self, Cow<'a, str>) -> Result<()>,
+    ) -> Result<()> {
         self.eat(b'{', "expected an object")?;
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -146,6 +155,10 @@ impl<'a> Reader<'a> {
     ///
     /// What is not an array, and any error of `item`.
     pub fn array(&mut self, mut item: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        self.array_dyn(&mut item)
+    }
+
+    fn array_dyn(&mut self, item: &mut dyn FnMut(&mut Self) -> Result<()>) -> Result<()> {
         self.eat(b'[', "expected an array")?;
         if self.peek() == Some(b']') {
             self.pos += 1;
@@ -550,11 +563,19 @@ impl<'a, const N: usize> Fields<'a, N> {
         self.names.get(i).copied().unwrap_or_default()
     }
 
-    fn problem(&self, i: usize, problem: impl ToString) -> JsonError {
+    /// Field `i`'s error (kept out of line: `opt` and `req` are compiled
+    /// once per caller, this once).
+    #[inline(never)]
+    fn problem(&self, i: usize, problem: String) -> JsonError {
         JsonError::Field {
             field: self.name(i),
-            problem: problem.to_string(),
+            problem,
         }
+    }
+
+    #[inline(never)]
+    fn wrap(&self, i: usize, e: JsonError) -> JsonError {
+        self.problem(i, e.to_string())
     }
 
     /// The raw text of field `i`, if given.
@@ -562,9 +583,10 @@ impl<'a, const N: usize> Fields<'a, N> {
     /// # Errors
     ///
     /// [`JsonError::Field`] when it was given twice.
+    #[inline(never)]
     pub fn raw(&self, i: usize) -> Result<Option<&'a str>> {
         if self.repeated.get(i).copied().unwrap_or_default() {
-            return Err(self.problem(i, "duplicate field"));
+            return Err(self.problem(i, "duplicate field".to_owned()));
         }
         Ok(self.raw.get(i).copied().flatten())
     }
@@ -581,9 +603,10 @@ impl<'a, const N: usize> Fields<'a, N> {
     ) -> Result<Option<T>> {
         match self.raw(i)? {
             None | Some("null") => Ok(None),
-            Some(text) => read(&mut Reader::new(text))
-                .map(Some)
-                .map_err(|e| self.problem(i, e)),
+            Some(text) => match read(&mut Reader::new(text)) {
+                Ok(v) => Ok(Some(v)),
+                Err(e) => Err(self.wrap(i, e)),
+            },
         }
     }
 
@@ -593,9 +616,12 @@ impl<'a, const N: usize> Fields<'a, N> {
     ///
     /// A missing or repeated field, or what `read` refuses.
     pub fn req<T>(&self, i: usize, read: impl FnOnce(&mut Reader<'a>) -> Result<T>) -> Result<T> {
-        match self.raw(i)? {
-            None => Err(self.problem(i, "missing field")),
-            Some(text) => read(&mut Reader::new(text)).map_err(|e| self.problem(i, e)),
+        let Some(text) = self.raw(i)? else {
+            return Err(self.problem(i, "missing field".to_owned()));
+        };
+        match read(&mut Reader::new(text)) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.wrap(i, e)),
         }
     }
 }
