@@ -31,9 +31,9 @@ fn seq(r: &mut Reader<'_>) -> Result<Seq> {
     r.u64().map(Seq)
 }
 
+/// A body field's value (its reader is over a field [`Fields`] checked).
 fn body(r: &mut Reader<'_>) -> Result<Body> {
-    let raw = r.raw()?;
-    Body::from_valid(raw)
+    Body::from_valid(r.rest())
 }
 
 /// The fields of a log event, its `type` last (the broadcasts have none).

@@ -211,9 +211,19 @@ impl<'a> Reader<'a> {
                     run = self.pos;
                 }
                 Some(b) if b < 0x20 => return self.err("control character in a string"),
-                Some(_) => self.pos += 1,
+                Some(_) => self.plain_run(),
             }
         }
+    }
+
+    /// Moves past the bytes of a string that need no attention: up to the
+    /// next quote, backslash or control character (or the end).
+    fn plain_run(&mut self) {
+        let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
+        self.pos += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(rest.len());
     }
 
     fn hex4(&mut self) -> Result<u32> {
@@ -310,7 +320,7 @@ impl<'a> Reader<'a> {
                     self.escape(None)?;
                 }
                 Some(b) if b < 0x20 => return self.err("control character in a string"),
-                Some(_) => self.pos += 1,
+                Some(_) => self.plain_run(),
             }
         }
     }
@@ -423,7 +433,7 @@ impl<'a> Reader<'a> {
     ///
     /// What is not one JSON value.
     pub fn skip(&mut self) -> Result<()> {
-        let mut open: Vec<u8> = Vec::new();
+        let mut open = Nesting::default();
         loop {
             match self.peek() {
                 Some(b'{') => {
@@ -456,7 +466,7 @@ impl<'a> Reader<'a> {
             }
             // A value ended: close what it ends, or go on after a comma.
             loop {
-                let Some(&close) = open.last() else {
+                let Some(close) = open.last() else {
                     return Ok(());
                 };
                 match self.peek() {
@@ -485,6 +495,14 @@ impl<'a> Reader<'a> {
         self.eat(b':', "expected `:`")
     }
 
+    /// The rest of the text, whitespace trimmed, without checking it: for
+    /// a reader over one value already checked (a [`Fields`] field's).
+    pub fn rest(&mut self) -> &'a str {
+        let rest = self.text.get(self.pos..).unwrap_or_default().trim();
+        self.pos = self.text.len();
+        rest
+    }
+
     /// The text of the next value, checked and skipped.
     ///
     /// # Errors
@@ -495,6 +513,42 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         self.skip()?;
         Ok(self.slice(start, self.pos))
+    }
+}
+
+/// The closing brackets of the values [`Reader::skip`] is inside: a bit
+/// per level in a word while they fit (no allocation for any common
+/// value), on the heap beyond.
+#[derive(Default)]
+struct Nesting {
+    /// One bit per level, set for an object; `depth` of them in use.
+    bits: u64,
+    depth: u32,
+    deeper: Vec<u8>,
+}
+
+impl Nesting {
+    fn push(&mut self, close: u8) {
+        if self.depth < 64 {
+            self.bits = (self.bits << 1) | u64::from(close == b'}');
+            self.depth += 1;
+        } else {
+            self.deeper.push(close);
+        }
+    }
+
+    fn last(&self) -> Option<u8> {
+        if let Some(&close) = self.deeper.last() {
+            return Some(close);
+        }
+        (self.depth > 0).then_some(if self.bits & 1 == 1 { b'}' } else { b']' })
+    }
+
+    fn pop(&mut self) {
+        if self.deeper.pop().is_none() && self.depth > 0 {
+            self.bits >>= 1;
+            self.depth -= 1;
+        }
     }
 }
 
