@@ -218,9 +218,31 @@ impl<'a> Reader<'a> {
 
     /// Moves past the bytes of a string that need no attention: up to the
     /// next quote, backslash or control character (or the end).
+    /// Eight bytes at a time while they are plain (a bit trick: a byte's
+    /// high bit is set in `special` where it is a quote, a backslash or
+    /// below 0x20, and the lowest such bit marks the first one), then byte
+    /// by byte.
     fn plain_run(&mut self) {
-        let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
-        self.pos += rest
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let bytes = self.text.as_bytes();
+        let mut i = self.pos;
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([b'"'; 8]));
+            let quote = x ^ (ONES * u64::from(b'"'));
+            let backslash = x ^ (ONES * u64::from(b'\\'));
+            let special = ((quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (x.wrapping_sub(ONES * 0x20) & !x))
+                & HIGH;
+            if special != 0 {
+                self.pos = i + (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            i += 8;
+        }
+        let rest = bytes.get(i..).unwrap_or_default();
+        self.pos = i + rest
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
             .unwrap_or(rest.len());

@@ -448,3 +448,19 @@ fn numbers_at_the_edges_are_written_as_serde_reads_them() {
         assert_eq!(compact(text).ok(), serde.ok(), "{text}");
     }
 }
+
+proptest! {
+    /// Strings of any length and content read back to what was written,
+    /// whatever falls on the eight-byte boundaries of the fast scan.
+    #[test]
+    fn strings_of_any_length_read_back(s in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é])*", pad in 0..8usize) {
+        let mut out = " ".repeat(pad);
+        write_str(&mut out, &s);
+        let mut r = Reader::new(&out);
+        prop_assert_eq!(r.string().unwrap(), s.as_str());
+        prop_assert_eq!(r.end(), Ok(()));
+        let mut r = Reader::new(&out);
+        prop_assert_eq!(r.raw().unwrap(), out.trim_start());
+        prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+    }
+}
