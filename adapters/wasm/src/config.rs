@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use lockstep_core::client::{Backoff, ClientConfig};
-use serde::Deserialize;
+use lockstep_core::wire::json::{Fields, JsonError, Reader, f64_text};
 use tsify::Tsify;
 
 /// Longest duration accepted, in milliseconds (about 24 days, the most a
@@ -25,7 +25,8 @@ pub const COUNT_MAX: u64 = 1_000_000;
 /// The client's tunables. Every field is optional; an absent field keeps
 /// the default shown (socket.io-client's own default in brackets where it
 /// has the same knob).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Tsify)]
+#[derive(Debug, Clone, Default, PartialEq, Tsify)]
+#[cfg_attr(test, derive(serde::Deserialize))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebConfig {
     /// Longest time from opening a socket to the server's `session`
@@ -100,6 +101,30 @@ pub struct WebConfig {
     pub typing_resend: Option<u64>,
 }
 
+/// The options' names, in [`WebConfig`]'s order (the hand reader's; a
+/// test holds it to the serde attributes tsify reads).
+const FIELDS: [&str; 19] = [
+    "connectTimeout",
+    "reconnectionDelay",
+    "reconnectionDelayMax",
+    "reconnectionAttempts",
+    "randomizationFactor",
+    "suspendAfter",
+    "suspendedRetryDelay",
+    "joinTimeout",
+    "joinRetryDelay",
+    "joinRetryDelayMax",
+    "requestTimeout",
+    "maxSendFailures",
+    "sendWindow",
+    "outboxMax",
+    "maxChannels",
+    "initialBacklog",
+    "historyPage",
+    "typingTtl",
+    "typingResend",
+];
+
 /// Why an option was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -125,7 +150,7 @@ pub enum ConfigError {
         value: u64,
     },
     /// `randomizationFactor` is not a number in `[0, 1]`.
-    #[error("randomizationFactor must be between 0 and 1, got {0}")]
+    #[error("randomizationFactor must be between 0 and 1, got {}", f64_text(*.0))]
     Randomization(f64),
 }
 
@@ -180,7 +205,54 @@ impl WebConfig {
         if json.trim().is_empty() {
             return Ok(WebConfig::default());
         }
-        serde_json::from_str(json).map_err(|e| ConfigError::Malformed(e.to_string()))
+        let malformed = |e: JsonError| ConfigError::Malformed(e.to_string());
+        // Unknown fields are refused (a typo must not pass as a default).
+        let mut unknown = None;
+        Reader::new(json)
+            .object(|r, key| {
+                if unknown.is_none() && !FIELDS.contains(&&*key) {
+                    unknown = Some(key.into_owned());
+                }
+                r.skip()
+            })
+            .map_err(malformed)?;
+        if let Some(key) = unknown {
+            return Err(ConfigError::Malformed(format!("unknown field `{key}`")));
+        }
+        let f = Fields::parse(json, FIELDS).map_err(malformed)?;
+        let ms = |i| f.opt(i, Reader::u64);
+        let n32 = |i| {
+            f.opt(i, |r| {
+                u32::try_from(r.u64()?).map_err(|_| JsonError::Field {
+                    field: "count",
+                    problem: "out of range".into(),
+                })
+            })
+        };
+        let read = || {
+            Ok(WebConfig {
+                connect_timeout: ms(0)?,
+                reconnection_delay: ms(1)?,
+                reconnection_delay_max: ms(2)?,
+                reconnection_attempts: n32(3)?,
+                randomization_factor: f.opt(4, Reader::f64)?,
+                suspend_after: ms(5)?,
+                suspended_retry_delay: ms(6)?,
+                join_timeout: ms(7)?,
+                join_retry_delay: ms(8)?,
+                join_retry_delay_max: ms(9)?,
+                request_timeout: ms(10)?,
+                max_send_failures: n32(11)?,
+                send_window: ms(12)?,
+                outbox_max: ms(13)?,
+                max_channels: ms(14)?,
+                initial_backlog: ms(15)?,
+                history_page: ms(16)?,
+                typing_ttl: ms(17)?,
+                typing_resend: ms(18)?,
+            })
+        };
+        read().map_err(malformed)
     }
 
     /// The machine's configuration: the defaults with these options
@@ -320,5 +392,48 @@ mod tests {
         assert!(err(r#"{"connectTimeout":-1}"#).contains("invalid options"));
         assert!(err(r#"{"timeout":1000}"#).contains("unknown field"));
         assert!(err("[1]").contains("invalid options"));
+        assert!(err(r#"{"sendWindow":1,"sendWindow":2}"#).contains("invalid options"));
+    }
+
+    /// The hand reader reads what serde's derive (the attributes tsify
+    /// turns into the TypeScript type) reads, and refuses what it refuses.
+    #[test]
+    fn options_are_read_as_serde_reads_them() {
+        let mut all = String::from("{");
+        for (i, name) in FIELDS.iter().enumerate() {
+            let value = if *name == "randomizationFactor" {
+                "0.25".to_owned()
+            } else {
+                (i + 1).to_string()
+            };
+            all.push_str(&format!(
+                "{}\"{name}\": {value}",
+                if i == 0 { "" } else { "," }
+            ));
+        }
+        all.push('}');
+        for text in [
+            all.as_str(),
+            "{}",
+            r#"{"randomizationFactor":1}"#,
+            r#"{"randomizationFactor":1e-1,"outboxMax":null}"#,
+            r#" { "maxSendFailures" : 4294967295 } "#,
+            r#"{"maxSendFailures":4294967296}"#,
+            r#"{"outboxMax":1.0}"#,
+            r#"{"outboxMax":"1"}"#,
+            r#"{"outboxMax":-1}"#,
+            r#"{"outboxMax":1,}"#,
+            r#"{"outboxMax":1} 1"#,
+            r#"{"unknown":1}"#,
+            "[]",
+            "null",
+        ] {
+            let serde: Result<WebConfig, _> = serde_json::from_str(text);
+            let hand = WebConfig::from_json(text);
+            assert_eq!(hand.is_ok(), serde.is_ok(), "{text}: {hand:?}");
+            if let (Ok(hand), Ok(serde)) = (hand, serde) {
+                assert_eq!(hand, serde, "{text}");
+            }
+        }
     }
 }

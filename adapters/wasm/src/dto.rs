@@ -10,10 +10,9 @@ use lockstep_core::client::{
     ClientEvent, Command, ConnectionState, EntryId, FailReason, Outcome, SendFailure,
     SubscriptionState, Transmit,
 };
+use lockstep_core::wire::json::{ObjectWriter, write_str};
 use lockstep_core::wire::socketio::{Emit, emit};
 use lockstep_core::wire::{Body, ErrorCode, LogEvent};
-use serde::Serialize;
-use serde_json::value::RawValue;
 use tsify::Tsify;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -32,7 +31,8 @@ export type ErrorCode = "invalid" | "too_large" | "forbidden" | "not_joined" | "
 const ERROR_CODE_SECTION: &str = ERROR_CODE_TS;
 
 /// Everything one call asks the JavaScript driver to do, in order.
-#[derive(Debug, Default, Serialize, Tsify)]
+#[derive(Debug, Default, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct Batch {
     /// Socket work, in order: open, connect, emit, close.
@@ -49,7 +49,8 @@ pub struct Batch {
 
 /// One piece of socket work, tagged with the socket's generation: events
 /// from an older generation are ignored by the machine.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum TransmitOut {
     /// Open the Engine.IO connection of a new socket; report `opened` or
@@ -75,7 +76,8 @@ pub enum TransmitOut {
         name: &'static str,
         /// The payload object.
         #[tsify(type = "Record<string, unknown>")]
-        payload: Box<RawValue>,
+        #[cfg_attr(test, serde(serialize_with = "crate::dto::raw_json"))]
+        payload: String,
         /// The reply to expect, if any.
         ack: Option<AckRef>,
     },
@@ -89,7 +91,8 @@ pub enum TransmitOut {
 }
 
 /// Names the reply an emit expects, to hand back with it.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct AckRef {
     /// The request id.
     pub req: u64,
@@ -120,10 +123,8 @@ impl TransmitOut {
                 } => TransmitOut::Emit {
                     generation,
                     name,
-                    // `emit` writes an object's JSON text; the fallback is
-                    // never taken.
-                    payload: RawValue::from_string(payload)
-                        .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+                    // `emit` writes an object's JSON text.
+                    payload,
                     ack: req.zip(kind).map(|(req, kind)| AckRef { req: req.0, kind }),
                 },
             },
@@ -132,7 +133,8 @@ impl TransmitOut {
 }
 
 /// A command's answer: `{ id? }` when accepted, `{ error }` when refused.
-#[derive(Debug, PartialEq, Serialize, Tsify)]
+#[derive(Debug, PartialEq, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(untagged)]
 pub enum CommandResult {
     /// Accepted; `id` names the outbox entry for `send`, `update`, `delete`.
@@ -150,7 +152,8 @@ pub enum CommandResult {
 }
 
 /// A command refused at once: a stable `kind` to match on and a message.
-#[derive(Debug, PartialEq, Serialize, Tsify)]
+#[derive(Debug, PartialEq, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct CommandError {
     /// `outbox_full`, `not_subscribed`, `subscription_failed`, `closed`,
     /// `too_many_channels`, `invalid`, `version`.
@@ -170,7 +173,8 @@ impl CommandError {
 }
 
 /// What the app learns. Every channel event names `channelId`.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum AppEvent {
     /// The connection state changed.
@@ -305,7 +309,8 @@ pub enum AppEvent {
 }
 
 /// The connection's state, tagged by `name`.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "name", rename_all = "camelCase")]
 pub enum StateOut {
     /// Nothing asked yet.
@@ -390,7 +395,8 @@ impl From<&ConnectionState> for StateOut {
 }
 
 /// A channel's subscription, tagged by `status`.
-#[derive(Debug, PartialEq, Serialize, Tsify)]
+#[derive(Debug, PartialEq, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum SubscriptionOut {
     /// Not joined (offline, or not asked).
@@ -427,7 +433,8 @@ impl From<&SubscriptionState> for SubscriptionOut {
 }
 
 /// One log event, tagged by `type` as in join and history replies.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum LogOut {
     /// A new message. `body` is absent in a replay once the message was
@@ -496,7 +503,8 @@ impl From<LogEvent> for LogOut {
 }
 
 /// What an outbox entry does, tagged by `kind`.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum CommandOut {
     /// Post a message.
@@ -549,7 +557,8 @@ pub(crate) fn entry_id(id: &EntryId) -> String {
 }
 
 /// The one outcome of an outbox entry, tagged by `status`.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum OutcomeOut {
     /// Stored: the message has its seq and id.
@@ -680,7 +689,8 @@ impl AppEvent {
 }
 
 /// Counters for leak checks and tests: what the machine still holds.
-#[derive(Debug, Serialize, Tsify)]
+#[derive(Debug, Tsify)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct Inspection {
     /// The connection state's name.
@@ -693,4 +703,409 @@ pub struct Inspection {
     pub outbox: usize,
     /// Restored entries held until their channel is subscribed.
     pub held: usize,
+}
+
+/// Serializes JSON text as the value it is (tests' serde derive of
+/// [`TransmitOut`]).
+#[cfg(test)]
+pub(crate) fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    serde_json::value::RawValue::from_string(text.to_owned())
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}
+
+// ---- the JSON JavaScript reads ---------------------------------------------
+//
+// Written by hand (no serde in the module); the field names and tags are
+// the serde attributes above, which tsify turns into the TypeScript types,
+// and the tests hold every batch they make to serde's output of them.
+
+fn list<T>(out: &mut String, items: &[T], write: impl Fn(&T, &mut String)) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(item, out);
+    }
+    out.push(']');
+}
+
+fn opt_str(o: &mut ObjectWriter<'_>, key: &str, value: Option<&str>) {
+    match value {
+        Some(v) => o.str(key, v),
+        None => o.raw(key, "null"),
+    };
+}
+
+impl Batch {
+    /// The batch as JSON text, for JavaScript.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(128);
+        let mut o = ObjectWriter::new(&mut out);
+        list(o.key("transmits"), &self.transmits, TransmitOut::write);
+        list(o.key("events"), &self.events, AppEvent::write);
+        match self.deadline {
+            Some(d) => o.u64("deadline", d),
+            None => o.raw("deadline", "null"),
+        };
+        if let Some(result) = &self.result {
+            result.write(o.key("result"));
+        }
+        o.finish();
+        out
+    }
+}
+
+impl TransmitOut {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            TransmitOut::Open { generation } => {
+                o.str("type", "open").u64("generation", *generation);
+            }
+            TransmitOut::Connect { generation, token } => {
+                o.str("type", "connect")
+                    .u64("generation", *generation)
+                    .str("token", token);
+            }
+            TransmitOut::Emit {
+                generation,
+                name,
+                payload,
+                ack,
+            } => {
+                o.str("type", "emit")
+                    .u64("generation", *generation)
+                    .str("name", name)
+                    .raw("payload", payload);
+                match ack {
+                    Some(ack) => {
+                        let mut a = ObjectWriter::new(o.key("ack"));
+                        a.u64("req", ack.req).str("kind", ack.kind);
+                        a.finish();
+                    }
+                    None => {
+                        o.raw("ack", "null");
+                    }
+                }
+            }
+            TransmitOut::Close { generation, reason } => {
+                o.str("type", "close")
+                    .u64("generation", *generation)
+                    .str("reason", reason);
+            }
+        }
+        o.finish();
+    }
+}
+
+impl CommandResult {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            CommandResult::Accepted { id } => {
+                if let Some(id) = id {
+                    o.str("id", id);
+                }
+            }
+            CommandResult::Refused { error } => {
+                let mut e = ObjectWriter::new(o.key("error"));
+                e.str("kind", error.kind).str("message", &error.message);
+                e.finish();
+            }
+        }
+        o.finish();
+    }
+}
+
+impl AppEvent {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            AppEvent::State { state } => {
+                o.str("type", "state");
+                state.write(o.key("state"));
+            }
+            AppEvent::Subscription {
+                channel_id,
+                state,
+                epoch,
+                last_seq,
+            } => {
+                o.str("type", "subscription").str("channelId", channel_id);
+                state.write(o.key("state"));
+                opt_str(&mut o, "epoch", epoch.as_deref());
+                o.u64("lastSeq", *last_seq);
+            }
+            AppEvent::Log { channel_id, event } => {
+                o.str("type", "log").str("channelId", channel_id);
+                event.write(o.key("event"));
+            }
+            AppEvent::LogRef {
+                channel_id,
+                index,
+                count,
+            } => {
+                o.str("type", "logRef")
+                    .str("channelId", channel_id)
+                    .u64("index", u64::from(*index))
+                    .u64("count", u64::from(*count));
+            }
+            AppEvent::Truncated {
+                channel_id,
+                from,
+                to,
+            } => {
+                o.str("type", "truncated")
+                    .str("channelId", channel_id)
+                    .u64("from", *from)
+                    .u64("to", *to);
+            }
+            AppEvent::Reset { channel_id, epoch } => {
+                o.str("type", "reset")
+                    .str("channelId", channel_id)
+                    .str("epoch", epoch);
+            }
+            AppEvent::Pending {
+                channel_id,
+                id,
+                command,
+            } => {
+                o.str("type", "pending")
+                    .str("channelId", channel_id)
+                    .str("id", id);
+                command.write(o.key("command"));
+            }
+            AppEvent::Outcome {
+                channel_id,
+                id,
+                outcome,
+            } => {
+                o.str("type", "outcome")
+                    .str("channelId", channel_id)
+                    .str("id", id);
+                outcome.write(o.key("outcome"));
+            }
+            AppEvent::Members {
+                channel_id,
+                members,
+            } => {
+                o.str("type", "members").str("channelId", channel_id);
+                list(o.key("members"), members, |m, out| write_str(out, m));
+            }
+            AppEvent::MemberJoined {
+                channel_id,
+                user_id,
+            } => {
+                o.str("type", "memberJoined")
+                    .str("channelId", channel_id)
+                    .str("userId", user_id);
+            }
+            AppEvent::MemberLeft {
+                channel_id,
+                user_id,
+            } => {
+                o.str("type", "memberLeft")
+                    .str("channelId", channel_id)
+                    .str("userId", user_id);
+            }
+            AppEvent::Typing {
+                channel_id,
+                user_id,
+                active,
+            } => {
+                o.str("type", "typing")
+                    .str("channelId", channel_id)
+                    .str("userId", user_id)
+                    .bool("active", *active);
+            }
+            AppEvent::Read {
+                channel_id,
+                user_id,
+                up_to,
+            } => {
+                o.str("type", "read")
+                    .str("channelId", channel_id)
+                    .str("userId", user_id)
+                    .u64("upTo", *up_to);
+            }
+            AppEvent::Protocol { message } => {
+                o.str("type", "protocol").str("message", message);
+            }
+        }
+        o.finish();
+    }
+}
+
+impl StateOut {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            StateOut::Idle => {
+                o.str("name", "idle");
+            }
+            StateOut::Connecting {
+                attempt,
+                generation,
+            } => {
+                o.str("name", "connecting")
+                    .u64("attempt", u64::from(*attempt))
+                    .u64("generation", *generation);
+            }
+            StateOut::Connected {
+                generation,
+                user_id,
+            } => {
+                o.str("name", "connected")
+                    .u64("generation", *generation)
+                    .str("userId", user_id);
+            }
+            StateOut::Reconnecting { attempt, retry_at } => {
+                o.str("name", "reconnecting")
+                    .u64("attempt", u64::from(*attempt))
+                    .u64("retryAt", *retry_at);
+            }
+            StateOut::Suspended { retry_at } => {
+                o.str("name", "suspended").u64("retryAt", *retry_at);
+            }
+            StateOut::Closed => {
+                o.str("name", "closed");
+            }
+            StateOut::Failed { reason, message } => {
+                o.str("name", "failed")
+                    .str("reason", reason)
+                    .str("message", message);
+            }
+        }
+        o.finish();
+    }
+}
+
+impl SubscriptionOut {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            SubscriptionOut::Unsubscribed => o.str("status", "unsubscribed"),
+            SubscriptionOut::Subscribing { attempt } => o
+                .str("status", "subscribing")
+                .u64("attempt", u64::from(*attempt)),
+            SubscriptionOut::Subscribed => o.str("status", "subscribed"),
+            SubscriptionOut::Unsubscribing => o.str("status", "unsubscribing"),
+            SubscriptionOut::Failed { code } => {
+                o.str("status", "failed").str("code", code.as_str())
+            }
+        };
+        o.finish();
+    }
+}
+
+fn opt_body(o: &mut ObjectWriter<'_>, body: Option<&Body>) {
+    if let Some(body) = body {
+        o.raw("body", body.json());
+    }
+}
+
+impl LogOut {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            LogOut::Message {
+                seq,
+                message_id,
+                author_id,
+                client_msg_id,
+                body,
+                ts,
+            } => {
+                o.str("type", "message")
+                    .u64("seq", *seq)
+                    .str("messageId", message_id)
+                    .str("authorId", author_id)
+                    .str("clientMsgId", client_msg_id);
+                opt_body(&mut o, body.as_ref());
+                o.u64("ts", *ts);
+            }
+            LogOut::Updated {
+                seq,
+                message_id,
+                body,
+            } => {
+                o.str("type", "updated")
+                    .u64("seq", *seq)
+                    .str("messageId", message_id);
+                opt_body(&mut o, body.as_ref());
+            }
+            LogOut::Deleted { seq, message_id } => {
+                o.str("type", "deleted")
+                    .u64("seq", *seq)
+                    .str("messageId", message_id);
+            }
+        }
+        o.finish();
+    }
+}
+
+impl CommandOut {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            CommandOut::Send { body } => {
+                o.str("kind", "send").raw("body", body.json());
+            }
+            CommandOut::Update { message_id, body } => {
+                o.str("kind", "update")
+                    .str("messageId", message_id)
+                    .raw("body", body.json());
+            }
+            CommandOut::Delete { message_id } => {
+                o.str("kind", "delete").str("messageId", message_id);
+            }
+        }
+        o.finish();
+    }
+}
+
+impl OutcomeOut {
+    fn write(&self, out: &mut String) {
+        let mut o = ObjectWriter::new(out);
+        match self {
+            OutcomeOut::Sent { seq, message_id } => {
+                o.str("status", "sent")
+                    .u64("seq", *seq)
+                    .str("messageId", message_id);
+            }
+            OutcomeOut::Applied { seq } => {
+                o.str("status", "applied").u64("seq", *seq);
+            }
+            OutcomeOut::Failed {
+                reason,
+                code,
+                message,
+            } => {
+                o.str("status", "failed").str("reason", reason);
+                opt_str(&mut o, "code", code.map(ErrorCode::as_str));
+                o.str("message", message);
+            }
+        }
+        o.finish();
+    }
+}
+
+impl Inspection {
+    /// The counters as JSON text, for JavaScript.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        let mut o = ObjectWriter::new(&mut out);
+        o.str("state", self.state)
+            .u64("armedTimers", self.armed_timers as u64)
+            .u64("pendingRequests", self.pending_requests as u64)
+            .u64("outbox", self.outbox as u64)
+            .u64("held", self.held as u64);
+        o.finish();
+        out
+    }
 }

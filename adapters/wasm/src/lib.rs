@@ -57,9 +57,7 @@ pub fn last_panic() -> Option<String> {
 }
 
 fn json(batch: &Batch) -> String {
-    // Batches hold strings, numbers and JSON text only: serializing them
-    // cannot fail.
-    serde_json::to_string(batch).unwrap_or_default()
+    batch.to_json()
 }
 
 /// The client machine, for JavaScript. Every method returns a `Batch` as
@@ -209,7 +207,7 @@ impl WasmClient {
     /// checks.
     #[must_use]
     pub fn inspect(&self) -> String {
-        serde_json::to_string(&self.machine.inspect()).unwrap_or_default()
+        self.machine.inspect().to_json()
     }
 
     /// Panics on purpose, which ends this instance: lets an app (and the

@@ -416,7 +416,7 @@ impl Machine {
     pub fn export_outbox(&self) -> String {
         let mut snapshot = self.client.export_outbox();
         snapshot.entries.extend(self.held.iter().cloned());
-        serde_json::to_string(&snapshot).unwrap_or_default()
+        snapshot.to_json()
     }
 
     /// Restores a persisted snapshot (from [`export_outbox`](Machine::export_outbox)):
@@ -424,7 +424,7 @@ impl Machine {
     /// until their channel is subscribed. Entries already here are skipped.
     pub fn restore_outbox(&mut self, now: f64, snapshot_json: &str) -> Batch {
         let now = self.at(now);
-        let snapshot: OutboxSnapshot = match serde_json::from_str(snapshot_json) {
+        let snapshot = match OutboxSnapshot::from_json(snapshot_json) {
             Ok(s) => s,
             Err(e) => return self.refuse(CommandError::invalid(format!("outbox snapshot: {e}"))),
         };

@@ -3,14 +3,9 @@
 //! what follows the packet type), so nothing is parsed or encoded again
 //! in JavaScript, and each packet is decoded on its own here.
 
-use std::borrow::Cow;
-use std::fmt;
-
+use lockstep_core::wire::json::{JsonError, Reader};
 use lockstep_core::wire::socketio::decode_server_event;
 use lockstep_core::wire::{DecodeError, MAX_FRAME_BYTES, ServerFrame};
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 /// Splits `packets`, byte strings written one after another, at
 /// `lengths` (in bytes); the bytes after the last one come back too.
@@ -48,9 +43,26 @@ pub fn decode_packet(packet: &[u8]) -> Result<Option<ServerFrame>, DecodeError> 
             return Ok(Some(frame));
         }
     }
-    let Packet { name, payload } = serde_json::from_str(packet)
-        .map_err(|e| DecodeError::Malformed(format!("event packet: {e}")))?;
-    let payload = payload.map_or("null", RawValue::get);
+    let malformed = |e: JsonError| DecodeError::Malformed(format!("event packet: {e}"));
+    let mut r = Reader::new(packet);
+    let (mut name, mut payload, mut index) = (None, None, 0);
+    r.array(|r| {
+        match index {
+            0 => name = Some(r.string()?),
+            1 => payload = Some(r.raw()?),
+            _ => r.skip()?,
+        }
+        index += 1;
+        Ok(())
+    })
+    .and_then(|()| r.end())
+    .map_err(malformed)?;
+    let Some(name) = name else {
+        return Err(DecodeError::Malformed(
+            "event packet: not an array of an event name and its arguments".to_owned(),
+        ));
+    };
+    let payload = payload.unwrap_or("null");
     checked_len(payload)?;
     decode_server_event(&name, payload)
 }
@@ -74,37 +86,6 @@ pub fn checked_len(json: &str) -> Result<(), DecodeError> {
         });
     }
     Ok(())
-}
-
-/// An event packet: its name and first argument.
-struct Packet<'a> {
-    name: Cow<'a, str>,
-    payload: Option<&'a RawValue>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Packet<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PacketVisitor;
-
-        impl<'de> Visitor<'de> for PacketVisitor {
-            type Value = Packet<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of an event name and its arguments")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Packet<'de>, A::Error> {
-                let name = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let payload = seq.next_element()?;
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Packet { name, payload })
-            }
-        }
-
-        deserializer.deserialize_seq(PacketVisitor)
-    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ async function compileFrom(source: WasmSource): Promise<WebAssembly.Module> {
   if (typeof source === "string" || source instanceof URL) {
     const url = typeof source === "string" ? new URL(source, globalThis.location?.href) : source;
     if (url.protocol === "file:" && isNode()) {
-      // A variable specifier keeps bundlers from following it.
-      const fsName = "node:fs/promises";
+      // A specifier computed at run time keeps bundlers from following it
+      // (a plain constant would be folded into the import by a minifier).
+      const fsName = ["node:fs", "promises"].join("/");
       const fs = (await import(fsName)) as { readFile(path: URL): Promise<Uint8Array> };
       const bytes = await fs.readFile(url);
       return WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);

@@ -219,7 +219,7 @@ test("a channel the app left is not brought back by its late events", () => {
 });
 
 test("the default transport's parser keeps lockstep's event packets as text and decodes the rest as socket.io does", async () => {
-  const { rawEventParser, RawPacket } = await import("../dist/transport.js");
+  const { rawEventParser, RawPacket } = await import("../dist/index.js");
   const decode = (text) => {
     const decoder = new rawEventParser.Decoder();
     const out = [];

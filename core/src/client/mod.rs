@@ -20,6 +20,7 @@ mod replies;
 mod requests;
 mod resync;
 mod sending;
+mod snapshot_json;
 mod state_chart;
 mod strays;
 mod subscriptions;

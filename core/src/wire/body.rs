@@ -8,9 +8,12 @@ use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer};
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
 };
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use crate::wire::json::{JsonError, Reader, compact};
 
 /// The largest body accepted, in bytes of its compact JSON encoding
 /// (inclusive). Larger bodies get `too_large` and consume no seq.
@@ -93,10 +96,20 @@ impl Body {
     ///
     /// [`BodyError`] when `json` is not one JSON value.
     pub fn from_json(json: &str) -> Result<Self, BodyError> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let body = Body::deserialize(&mut de).map_err(|e| BodyError(e.to_string()))?;
-        de.end().map_err(|e| BodyError(e.to_string()))?;
-        Ok(body)
+        let mut r = Reader::new(json);
+        let raw = r.raw().and_then(|raw| r.end().map(|()| raw));
+        raw.and_then(Body::from_valid)
+            .map_err(|e| BodyError(e.to_string()))
+    }
+
+    /// A body from the text of one JSON value that the wire's reader
+    /// accepted ([`Reader::raw`]): taken as it is when it is compact
+    /// already, transcoded to the compact form otherwise.
+    pub(crate) fn from_valid(json: &str) -> Result<Self, JsonError> {
+        if is_compact(json.as_bytes()) {
+            return Ok(Body(Arc::new(verbatim(json))));
+        }
+        Ok(Body(Arc::new(verbatim(&compact(json)?))))
     }
 
     /// The compact JSON text.
@@ -167,6 +180,21 @@ impl<'de> Deserialize<'de> for Body {
 /// text: `serde_json::value::RawValue` asks with it. Another deserializer
 /// treats it as any newtype, and the body is transcoded.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// Compact JSON text known to be one valid value, as a raw value, without
+/// parsing it again: serde_json writes a raw value's text as it is.
+fn verbatim(json: &str) -> Box<RawValue> {
+    struct Verbatim<'a>(&'a str);
+    impl Serialize for Verbatim<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut raw = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+            raw.serialize_field(RAW_VALUE_TOKEN, self.0)?;
+            raw.end()
+        }
+    }
+    // Writing a string into memory cannot fail; the fallback is never taken.
+    serde_json::value::to_raw_value(&Verbatim(json)).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
 
 /// A body from compact JSON text written by [`Compact`].
 fn from_compact<E: de::Error>(out: Vec<u8>) -> Result<Body, E> {
@@ -285,11 +313,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 return Ok(Body(Arc::new(raw)));
             }
             // Read it again, this time through the transcoder.
-            let mut out = Vec::new();
-            Compact(&mut out)
-                .deserialize(&mut serde_json::Deserializer::from_str(&json))
-                .map_err(de::Error::custom)?;
-            return from_compact(out);
+            return Body::from_valid(&json).map_err(de::Error::custom);
         }
         // An object from a deserializer that does not know newtypes.
         out.push(b'{');

@@ -245,7 +245,7 @@ fn u64_len(n: u64) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -256,12 +256,19 @@ mod tests {
     }
 
     fn event() -> impl Strategy<Value = LogEvent> {
+        event_with(proptest::option::of(text().prop_map(Body::text)))
+    }
+
+    /// Log events of every kind, with ids of any allowed text and bodies
+    /// from `body`.
+    pub(crate) fn event_with(
+        body: impl Strategy<Value = Option<Body>>,
+    ) -> impl Strategy<Value = LogEvent> {
         let channel = "[A-Za-z0-9_:.-]{1,24}".prop_map(|s| ChannelId::new(s).unwrap());
         let user = "[A-Za-z0-9_-]{1,24}".prop_map(|s| UserId::new(s).unwrap());
         let client_msg_id =
             text().prop_filter_map("a client message id", |s| ClientMsgId::new(s).ok());
         let message_id = text().prop_filter_map("a message id", |s| MessageId::new(s).ok());
-        let body = proptest::option::of(text().prop_map(Body::text));
         (
             channel,
             any::<u64>(),

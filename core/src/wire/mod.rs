@@ -5,10 +5,12 @@
 //! the JSON as it is. See `docs/PROTOCOL.md` for the full contract.
 
 pub(crate) mod body;
+mod client_codec;
 mod codec;
 mod error;
 mod event;
 mod frame;
+pub mod json;
 pub mod socketio;
 
 pub use body::{Body, BodyError, MAX_BODY_BYTES};

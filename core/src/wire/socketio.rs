@@ -12,15 +12,12 @@
 //! Pure functions over JSON text: bodies are spliced as text, never parsed
 //! into trees, so a reply costs what it weighs.
 
-use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::ids::{Seq, UserId};
-use crate::wire::{
-    Ack, ClientFrame, DecodeError, ErrorBody, ErrorCode, MessageDeleted, MessageUpdated,
-    NewMessage, PresenceChange, ReadReceipt, ReqId, ServerFrame, TypingNotice,
-};
+use crate::wire::client_codec;
+use crate::wire::{Ack, ClientFrame, DecodeError, ErrorBody, ErrorCode, ReqId, ServerFrame};
 
 /// Each event a client may emit, with the request kind it carries: the
 /// `kind` of its [`Ack`], and the `kind` label of the server's reply
@@ -116,7 +113,7 @@ pub fn decode_event(
 /// The fields of each request as a Socket.IO payload carries them (the
 /// frame's fields without `type` and `req`), read with serde_json's own
 /// deserializer: no buffered tree, unlike an internally tagged frame.
-mod fields {
+pub(crate) mod fields {
     use serde::{Deserialize, Serialize};
     use serde_json::value::RawValue;
 
@@ -266,10 +263,10 @@ mod fields {
         })
     }
 
-    /// The payload of a request frame (its fields without `type` and
-    /// `req`) as JSON text, bodies spliced as they are; `None` for `hello`
-    /// and `ping`, which are not events.
-    pub(super) fn payload(frame: &ClientFrame) -> Option<String> {
+    /// The payload of a request frame as serde writes it: what
+    /// `client_codec::request_payload` is held to.
+    #[cfg(test)]
+    pub(crate) fn payload(frame: &ClientFrame) -> Option<String> {
         let text = match frame.clone() {
             ClientFrame::Hello { .. } | ClientFrame::Ping { .. } => return None,
             ClientFrame::Join {
@@ -332,6 +329,7 @@ mod fields {
     }
 
     // Fields of ids, numbers, bools and JSON text always serialize.
+    #[cfg(test)]
     fn to_json<T: Serialize>(fields: &T) -> String {
         serde_json::to_string(fields).unwrap_or_default()
     }
@@ -547,7 +545,7 @@ pub fn emit(frame: &ClientFrame) -> Emit {
         ClientFrame::Read { .. } => REQUESTS[6],
         ClientFrame::Typing { .. } => REQUESTS[7],
     };
-    let payload = fields::payload(frame).unwrap_or_default();
+    let payload = client_codec::request_payload(frame).unwrap_or_default();
     let req = frame.req();
     Emit::Event {
         name,
@@ -565,41 +563,16 @@ pub fn emit(frame: &ClientFrame) -> Emit {
 ///
 /// [`DecodeError`] when the reply does not have the contract's shape.
 pub fn decode_reply(req: ReqId, kind: &str, reply: &str) -> Result<ServerFrame, DecodeError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        ok: Option<bool>,
-        #[serde(default)]
-        error: Option<ErrorBody>,
+    match client_codec::reply(kind, reply) {
+        Ok(Ok(body)) => Ok(ServerFrame::Ack { req, body }),
+        Ok(Err(error)) => Ok(ServerFrame::Nack { req, error }),
+        Err(e) => Err(DecodeError::invalid_in(
+            Some(req),
+            "ack",
+            e.to_string(),
+            None,
+        )),
     }
-    let bad = |message: String| DecodeError::invalid(Some(req), "ack", message, None);
-    let parse = |message| bad(format!("{message}"));
-    let envelope: Envelope = serde_json::from_str(reply).map_err(parse)?;
-    match envelope.ok {
-        Some(true) => {}
-        Some(false) => {
-            let error = envelope
-                .error
-                .ok_or_else(|| bad("a refusal without an error".into()))?;
-            return Ok(ServerFrame::Nack { req, error });
-        }
-        None => return Err(bad("the reply has no boolean `ok`".into())),
-    }
-    fn fields<T: DeserializeOwned>(reply: &str) -> Result<T, serde_json::Error> {
-        serde_json::from_str(reply)
-    }
-    let body = match kind {
-        "join" => fields(reply).map(Ack::Join),
-        "send" => fields(reply).map(Ack::Send),
-        "history" => fields(reply).map(Ack::History),
-        "update" => fields::<SeqField>(reply).map(|f| Ack::Update { seq: f.seq }),
-        "delete" => fields::<SeqField>(reply).map(|f| Ack::Delete { seq: f.seq }),
-        "read" => fields::<UpToField>(reply).map(|f| Ack::Read { up_to: f.up_to }),
-        "leave" => fields::<IgnoredAny>(reply).map(|_| Ack::Leave),
-        "typing" => fields::<IgnoredAny>(reply).map(|_| Ack::Typing),
-        other => return Err(bad(format!("no request kind {other:?}"))),
-    }
-    .map_err(parse)?;
-    Ok(ServerFrame::Ack { req, body })
 }
 
 /// Turns a server event into a frame; `None` for events outside the
@@ -610,37 +583,8 @@ pub fn decode_reply(req: ReqId, kind: &str, reply: &str) -> Result<ServerFrame, 
 ///
 /// [`DecodeError`] when a contract event has the wrong shape.
 pub fn decode_server_event(name: &str, payload: &str) -> Result<Option<ServerFrame>, DecodeError> {
-    fn parse<T: DeserializeOwned>(
-        name: &str,
-        payload: &str,
-        frame: impl FnOnce(T) -> ServerFrame,
-    ) -> Result<Option<ServerFrame>, DecodeError> {
-        serde_json::from_str(payload)
-            .map(|fields| Some(frame(fields)))
-            .map_err(|e| DecodeError::invalid(None, name, e.to_string(), None))
-    }
-    match name {
-        SESSION_EVENT => parse(name, payload, |s: Session| ServerFrame::Welcome {
-            version: s.version,
-            user_id: s.user_id,
-        }),
-        "message:new" => parse(name, payload, |m: NewMessage| ServerFrame::MessageNew(m)),
-        "message:updated" => parse(name, payload, |m: MessageUpdated| {
-            ServerFrame::MessageUpdated(m)
-        }),
-        "message:deleted" => parse(name, payload, |m: MessageDeleted| {
-            ServerFrame::MessageDeleted(m)
-        }),
-        "presence:join" => parse(name, payload, |p: PresenceChange| {
-            ServerFrame::PresenceJoin(p)
-        }),
-        "presence:leave" => parse(name, payload, |p: PresenceChange| {
-            ServerFrame::PresenceLeave(p)
-        }),
-        "typing" => parse(name, payload, |t: TypingNotice| ServerFrame::Typing(t)),
-        "message:read" => parse(name, payload, |r: ReadReceipt| ServerFrame::Read(r)),
-        _ => Ok(None),
-    }
+    client_codec::server_event(name, payload)
+        .map_err(|e| DecodeError::invalid_in(None, name, e.to_string(), None))
 }
 
 /// The `refused` frame for a namespace `connect_error` with `message`:

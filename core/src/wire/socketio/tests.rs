@@ -2,7 +2,10 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::ids::{ChannelId, ClientMsgId, Epoch, MessageId};
-use crate::wire::{Body, HistoryAck, JoinAck, LogEvent, SendAck};
+use crate::wire::{
+    Body, HistoryAck, JoinAck, LogEvent, MessageDeleted, MessageUpdated, NewMessage,
+    PresenceChange, ReadReceipt, SendAck, TypingNotice,
+};
 
 fn ch() -> ChannelId {
     ChannelId::new("room").unwrap()
