@@ -79,7 +79,9 @@ impl Body {
             quoted.push('"');
             quoted.push_str(s);
             quoted.push('"');
-            if let Ok(raw) = RawValue::from_string(quoted) {
+            // Valid JSON by construction (a `str` quoted, nothing in it to
+            // escape): not parsed again to prove it.
+            if let Ok(raw) = known_valid::<serde_json::Error>(Cow::Owned(quoted)) {
                 return Body(Arc::new(raw));
             }
         }
@@ -278,11 +280,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 // Valid already: handed to serde_json's own `RawValue` the
                 // way its deserializer hands it over, so it is not parsed
                 // a third time.
-                let raw = Box::<RawValue>::deserialize(MapAccessDeserializer::new(RawText(
-                    Some(json),
-                    std::marker::PhantomData,
-                )))?;
-                return Ok(Body(Arc::new(raw)));
+                return Ok(Body(Arc::new(known_valid(json)?)));
             }
             // Read it again, this time through the transcoder.
             let mut out = Vec::new();
@@ -344,6 +342,18 @@ impl BodyVisitor {
         visit(Compact(&mut out))?;
         from_compact(out)
     }
+}
+
+/// `json`, known to be one valid compact JSON value, as serde_json's
+/// `RawValue`, handed over the way serde_json's own deserializer hands a
+/// value's raw text (its token, then the text; see [`RawText`]): taken as
+/// it is, not parsed again. Should serde_json stop taking it this way, the
+/// error sends callers to their validating path.
+fn known_valid<'de, E: de::Error>(json: Cow<'de, str>) -> Result<Box<RawValue>, E> {
+    Box::<RawValue>::deserialize(MapAccessDeserializer::new(RawText(
+        Some(json),
+        std::marker::PhantomData,
+    )))
 }
 
 /// Replays serde_json's raw-value map (its token, then the text) for
@@ -687,6 +697,18 @@ mod tests {
         ] {
             assert!(!is_compact(other.as_bytes()), "{other}");
         }
+    }
+
+    /// `Body::text` and the compact path of the deserializer rely on
+    /// serde_json taking known-valid text without parsing it: should a
+    /// serde_json release stop, they fall back to validating, which is
+    /// correct but slow; this says so.
+    #[test]
+    fn serde_json_takes_known_valid_text_as_it_is() {
+        let raw = known_valid::<serde_json::Error>(Cow::Owned(r#""chat""#.to_owned())).unwrap();
+        assert_eq!(raw.get(), r#""chat""#);
+        let raw = known_valid::<serde_json::Error>(Cow::Borrowed("[1,{}]")).unwrap();
+        assert_eq!(raw.get(), "[1,{}]");
     }
 
     #[test]
