@@ -194,10 +194,23 @@ impl Machine {
         }
     }
 
-    pub(crate) fn channels(&self) -> Vec<ChannelId> {
+    /// The first channel it keeps, in name order, that is not in
+    /// `desired` yet not unsubscribed either, with where it stands.
+    pub(crate) fn first_undesired_subscription<'a>(
+        &'a self,
+        desired: &BTreeSet<ChannelId>,
+    ) -> Option<(&'a ChannelId, Option<SubscriptionState>)> {
+        let undesired = |ch: &&ChannelId| !desired.contains(*ch);
+        let stands = |ch: &'a ChannelId| {
+            let state = self.subscription(ch);
+            state
+                .as_ref()
+                .is_some_and(|s| *s != SubscriptionState::Unsubscribed)
+                .then_some((ch, state))
+        };
         match self {
-            Machine::Lockstep(c) => c.channels().cloned().collect(),
-            Machine::Plain(p) => p.channels().cloned().collect(),
+            Machine::Lockstep(c) => c.channels().filter(undesired).find_map(stands),
+            Machine::Plain(p) => p.channels().filter(undesired).find_map(stands),
         }
     }
 

@@ -66,14 +66,14 @@ impl Find {
 impl World {
     /// Users truly present in `channel`: a client of theirs is online and
     /// subscribed to it (through process `node`, when given).
-    fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<UserId> {
-        let mut users: Vec<UserId> = self
+    fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<&UserId> {
+        let mut users: Vec<&UserId> = self
             .clients
             .iter()
             .filter(|c| c.machine.is_connected())
             .filter(|c| node.is_none() || self.node_of(c.ix) == node)
             .filter(|c| c.machine.subscription(channel) == Some(SubscriptionState::Subscribed))
-            .map(|c| c.user.clone())
+            .map(|c| &c.user)
             .collect();
         users.sort();
         users.dedup();
@@ -119,7 +119,7 @@ impl World {
         }
         // Each channel's truth is asked for by every client in it: work it
         // out once per check.
-        let mut truths: BTreeMap<&ChannelId, Vec<UserId>> = BTreeMap::new();
+        let mut truths: BTreeMap<&ChannelId, Vec<&UserId>> = BTreeMap::new();
         for host in &self.clients {
             let ix = Some(host.ix);
             let m = &host.machine;
@@ -142,18 +142,10 @@ impl World {
                     )
                 });
             }
-            for ch in &m.channels() {
-                if !host.app.desired.contains(ch) {
-                    let state = m.subscription(ch);
-                    if state
-                        .as_ref()
-                        .is_some_and(|s| *s != SubscriptionState::Unsubscribed)
-                    {
-                        return find.found(Invariant::Convergence, ix, Some(ch), || {
-                            format!("is {state:?} but not desired")
-                        });
-                    }
-                }
+            if let Some((ch, state)) = m.first_undesired_subscription(&host.app.desired) {
+                return find.found(Invariant::Convergence, ix, Some(ch), || {
+                    format!("is {state:?} but not desired")
+                });
             }
             for ch in &host.app.desired {
                 let Some(view) = m.channel(ch) else {
@@ -201,7 +193,7 @@ impl World {
                 let truth = truths
                     .entry(ch)
                     .or_insert_with(|| self.present_truth(ch, None));
-                if view.members != *truth {
+                if !view.members.iter().eq(truth.iter().copied()) {
                     let invariant = if multi.is_some() {
                         Invariant::PresenceIsUnion
                     } else {
@@ -224,7 +216,7 @@ impl World {
                 .or_insert_with(|| self.present_truth(ch, None));
             if let Some(cluster) = multi {
                 let claimed = cluster.arbiter.claimed(ch);
-                if claimed != *truth {
+                if !claimed.iter().eq(truth.iter().copied()) {
                     return find.found(Invariant::PresenceIsUnion, None, Some(ch), || {
                         format!("the arbiter's claims {claimed:?}, truth is {truth:?}")
                     });
@@ -242,7 +234,7 @@ impl World {
                     None => (truth.as_slice(), Invariant::Convergence),
                 };
                 let server_view = server.present_users(ch);
-                if server_view != expected {
+                if !server_view.iter().eq(expected.iter().copied()) {
                     return find.found(invariant, None, Some(ch), || {
                         format!("server s{i} presence {server_view:?}, truth is {expected:?}")
                     });

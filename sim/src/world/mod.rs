@@ -955,7 +955,7 @@ impl World {
                 conn,
                 dir: Dir::ToClient,
                 payload: Packet::Down(frame),
-            } => self.client_receives(conn, &frame),
+            } => self.client_receives(conn, frame),
             Delivery::Frame { .. } => {}
             Delivery::Closed {
                 conn,
@@ -1050,7 +1050,7 @@ impl World {
         self.drain_server(node);
     }
 
-    fn client_receives(&mut self, conn: ConnId, frame: &Rc<ServerFrame>) {
+    fn client_receives(&mut self, conn: ConnId, frame: Rc<ServerFrame>) {
         let now = self.now;
         let ix = conn.client();
         let i = ix.index();
@@ -1060,25 +1060,27 @@ impl World {
         if current != conn {
             return;
         }
-        let d = trace::server_frame_digest(frame);
+        let d = trace::server_frame_digest(&frame);
         self.trace.mix(&[44, u64::from(ix.0), d[0], d[1], d[2]]);
         self.trace.line(now, || {
-            format!("{ix} <- {}", trace::fmt_server_frame(frame))
+            format!("{ix} <- {}", trace::fmt_server_frame(&frame))
         });
         if let ServerFrame::Ack {
             req,
             body: Ack::Leave,
-        } = &**frame
+        } = &*frame
         {
             self.oracle.on_leave_acked(conn.serial(), *req);
         }
         self.oracle
-            .on_frame_delivered(now, ix, &self.clients[i].user, conn.serial(), frame);
+            .on_frame_delivered(now, ix, &self.clients[i].user, conn.serial(), &frame);
+        // The last member a broadcast reaches (and the one a reply is for)
+        // takes the frame itself; the others get a copy.
         self.clients[i].machine.handle_transport(
             now,
             TransportEvent::Frame {
                 generation,
-                frame: ServerFrame::clone(frame),
+                frame: Rc::unwrap_or_clone(frame),
             },
         );
         self.drain_client(i);
