@@ -68,8 +68,28 @@ fn check(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $alphabet:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, PartialEq, Eq, Hash)]
         pub struct $name(Arc<str>);
+
+        /// The text's order. Clones share their text, so two ids holding
+        /// the same `Arc` are equal without comparing bytes (`==` on an
+        /// `Arc` already knows this; `cmp`, which sorted tables search
+        /// with, does not).
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
 
         impl $name {
             /// The longest accepted value, in characters.
@@ -235,6 +255,24 @@ impl fmt::Display for Epoch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn ids_order_by_text_whether_or_not_they_share_it() {
+        let a = ChannelId::new("room-1").unwrap();
+        let same_text = ChannelId::new("room-1").unwrap();
+        for (x, y, expected) in [
+            (&a, &a.clone(), Ordering::Equal),
+            (&a, &same_text, Ordering::Equal),
+            (&a, &ChannelId::new("room-10").unwrap(), Ordering::Less),
+            (&a, &ChannelId::new("room-0").unwrap(), Ordering::Greater),
+            (&a, &ChannelId::new("room").unwrap(), Ordering::Greater),
+        ] {
+            assert_eq!(x.cmp(y), expected, "{x} {y}");
+            assert_eq!(x.cmp(y), x.as_str().cmp(y.as_str()), "{x} {y}");
+            assert_eq!(y.cmp(x), expected.reverse(), "{y} {x}");
+        }
+    }
 
     #[test]
     fn channel_id_rules() {
