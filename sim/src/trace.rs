@@ -71,6 +71,24 @@ impl std::fmt::Write for HashSink<'_> {
     }
 }
 
+/// Writes `n` in decimal, as `{}` would, without the formatting
+/// machinery (the world formats an op or id into its hash at every step).
+pub(crate) fn write_decimal(out: &mut impl std::fmt::Write, n: u64) -> std::fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // ASCII digits are UTF-8.
+    out.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| std::fmt::Error)?)
+}
+
 /// A world's trace: always a hash, optionally readable lines.
 #[derive(Debug, Default)]
 pub struct Trace {
@@ -322,5 +340,19 @@ fn fmt_ack(a: &Ack) -> String {
         ),
         Ack::Read { up_to } => format!("read {up_to}"),
         Ack::Typing => "typing".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_decimal;
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 7, 9, 10, 99, 100, 65_536, u64::from(u32::MAX), u64::MAX] {
+            let mut out = String::new();
+            write_decimal(&mut out, n).unwrap();
+            assert_eq!(out, n.to_string());
+        }
     }
 }
