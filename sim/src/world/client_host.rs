@@ -300,8 +300,6 @@ pub(crate) struct ClientHost {
     /// The open transport: the machine's generation and the network's id.
     pub(crate) transport: Option<(u64, ConnId)>,
     pub(crate) app: App,
-    /// The machine's next deadline, cached after every drain.
-    pub(crate) deadline: Option<Instant>,
     /// How many times the machine was rebuilt (seeds differ per rebuild).
     pub(crate) incarnation: u64,
     seed_rng: Rng,
@@ -317,7 +315,6 @@ impl ClientHost {
             machine,
             transport: None,
             app: App::default(),
-            deadline: None,
             incarnation: 0,
             seed_rng,
             recipe,

@@ -138,6 +138,9 @@ pub struct World {
     params: SwarmParams,
     net: Network<Packet>,
     clients: Vec<ClientHost>,
+    /// Each client machine's next deadline, cached after every drain; kept
+    /// apart from the hosts so the scan for the next event reads one line.
+    client_deadlines: Vec<Option<Instant>>,
     /// The server processes (one unless [`WorldConfig::servers`] says more).
     nodes: Vec<Node>,
     server_config: ServerConfig,
@@ -223,11 +226,13 @@ impl World {
             .map(|_| Node::new(config.hooks.server(&config.server)))
             .collect();
         let opens = vec![0; config.params.clients as usize];
+        let client_deadlines = vec![None; config.params.clients as usize];
         Ok(World {
             now: Instant::ZERO,
             params: config.params,
             net,
             clients,
+            client_deadlines,
             nodes,
             server_config: config.server,
             hooks: config.hooks.clone(),
@@ -356,18 +361,19 @@ impl World {
     /// When the next thing happens (a delivery, a completion, a timer).
     #[must_use]
     pub fn next_event_at(&self) -> Option<Instant> {
-        let clients = self.clients.iter().filter_map(|c| c.deadline).min();
-        let servers = self.nodes.iter().filter_map(|n| n.deadline).min();
-        [
-            self.net.next_ready_at(),
-            self.store.next_at(),
-            servers,
-            clients,
-            self.cluster.as_ref().and_then(Cluster::next_at),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Asked before every step: plain loops, no iterator chain over
+        // options (which was 3 % of a world's instructions).
+        let mut next = earliest(self.net.next_ready_at(), self.store.next_at());
+        for d in &self.client_deadlines {
+            next = earliest(next, *d);
+        }
+        for n in &self.nodes {
+            next = earliest(next, n.deadline);
+        }
+        if let Some(cluster) = &self.cluster {
+            next = earliest(next, cluster.next_at());
+        }
+        next
     }
 
     /// Runs every event due up to and including `t`, then sets the clock to
@@ -418,7 +424,7 @@ impl World {
             self.peer_event(due);
         }
         for i in 0..self.clients.len() {
-            if self.clients[i].deadline.is_some_and(|d| d <= now) {
+            if self.client_deadlines[i].is_some_and(|d| d <= now) {
                 self.stats.events += 1;
                 self.clients[i].machine.handle_timeout(now);
                 self.drain_client(i);
@@ -686,7 +692,7 @@ impl World {
                 break;
             }
         }
-        self.clients[i].deadline = self.clients[i].machine.poll_timeout();
+        self.client_deadlines[i] = self.clients[i].machine.poll_timeout();
     }
 
     fn on_transmit(&mut self, i: usize, t: Transmit) {
@@ -1109,6 +1115,15 @@ static FILLER: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| "x".repeat(crate::swarm::BODY_LEN_MAX as usize));
 
 /// `len` `x`s (at most `BODY_LEN_MAX`).
+/// The earlier of two optional times (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 fn filler(len: usize) -> &'static str {
     &FILLER[..len.min(FILLER.len())]
 }
