@@ -71,22 +71,11 @@ impl std::fmt::Write for HashSink<'_> {
     }
 }
 
-/// Writes `n` in decimal, as `{}` would, without the formatting
-/// machinery (the world formats an op or id into its hash at every step).
+/// Writes `n` in decimal, as `{}` would, whatever width or fill the
+/// formatter it is written into was asked for (an op's or an id's text
+/// is written piece by piece into every trace hash).
 pub(crate) fn write_decimal(out: &mut impl std::fmt::Write, n: u64) -> std::fmt::Result {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    // ASCII digits are UTF-8.
-    out.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| std::fmt::Error)?)
+    out.write_fmt(format_args!("{n}"))
 }
 
 /// A world's trace: always a hash, optionally readable lines.
