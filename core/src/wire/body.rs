@@ -37,7 +37,10 @@ pub struct Body(Arc<Box<RawValue>>);
 /// Whether JSON must escape `b` inside a string: quotes, backslashes and
 /// control characters, exactly the bytes `serde_json` escapes.
 fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
+    // `b ^ 2` keeps 0x00..=0x1f below 0x20 and turns `"` (0x22) into
+    // 0x20, and nothing else into either: one comparison for both, which
+    // saves a vector compare per 16 bytes in `any_needs_escape`.
+    (b ^ 0x02) <= 0x20 || b == b'\\'
 }
 
 /// Whether any byte of `bytes` needs escaping. Whole blocks are checked
@@ -709,6 +712,15 @@ mod tests {
         assert_eq!(raw.get(), r#""chat""#);
         let raw = known_valid::<serde_json::Error>(Cow::Borrowed("[1,{}]")).unwrap();
         assert_eq!(raw.get(), "[1,{}]");
+    }
+
+    #[test]
+    fn exactly_quotes_backslashes_and_control_characters_need_escaping() {
+        for b in 0..=u8::MAX {
+            let expected = b < 0x20 || b == b'"' || b == b'\\';
+            assert_eq!(needs_escape(b), expected, "{b:#04x}");
+            assert_eq!(any_needs_escape(&[b; 70]), expected, "{b:#04x}");
+        }
     }
 
     #[test]
