@@ -9,6 +9,7 @@ use lockstep_core::ids::{ChannelId, Seq, UserId};
 use lockstep_core::wire::ErrorCode;
 
 use super::World;
+use super::client_host::ClientHost;
 use crate::net::ClientIx;
 use crate::oracle::{ClientView, Invariant, allowed};
 
@@ -67,17 +68,19 @@ impl World {
     /// Users truly present in `channel`: a client of theirs is online and
     /// subscribed to it (through process `node`, when given).
     fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<&UserId> {
-        let mut users: Vec<&UserId> = self
-            .clients
+        let present = |c: &&ClientHost| {
+            c.machine.is_connected()
+                && (node.is_none() || self.node_of(c.ix) == node)
+                && c.machine.subscription(channel) == Some(SubscriptionState::Subscribed)
+        };
+        // Users in name order, each once.
+        self.by_user
             .iter()
-            .filter(|c| c.machine.is_connected())
-            .filter(|c| node.is_none() || self.node_of(c.ix) == node)
-            .filter(|c| c.machine.subscription(channel) == Some(SubscriptionState::Subscribed))
-            .map(|c| &c.user)
-            .collect();
-        users.sort();
-        users.dedup();
-        users
+            .filter_map(|clients| {
+                let mut hosts = clients.iter().map(|&i| &self.clients[i]);
+                hosts.find(present).map(|c| &c.user)
+            })
+            .collect()
     }
 
     /// The first thing not converged yet, or `None` when the world has

@@ -141,6 +141,9 @@ pub struct World {
     /// Each client machine's next deadline, cached after every drain; kept
     /// apart from the hosts so the scan for the next event reads one line.
     client_deadlines: Vec<Option<Instant>>,
+    /// The clients of each user (indices), the users in name order: who is
+    /// present is read off it in order, without sorting names.
+    by_user: Vec<Vec<usize>>,
     /// The server processes (one unless [`WorldConfig::servers`] says more).
     nodes: Vec<Node>,
     server_config: ServerConfig,
@@ -185,7 +188,7 @@ impl World {
         }
         let mut rng = Rng::new(config.params.seed);
         let net = Network::new(config.params.net_config(), rng.fork())?;
-        let clients = (0..config.params.clients)
+        let clients: Vec<ClientHost> = (0..config.params.clients)
             .map(|i| {
                 let ix = ClientIx(i);
                 let datagram =
@@ -227,12 +230,18 @@ impl World {
             .collect();
         let opens = vec![0; config.params.clients as usize];
         let client_deadlines = vec![None; config.params.clients as usize];
+        let mut by_user: BTreeMap<&UserId, Vec<usize>> = BTreeMap::new();
+        for (i, host) in clients.iter().enumerate() {
+            by_user.entry(&host.user).or_default().push(i);
+        }
+        let by_user = by_user.into_values().collect();
         Ok(World {
             now: Instant::ZERO,
             params: config.params,
             net,
             clients,
             client_deadlines,
+            by_user,
             nodes,
             server_config: config.server,
             hooks: config.hooks.clone(),
