@@ -119,10 +119,18 @@ impl Trace {
     }
 
     /// Adds a readable line (built only when lines are kept).
+    #[inline]
     pub fn line(&mut self, now: Instant, text: impl FnOnce() -> String) {
         if let Some(lines) = &mut self.lines {
-            lines.push(format!("{:>9}  {}", now.to_string(), text()));
+            Self::push_line(lines, now, text());
         }
+    }
+
+    /// Out of line: most runs keep no lines, and their steps should not
+    /// carry the formatting.
+    #[inline(never)]
+    fn push_line(lines: &mut Vec<String>, now: Instant, text: String) {
+        lines.push(format!("{:>9}  {}", now.to_string(), text));
     }
 
     /// The hash of everything so far.
