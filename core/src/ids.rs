@@ -68,8 +68,28 @@ fn check(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $alphabet:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, PartialEq, Eq, Hash)]
         pub struct $name(Arc<str>);
+
+        /// The text's order. Clones share their text, so two ids holding
+        /// the same `Arc` are equal without comparing bytes (`==` on an
+        /// `Arc` already knows this; `cmp`, which sorted tables search
+        /// with, does not).
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
 
         impl $name {
             /// The longest accepted value, in characters.
@@ -181,7 +201,72 @@ impl MessageId {
     /// characters), so minting one cannot fail in the middle of a commit.
     #[must_use]
     pub fn minted(epoch: Epoch, seq: Seq) -> MessageId {
-        MessageId(Arc::from(format!("m{}.{}", epoch.0, seq.0)))
+        let mut id = Minted::default();
+        id.push(b"m");
+        id.decimal(epoch.0);
+        id.push(b".");
+        id.decimal(seq.0);
+        MessageId(Arc::from(id.text()))
+    }
+}
+
+impl ClientMsgId {
+    /// The id a client gives its `counter`-th message: `{instance:016x}-{counter}`
+    /// (at most 37 ASCII characters, always valid).
+    pub(crate) fn local(instance: u64, counter: u64) -> ClientMsgId {
+        let mut id = Minted::default();
+        for shift in (0..16).rev() {
+            id.push(&[b"0123456789abcdef"[((instance >> (shift * 4)) & 0xf) as usize]]);
+        }
+        id.push(b"-");
+        id.decimal(counter);
+        ClientMsgId(Arc::from(id.text()))
+    }
+}
+
+/// An id minted from numbers, built on the stack: ids are minted for every
+/// message, and `format!` cost its machinery and a `String` on top of the
+/// `Arc` that is the id's one allocation. Holds the longest minted id (42
+/// ASCII bytes); more is cut, which no caller writes.
+struct Minted {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for Minted {
+    fn default() -> Self {
+        Minted {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl Minted {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(self.bytes.len());
+        self.bytes[self.len..end].copy_from_slice(&bytes[..end - self.len]);
+        self.len = end;
+    }
+
+    fn decimal(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+    }
+
+    /// The id's text (ASCII, so always UTF-8).
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 
@@ -235,6 +320,24 @@ impl fmt::Display for Epoch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn ids_order_by_text_whether_or_not_they_share_it() {
+        let a = ChannelId::new("room-1").unwrap();
+        let same_text = ChannelId::new("room-1").unwrap();
+        for (x, y, expected) in [
+            (&a, &a.clone(), Ordering::Equal),
+            (&a, &same_text, Ordering::Equal),
+            (&a, &ChannelId::new("room-10").unwrap(), Ordering::Less),
+            (&a, &ChannelId::new("room-0").unwrap(), Ordering::Greater),
+            (&a, &ChannelId::new("room").unwrap(), Ordering::Greater),
+        ] {
+            assert_eq!(x.cmp(y), expected, "{x} {y}");
+            assert_eq!(x.cmp(y), x.as_str().cmp(y.as_str()), "{x} {y}");
+            assert_eq!(y.cmp(x), expected.reverse(), "{y} {x}");
+        }
+    }
 
     #[test]
     fn channel_id_rules() {
@@ -261,6 +364,19 @@ mod tests {
             assert_eq!(MessageId::new(id.as_str()), Ok(id));
         }
         assert_eq!(MessageId::minted(Epoch(3), Seq(9)).as_str(), "m3.9");
+        for (epoch, seq) in [(0, 0), (12, 3456), (u64::MAX, u64::MAX)] {
+            let id = MessageId::minted(Epoch(epoch), Seq(seq));
+            assert_eq!(id.as_str(), format!("m{epoch}.{seq}"));
+        }
+    }
+
+    #[test]
+    fn local_client_msg_ids_are_hex_instance_and_counter() {
+        for (instance, counter) in [(0, 1), (0xabc, 42), (u64::MAX, u64::MAX)] {
+            let id = ClientMsgId::local(instance, counter);
+            assert_eq!(id.as_str(), format!("{instance:016x}-{counter}"));
+            assert_eq!(ClientMsgId::new(id.as_str()), Ok(id));
+        }
     }
 
     #[test]

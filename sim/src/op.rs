@@ -13,6 +13,7 @@ use lockstep_core::ids::ChannelId;
 
 use crate::fault::Fault;
 use crate::net::{ClientIx, PartitionKind};
+use crate::trace;
 
 /// One step of a scenario.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -253,35 +254,70 @@ impl Op {
 
 impl fmt::Display for Op {
     /// One line: `c2 send room-1 (120 B)`, `FAULT partition [c0 c3] symmetric`.
+    ///
+    /// The app ops (nearly every op) are written piece by piece, not
+    /// through `write!`: the world hashes every op's text, and the
+    /// formatting machinery was most of that cost.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let app = |f: &mut fmt::Formatter<'_>, client: &ClientIx, verb: &str| {
+            client.fmt(f)?;
+            f.write_str(verb)
+        };
+        let channel = |f: &mut fmt::Formatter<'_>, client, verb, channel: &ChannelId| {
+            app(f, client, verb)?;
+            f.write_str(channel.as_str())
+        };
         match self {
-            Op::Connect { client } => write!(f, "{client} connect"),
-            Op::Disconnect { client } => write!(f, "{client} disconnect"),
-            Op::Subscribe { client, channel } => write!(f, "{client} subscribe {channel}"),
-            Op::Unsubscribe { client, channel } => write!(f, "{client} unsubscribe {channel}"),
+            Op::Connect { client } => app(f, client, " connect"),
+            Op::Disconnect { client } => app(f, client, " disconnect"),
+            Op::Subscribe {
+                client,
+                channel: ch,
+            } => channel(f, client, " subscribe ", ch),
+            Op::Unsubscribe {
+                client,
+                channel: ch,
+            } => channel(f, client, " unsubscribe ", ch),
             Op::Send {
                 client,
-                channel,
+                channel: ch,
                 body_len,
-            } => write!(f, "{client} send {channel} ({body_len} B)"),
+            } => {
+                channel(f, client, " send ", ch)?;
+                f.write_str(" (")?;
+                trace::write_decimal(f, u64::from(*body_len))?;
+                f.write_str(" B)")
+            }
             Op::Edit {
                 client,
-                channel,
+                channel: ch,
                 pick,
-            } => write!(f, "{client} edit {channel} pick {pick}"),
-            Op::Delete {
+            }
+            | Op::Delete {
                 client,
-                channel,
+                channel: ch,
                 pick,
-            } => write!(f, "{client} delete {channel} pick {pick}"),
-            Op::Read { client, channel } => write!(f, "{client} read {channel}"),
+            } => {
+                let verb = if matches!(self, Op::Edit { .. }) {
+                    " edit "
+                } else {
+                    " delete "
+                };
+                channel(f, client, verb, ch)?;
+                f.write_str(" pick ")?;
+                trace::write_decimal(f, u64::from(*pick))
+            }
+            Op::Read {
+                client,
+                channel: ch,
+            } => channel(f, client, " read ", ch),
             Op::Typing {
                 client,
-                channel,
+                channel: ch,
                 active,
             } => {
-                let what = if *active { "on" } else { "off" };
-                write!(f, "{client} typing {channel} {what}")
+                channel(f, client, " typing ", ch)?;
+                f.write_str(if *active { " on" } else { " off" })
             }
             Op::DropConnection { client } => {
                 write!(f, "FAULT {} {client}'s connection", Fault::Drop)

@@ -71,6 +71,13 @@ impl std::fmt::Write for HashSink<'_> {
     }
 }
 
+/// Writes `n` in decimal, as `{}` would, whatever width or fill the
+/// formatter it is written into was asked for (an op's or an id's text
+/// is written piece by piece into every trace hash).
+pub(crate) fn write_decimal(out: &mut impl std::fmt::Write, n: u64) -> std::fmt::Result {
+    out.write_fmt(format_args!("{n}"))
+}
+
 /// A world's trace: always a hash, optionally readable lines.
 #[derive(Debug, Default)]
 pub struct Trace {
@@ -112,10 +119,18 @@ impl Trace {
     }
 
     /// Adds a readable line (built only when lines are kept).
+    #[inline]
     pub fn line(&mut self, now: Instant, text: impl FnOnce() -> String) {
         if let Some(lines) = &mut self.lines {
-            lines.push(format!("{:>9}  {}", now.to_string(), text()));
+            Self::push_line(lines, now, text());
         }
+    }
+
+    /// Out of line: most runs keep no lines, and their steps should not
+    /// carry the formatting.
+    #[inline(never)]
+    fn push_line(lines: &mut Vec<String>, now: Instant, text: String) {
+        lines.push(format!("{:>9}  {}", now.to_string(), text));
     }
 
     /// The hash of everything so far.
@@ -322,5 +337,19 @@ fn fmt_ack(a: &Ack) -> String {
         ),
         Ack::Read { up_to } => format!("read {up_to}"),
         Ack::Typing => "typing".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_decimal;
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 7, 9, 10, 99, 100, 65_536, u64::from(u32::MAX), u64::MAX] {
+            let mut out = String::new();
+            write_decimal(&mut out, n).unwrap();
+            assert_eq!(out, n.to_string());
+        }
     }
 }

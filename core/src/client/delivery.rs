@@ -17,8 +17,13 @@ use super::timers::TimerKey;
 impl Client {
     /// Hands the inbox's output to the app, reconciling our own messages
     /// with the outbox, then asks for history if a gap remains.
-    pub(super) fn apply_inbox(&mut self, now: Instant, channel: &ChannelId, out: Vec<InboxOut>) {
-        for o in out {
+    pub(super) fn apply_inbox(
+        &mut self,
+        now: Instant,
+        channel: &ChannelId,
+        mut out: Vec<InboxOut>,
+    ) {
+        for o in out.drain(..) {
             match o {
                 InboxOut::Deliver(event) => self.deliver(now, channel, event),
                 InboxOut::Truncated { from, to } => self.emit(ClientEvent::Truncated {
@@ -32,6 +37,8 @@ impl Client {
                 }),
             }
         }
+        // Its room serves the next one (see `Client::inbox_out`).
+        self.inbox_out = out;
         self.ensure_history(now, channel);
     }
 
@@ -106,7 +113,7 @@ impl Client {
                     return;
                 };
                 let before = ch.inbox.last();
-                let mut out = Vec::new();
+                let mut out = std::mem::take(&mut self.inbox_out);
                 ch.inbox.on_history(
                     page,
                     self.config.initial_backlog,
@@ -153,7 +160,7 @@ impl Client {
         let buffer_max = self.config.inbox_buffer_max;
         #[cfg(feature = "sabotage")]
         let skip_gap_check = sabotaged!(self, InboxSkipsGapCheck);
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.inbox_out);
         // One lookup for the common case; an unknown channel is reported
         // by `known_channel`, one being joined holds the event for the
         // ack, any other is ignored.

@@ -48,6 +48,7 @@ pub use outbox::{Command, EntryState, OutboxEntry, OutboxSnapshot, SnapshotEntry
 use crate::ids::{ChannelId, UserId};
 use crate::{Instant, Rng};
 use channel::Channel;
+use inbox::InboxOut;
 use outbox::Outbox;
 use requests::Requests;
 use strays::Stray;
@@ -120,6 +121,10 @@ pub struct Client {
     /// Channels the server sent events of but we do not know, with the
     /// leave asking it to stop (bounded by `STRAYS_MAX`).
     strays: VecMap<ChannelId, Stray>,
+    /// What an inbox last asked to tell the app, emptied as it is told:
+    /// kept for its room, so a live event allocates nothing here. Never
+    /// longer than one inbox's buffer plus one page.
+    inbox_out: Vec<InboxOut>,
     /// Deliberate bugs switched on (test-only; see [`crate::sabotage`]).
     #[cfg(feature = "sabotage")]
     sabotage: crate::sabotage::Sabotage,
@@ -153,6 +158,7 @@ impl Client {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             strays: VecMap::new(),
+            inbox_out: Vec::new(),
             #[cfg(feature = "sabotage")]
             sabotage: crate::sabotage::Sabotage::default(),
         }

@@ -24,7 +24,7 @@ impl Client {
     ) -> Result<ClientMsgId, SendError> {
         self.check_accept(&channel)?;
         self.next_local += 1;
-        let id = ClientMsgId::new(format!("{:016x}-{}", self.instance, self.next_local))?;
+        let id = ClientMsgId::local(self.instance, self.next_local);
         self.outbox.push(
             channel,
             Command::Send {

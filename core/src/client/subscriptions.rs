@@ -343,7 +343,7 @@ impl Client {
         self.set_sub(&channel, Sub::Joined);
         let backlog = self.config.initial_backlog;
         let buffer_max = self.config.inbox_buffer_max;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.inbox_out);
         let members: VecSet<UserId> = ack.members.into_iter().take(PEOPLE_MAX).collect();
         let Some(ch) = self.channels.get_mut(&channel) else {
             return;

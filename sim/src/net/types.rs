@@ -20,7 +20,9 @@ impl ClientIx {
 
 impl fmt::Display for ClientIx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "c{}", self.0)
+        // Piece by piece: ids are written into every trace hash.
+        f.write_str("c")?;
+        crate::trace::write_decimal(f, u64::from(self.0))
     }
 }
 

@@ -50,7 +50,9 @@ pub struct Oracle {
     sent_seqs: BTreeMap<(ClientIx, ChannelId), BTreeMap<u64, Seq>>,
     /// Invariant 7: channels each connection asked to join (by net serial),
     /// with the number of the latest join request.
-    joins: BTreeMap<(u64, ChannelId), u64>,
+    /// By serial, then channel: a delivery looks its channel up without
+    /// building a key.
+    joins: BTreeMap<u64, BTreeMap<ChannelId, u64>>,
     /// Invariant 7: leave requests awaiting their ack on stream connections,
     /// by (serial, req): the channel and the request's number.
     leaves: BTreeMap<(u64, ReqId), (ChannelId, u64)>,
@@ -168,7 +170,9 @@ impl Oracle {
     pub fn on_join_sent(&mut self, serial: u64, channel: &ChannelId) {
         self.membership_requests += 1;
         self.joins
-            .insert((serial, channel.clone()), self.membership_requests);
+            .entry(serial)
+            .or_default()
+            .insert(channel.clone(), self.membership_requests);
     }
 
     /// The client asked to leave `channel` on stream connection `serial`
@@ -187,9 +191,11 @@ impl Oracle {
         let Some((channel, number)) = self.leaves.remove(&(serial, req)) else {
             return;
         };
-        let key = (serial, channel);
-        if self.joins.get(&key).is_some_and(|join| *join < number) {
-            self.joins.remove(&key);
+        let Some(joins) = self.joins.get_mut(&serial) else {
+            return;
+        };
+        if joins.get(&channel).is_some_and(|join| *join < number) {
+            joins.remove(&channel);
         }
     }
 
@@ -212,7 +218,10 @@ impl Oracle {
             ServerFrame::Read(r) => &r.channel_id,
             _ => return,
         };
-        let asked = self.joins.contains_key(&(serial, channel.clone()));
+        let asked = self
+            .joins
+            .get(&serial)
+            .is_some_and(|joins| joins.contains_key(channel));
         let ok = asked && allowed(user, channel);
         self.check(
             ok,

@@ -194,10 +194,23 @@ impl Machine {
         }
     }
 
-    pub(crate) fn channels(&self) -> Vec<ChannelId> {
+    /// The first channel it keeps, in name order, that is not in
+    /// `desired` yet not unsubscribed either, with where it stands.
+    pub(crate) fn first_undesired_subscription<'a>(
+        &'a self,
+        desired: &BTreeSet<ChannelId>,
+    ) -> Option<(&'a ChannelId, Option<SubscriptionState>)> {
+        let undesired = |ch: &&ChannelId| !desired.contains(*ch);
+        let stands = |ch: &'a ChannelId| {
+            let state = self.subscription(ch);
+            state
+                .as_ref()
+                .is_some_and(|s| *s != SubscriptionState::Unsubscribed)
+                .then_some((ch, state))
+        };
         match self {
-            Machine::Lockstep(c) => c.channels().cloned().collect(),
-            Machine::Plain(p) => p.channels().cloned().collect(),
+            Machine::Lockstep(c) => c.channels().filter(undesired).find_map(stands),
+            Machine::Plain(p) => p.channels().filter(undesired).find_map(stands),
         }
     }
 
@@ -287,8 +300,6 @@ pub(crate) struct ClientHost {
     /// The open transport: the machine's generation and the network's id.
     pub(crate) transport: Option<(u64, ConnId)>,
     pub(crate) app: App,
-    /// The machine's next deadline, cached after every drain.
-    pub(crate) deadline: Option<Instant>,
     /// How many times the machine was rebuilt (seeds differ per rebuild).
     pub(crate) incarnation: u64,
     seed_rng: Rng,
@@ -304,7 +315,6 @@ impl ClientHost {
             machine,
             transport: None,
             app: App::default(),
-            deadline: None,
             incarnation: 0,
             seed_rng,
             recipe,

@@ -9,6 +9,7 @@ use lockstep_core::ids::{ChannelId, Seq, UserId};
 use lockstep_core::wire::ErrorCode;
 
 use super::World;
+use super::client_host::ClientHost;
 use crate::net::ClientIx;
 use crate::oracle::{ClientView, Invariant, allowed};
 
@@ -66,18 +67,20 @@ impl Find {
 impl World {
     /// Users truly present in `channel`: a client of theirs is online and
     /// subscribed to it (through process `node`, when given).
-    fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<UserId> {
-        let mut users: Vec<UserId> = self
-            .clients
+    fn present_truth(&self, channel: &ChannelId, node: Option<usize>) -> Vec<&UserId> {
+        let present = |c: &&ClientHost| {
+            c.machine.is_connected()
+                && (node.is_none() || self.node_of(c.ix) == node)
+                && c.machine.subscription(channel) == Some(SubscriptionState::Subscribed)
+        };
+        // Users in name order, each once.
+        self.by_user
             .iter()
-            .filter(|c| c.machine.is_connected())
-            .filter(|c| node.is_none() || self.node_of(c.ix) == node)
-            .filter(|c| c.machine.subscription(channel) == Some(SubscriptionState::Subscribed))
-            .map(|c| c.user.clone())
-            .collect();
-        users.sort();
-        users.dedup();
-        users
+            .filter_map(|clients| {
+                let mut hosts = clients.iter().map(|&i| &self.clients[i]);
+                hosts.find(present).map(|c| &c.user)
+            })
+            .collect()
     }
 
     /// The first thing not converged yet, or `None` when the world has
@@ -119,7 +122,7 @@ impl World {
         }
         // Each channel's truth is asked for by every client in it: work it
         // out once per check.
-        let mut truths: BTreeMap<&ChannelId, Vec<UserId>> = BTreeMap::new();
+        let mut truths: BTreeMap<&ChannelId, Vec<&UserId>> = BTreeMap::new();
         for host in &self.clients {
             let ix = Some(host.ix);
             let m = &host.machine;
@@ -142,18 +145,10 @@ impl World {
                     )
                 });
             }
-            for ch in &m.channels() {
-                if !host.app.desired.contains(ch) {
-                    let state = m.subscription(ch);
-                    if state
-                        .as_ref()
-                        .is_some_and(|s| *s != SubscriptionState::Unsubscribed)
-                    {
-                        return find.found(Invariant::Convergence, ix, Some(ch), || {
-                            format!("is {state:?} but not desired")
-                        });
-                    }
-                }
+            if let Some((ch, state)) = m.first_undesired_subscription(&host.app.desired) {
+                return find.found(Invariant::Convergence, ix, Some(ch), || {
+                    format!("is {state:?} but not desired")
+                });
             }
             for ch in &host.app.desired {
                 let Some(view) = m.channel(ch) else {
@@ -201,7 +196,7 @@ impl World {
                 let truth = truths
                     .entry(ch)
                     .or_insert_with(|| self.present_truth(ch, None));
-                if view.members != *truth {
+                if !view.members.iter().eq(truth.iter().copied()) {
                     let invariant = if multi.is_some() {
                         Invariant::PresenceIsUnion
                     } else {
@@ -224,7 +219,7 @@ impl World {
                 .or_insert_with(|| self.present_truth(ch, None));
             if let Some(cluster) = multi {
                 let claimed = cluster.arbiter.claimed(ch);
-                if claimed != *truth {
+                if !claimed.iter().eq(truth.iter().copied()) {
                     return find.found(Invariant::PresenceIsUnion, None, Some(ch), || {
                         format!("the arbiter's claims {claimed:?}, truth is {truth:?}")
                     });
@@ -242,7 +237,7 @@ impl World {
                     None => (truth.as_slice(), Invariant::Convergence),
                 };
                 let server_view = server.present_users(ch);
-                if server_view != expected {
+                if !server_view.iter().eq(expected.iter().copied()) {
                     return find.found(invariant, None, Some(ch), || {
                         format!("server s{i} presence {server_view:?}, truth is {expected:?}")
                     });
