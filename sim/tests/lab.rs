@@ -86,6 +86,7 @@ fn seeds_that_found_bugs_stay_fixed() {
         (10367, Mixed),      // a window-1 sender's gate kept passing to a given-up send
         (30397, AllStream),  // sends refused from the queue were missing from the gate's order
         (272, AllStream),    // an event broadcast before the join's ack, past its head, was dropped
+        (877, AllStream),    // sends queued across a leave and a join overtook a failed one
     ];
     for (seed, transport) in regressions {
         assert_clean_with(seed, transport, Some(ClientPolicy::AllMachine));

@@ -134,18 +134,20 @@ impl<P: AccessPolicy> Server<P> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !c.channels.contains_key(channel) {
-            // The connection left the channel (its client failed the
-            // sends still waiting): an append failing after that holds
-            // nothing back. A gate left behind would hold the channel's
-            // next sends for messages no one resends (found by the lab:
-            // seed 2156, streams, store failures and unsubscribes).
-            return;
+        if c.channels.contains_key(channel) {
+            c.gates
+                .entry(channel.clone())
+                .or_insert_with(OrderGate::default)
+                .refused(id, place, code, now);
         }
-        c.gates
-            .entry(channel.clone())
-            .or_insert_with(OrderGate::default)
-            .refused(id, place, code, now);
+        // A connection that left the channel gets no gate: one left behind
+        // would hold the channel's next sends for messages no one resends
+        // (found by the lab: seed 2156, streams, store failures and
+        // unsubscribes). Its later sends still queued are refused all the
+        // same: a client that subscribed again before the leave's ack kept
+        // them, and resends them behind this one (found by the lab: seed
+        // 877, streams, a leave and a join while a store failure was
+        // refusing the first of a burst).
         self.refuse_queued_after(conn, channel, place, code);
     }
 

@@ -8,7 +8,7 @@ use super::harness::{Harness, StoreMode};
 use super::scenarios::send_ack;
 use crate::server::ServerConfig;
 use crate::store::{FailMode, MemStoreConfig};
-use crate::wire::ErrorCode;
+use crate::wire::{ErrorCode, ReqId};
 
 #[test]
 fn a_rate_limited_send_is_not_overtaken_by_a_later_one() {
@@ -144,6 +144,49 @@ fn a_closed_connection_leaves_no_queued_send_behind() {
     }
     assert_eq!(send_ack(&h, 2, a1).seq.0, 1);
     assert_eq!(send_ack(&h, 2, a2).seq.0, 2);
+    assert_snapshot!(h.trace());
+}
+
+/// Found by the lab (seed 877, streams): alice left a channel and joined
+/// it again before the leave's ack, so her client kept the sends it had in
+/// flight. The first of them failed at the store after the leave; the gate
+/// was not closed (she had left), and her later sends still queued were
+/// stored ahead of the failed one's retry.
+#[test]
+fn sends_queued_across_a_leave_and_a_join_wait_behind_a_failed_one() {
+    let mut h = Harness::new();
+    h.alice_and_bob_in("general");
+    h.mode = StoreMode::Held;
+    let burst: Vec<ReqId> = ["a-1", "a-2", "a-3", "a-4"]
+        .iter()
+        .map(|id| h.say(1, "general", id, id))
+        .collect();
+    assert_eq!(
+        h.held(),
+        2,
+        "a-1 and a-2 are at the store, a-3 and a-4 queued"
+    );
+    h.note("alice leaves and joins again while a-1 and a-2 are at the store");
+    h.leave(1, "general");
+    h.store.set_fail_mode(FailMode::Next(1));
+    h.run_store();
+    h.deliver(false);
+    h.join(1, "general");
+    for _ in 0..10 {
+        h.run_store();
+        h.deliver(false);
+    }
+    for req in &burst {
+        assert_eq!(h.nacked(1, *req), ErrorCode::Unavailable);
+    }
+    h.note("alice resends the burst in order");
+    let again = h.say_burst(1, "general", &["a-1", "a-2", "a-3", "a-4"]);
+    for _ in 0..10 {
+        h.run_store();
+        h.deliver(false);
+    }
+    let seqs: Vec<u64> = again.iter().map(|r| send_ack(&h, 1, *r).seq.0).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
     assert_snapshot!(h.trace());
 }
 
