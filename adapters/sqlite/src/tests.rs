@@ -988,3 +988,36 @@ async fn a_version_1_database_is_migrated_with_tombstones() {
     );
     assert_eq!(count(&conn, "PRAGMA user_version"), 2);
 }
+
+/// The query plan of `sql`, one detail line per step.
+fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let params: Vec<&dyn rusqlite::ToSql> = (0..stmt.parameter_count()).map(|_| &1 as _).collect();
+    stmt.query_map(params.as_slice(), |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// Found by the load bench: the dedupe memory's pruning, written as
+/// `seq IN (SELECT .. LIMIT n)`, was planned as a walk over every row of the
+/// channel (a search by channel alone), so a busy channel's commits slowed
+/// twelvefold once it reached `remember`. A delete must find its rows by a
+/// range of seqs; the reads take one row (`min`, `LIMIT 1`).
+#[tokio::test]
+async fn retention_finds_its_rows_by_seq_and_never_walks_a_channel() {
+    let path = db("plans.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let walks = |sql: &str| {
+        let plan = query_plan(&conn, sql);
+        plan.iter().any(|d| d.starts_with("SCAN"))
+            || sql.starts_with("DELETE") && !plan.first().is_some_and(|d| d.contains("seq<"))
+    };
+    for sql in ops::RETENTION_STATEMENTS {
+        assert!(!walks(sql), "{sql}: {:?}", query_plan(&conn, sql));
+    }
+    let the_old_form = "DELETE FROM messages WHERE channel = ?1 AND seq IN
+        (SELECT seq FROM messages WHERE channel = ?1 ORDER BY seq LIMIT ?2)";
+    assert!(walks(the_old_form), "{:?}", query_plan(&conn, the_old_form));
+}
