@@ -68,13 +68,29 @@ fn check(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $alphabet:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash)]
+        #[derive(Clone, Eq)]
         pub struct $name(Arc<str>);
 
+        /// Equal texts. Clones share their text, so two ids holding the
+        /// same `Arc` are equal without comparing bytes (`==` on an
+        /// `Arc<str>` does not know this: std only shortcuts `Arc<T>` for
+        /// sized `T`).
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
+        /// The text's hash, as `str` hashes it (equal ids hash alike).
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+
         /// The text's order. Clones share their text, so two ids holding
-        /// the same `Arc` are equal without comparing bytes (`==` on an
-        /// `Arc` already knows this; `cmp`, which sorted tables search
-        /// with, does not).
+        /// the same `Arc` are equal without comparing bytes, as for `==`
+        /// (sorted tables search with `cmp`).
         impl Ord for $name {
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
                 if Arc::ptr_eq(&self.0, &other.0) {
@@ -324,6 +340,7 @@ mod tests {
 
     #[test]
     fn ids_order_by_text_whether_or_not_they_share_it() {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let a = ChannelId::new("room-1").unwrap();
         let same_text = ChannelId::new("room-1").unwrap();
         for (x, y, expected) in [
@@ -336,7 +353,13 @@ mod tests {
             assert_eq!(x.cmp(y), expected, "{x} {y}");
             assert_eq!(x.cmp(y), x.as_str().cmp(y.as_str()), "{x} {y}");
             assert_eq!(y.cmp(x), expected.reverse(), "{y} {x}");
+            assert_eq!(x == y, expected == Ordering::Equal, "{x} {y}");
+            assert_eq!(y == x, expected == Ordering::Equal, "{y} {x}");
         }
+        // Equal ids hash alike, as their text does.
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&same_text));
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one("room-1"));
     }
 
     #[test]

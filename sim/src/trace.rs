@@ -75,7 +75,21 @@ impl std::fmt::Write for HashSink<'_> {
 /// formatter it is written into was asked for (an op's or an id's text
 /// is written piece by piece into every trace hash).
 pub(crate) fn write_decimal(out: &mut impl std::fmt::Write, n: u64) -> std::fmt::Result {
-    out.write_fmt(format_args!("{n}"))
+    // The digits on the stack, last first: the formatting machinery cost
+    // more than the digits (two numbers in nearly every op).
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // ASCII digits are always UTF-8; the fallback is never taken.
+    out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())
 }
 
 /// A world's trace: always a hash, optionally readable lines.
@@ -346,7 +360,12 @@ mod tests {
 
     #[test]
     fn decimals_are_written_as_format_writes_them() {
-        for n in [0, 7, 9, 10, 99, 100, 65_536, u64::from(u32::MAX), u64::MAX] {
+        let powers = (0..20).flat_map(|e| {
+            let p = 10u64.pow(e);
+            [p - 1, p, p + 1]
+        });
+        let values = [0, 7, 9, 10, 99, 100, 65_536, u64::from(u32::MAX), u64::MAX];
+        for n in values.into_iter().chain(powers).chain(0..1000) {
             let mut out = String::new();
             write_decimal(&mut out, n).unwrap();
             assert_eq!(out, n.to_string());

@@ -94,9 +94,27 @@ impl World {
 
     /// Whether the world has settled: [`World::pending`] is `None`, found
     /// the same way without describing what is missing.
+    ///
+    /// Any one thing not settled answers it, so the client found unsettled
+    /// by the last check (which usually still is) is asked first.
     #[must_use]
     pub fn converged(&self) -> bool {
-        self.first_pending(Find { describe: false }).is_none()
+        let find = Find { describe: false };
+        let hint = self
+            .unsettled
+            .get()
+            .and_then(|ix| self.clients.get(ix.index()));
+        if let Some(host) = hint {
+            if self
+                .client_pending(host, find, &mut BTreeMap::new())
+                .is_some()
+            {
+                return false;
+            }
+        }
+        let pending = self.first_pending(find);
+        self.unsettled.set(pending.as_ref().and_then(|p| p.client));
+        pending.is_none()
     }
 
     fn first_pending(&self, find: Find) -> Option<Pending> {
@@ -124,93 +142,8 @@ impl World {
         // out once per check.
         let mut truths: BTreeMap<&ChannelId, Vec<&UserId>> = BTreeMap::new();
         for host in &self.clients {
-            let ix = Some(host.ix);
-            let m = &host.machine;
-            if !host.app.online || m.gave_up() {
-                continue;
-            }
-            if !m.is_connected() {
-                return find.found(Invariant::Convergence, ix, None, || {
-                    format!("is {}, not connected", m.state_name())
-                });
-            }
-            if let Some(channel) = m.first_unresolved_channel() {
-                return find.found(Invariant::OneOutcome, ix, Some(&channel), || {
-                    let first = m.first_unresolved().map(|(_, first)| first);
-                    format!(
-                        "has {} unresolved outbox entries, the first {}; its channel {:?}",
-                        m.unresolved(),
-                        first.unwrap_or_default(),
-                        m.channel(&channel),
-                    )
-                });
-            }
-            if let Some((ch, state)) = m.first_undesired_subscription(&host.app.desired) {
-                return find.found(Invariant::Convergence, ix, Some(ch), || {
-                    format!("is {state:?} but not desired")
-                });
-            }
-            for ch in &host.app.desired {
-                let Some(view) = m.channel(ch) else {
-                    return find.found(Invariant::Convergence, ix, Some(ch), || {
-                        "is desired but unknown to the client".into()
-                    });
-                };
-                if !allowed(&host.user, ch) {
-                    if view.subscription
-                        != (SubscriptionState::Failed {
-                            code: ErrorCode::Forbidden,
-                        })
-                    {
-                        return find.found(Invariant::Convergence, ix, Some(ch), || {
-                            format!("is {:?}, expected forbidden", view.subscription)
-                        });
-                    }
-                    continue;
-                }
-                if view.subscription != SubscriptionState::Subscribed {
-                    return find.found(Invariant::Convergence, ix, Some(ch), || {
-                        format!("is {:?}, not subscribed", view.subscription)
-                    });
-                }
-                let (epoch, head) = self
-                    .store
-                    .store
-                    .head(ch)
-                    .map_or((None, Seq::ZERO), |(e, h)| (Some(e), h));
-                if view.last_seq != head || (head > Seq::ZERO && view.epoch != epoch) {
-                    let invariant = if multi.is_some() {
-                        Invariant::EveryProcessDelivers
-                    } else {
-                        Invariant::InOrderDelivery
-                    };
-                    return find.found(invariant, ix, Some(ch), || {
-                        format!(
-                            "delivered up to {:?}{}, the log's head is {epoch:?}{head}",
-                            view.epoch, view.last_seq
-                        )
-                    });
-                }
-                // Across processes too: a join lists the users of every
-                // process, and lost relays are made good by the resync.
-                let truth = truths
-                    .entry(ch)
-                    .or_insert_with(|| self.present_truth(ch, None));
-                if !view.members.iter().eq(truth.iter().copied()) {
-                    let invariant = if multi.is_some() {
-                        Invariant::PresenceIsUnion
-                    } else {
-                        Invariant::Convergence
-                    };
-                    return find.found(invariant, ix, Some(ch), || {
-                        format!("shows members {:?}, truth is {truth:?}", view.members)
-                    });
-                }
-                if !view.typing.is_empty() {
-                    return find.found(Invariant::Convergence, ix, Some(ch), || {
-                        format!("still shows {:?} typing", view.typing)
-                    });
-                }
+            if let Some(pending) = self.client_pending(host, find, &mut truths) {
+                return Some(pending);
             }
         }
         for ch in self.params.channels.iter() {
@@ -252,6 +185,106 @@ impl World {
                         "server s{i} has {} store operations pending",
                         server.pending_store_ops()
                     )
+                });
+            }
+        }
+        None
+    }
+
+    /// What `host`'s client has not settled on yet, if anything; `truths`
+    /// keeps each channel's present users, worked out once per check.
+    fn client_pending<'w>(
+        &'w self,
+        host: &'w ClientHost,
+        find: Find,
+        truths: &mut BTreeMap<&'w ChannelId, Vec<&'w UserId>>,
+    ) -> Option<Pending> {
+        let multi = self.cluster.as_ref();
+        let ix = Some(host.ix);
+        let m = &host.machine;
+        if !host.app.online || m.gave_up() {
+            return None;
+        }
+        if !m.is_connected() {
+            return find.found(Invariant::Convergence, ix, None, || {
+                format!("is {}, not connected", m.state_name())
+            });
+        }
+        if let Some(channel) = m.first_unresolved_channel() {
+            return find.found(Invariant::OneOutcome, ix, Some(&channel), || {
+                let first = m.first_unresolved().map(|(_, first)| first);
+                format!(
+                    "has {} unresolved outbox entries, the first {}; its channel {:?}",
+                    m.unresolved(),
+                    first.unwrap_or_default(),
+                    m.channel(&channel),
+                )
+            });
+        }
+        if let Some((ch, state)) = m.first_undesired_subscription(&host.app.desired) {
+            return find.found(Invariant::Convergence, ix, Some(ch), || {
+                format!("is {state:?} but not desired")
+            });
+        }
+        for ch in &host.app.desired {
+            let Some(view) = m.channel(ch) else {
+                return find.found(Invariant::Convergence, ix, Some(ch), || {
+                    "is desired but unknown to the client".into()
+                });
+            };
+            if !allowed(&host.user, ch) {
+                if view.subscription
+                    != (SubscriptionState::Failed {
+                        code: ErrorCode::Forbidden,
+                    })
+                {
+                    return find.found(Invariant::Convergence, ix, Some(ch), || {
+                        format!("is {:?}, expected forbidden", view.subscription)
+                    });
+                }
+                continue;
+            }
+            if view.subscription != SubscriptionState::Subscribed {
+                return find.found(Invariant::Convergence, ix, Some(ch), || {
+                    format!("is {:?}, not subscribed", view.subscription)
+                });
+            }
+            let (epoch, head) = self
+                .store
+                .store
+                .head(ch)
+                .map_or((None, Seq::ZERO), |(e, h)| (Some(e), h));
+            if view.last_seq != head || (head > Seq::ZERO && view.epoch != epoch) {
+                let invariant = if multi.is_some() {
+                    Invariant::EveryProcessDelivers
+                } else {
+                    Invariant::InOrderDelivery
+                };
+                return find.found(invariant, ix, Some(ch), || {
+                    format!(
+                        "delivered up to {:?}{}, the log's head is {epoch:?}{head}",
+                        view.epoch, view.last_seq
+                    )
+                });
+            }
+            // Across processes too: a join lists the users of every
+            // process, and lost relays are made good by the resync.
+            let truth = truths
+                .entry(ch)
+                .or_insert_with(|| self.present_truth(ch, None));
+            if !view.members.iter().eq(truth.iter().copied()) {
+                let invariant = if multi.is_some() {
+                    Invariant::PresenceIsUnion
+                } else {
+                    Invariant::Convergence
+                };
+                return find.found(invariant, ix, Some(ch), || {
+                    format!("shows members {:?}, truth is {truth:?}", view.members)
+                });
+            }
+            if !view.typing.is_empty() {
+                return find.found(Invariant::Convergence, ix, Some(ch), || {
+                    format!("still shows {:?} typing", view.typing)
                 });
             }
         }

@@ -160,6 +160,9 @@ pub struct World {
     trace: Trace,
     stats: WorldStats,
     wire: bool,
+    /// The client the last convergence check found unsettled: the next
+    /// check asks it first (see [`World::converged`]).
+    unsettled: std::cell::Cell<Option<ClientIx>>,
 }
 
 /// Why a world could not be built.
@@ -253,6 +256,7 @@ impl World {
             trace,
             stats: WorldStats::default(),
             wire: config.wire,
+            unsettled: std::cell::Cell::new(None),
         })
     }
 

@@ -25,14 +25,13 @@ pub(crate) struct InFlight {
     /// The server process that issued it.
     pub(crate) node: usize,
     pub(crate) op: StoreOpId,
-    pub(crate) cmd: StoreCommand,
 }
 
 /// Where a command is.
 #[derive(Debug)]
 enum Stage {
-    /// Waiting to execute.
-    Execute(InFlight),
+    /// Waiting to execute (the command is handed to the store then).
+    Execute(InFlight, StoreCommand),
     /// Executed; its completion is on its way back.
     Deliver(InFlight, Result<StoreReply, StoreError>),
 }
@@ -85,12 +84,14 @@ impl StoreHost {
         }
         self.queue.push(
             at,
-            Stage::Execute(InFlight {
-                incarnation,
-                node,
-                op,
+            Stage::Execute(
+                InFlight {
+                    incarnation,
+                    node,
+                    op,
+                },
                 cmd,
-            }),
+            ),
         );
     }
 
@@ -107,16 +108,16 @@ impl StoreHost {
     ) -> Option<(InFlight, Result<StoreReply, StoreError>)> {
         loop {
             let (_, stage) = self.queue.pop_due(now)?;
-            let inflight = match stage {
+            let (inflight, cmd) = match stage {
                 Stage::Deliver(inflight, result) => return Some((inflight, result)),
-                Stage::Execute(inflight) => inflight,
+                Stage::Execute(inflight, cmd) => (inflight, cmd),
             };
             let result = if now < self.fail_until {
                 Err(self
                     .store
-                    .fail_for(inflight.node, &inflight.cmd, "injected store failure"))
+                    .fail_for(inflight.node, &cmd, "injected store failure"))
             } else {
-                self.store.execute_for(inflight.node, inflight.cmd.clone())
+                self.store.execute_for(inflight.node, cmd)
             };
             let back = self.rng.below(self.latency_ms / 4 + 1);
             if back == 0 {
