@@ -31,7 +31,9 @@ use arbitrary::Arbitrary;
 use lockstep_core::Instant;
 use lockstep_core::ids::{ChannelId, Seq};
 use lockstep_core::server::{ConnId, Server, ServerConfig, ServerOutput};
-use lockstep_core::store::{FailMode, MemStore, MemStoreConfig, StoreCommand, StoreOpId};
+use lockstep_core::store::{
+    FailMode, MemStore, MemStoreConfig, StoreCommand, StoreError, StoreOpId, StoreReply,
+};
 use lockstep_core::wire::{
     ClientFrame, LogEvent, PROTOCOL_VERSION, ReqId, ServerFrame, decode_client,
 };
@@ -127,9 +129,13 @@ pub enum Op {
     /// Raw bytes from the slot's connection: decoded, then fed as a frame
     /// or as a decode error.
     Raw(Slot, Vec<u8>),
-    /// One held store op completes: the `n`-th oldest, failing or not.
+    /// One store op completes: the `n`-th oldest not yet answered, failing
+    /// or not (when it runs now). The store runs ops in the order they were
+    /// issued, as the store contract asks (a channel's appends in call
+    /// order): the ones issued before it run first, their answers kept for
+    /// later. Answers reach the server in any order.
     Complete(u8, bool),
-    /// Every held store op completes, oldest first.
+    /// Every store op runs, then every answer is delivered, oldest first.
     CompleteAll,
     /// The store loses a channel's log (a new epoch).
     ResetChannel(Chan),
@@ -230,7 +236,10 @@ struct World {
     open: BTreeSet<ConnId>,
     /// Turned away at the connection limit: may get one `refused`.
     refused: BTreeSet<ConnId>,
+    /// Store ops issued and not yet run, in issue order.
     held: VecDeque<(StoreOpId, StoreCommand)>,
+    /// Store ops run and not yet answered (issued before every held one).
+    done: VecDeque<(StoreOpId, Result<StoreReply, StoreError>)>,
     rooms: BTreeMap<ConnId, BTreeSet<ChannelId>>,
     /// Per open connection and request id: (requests, answers).
     requests: BTreeMap<(ConnId, ReqId), (u32, u32)>,
@@ -250,6 +259,7 @@ pub fn run(input: Input) {
         open: BTreeSet::new(),
         refused: BTreeSet::new(),
         held: VecDeque::new(),
+        done: VecDeque::new(),
         rooms: BTreeMap::new(),
         requests: BTreeMap::new(),
         broadcast: BTreeMap::new(),
@@ -330,20 +340,34 @@ impl World {
                 }
             }
             Op::Complete(n, fail) => {
-                if !self.held.is_empty() {
-                    let i = usize::from(n) % self.held.len();
-                    if let Some((op, cmd)) = self.held.remove(i) {
-                        self.complete(op, cmd, fail);
+                let owed = self.done.len() + self.held.len();
+                if owed > 0 {
+                    let i = usize::from(n) % owed;
+                    if i < self.done.len() {
+                        if let Some((op, result)) = self.done.remove(i) {
+                            self.server.handle_store(self.now, op, result);
+                        }
+                    } else {
+                        for _ in self.done.len()..i {
+                            self.run_next(false);
+                        }
+                        self.run_next(fail);
+                        if let Some((op, result)) = self.done.pop_back() {
+                            self.server.handle_store(self.now, op, result);
+                        }
                     }
                 }
             }
-            Op::CompleteAll => {
-                while let Some((op, cmd)) = self.held.pop_front() {
-                    self.complete(op, cmd, false);
+            Op::CompleteAll => self.complete_all(),
+            Op::ResetChannel(c) => {
+                // Answers of ops that ran before the loss reach the server
+                // first: their events belong to the lost log, and the
+                // broadcast order is checked per log. Ops not yet run run
+                // on the new one.
+                while let Some((op, result)) = self.done.pop_front() {
+                    self.server.handle_store(self.now, op, result);
                     self.drain();
                 }
-            }
-            Op::ResetChannel(c) => {
                 self.store.reset_channel(&c.id());
                 self.broadcast.remove(&c.id());
             }
@@ -382,13 +406,32 @@ impl World {
         }
     }
 
-    fn complete(&mut self, op: StoreOpId, cmd: StoreCommand, fail: bool) {
+    /// Runs the oldest held store op (failing it if `fail`); its answer
+    /// waits in `done`.
+    fn run_next(&mut self, fail: bool) {
+        let Some((op, cmd)) = self.held.pop_front() else {
+            return;
+        };
         if fail {
             self.store.set_fail_mode(FailMode::Next(1));
         }
         let result = self.store.execute(cmd);
         self.store.set_fail_mode(FailMode::Never);
-        self.server.handle_store(self.now, op, result);
+        self.done.push_back((op, result));
+    }
+
+    /// Runs every held store op, then answers every one, oldest first,
+    /// routing the outputs after each (which may issue more).
+    fn complete_all(&mut self) {
+        while !self.held.is_empty() || !self.done.is_empty() {
+            while !self.held.is_empty() {
+                self.run_next(false);
+            }
+            while let Some((op, result)) = self.done.pop_front() {
+                self.server.handle_store(self.now, op, result);
+                self.drain();
+            }
+        }
     }
 
     /// Routes every output (invariants 3 and 4).
@@ -482,8 +525,11 @@ impl World {
     /// Invariants 6, 7 and 8.
     fn settle(&mut self) {
         for _ in 0..SETTLE_STEPS_MAX {
-            if let Some((op, cmd)) = self.held.pop_front() {
-                self.complete(op, cmd, false);
+            if !self.held.is_empty() || !self.done.is_empty() {
+                self.run_next(false);
+                if let Some((op, result)) = self.done.pop_front() {
+                    self.server.handle_store(self.now, op, result);
+                }
             } else if self.server.pending_replies() > 0 {
                 // Reads deferred by the fair scheduler resume on a timer.
                 let Some(at) = self.server.poll_timeout() else {
@@ -496,7 +542,10 @@ impl World {
             }
             self.drain();
         }
-        assert!(self.held.is_empty(), "store ops keep coming");
+        assert!(
+            self.held.is_empty() && self.done.is_empty(),
+            "store ops keep coming"
+        );
         assert_eq!(self.server.pending_store_ops(), 0, "store ops pending");
         assert_eq!(self.server.pending_replies(), 0, "replies owed");
         for ((conn, req), (asked, answered)) in &self.requests {
